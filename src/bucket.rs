@@ -1,0 +1,120 @@
+//! The consistent hash that puts every upload id in one of a million buckets.
+//!
+//! # The algorithm (a compatibility promise)
+//!
+//! 1. **Keys from the salt**, once per compiled config: the 128-bit
+//!    SipHash-1-3 (keys `0, 0`) of `"async-upload-rollout/bucket/v1\0"`
+//!    followed by the salt's UTF-8 bytes. Its two 64-bit halves (`h1`, `h2`)
+//!    are the keys `k0`, `k1`.
+//! 2. **Hash of the id**: the 64-bit SipHash-1-3 keyed with `k0, k1` of the
+//!    id's bytes exactly as given (no length prefix, no normalisation).
+//! 3. **Bucket**: `((hash as u128 * 1_000_000) >> 64) as u32`, Lemire's
+//!    multiply-shift map of a 64-bit value onto `0..1_000_000`. Every bucket
+//!    receives either ⌊2⁶⁴/10⁶⌋ or ⌈2⁶⁴/10⁶⌉ hash values, so the bias is below
+//!    one part in 10¹³: far below anything a rollout could notice. Unlike
+//!    `hash % 1_000_000` it needs no division.
+//!
+//! An id is in a rollout of `p` iff `bucket(id) < p.ppm()`, which makes
+//! widening monotonic. SipHash reads its input little-endian on every
+//! platform, so the bucket of an id depends on nothing but the salt and the
+//! id's bytes. Pinned vectors in `tests/bucket_vectors.rs` guard all three
+//! steps; changing any of them is a breaking change.
+
+use std::hash::Hasher;
+
+use siphasher::sip::SipHasher13;
+use siphasher::sip128::{Hasher128, SipHasher13 as SipHasher13x128};
+
+/// Number of buckets: one per part per million.
+pub(crate) const BUCKETS: u32 = 1_000_000;
+
+/// Domain separation for the key derivation, so our keys never coincide with
+/// another use of SipHash over the bare salt.
+const KEY_DOMAIN: &[u8] = b"async-upload-rollout/bucket/v1\0";
+
+/// A SipHash-1-3 state keyed from a salt, built once and copied per id.
+///
+/// Copying the initialised state (four `u64`s and a few counters) is cheaper
+/// than re-deriving it from the keys on every call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BucketHasher {
+    seeded: SipHasher13,
+}
+
+impl BucketHasher {
+    /// Derives the keys for `salt` (step 1 of the module docs).
+    pub(crate) fn new(salt: &str) -> BucketHasher {
+        let (k0, k1) = derive_keys(salt);
+        BucketHasher {
+            seeded: SipHasher13::new_with_keys(k0, k1),
+        }
+    }
+
+    /// The bucket of `id` in `0..1_000_000` (steps 2 and 3).
+    #[inline]
+    pub(crate) fn bucket(&self, id: &[u8]) -> u32 {
+        #[cfg(test)]
+        tests::HASHES.with(|n| n.set(n.get() + 1));
+        let mut hasher = self.seeded;
+        hasher.write(id);
+        map_to_bucket(hasher.finish())
+    }
+}
+
+/// SipHash-1-3 keys for a salt.
+pub(crate) fn derive_keys(salt: &str) -> (u64, u64) {
+    let mut hasher = SipHasher13x128::new_with_keys(0, 0);
+    hasher.write(KEY_DOMAIN);
+    hasher.write(salt.as_bytes());
+    let h = hasher.finish128();
+    (h.h1, h.h2)
+}
+
+/// Lemire's multiply-shift: maps a uniform `u64` onto `0..BUCKETS`.
+#[inline]
+pub(crate) const fn map_to_bucket(hash: u64) -> u32 {
+    // The product is below 2^64 * 10^6, so the shifted value is below 10^6
+    // and the cast cannot truncate.
+    ((hash as u128 * BUCKETS as u128) >> 64) as u32
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    thread_local! {
+        /// Ids hashed on this thread (test builds only), so tests can prove
+        /// that 0% and 100% answer without hashing.
+        pub(crate) static HASHES: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn hashes_on_this_thread() -> u64 {
+        HASHES.with(Cell::get)
+    }
+
+    #[test]
+    fn map_covers_the_whole_range_at_its_ends() {
+        assert_eq!(map_to_bucket(0), 0);
+        assert_eq!(map_to_bucket(u64::MAX), BUCKETS - 1);
+        assert_eq!(map_to_bucket(1 << 63), BUCKETS / 2);
+    }
+
+    #[test]
+    fn streaming_hash_equals_one_shot_siphash13() {
+        let (k0, k1) = derive_keys("async-upload");
+        let reference = SipHasher13::new_with_keys(k0, k1);
+        let hasher = BucketHasher::new("async-upload");
+        for id in ["", "a", "upload-1", "0f8fad5b-d9cb-469f-a165-70867728950e"] {
+            let expected = map_to_bucket(reference.hash(id.as_bytes()));
+            assert_eq!(hasher.bucket(id.as_bytes()), expected, "{id:?}");
+        }
+    }
+
+    #[test]
+    fn salt_changes_the_keys() {
+        assert_ne!(derive_keys("a"), derive_keys("b"));
+        assert_ne!(derive_keys(""), derive_keys("\0"));
+    }
+}

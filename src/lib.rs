@@ -1,0 +1,58 @@
+//! Roll a new asynchronous upload path out gradually and safely.
+//!
+//! An upload service asks [`Rollout::should_use_async`] for every upload. The
+//! answer comes from a consistent hash of the upload id against the rollout
+//! percent, so an upload's path never flips while the percent holds, and
+//! widening 10% → 50% keeps everyone who was already in. The percent lives in
+//! an atomically swappable config: raising it, lowering it, or rolling back to
+//! 0% is one atomic store, seen by the next decision.
+//!
+//! # Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use async_upload_rollout::{Percent, Rollout, RolloutConfig};
+//!
+//! // In production: `Rollout::from_env()?` reads ASYNC_UPLOAD_ROLLOUT=10.
+//! let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent("10".parse()?)));
+//!
+//! // In the upload handler: one wait-free load and one SipHash per decision.
+//! let upload_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
+//! if rollout.should_use_async(upload_id) {
+//!     // accept, answer 202, finish in the background
+//! } else {
+//!     // the proven synchronous path
+//! }
+//!
+//! // The same id always lands in the same bucket (0..1_000_000).
+//! let bucket = rollout.bucket(upload_id);
+//! assert_eq!(rollout.should_use_async(upload_id), bucket < 100_000);
+//!
+//! // Automatic or manual rollback: one atomic store.
+//! rollout.set_percent(Percent::ZERO);
+//! assert!(!rollout.should_use_async(upload_id));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Guarantees
+//!
+//! - **Deterministic bucketing**: an id's bucket depends only on the salt and
+//!   the id's bytes, on every platform, process and release (the algorithm is
+//!   specified in [`Rollout::bucket`]'s module docs and pinned by test vectors).
+//! - **Monotonic widening**: an id is in at `p` iff `bucket(id) < p.ppm()`, so
+//!   every id in at `p` is in at any `q ≥ p`, and going back to `p` restores
+//!   exactly the old cohort.
+//! - **Whole configs only**: a decision sees one complete config, never a mix.
+//! - **Hot path**: no allocation, no lock, no syscall; 0% and 100% answer
+//!   without hashing.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod bucket;
+mod config;
+mod percent;
+mod rollout;
+
+pub use config::{ConfigError, DEFAULT_SALT, ROLLOUT_ENV_VAR, RolloutConfig};
+pub use percent::{ParsePercentError, ParsePercentErrorKind, Percent, PercentOutOfRange};
+pub use rollout::{Rollout, RolloutHandle};

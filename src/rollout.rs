@@ -1,0 +1,338 @@
+//! [`Rollout`]: the hot-path decision behind an atomically swappable config.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Cache};
+
+use crate::bucket::{BUCKETS, BucketHasher};
+use crate::config::{ConfigError, RolloutConfig};
+use crate::percent::Percent;
+
+/// Decides, per upload id, whether an upload takes the new async path.
+///
+/// Holds the compiled [`RolloutConfig`] in an [`ArcSwap`]: a decision is one
+/// wait-free load and (for percents strictly between 0 and 100) one
+/// SipHash-1-3 of the id; a config change is one atomic pointer swap, and a
+/// decision always sees one whole config, never a mix of two. Share it as
+/// `Arc<Rollout>`.
+///
+/// # Examples
+///
+/// ```
+/// use async_upload_rollout::{Percent, Rollout, RolloutConfig};
+///
+/// let rollout = Rollout::new(RolloutConfig::with_percent(Percent::from_whole(10)?));
+/// let in_at_10 = rollout.should_use_async("0f8fad5b-d9cb-469f-a165-70867728950e");
+///
+/// // Widening keeps everyone who was already in.
+/// rollout.set_percent(Percent::from_whole(50)?);
+/// if in_at_10 {
+///     assert!(rollout.should_use_async("0f8fad5b-d9cb-469f-a165-70867728950e"));
+/// }
+///
+/// // Rolling back is one atomic store.
+/// rollout.set_percent(Percent::ZERO);
+/// assert!(!rollout.should_use_async("0f8fad5b-d9cb-469f-a165-70867728950e"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Rollout {
+    current: Arc<ArcSwap<Compiled>>,
+}
+
+/// A config prepared for the hot path: keys derived, lists hashed, the
+/// threshold resolved. Immutable once built; replaced whole.
+struct Compiled {
+    config: Arc<RolloutConfig>,
+    hasher: BucketHasher,
+    rule: Rule,
+    force_async: HashSet<Box<[u8]>>,
+    force_sync: HashSet<Box<[u8]>>,
+}
+
+/// The percent part of a decision, resolved at compile time so that 0% and
+/// 100% never hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rule {
+    /// Kill switch on: sync, whatever the lists say.
+    Killed,
+    /// Everyone not forced is sync (0%).
+    Nobody,
+    /// Everyone not forced is async (100%).
+    Everybody,
+    /// In iff the bucket is below this many ppm.
+    Below(u32),
+}
+
+impl Compiled {
+    fn new(config: Arc<RolloutConfig>) -> Compiled {
+        let hasher = BucketHasher::new(&config.salt);
+        Compiled::with_hasher(config, hasher)
+    }
+
+    /// Compiles `config` with keys already derived from its salt.
+    fn with_hasher(config: Arc<RolloutConfig>, hasher: BucketHasher) -> Compiled {
+        let rule = match config.percent.ppm() {
+            _ if config.kill_switch => Rule::Killed,
+            0 => Rule::Nobody,
+            BUCKETS => Rule::Everybody,
+            ppm => Rule::Below(ppm),
+        };
+        let ids = |list: &[String]| list.iter().map(|id| id.as_bytes().into()).collect();
+        Compiled {
+            hasher,
+            rule,
+            force_async: ids(&config.force_async),
+            force_sync: ids(&config.force_sync),
+            config,
+        }
+    }
+
+    #[inline]
+    fn decide(&self, id: &[u8]) -> bool {
+        if self.rule == Rule::Killed {
+            return false;
+        }
+        // `is_empty` first: an empty list costs a length check, not a hash.
+        if !self.force_sync.is_empty() && self.force_sync.contains(id) {
+            return false;
+        }
+        if !self.force_async.is_empty() && self.force_async.contains(id) {
+            return true;
+        }
+        match self.rule {
+            Rule::Killed | Rule::Nobody => false,
+            Rule::Everybody => true,
+            Rule::Below(ppm) => self.hasher.bucket(id) < ppm,
+        }
+    }
+}
+
+impl Rollout {
+    /// Compiles `config` and starts deciding with it.
+    #[must_use]
+    pub fn new(config: RolloutConfig) -> Rollout {
+        Rollout {
+            current: Arc::new(ArcSwap::from_pointee(Compiled::new(Arc::new(config)))),
+        }
+    }
+
+    /// A rollout configured from `ASYNC_UPLOAD_ROLLOUT` (unset means 0%).
+    ///
+    /// # Errors
+    ///
+    /// As [`RolloutConfig::from_env`]: a set but invalid value is an error,
+    /// never a silent 0%.
+    pub fn from_env() -> Result<Rollout, ConfigError> {
+        RolloutConfig::from_env().map(Rollout::new)
+    }
+
+    /// Whether the upload `upload_id` takes the async path.
+    ///
+    /// Wait-free, allocation-free and lock-free: one [`ArcSwap::load`] and, for
+    /// percents strictly between 0% and 100%, one SipHash-1-3 of the id's
+    /// bytes. While the config holds, an id always gets the same answer.
+    ///
+    /// In a tight loop on one thread, [`handle`](Rollout::handle) saves the
+    /// load's bookkeeping.
+    #[inline]
+    #[must_use]
+    pub fn should_use_async<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> bool {
+        self.current.load().decide(upload_id.as_ref())
+    }
+
+    /// The bucket of `upload_id` under the current salt, in `0..1_000_000`.
+    ///
+    /// The id is in the rollout at `p` iff `bucket < p.ppm()` (overrides and
+    /// the kill switch aside). Useful for support questions.
+    #[must_use]
+    pub fn bucket<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> u32 {
+        self.current.load().hasher.bucket(upload_id.as_ref())
+    }
+
+    /// Sets the percent, keeping the rest of the config, and returns the
+    /// previous percent. Concurrent changes are not lost (read-copy-update).
+    pub fn set_percent(&self, percent: Percent) -> Percent {
+        self.update(|config| config.percent = percent).percent
+    }
+
+    /// Turns the kill switch on or off, keeping the rest of the config, and
+    /// returns its previous state.
+    pub fn set_kill_switch(&self, on: bool) -> bool {
+        self.update(|config| config.kill_switch = on).kill_switch
+    }
+
+    /// Replaces the whole config. Readers switch at one instant.
+    pub fn store(&self, config: RolloutConfig) {
+        self.current
+            .store(Arc::new(Compiled::new(Arc::new(config))));
+    }
+
+    /// Applies `change` to a copy of the current config and stores it
+    /// atomically, retrying if another writer got in first. Returns the
+    /// config that was replaced.
+    pub fn update(&self, mut change: impl FnMut(&mut RolloutConfig)) -> Arc<RolloutConfig> {
+        let previous = self.current.rcu(|current| {
+            let mut config = RolloutConfig::clone(&current.config);
+            change(&mut config);
+            // Same salt: reuse the derived keys instead of deriving them again.
+            if config.salt == current.config.salt {
+                Compiled::with_hasher(Arc::new(config), current.hasher)
+            } else {
+                Compiled::new(Arc::new(config))
+            }
+        });
+        Arc::clone(&previous.config)
+    }
+
+    /// The config in force now.
+    #[must_use]
+    pub fn config(&self) -> Arc<RolloutConfig> {
+        Arc::clone(&self.current.load().config)
+    }
+
+    /// The percent in force now.
+    #[must_use]
+    pub fn percent(&self) -> Percent {
+        self.current.load().config.percent
+    }
+
+    /// A per-worker decision handle that caches the config (see [`RolloutHandle`]).
+    #[must_use]
+    pub fn handle(&self) -> RolloutHandle {
+        RolloutHandle {
+            cache: Cache::new(Arc::clone(&self.current)),
+        }
+    }
+}
+
+impl fmt::Debug for Rollout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rollout")
+            .field("config", &self.config())
+            .finish()
+    }
+}
+
+/// A decision handle for one worker, made by [`Rollout::handle`].
+///
+/// It keeps the current config in an [`arc_swap::Cache`]: a decision checks
+/// one pointer against the shared one and only reloads when the config has
+/// changed. It sees a new config at its next decision. The price: a handle
+/// keeps the config it last saw alive until its next decision or its drop,
+/// and it needs `&mut self`, so it belongs to one worker (it is `Send`, so it
+/// can move between threads, but it is not shared).
+pub struct RolloutHandle {
+    cache: Cache<Arc<ArcSwap<Compiled>>, Arc<Compiled>>,
+}
+
+impl RolloutHandle {
+    /// As [`Rollout::should_use_async`], through the cached config.
+    #[inline]
+    #[must_use]
+    pub fn should_use_async<K: AsRef<[u8]> + ?Sized>(&mut self, upload_id: &K) -> bool {
+        self.cache.load().decide(upload_id.as_ref())
+    }
+
+    /// The config in force now.
+    #[must_use]
+    pub fn config(&mut self) -> Arc<RolloutConfig> {
+        Arc::clone(&self.cache.load().config)
+    }
+}
+
+impl fmt::Debug for RolloutHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RolloutHandle").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::tests::hashes_on_this_thread;
+
+    fn config(percent: u32) -> RolloutConfig {
+        RolloutConfig::with_percent(Percent::from_whole(percent).unwrap())
+    }
+
+    #[test]
+    fn zero_and_hundred_percent_never_hash() {
+        let ids: Vec<String> = (0..1000).map(|i| format!("upload-{i}")).collect();
+        let before = hashes_on_this_thread();
+        let nobody = Rollout::new(config(0));
+        let everybody = Rollout::new(config(100));
+        assert!(ids.iter().all(|id| !nobody.should_use_async(id)));
+        assert!(ids.iter().all(|id| everybody.should_use_async(id)));
+        assert_eq!(hashes_on_this_thread(), before);
+
+        let half = Rollout::new(config(50));
+        let _ = half.should_use_async("x");
+        assert_eq!(hashes_on_this_thread(), before + 1);
+    }
+
+    #[test]
+    fn precedence_kill_switch_then_deny_then_allow() {
+        let mut c = config(100);
+        c.force_sync = vec!["both".into(), "deny".into()];
+        c.force_async = vec!["both".into(), "allow".into()];
+        let rollout = Rollout::new(c.clone());
+        assert!(!rollout.should_use_async("both"), "deny wins over allow");
+        assert!(!rollout.should_use_async("deny"));
+        assert!(rollout.should_use_async("allow"));
+        assert!(rollout.should_use_async("anyone"));
+
+        c.percent = Percent::ZERO;
+        rollout.store(c.clone());
+        assert!(rollout.should_use_async("allow"), "allow works at 0%");
+        assert!(!rollout.should_use_async("anyone"));
+
+        rollout.set_kill_switch(true);
+        assert!(
+            !rollout.should_use_async("allow"),
+            "kill switch wins over allow"
+        );
+        assert!(rollout.config().kill_switch);
+    }
+
+    #[test]
+    fn set_percent_keeps_the_rest_and_returns_the_old_value() {
+        let mut c = config(10);
+        c.salt = "other".into();
+        c.force_async = vec!["a".into()];
+        let rollout = Rollout::new(c.clone());
+        let old = rollout.set_percent(Percent::HUNDRED);
+        assert_eq!(old, Percent::from_whole(10).unwrap());
+        c.percent = Percent::HUNDRED;
+        assert_eq!(*rollout.config(), c);
+        assert_eq!(rollout.percent(), Percent::HUNDRED);
+    }
+
+    #[test]
+    fn handle_sees_a_new_config_at_its_next_decision() {
+        let rollout = Rollout::new(config(0));
+        let mut handle = rollout.handle();
+        assert!(!handle.should_use_async("id"));
+        rollout.set_percent(Percent::HUNDRED);
+        assert!(handle.should_use_async("id"));
+        assert_eq!(handle.config().percent, Percent::HUNDRED);
+    }
+
+    #[test]
+    fn bucket_matches_the_decision_threshold() {
+        let rollout = Rollout::new(config(37));
+        for i in 0..2000 {
+            let id = format!("id-{i}");
+            assert_eq!(rollout.should_use_async(&id), rollout.bucket(&id) < 370_000);
+        }
+    }
+
+    #[test]
+    fn rollout_and_handle_are_thread_safe() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        fn assert_send<T: Send>() {}
+        assert_send_sync::<Rollout>();
+        assert_send::<RolloutHandle>();
+    }
+}
