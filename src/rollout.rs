@@ -1,8 +1,10 @@
 //! [`Rollout`]: the hot-path decision behind an atomically swappable config.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, Cache};
 
@@ -39,7 +41,25 @@ use crate::percent::Percent;
 /// ```
 pub struct Rollout {
     current: Arc<ArcSwap<Compiled>>,
+    /// Unique per instance: the key of the per-thread config caches.
+    id: u64,
 }
+
+/// The shared config cell and a worker's cached view of it.
+type ConfigCache = Cache<Arc<ArcSwap<Compiled>>, Arc<Compiled>>;
+
+/// Instances decided on per thread without evicting each other.
+const CACHE_SLOTS: usize = 2;
+
+thread_local! {
+    /// Per-thread caches of the configs of the last [`CACHE_SLOTS`] rollouts
+    /// this thread decided with, keyed by [`Rollout::id`], most recent first.
+    static RECENT: RefCell<[Option<(u64, ConfigCache)>; CACHE_SLOTS]> =
+        const { RefCell::new([None, None]) };
+}
+
+/// Source of [`Rollout::id`]s.
+static NEXT_ROLLOUT_ID: AtomicU64 = AtomicU64::new(0);
 
 /// A config prepared for the hot path: keys derived, lists hashed, the
 /// threshold resolved. Immutable once built; replaced whole.
@@ -115,6 +135,8 @@ impl Rollout {
     pub fn new(config: RolloutConfig) -> Rollout {
         Rollout {
             current: Arc::new(ArcSwap::from_pointee(Compiled::new(Arc::new(config)))),
+            // Relaxed: only uniqueness matters, and fetch_add gives it.
+            id: NEXT_ROLLOUT_ID.fetch_add(1, Ordering::Relaxed),
         }
     }
 
@@ -130,16 +152,88 @@ impl Rollout {
 
     /// Whether the upload `upload_id` takes the async path.
     ///
-    /// Wait-free, allocation-free and lock-free: one [`ArcSwap::load`] and, for
-    /// percents strictly between 0% and 100%, one SipHash-1-3 of the id's
-    /// bytes. While the config holds, an id always gets the same answer.
+    /// Lock-free and allocation-free: for percents strictly between 0% and
+    /// 100%, one SipHash-1-3 of the id's bytes, plus a check that this
+    /// thread's cached config is still the current one (one relaxed pointer
+    /// load). While the config holds, an id always gets the same answer; a new
+    /// config is seen by the next decision on every thread.
     ///
-    /// In a tight loop on one thread, [`handle`](Rollout::handle) saves the
-    /// load's bookkeeping.
+    /// # The per-thread cache
+    ///
+    /// Each thread keeps an [`arc_swap::Cache`] of the configs of the last two
+    /// `Rollout`s it decided with, keyed by instance. It makes a decision cost
+    /// about what a bare hash does instead of adding an [`ArcSwap::load`]
+    /// (see the README's figures). Its price: a thread keeps the config it
+    /// last saw alive until its next decision with that rollout, until two
+    /// other rollouts push it out, or until the thread exits, and a thread
+    /// that alternates among three or more rollouts reloads on most decisions.
+    /// Decisions made while the thread is being torn down skip the cache and
+    /// use a plain load.
+    /// [`should_use_async_uncached`](Rollout::should_use_async_uncached) never
+    /// caches.
     #[inline]
     #[must_use]
     pub fn should_use_async<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> bool {
+        let id = upload_id.as_ref();
+        RECENT
+            .try_with(|recent| {
+                let mut recent = recent.try_borrow_mut().ok()?;
+                Some(self.decide_cached(&mut recent, id))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| self.should_use_async_uncached(id))
+    }
+
+    /// As [`should_use_async`](Rollout::should_use_async), with one
+    /// [`ArcSwap::load`] and no per-thread cache: nothing outlives the call.
+    #[inline]
+    #[must_use]
+    pub fn should_use_async_uncached<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> bool {
         self.current.load().decide(upload_id.as_ref())
+    }
+
+    /// Decides through this thread's cache slot for `self`, making one (the
+    /// least recently used) if there is none.
+    #[inline]
+    fn decide_cached(
+        &self,
+        recent: &mut [Option<(u64, ConfigCache)>; CACHE_SLOTS],
+        id: &[u8],
+    ) -> bool {
+        if let Some((owner, cache)) = &mut recent[0]
+            && *owner == self.id
+        {
+            return cache.load().decide(id);
+        }
+        self.decide_cold(recent, id)
+    }
+
+    /// Slow path of [`decide_cached`](Rollout::decide_cached): a second
+    /// instance on this thread, or the first decision.
+    #[cold]
+    fn decide_cold(
+        &self,
+        recent: &mut [Option<(u64, ConfigCache)>; CACHE_SLOTS],
+        id: &[u8],
+    ) -> bool {
+        let hit = recent
+            .iter()
+            .position(|slot| matches!(slot, Some((owner, _)) if *owner == self.id));
+        match hit {
+            // Move the hit to the front.
+            Some(at) => recent[..=at].rotate_right(1),
+            // Evict the least recently used slot, then make this one the front.
+            None => {
+                recent.rotate_right(1);
+                recent[0] = Some((self.id, Cache::new(Arc::clone(&self.current))));
+            }
+        }
+        match &mut recent[0] {
+            Some((_, cache)) => cache.load().decide(id),
+            // Unreachable: the slot was filled just above; answer safely anyway.
+            None => self.should_use_async_uncached(id),
+        }
     }
 
     /// The bucket of `upload_id` under the current salt, in `0..1_000_000`.
