@@ -49,10 +49,17 @@
 #![warn(missing_docs)]
 
 mod bucket;
+mod clock;
 mod config;
+mod metrics;
 mod percent;
 mod rollout;
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, DEFAULT_SALT, ROLLOUT_ENV_VAR, RolloutConfig};
+pub use metrics::{
+    Arm, ArmMetrics, HistogramBucket, History, LatencyHistogram, MemoryStats, MetricsAccumulator,
+    MetricsSnapshot, Outcome, process_memory_bytes,
+};
 pub use percent::{ParsePercentError, ParsePercentErrorKind, Percent, PercentOutOfRange};
 pub use rollout::{Rollout, RolloutHandle};
