@@ -51,12 +51,17 @@
 mod bucket;
 mod clock;
 mod config;
+mod log;
 mod metrics;
 mod percent;
 mod rollout;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, DEFAULT_SALT, ROLLOUT_ENV_VAR, RolloutConfig};
+pub use log::{
+    DEFAULT_LOG_PATH, JsonlSink, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord,
+    TornLine, read_log,
+};
 pub use metrics::{
     Arm, ArmMetrics, HistogramBucket, History, LatencyHistogram, MemoryStats, MetricsAccumulator,
     MetricsSnapshot, Outcome, process_memory_bytes,
