@@ -140,7 +140,10 @@ mod tests {
     fn unix_ms_round_trips_and_clamps_before_the_epoch() {
         let cases: &[(SystemTime, u64)] = &[
             (UNIX_EPOCH, 0),
-            (UNIX_EPOCH + Duration::from_millis(1_762_300_800_123), 1_762_300_800_123),
+            (
+                UNIX_EPOCH + Duration::from_millis(1_762_300_800_123),
+                1_762_300_800_123,
+            ),
             (UNIX_EPOCH - Duration::from_secs(1), 0),
         ];
         for &(time, ms) in cases {

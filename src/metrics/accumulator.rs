@@ -347,10 +347,11 @@ impl MetricsAccumulator {
     /// [`LatencyHistogram::HIGHEST_TRACKABLE`]).
     ///
     /// The hot path: no lock, no allocation, no system call. On a thread with
-    /// its own stripe it is a handful of plain loads and stores; the first
-    /// call on a thread leases the thread's slot (see the module source),
-    /// which takes a mutex and lets the standard library register the
-    /// thread-exit hook that returns it.
+    /// its own stripe it is a handful of plain loads and stores. Only the
+    /// first call on a thread does more: it leases the thread's slot (see
+    /// the module source), taking a process-wide mutex once and registering
+    /// the thread-exit hook that returns the slot (with glibc this allocates
+    /// nothing; other platforms' standard library may allocate once).
     #[inline]
     pub fn record(&self, arm: Arm, outcome: Outcome, latency: Duration) {
         let (stripe, writer) = self.stripe();
@@ -569,7 +570,10 @@ mod tests {
         // With no owned stripes every thread takes the shared, fetch_add path.
         let (_, shared_only) = {
             let clock = ManualClock::default();
-            (clock.clone(), MetricsAccumulator::with_stripes(Arc::new(clock), 0))
+            (
+                clock.clone(),
+                MetricsAccumulator::with_stripes(Arc::new(clock), 0),
+            )
         };
         let (_, owned) = manual();
         for acc in [&shared_only, &owned] {

@@ -338,7 +338,10 @@ impl LatencyHistogram {
             return other.clone();
         }
         let mut buckets = Vec::with_capacity(self.buckets.len().max(other.buckets.len()));
-        let (mut a, mut b) = (self.buckets.iter().peekable(), other.buckets.iter().peekable());
+        let (mut a, mut b) = (
+            self.buckets.iter().peekable(),
+            other.buckets.iter().peekable(),
+        );
         loop {
             let next = match (a.peek(), b.peek()) {
                 (Some(&&(i, n)), Some(&&(j, m))) if i == j => {

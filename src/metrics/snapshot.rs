@@ -407,7 +407,10 @@ mod tests {
 
     fn arm_with(success: u64, error: u64, critical: u64, rejected: u64) -> ArmMetrics {
         let mut arm = ArmMetrics::default();
-        for (outcome, n) in Outcome::ALL.into_iter().zip([success, error, critical, rejected]) {
+        for (outcome, n) in Outcome::ALL
+            .into_iter()
+            .zip([success, error, critical, rejected])
+        {
             for _ in 0..n {
                 arm.record(outcome, Duration::from_millis(10));
             }
@@ -483,7 +486,8 @@ mod tests {
     #[test]
     fn serialized_names_are_stable() {
         let mut snap = MetricsSnapshot::empty_at(from_unix_ms(5));
-        snap.arm_mut(Arm::Async).record(Outcome::Success, Duration::from_micros(1));
+        snap.arm_mut(Arm::Async)
+            .record(Outcome::Success, Duration::from_micros(1));
         let json = serde_json::to_value(&snap).unwrap();
         for key in ["at_unix_ms", "start_unix_ms", "generation", "async", "sync"] {
             assert!(json.get(key).is_some(), "{key} missing in {json}");
