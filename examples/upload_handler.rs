@@ -94,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("cut off a torn line {} left by a crash", torn.line);
     }
 
-    let mut rng = SplitMix64(2025_11_05);
+    let mut rng = SplitMix64(0x2025_1105);
     let mut upload_number = 0u64;
     for _minute in 0..MINUTES {
         for _ in 0..UPLOADS_PER_MINUTE {
