@@ -1,6 +1,6 @@
 //! Exact totals under concurrency: no record is lost, no snapshot goes down.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
@@ -45,29 +45,37 @@ fn assert_monotone(earlier: &MetricsSnapshot, later: &MetricsSnapshot) {
 fn exact_totals_with(threads: u64) {
     let metrics = Arc::new(MetricsAccumulator::new());
     let done = Arc::new(AtomicBool::new(false));
+    let taken = Arc::new(AtomicU64::new(0));
     let start = Arc::new(Barrier::new(threads as usize + 1));
 
     let observer = {
-        let (metrics, done, start) = (metrics.clone(), done.clone(), start.clone());
+        let (metrics, done, taken, start) =
+            (metrics.clone(), done.clone(), taken.clone(), start.clone());
         thread::spawn(move || {
             start.wait();
             let mut previous = metrics.snapshot();
-            let mut seen = 1u64;
             while !done.load(Ordering::Acquire) {
                 let next = metrics.snapshot();
                 assert_monotone(&previous, &next);
                 previous = next;
-                seen += 1;
+                taken.fetch_add(1, Ordering::Release);
             }
-            seen
+            taken.load(Ordering::Relaxed)
         })
     };
     let writers: Vec<_> = (0..threads)
         .map(|t| {
-            let (metrics, start) = (metrics.clone(), start.clone());
+            let (metrics, taken, start) = (metrics.clone(), taken.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
                 for i in 0..PER_THREAD {
+                    if i == PER_THREAD / 2 {
+                        // Make sure snapshots are taken mid-write, even if the
+                        // scheduler starves the observer on a small machine.
+                        while taken.load(Ordering::Acquire) < 2 {
+                            thread::yield_now();
+                        }
+                    }
                     let (arm, outcome, latency) = upload(t, i);
                     metrics.record(arm, outcome, latency);
                     if i % 1000 == 0 {
@@ -82,7 +90,7 @@ fn exact_totals_with(threads: u64) {
     }
     done.store(true, Ordering::Release);
     let snapshots = observer.join().unwrap();
-    assert!(snapshots >= 2, "the observer raced the writers");
+    assert!(snapshots >= 2, "snapshots were taken while writing");
 
     let mut expected = MetricsSnapshot::default();
     for t in 0..threads {

@@ -227,3 +227,24 @@ fn unknown_fields_and_events_are_read_for_forward_compatibility() {
     let read = read_log::<Custom>(sink.path()).unwrap();
     assert_eq!(read.records, [record]);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_write_error_is_returned_naming_the_path_and_recording_goes_on() {
+    // /dev/full accepts the open and fails every write with ENOSPC.
+    let path = Path::new("/dev/full");
+    if !path.exists() {
+        return;
+    }
+    let metrics = MetricsAccumulator::new();
+    let mut sink = JsonlSink::open(path).unwrap();
+    for i in 1..=3 {
+        metrics.record(Arm::Async, Outcome::Success, Duration::from_millis(i));
+        let err = sink
+            .append(&LogRecord::snapshot(metrics.snapshot()))
+            .unwrap_err();
+        assert!(matches!(err, LogError::Write { .. }), "{err:?}");
+        assert!(err.to_string().contains("/dev/full"), "{err}");
+    }
+    assert_eq!(metrics.snapshot().uploads(Arm::Async), 3);
+}
