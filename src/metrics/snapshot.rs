@@ -183,8 +183,8 @@ fn growth(value: u64, baseline: u64) -> Option<f64> {
 ///
 /// A **window** is the difference of two cumulative snapshots
 /// ([`since`](MetricsSnapshot::since)); snapshots of several instances add up
-/// exactly ([`merge`](MetricsSnapshot::merge)). The rates are defined in the
-/// [module docs](crate::MetricsAccumulator#rates).
+/// exactly ([`merge`](MetricsSnapshot::merge)). The rates are defined under
+/// [Rates](crate::MetricsAccumulator#rates).
 ///
 /// # Examples
 ///
