@@ -1,0 +1,614 @@
+//! [`LatencyHistogram`]: log-linear latency buckets with a proven error bound.
+//!
+//! # Layout
+//!
+//! Latencies are recorded in whole nanoseconds. A value `v` below
+//! 2⁶ = 64 ns has a bucket of its own. Above that, let `e` be the position of
+//! its highest set bit (`63 - v.leading_zeros()`), and `shift = e - 6`: the
+//! bucket keeps the top 7 bits of `v` (the leading one and
+//! [`SUB_BUCKET_BITS`](LatencyHistogram::SUB_BUCKET_BITS) = 6 more), so
+//!
+//! ```text
+//! shift = max(0, msb(v) - 6)        index = shift · 64 + (v >> shift)
+//! ```
+//!
+//! and the bucket holds `[(v >> shift) << shift, … + 2^shift − 1]`. Each power
+//! of two is cut into 64 equal sub-buckets, as in HdrHistogram. The index is
+//! computed with one `leading_zeros`, a subtraction and two shifts: no search.
+//!
+//! The highest bit position tracked is 41, so the range is 0 ns to
+//! 2⁴² − 1 ns ≈ 73.3 minutes ([`HIGHEST_TRACKABLE`](LatencyHistogram::HIGHEST_TRACKABLE)),
+//! in 2,368 buckets. Longer latencies are recorded as that value (in the
+//! buckets and in sum, min and max alike), so they are counted, never lost.
+//!
+//! # Error bound
+//!
+//! A quantile is answered with the midpoint `lo + ⌊(hi − lo) / 2⌋` of the
+//! bucket `[lo, hi]` that holds the sample of that rank, then clamped into
+//! `[min, max]`. The exact sample `x` also lies in `[lo, hi]`, so
+//! `|answer − x| ≤ ⌈(hi − lo) / 2⌉ ≤ 2^shift / 2`. For `shift = 0` the bucket
+//! is one value wide and the answer exact; otherwise `v >> shift ≥ 64`, so
+//! `x ≥ lo ≥ 64 · 2^shift` and
+//!
+//! ```text
+//! |answer − x| / x ≤ (2^shift / 2) / (64 · 2^shift) = 1/128 ≈ 0.78%
+//! ```
+//!
+//! ([`RELATIVE_ERROR`](LatencyHistogram::RELATIVE_ERROR)). Clamping into
+//! `[min, max]` only moves the answer towards `x`, which lies in that range.
+//! Count, sum, min and max are exact, so the mean is exact.
+//!
+//! # Why not the `hdrhistogram` crate
+//!
+//! Its histograms take `&mut self` to record; its concurrent form
+//! (`SyncHistogram` with one `Recorder` per thread) needs a recorder per
+//! thread and a synchronising refresh to read. The accumulator needs
+//! `record(&self)` from any thread on a shared `Arc`, wait-free, with
+//! snapshots that never stop writers. The bucket math is ten lines; owning it
+//! lets the shared, striped counters and this plain-data histogram use the
+//! same indices. The bench puts `hdrhistogram` under a `Mutex` beside it.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Bits of sub-bucket precision: each power of two has 2⁶ = 64 buckets.
+const SUB_BITS: u32 = 6;
+/// Sub-buckets per power of two.
+const SUB: usize = 1 << SUB_BITS;
+/// Highest bit position a tracked value may have.
+const MAX_MSB: u32 = 41;
+/// Largest tracked value in nanoseconds: 2⁴² − 1 (about 73.3 minutes).
+pub(crate) const HIGHEST_NS: u64 = (1 << (MAX_MSB + 1)) - 1;
+/// Number of buckets: 128 one-value-or-first-octave buckets, then 64 per
+/// further power of two.
+pub(crate) const BUCKETS: usize = (MAX_MSB - SUB_BITS) as usize * SUB + 2 * SUB;
+
+/// A latency in nanoseconds, clamped to the tracked range.
+#[inline]
+pub(crate) fn clamp_ns(latency: Duration) -> u64 {
+    // `as_nanos` is u128; anything above the range clamps anyway.
+    let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+    ns.min(HIGHEST_NS)
+}
+
+/// The bucket of a value already clamped to `0..=HIGHEST_NS`.
+#[inline]
+pub(crate) fn index_of(ns: u64) -> usize {
+    debug_assert!(ns <= HIGHEST_NS);
+    // `| 1` makes 0 behave like 1 (both have shift 0) without a branch.
+    let msb = 63 - (ns | 1).leading_zeros();
+    let shift = msb.saturating_sub(SUB_BITS);
+    // Both terms are below 2^42 >> shift, so the sum fits a usize on 64-bit
+    // and, being < BUCKETS, on every platform.
+    ((shift as usize) << SUB_BITS) + (ns >> shift) as usize
+}
+
+/// The lowest and highest value (inclusive, ns) of bucket `index`.
+#[inline]
+pub(crate) fn bounds(index: usize) -> (u64, u64) {
+    debug_assert!(index < BUCKETS);
+    let shift = (index >> SUB_BITS).saturating_sub(1);
+    let mantissa = (index - (shift << SUB_BITS)) as u64;
+    let low = mantissa << shift;
+    (low, low + (1 << shift) - 1)
+}
+
+/// The value reported for a bucket: its midpoint, rounded down.
+fn midpoint(index: usize) -> u64 {
+    let (low, high) = bounds(index);
+    low + (high - low) / 2
+}
+
+/// A latency distribution: exact count, sum, min and max, and log-linear
+/// buckets that answer any quantile within 1/128 (0.78%) of the exact value.
+///
+/// Plain data: a [`MetricsSnapshot`](crate::MetricsSnapshot) carries one per
+/// arm, holding only the non-empty buckets. The module docs give the bucket
+/// layout and prove the bound. It can also be filled by hand with
+/// [`record`](LatencyHistogram::record), for tests and simulations.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use async_upload_rollout::LatencyHistogram;
+///
+/// let mut h = LatencyHistogram::new();
+/// for ms in 1..=100 {
+///     h.record(Duration::from_millis(ms));
+/// }
+/// let p99 = h.quantile(0.99).unwrap();
+/// let exact = Duration::from_millis(99);
+/// assert!(p99.abs_diff(exact).as_secs_f64() <= exact.as_secs_f64() * LatencyHistogram::RELATIVE_ERROR);
+/// assert_eq!(h.mean(), Some(Duration::from_micros(50_500)));
+/// assert_eq!(h.max(), Some(Duration::from_millis(100)));
+/// ```
+///
+/// # Serialized form
+///
+/// ```json
+/// {"count":3,"sum_ns":6000,"min_ns":1000,"max_ns":3000,"buckets":[[1000,1],[2000,1],[2976,1]]}
+/// ```
+///
+/// `buckets` lists `[lowest value in the bucket (ns), count]` for the
+/// non-empty buckets in increasing order. Reading checks that every lower
+/// bound is one of this layout's and that the counts add up to `count`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "HistogramRepr", into = "HistogramRepr")]
+pub struct LatencyHistogram {
+    count: u64,
+    sum_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+    /// `(bucket index, count)`, indices strictly increasing, counts non-zero.
+    buckets: Vec<(u32, u64)>,
+}
+
+/// One non-empty bucket of a [`LatencyHistogram`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistogramBucket {
+    /// The lowest latency the bucket holds.
+    pub low: Duration,
+    /// The highest latency the bucket holds.
+    pub high: Duration,
+    /// How many latencies fell in it.
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    /// Largest relative error of [`quantile`](LatencyHistogram::quantile):
+    /// 1/128 ≈ 0.78%, proven in the module docs.
+    pub const RELATIVE_ERROR: f64 = 1.0 / 128.0;
+    /// Bits of sub-bucket precision (64 buckets per power of two).
+    pub const SUB_BUCKET_BITS: u32 = SUB_BITS;
+    /// Longest latency tracked as itself: 2⁴² − 1 ns ≈ 73.3 minutes. Longer
+    /// ones are recorded as this value.
+    pub const HIGHEST_TRACKABLE: Duration = Duration::from_nanos(HIGHEST_NS);
+    /// Number of buckets in the layout.
+    pub const BUCKET_COUNT: usize = BUCKETS;
+
+    /// An empty histogram.
+    #[must_use]
+    pub fn new() -> LatencyHistogram {
+        LatencyHistogram::default()
+    }
+
+    /// Adds one latency (clamped to [`HIGHEST_TRACKABLE`](Self::HIGHEST_TRACKABLE)).
+    ///
+    /// This is the plain, single-owner form for tests and simulations; the
+    /// shared hot path is [`MetricsAccumulator::record`](crate::MetricsAccumulator::record).
+    pub fn record(&mut self, latency: Duration) {
+        let ns = clamp_ns(latency);
+        let index = index_of(ns) as u32;
+        match self.buckets.binary_search_by_key(&index, |&(i, _)| i) {
+            Ok(at) => self.buckets[at].1 = self.buckets[at].1.saturating_add(1),
+            Err(at) => self.buckets.insert(at, (index, 1)),
+        }
+        if self.count == 0 {
+            self.min_ns = ns;
+            self.max_ns = ns;
+        } else {
+            self.min_ns = self.min_ns.min(ns);
+            self.max_ns = self.max_ns.max(ns);
+        }
+        self.count = self.count.saturating_add(1);
+        self.sum_ns = self.sum_ns.saturating_add(ns);
+    }
+
+    /// Builds a histogram from dense per-bucket counts and the exact
+    /// extremes, as summed by the accumulator. Min and max are clamped into
+    /// the lowest and highest non-empty bucket, which keeps them consistent
+    /// with the buckets if a concurrent writer was caught half-way.
+    pub(crate) fn from_dense(dense: &[u64], sum_ns: u64, min_ns: u64, max_ns: u64) -> Self {
+        debug_assert_eq!(dense.len(), BUCKETS);
+        let buckets: Vec<(u32, u64)> = dense
+            .iter()
+            .enumerate()
+            .filter(|&(_, &n)| n > 0)
+            .map(|(i, &n)| (i as u32, n))
+            .collect();
+        LatencyHistogram::from_sparse(buckets, sum_ns, min_ns, max_ns)
+    }
+
+    fn from_sparse(buckets: Vec<(u32, u64)>, sum_ns: u64, min_ns: u64, max_ns: u64) -> Self {
+        let count = buckets.iter().fold(0u64, |n, &(_, c)| n.saturating_add(c));
+        let mut histogram = LatencyHistogram {
+            count,
+            sum_ns,
+            min_ns,
+            max_ns,
+            buckets,
+        };
+        histogram.clamp_extremes();
+        histogram
+    }
+
+    /// Puts min into the lowest non-empty bucket and max into the highest;
+    /// zeroes everything when empty.
+    fn clamp_extremes(&mut self) {
+        match (self.buckets.first(), self.buckets.last()) {
+            (Some(&(first, _)), Some(&(last, _))) => {
+                let (low, high) = bounds(first as usize);
+                self.min_ns = self.min_ns.clamp(low, high);
+                let (low, high) = bounds(last as usize);
+                self.max_ns = self.max_ns.clamp(low, high);
+            }
+            _ => {
+                self.min_ns = 0;
+                self.max_ns = 0;
+                self.sum_ns = 0;
+            }
+        }
+    }
+
+    /// Number of latencies recorded.
+    #[must_use]
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Whether nothing was recorded.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Exact sum of the recorded latencies (each clamped to the range).
+    #[must_use]
+    pub fn sum(&self) -> Duration {
+        Duration::from_nanos(self.sum_ns)
+    }
+
+    /// Exact sum in nanoseconds.
+    #[must_use]
+    pub fn sum_ns(&self) -> u64 {
+        self.sum_ns
+    }
+
+    /// The smallest latency, `None` when empty.
+    ///
+    /// Exact for cumulative snapshots and merges; for a window
+    /// ([`since`](LatencyHistogram::since)) it is a lower bound in the
+    /// window's lowest bucket, so within the same 1/128.
+    #[must_use]
+    pub fn min(&self) -> Option<Duration> {
+        (self.count > 0).then(|| Duration::from_nanos(self.min_ns))
+    }
+
+    /// The largest latency, `None` when empty (exactness as for
+    /// [`min`](LatencyHistogram::min)).
+    #[must_use]
+    pub fn max(&self) -> Option<Duration> {
+        (self.count > 0).then(|| Duration::from_nanos(self.max_ns))
+    }
+
+    /// The exact mean, rounded down to the nanosecond; `None` when empty.
+    #[must_use]
+    pub fn mean(&self) -> Option<Duration> {
+        (self.count > 0).then(|| Duration::from_nanos(self.sum_ns / self.count))
+    }
+
+    /// The latency at quantile `q` (`0.5` is the median, `0.99` the p99).
+    ///
+    /// The exact value it approximates is the nearest-rank sample: with `n`
+    /// latencies sorted ascending, the `max(1, ⌈q · n⌉)`-th. The answer is
+    /// within [`RELATIVE_ERROR`](Self::RELATIVE_ERROR) of it. `None` when
+    /// empty or when `q` is not in `0.0..=1.0` (NaN included).
+    #[must_use]
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        if self.count == 0 || !(0.0..=1.0).contains(&q) {
+            return None;
+        }
+        let rank = nearest_rank(q, self.count);
+        let mut seen = 0u64;
+        for &(index, n) in &self.buckets {
+            seen = seen.saturating_add(n);
+            if seen >= rank {
+                let ns = midpoint(index as usize).clamp(self.min_ns, self.max_ns);
+                return Some(Duration::from_nanos(ns));
+            }
+        }
+        // Unreachable while the counts add up (an invariant of every
+        // constructor); the largest value is the honest answer anyway.
+        Some(Duration::from_nanos(self.max_ns))
+    }
+
+    /// The non-empty buckets, lowest first.
+    pub fn buckets(&self) -> impl ExactSizeIterator<Item = HistogramBucket> + '_ {
+        self.buckets.iter().map(|&(index, count)| {
+            let (low, high) = bounds(index as usize);
+            HistogramBucket {
+                low: Duration::from_nanos(low),
+                high: Duration::from_nanos(high),
+                count,
+            }
+        })
+    }
+
+    /// The distribution of both histograms together: counts, buckets and
+    /// sums add; min and max are the smaller and larger. Exact, commutative
+    /// and associative (counts saturate at `u64::MAX` rather than wrap).
+    #[must_use]
+    pub fn merge(&self, other: &LatencyHistogram) -> LatencyHistogram {
+        if other.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return other.clone();
+        }
+        let mut buckets = Vec::with_capacity(self.buckets.len().max(other.buckets.len()));
+        let (mut a, mut b) = (
+            self.buckets.iter().peekable(),
+            other.buckets.iter().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(&&(i, n)), Some(&&(j, m))) if i == j => {
+                    a.next();
+                    b.next();
+                    (i, n.saturating_add(m))
+                }
+                (Some(&&x), Some(&&y)) => {
+                    if x.0 < y.0 {
+                        a.next();
+                        x
+                    } else {
+                        b.next();
+                        y
+                    }
+                }
+                (Some(&&x), None) => {
+                    a.next();
+                    x
+                }
+                (None, Some(&&y)) => {
+                    b.next();
+                    y
+                }
+                (None, None) => break,
+            };
+            buckets.push(next);
+        }
+        LatencyHistogram {
+            count: self.count.saturating_add(other.count),
+            sum_ns: self.sum_ns.saturating_add(other.sum_ns),
+            min_ns: self.min_ns.min(other.min_ns),
+            max_ns: self.max_ns.max(other.max_ns),
+            buckets,
+        }
+    }
+
+    /// What was recorded after `earlier`, when `self` is a later cumulative
+    /// histogram of the same source: buckets, count and sum subtract (never
+    /// below zero). Min and max of the window cannot be known exactly from
+    /// two cumulative extremes; they are bounded by the window's lowest and
+    /// highest bucket and by `self`'s extremes (so within 1/128), and
+    /// `earlier.merge(&self.since(&earlier)) == self` still holds exactly.
+    #[must_use]
+    pub fn since(&self, earlier: &LatencyHistogram) -> LatencyHistogram {
+        let mut buckets = Vec::with_capacity(self.buckets.len());
+        let mut old = earlier.buckets.iter().peekable();
+        for &(index, n) in &self.buckets {
+            while old.next_if(|&&(j, _)| j < index).is_some() {}
+            let before = old.next_if(|&&(j, _)| j == index).map_or(0, |&(_, m)| m);
+            let left = n.saturating_sub(before);
+            if left > 0 {
+                buckets.push((index, left));
+            }
+        }
+        LatencyHistogram::from_sparse(
+            buckets,
+            self.sum_ns.saturating_sub(earlier.sum_ns),
+            self.min_ns,
+            self.max_ns,
+        )
+    }
+}
+
+/// The 1-based nearest rank of quantile `q` among `n` samples.
+pub(crate) fn nearest_rank(q: f64, n: u64) -> u64 {
+    // q·n is exact enough: n below 2^53 is represented exactly, and the
+    // exact-quantile reference in the tests uses the same formula.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let rank = (q * n as f64).ceil() as u64;
+    rank.clamp(1, n)
+}
+
+/// The serialized form: bucket lower bounds instead of layout indices, so a
+/// log line explains itself.
+#[derive(Serialize, Deserialize)]
+struct HistogramRepr {
+    count: u64,
+    sum_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+    buckets: Vec<[u64; 2]>,
+}
+
+impl From<LatencyHistogram> for HistogramRepr {
+    fn from(h: LatencyHistogram) -> HistogramRepr {
+        HistogramRepr {
+            count: h.count,
+            sum_ns: h.sum_ns,
+            min_ns: h.min_ns,
+            max_ns: h.max_ns,
+            buckets: h
+                .buckets
+                .iter()
+                .map(|&(index, n)| [bounds(index as usize).0, n])
+                .collect(),
+        }
+    }
+}
+
+impl TryFrom<HistogramRepr> for LatencyHistogram {
+    type Error = String;
+
+    fn try_from(repr: HistogramRepr) -> Result<LatencyHistogram, String> {
+        let mut buckets = Vec::with_capacity(repr.buckets.len());
+        let mut previous: Option<u32> = None;
+        for [low, n] in repr.buckets {
+            let index = index_of(low.min(HIGHEST_NS));
+            if low > HIGHEST_NS || bounds(index).0 != low {
+                return Err(format!(
+                    "latency bucket {low} ns is not a bucket lower bound of this layout"
+                ));
+            }
+            let index = index as u32;
+            if previous.is_some_and(|p| p >= index) {
+                return Err(format!(
+                    "latency bucket {low} ns is out of order (buckets must increase)"
+                ));
+            }
+            if n == 0 {
+                return Err(format!("latency bucket {low} ns has a count of 0"));
+            }
+            previous = Some(index);
+            buckets.push((index, n));
+        }
+        let histogram =
+            LatencyHistogram::from_sparse(buckets, repr.sum_ns, repr.min_ns, repr.max_ns);
+        if histogram.count != repr.count {
+            return Err(format!(
+                "latency count {} differs from the sum of its buckets, {}",
+                repr.count, histogram.count
+            ));
+        }
+        Ok(histogram)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_edges() {
+        let cases: &[(u64, usize, (u64, u64))] = &[
+            (0, 0, (0, 0)),
+            (1, 1, (1, 1)),
+            (63, 63, (63, 63)),
+            (64, 64, (64, 64)),
+            (127, 127, (127, 127)),
+            (128, 128, (128, 129)),
+            (129, 128, (128, 129)),
+            (130, 129, (130, 131)),
+            (255, 191, (254, 255)),
+            (256, 192, (256, 259)),
+            (1_000, 3 * 64 + 125, (1_000, 1_007)),
+            (3_000, 5 * 64 + 93, (2_976, 3_007)),
+            (HIGHEST_NS, BUCKETS - 1, (127 << 35, HIGHEST_NS)),
+        ];
+        for &(ns, index, range) in cases {
+            assert_eq!(index_of(ns), index, "{ns}");
+            assert_eq!(bounds(index), range, "{ns}");
+        }
+        assert_eq!(BUCKETS, 2368);
+    }
+
+    #[test]
+    fn every_bucket_is_contiguous_with_the_next_and_contains_what_maps_to_it() {
+        let mut expected_low = 0;
+        for index in 0..BUCKETS {
+            let (low, high) = bounds(index);
+            assert_eq!(low, expected_low, "gap before bucket {index}");
+            assert!(low <= high);
+            assert_eq!(index_of(low), index);
+            assert_eq!(index_of(high), index);
+            // The width/low ratio that the error bound rests on.
+            if high > low {
+                assert!((high - low + 1) * 64 <= low, "bucket {index} too wide");
+            }
+            expected_low = high + 1;
+        }
+        assert_eq!(expected_low, HIGHEST_NS + 1);
+    }
+
+    #[test]
+    fn range_covers_one_nanosecond_to_over_an_hour_and_clamps_above() {
+        assert!(LatencyHistogram::HIGHEST_TRACKABLE > Duration::from_secs(3600));
+        let cases: &[(Duration, u64)] = &[
+            (Duration::ZERO, 0),
+            (Duration::from_nanos(1), 1),
+            (Duration::from_secs(3600), 3_600_000_000_000),
+            (Duration::from_secs(10_000), HIGHEST_NS),
+            (Duration::MAX, HIGHEST_NS),
+        ];
+        for &(latency, ns) in cases {
+            assert_eq!(clamp_ns(latency), ns, "{latency:?}");
+        }
+    }
+
+    #[test]
+    fn empty_histogram_answers_none() {
+        let h = LatencyHistogram::new();
+        assert_eq!(h.quantile(0.5), None);
+        assert_eq!(h.mean(), None);
+        assert_eq!(h.min(), None);
+        assert_eq!(h.max(), None);
+    }
+
+    #[test]
+    fn quantile_outside_zero_to_one_is_none() {
+        let mut h = LatencyHistogram::new();
+        h.record(Duration::from_millis(5));
+        for q in [-0.1, 1.0001, f64::NAN, f64::INFINITY] {
+            assert_eq!(h.quantile(q), None, "{q}");
+        }
+        assert_eq!(h.quantile(0.0), Some(Duration::from_millis(5)));
+        assert_eq!(h.quantile(1.0), Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn serde_round_trip_and_validation() {
+        let mut h = LatencyHistogram::new();
+        for us in [1, 2, 3, 3, 1_000_000] {
+            h.record(Duration::from_micros(us));
+        }
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(serde_json::from_str::<LatencyHistogram>(&json).unwrap(), h);
+
+        let bad: &[(&str, &str)] = &[
+            (
+                r#"{"count":1,"sum_ns":5,"min_ns":5,"max_ns":5,"buckets":[[129,1]]}"#,
+                "129 ns is not a bucket lower bound",
+            ),
+            (
+                r#"{"count":2,"sum_ns":5,"min_ns":5,"max_ns":5,"buckets":[[5,1]]}"#,
+                "count 2 differs",
+            ),
+            (
+                r#"{"count":2,"sum_ns":5,"min_ns":5,"max_ns":6,"buckets":[[6,1],[5,1]]}"#,
+                "out of order",
+            ),
+            (
+                r#"{"count":0,"sum_ns":0,"min_ns":0,"max_ns":0,"buckets":[[5,0]]}"#,
+                "count of 0",
+            ),
+        ];
+        for &(json, message) in bad {
+            let err = serde_json::from_str::<LatencyHistogram>(json).unwrap_err();
+            assert!(err.to_string().contains(message), "{json}: {err}");
+        }
+    }
+
+    #[test]
+    fn since_then_merge_restores_the_later_histogram() {
+        let mut a = LatencyHistogram::new();
+        let mut b = LatencyHistogram::new();
+        for (i, us) in [900, 5, 70_000, 5, 1, 123_456].into_iter().enumerate() {
+            let d = Duration::from_micros(us);
+            if i < 3 {
+                a.record(d);
+            }
+            b.record(d);
+        }
+        let window = b.since(&a);
+        assert_eq!(window.count(), 3);
+        assert_eq!(window.min(), Some(Duration::from_micros(1)));
+        assert_eq!(a.merge(&window), b);
+        assert_eq!(window.merge(&a), b);
+        assert!(b.since(&b).is_empty());
+    }
+}
