@@ -78,13 +78,23 @@
 mod bucket;
 mod clock;
 mod config;
+mod controller;
+mod criteria;
 mod log;
 mod metrics;
 mod percent;
+mod plan;
 mod rollout;
+pub mod simulation;
+mod stats;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, DEFAULT_SALT, ROLLOUT_ENV_VAR, RolloutConfig};
+pub use controller::{
+    Action, ControllerError, ControllerState, MonitorHandle, RolloutController,
+    RolloutControllerBuilder, Tick,
+};
+pub use criteria::{Check, CheckKind, CheckStatus, Evaluation, Evaluator, UnknownStage, Verdict};
 pub use log::{
     DEFAULT_LOG_PATH, JsonlSink, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord,
     TornLine, read_log,
@@ -94,4 +104,9 @@ pub use metrics::{
     MetricsSnapshot, Outcome, process_memory_bytes,
 };
 pub use percent::{ParsePercentError, ParsePercentErrorKind, Percent, PercentOutOfRange};
+pub use plan::{
+    EvaluationMode, EvaluationSettings, LatencyStatistic, PlanError, RollbackTriggers, RolloutPlan,
+    Stage, StageCriteria,
+};
 pub use rollout::{Rollout, RolloutHandle};
+pub use stats::{Interval, wilson, z_for_confidence};

@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::controller::{Action, ControllerState};
+use crate::criteria::Evaluation;
 use crate::metrics::MetricsSnapshot;
+use crate::percent::Percent;
 
 /// Where the rollout plan says to look: `logs/async_upload_rollout/metrics.jsonl`
 /// (relative to the working directory).
@@ -37,7 +40,14 @@ const PREVIEW_BYTES: usize = 120;
 ///   does not know.
 /// - `at_unix_ms`: when the record was written, in ms since the Unix epoch.
 /// - `event`: what happened ([`LogEvent`]).
-/// - `snapshot`: a cumulative [`MetricsSnapshot`], when the event has one.
+/// - `snapshot`: a [`MetricsSnapshot`], when the event has one: cumulative
+///   for `snapshot` events, the current stage's totals for `tick` events.
+/// - `stage`, `percent`, `state`: the controller's stage index, the percent
+///   in force and the controller's state (controller lines only).
+/// - `evaluation`: the verdict with every check behind it (`tick` lines).
+/// - `action`: what the controller or an operator did (`action` lines, and
+///   `tick` lines that acted).
+/// - `reason`: one sentence: the decisive checks, or the operator's words.
 ///
 /// Optional fields are left out when empty, and readers ignore fields they do
 /// not know, so new optional fields can be added without a new version. The
@@ -55,6 +65,24 @@ pub struct LogRecord {
     /// The cumulative metrics at that time, if the event carries them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<MetricsSnapshot>,
+    /// The controller's stage index in its plan.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<usize>,
+    /// The rollout percent in force when the line was written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<Percent>,
+    /// The controller's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ControllerState>,
+    /// The evaluation of a `tick`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<Evaluation>,
+    /// What was done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Why, in one sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl LogRecord {
@@ -66,6 +94,12 @@ impl LogRecord {
             at_unix_ms,
             event,
             snapshot: None,
+            stage: None,
+            percent: None,
+            state: None,
+            evaluation: None,
+            action: None,
+            reason: None,
         }
     }
 
@@ -83,8 +117,12 @@ impl LogRecord {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LogEvent {
-    /// The periodic metrics snapshot.
+    /// The periodic metrics snapshot (cumulative).
     Snapshot,
+    /// A controller tick: the stage's totals and their evaluation.
+    Tick,
+    /// A controller or operator action.
+    Action,
     /// An event this version does not know (written by a newer one). Read
     /// only; it serializes as `"other"`.
     #[serde(other)]

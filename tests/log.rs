@@ -204,7 +204,7 @@ fn unknown_fields_and_events_are_read_for_forward_compatibility() {
     let path = dir.path().join("metrics.jsonl");
     fs::write(
         &path,
-        "{\"v\":1,\"at_unix_ms\":5,\"event\":\"rollback\",\"stage\":\"10%\",\"reason\":\"error rate\"}\n\n",
+        "{\"v\":1,\"at_unix_ms\":5,\"event\":\"rollback\",\"region\":\"eu-1\",\"reason\":\"error rate\"}\n\n",
     )
     .unwrap();
     let read = read_log::<LogRecord>(&path).unwrap();

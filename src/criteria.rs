@@ -1,0 +1,852 @@
+//! Judging a stage: [`Evaluator`] turns metrics into an [`Evaluation`].
+//!
+//! Every verdict carries the [`Check`]s behind it (name, observed value,
+//! threshold, sample size, status), so a log line explains itself.
+//!
+//! # What is judged on which data
+//!
+//! - **Stage criteria** (fail → [`Verdict::Hold`]): the async path's success
+//!   rate, error rate and upload count, and the async / sync latency ratio,
+//!   all over the whole stage (`stage_totals`).
+//! - **Immediate rollback triggers** (fail → [`Verdict::Rollback`]): any
+//!   critical error, memory growth, and the success and error rates, checked
+//!   over the whole stage and over the recent window
+//!   ([`EvaluationSettings::recent_window`]), so a regression late in a long
+//!   stage is not diluted by its healthy start.
+//! - **Manual-review triggers** (fail → [`Verdict::ManualReview`]): sustained
+//!   conditions (success rate in the review band, latency ratio above the
+//!   review ratio) and the complaint rate. A condition has *held for D* when it
+//!   was true on the window ending at every kept snapshot of the last D
+//!   (windows of [`EvaluationSettings::sustain_window`], each with at least
+//!   [`EvaluationSettings::sustain_min_uploads`] async uploads), the first of
+//!   them at least D before the latest one. A window with too few uploads
+//!   breaks the streak: silence is not evidence.
+//!
+//! Severity: Rollback > ManualReview > Hold > Advance. Too little data is a
+//! Hold whose check says how many uploads are missing, never a pass and never
+//! a rollback.
+//!
+//! # Literal and guarded modes
+//!
+//! `literal` applies the plan's rules to observed rates. `guarded` (the
+//! default) puts a Wilson score interval at [`EvaluationSettings::confidence`]
+//! around every rate: it rolls back on a rate only when the whole interval is
+//! on the bad side of the trigger, and advances only when the observed rate
+//! meets the target **and** the interval's bad end is within
+//! [`EvaluationSettings::advance_tolerance`] of it. Critical errors and memory
+//! growth stay immediate in both modes.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::{Arm, History, MetricsSnapshot};
+use crate::percent::Percent;
+use crate::plan::{EvaluationMode, LatencyStatistic, PlanError, RolloutPlan, Stage};
+use crate::stats::{Interval, binomial_upper_tail, wilson, z_for_confidence};
+
+/// Fewest async complaints that can show a complaint-rate increase in guarded mode.
+const MIN_COMPLAINTS: u64 = 3;
+
+/// What to do with a stage, most severe first in [`Ord`] terms reversed:
+/// `Rollback > ManualReview > Hold > Advance`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every criterion holds with enough data: the stage may move on.
+    Advance,
+    /// Keep the stage running: a criterion is not met yet or there is too little data.
+    Hold,
+    /// Stop advancing and ask a person (a sustained or soft signal).
+    ManualReview,
+    /// Roll back now.
+    Rollback,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Advance => "advance",
+            Verdict::Hold => "hold",
+            Verdict::ManualReview => "manual review",
+            Verdict::Rollback => "rollback",
+        })
+    }
+}
+
+/// What a failing check leads to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckKind {
+    /// A stage criterion: failing (or lacking data) holds the stage.
+    Criterion,
+    /// A manual-review trigger.
+    Review,
+    /// An immediate rollback trigger.
+    Rollback,
+}
+
+/// The outcome of one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// The check holds: a criterion is met, or a trigger did not fire.
+    Pass,
+    /// A criterion is not met, or a trigger fired.
+    Fail,
+    /// Too little data to say; for a criterion this holds the stage.
+    NotEnoughData,
+}
+
+impl fmt::Display for CheckStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckStatus::Pass => "pass",
+            CheckStatus::Fail => "FAIL",
+            CheckStatus::NotEnoughData => "not enough data",
+        })
+    }
+}
+
+/// One rule applied to one window of data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// What was checked, e.g. `success_rate` or `rollback.error_rate[last 5m]`.
+    pub name: String,
+    /// What a failure leads to.
+    pub kind: CheckKind,
+    /// Pass, fail, or not enough data.
+    pub status: CheckStatus,
+    /// The observed value (a rate, ratio, count or growth), when there is one.
+    pub observed: Option<f64>,
+    /// The threshold it was compared with.
+    pub threshold: f64,
+    /// The confidence interval behind a guarded decision on a rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<Interval>,
+    /// How many async uploads the observation rests on.
+    pub sample_size: u64,
+    /// A sentence for people: the rule and, when not passing, why.
+    pub detail: String,
+}
+
+/// A verdict with everything behind it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The most severe outcome of the checks.
+    pub verdict: Verdict,
+    /// One line: the checks that decided the verdict.
+    pub reason: String,
+    /// Index of the stage in the plan.
+    pub stage: usize,
+    /// The stage's percent.
+    pub percent: Percent,
+    /// When it was evaluated, in milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// Every check, in a fixed order.
+    pub checks: Vec<Check>,
+}
+
+impl Evaluation {
+    /// The checks that did not pass.
+    pub fn failing(&self) -> impl Iterator<Item = &Check> {
+        self.checks.iter().filter(|c| c.status != CheckStatus::Pass)
+    }
+
+    /// The check called `name`, if present.
+    #[must_use]
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+}
+
+/// Applies a [`RolloutPlan`] to metrics.
+#[derive(Clone, Debug)]
+pub struct Evaluator {
+    plan: RolloutPlan,
+    z: f64,
+}
+
+/// A stage index the plan does not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("stage {index} does not exist: the plan has {stages} stages (0..{stages})")]
+pub struct UnknownStage {
+    /// The index asked for.
+    pub index: usize,
+    /// How many stages the plan has.
+    pub stages: usize,
+}
+
+impl Evaluator {
+    /// An evaluator for `plan`.
+    ///
+    /// # Errors
+    ///
+    /// [`PlanError::Invalid`] when the plan fails [`RolloutPlan::validate`].
+    pub fn new(plan: RolloutPlan) -> Result<Evaluator, PlanError> {
+        plan.validate()?;
+        let z = z_for_confidence(plan.evaluation.confidence);
+        Ok(Evaluator { plan, z })
+    }
+
+    /// The plan it applies.
+    #[must_use]
+    pub fn plan(&self) -> &RolloutPlan {
+        &self.plan
+    }
+
+    /// Judges stage `stage` of the plan.
+    ///
+    /// `stage_totals` holds everything recorded since the stage started (for
+    /// cumulative snapshots, `latest.since(&stage_start)`); `history` holds the
+    /// stage's recent snapshots (for the recent window and sustained
+    /// conditions); `now` stamps the evaluation.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownStage`] when the plan has no stage `stage`.
+    pub fn evaluate(
+        &self,
+        stage: usize,
+        stage_totals: &MetricsSnapshot,
+        history: &History,
+        now: SystemTime,
+    ) -> Result<Evaluation, UnknownStage> {
+        if stage >= self.plan.stages.len() {
+            return Err(UnknownStage {
+                index: stage,
+                stages: self.plan.stages.len(),
+            });
+        }
+        Ok(self.evaluate_in_range(stage, stage_totals, history, now))
+    }
+
+    /// As [`evaluate`](Self::evaluate) for a stage index known to be in
+    /// range; an index past the end is judged as the last stage.
+    pub(crate) fn evaluate_in_range(
+        &self,
+        stage: usize,
+        stage_totals: &MetricsSnapshot,
+        history: &History,
+        now: SystemTime,
+    ) -> Evaluation {
+        // A validated plan has at least one stage.
+        let stage = stage.min(self.plan.stages.len().saturating_sub(1));
+        let spec = &self.plan.stages[stage];
+        let mut checks = Vec::with_capacity(16);
+        self.stage_criteria(spec, stage_totals, &mut checks);
+        self.rollback_triggers(stage_totals, history, &mut checks);
+        self.review_triggers(spec, stage_totals, history, &mut checks);
+
+        let verdict = verdict_of(&checks);
+        let reason = reason_of(verdict, &checks);
+        Evaluation {
+            verdict,
+            reason,
+            stage,
+            percent: spec.percent,
+            at_unix_ms: unix_ms(now),
+            checks,
+        }
+    }
+
+    fn guarded(&self) -> bool {
+        self.plan.evaluation.mode == EvaluationMode::Guarded
+    }
+
+    fn stage_criteria(&self, spec: &Stage, totals: &MetricsSnapshot, checks: &mut Vec<Check>) {
+        let c = &spec.criteria;
+        let tolerance = self.plan.evaluation.advance_tolerance;
+        let n = totals.judged(Arm::Async);
+        let enough = n >= c.min_uploads;
+        let missing = c.min_uploads.saturating_sub(n);
+
+        checks.push(Check {
+            name: "uploads".into(),
+            kind: CheckKind::Criterion,
+            status: if enough {
+                CheckStatus::Pass
+            } else {
+                CheckStatus::NotEnoughData
+            },
+            observed: Some(n as f64),
+            threshold: c.min_uploads as f64,
+            interval: None,
+            sample_size: n,
+            detail: if enough {
+                format!("{n} async uploads ≥ {}", c.min_uploads)
+            } else {
+                format!(
+                    "{n} async uploads of the {} needed: {missing} more",
+                    c.min_uploads
+                )
+            },
+        });
+
+        // Success rate: at least the target.
+        let successes = totals.arm(Arm::Async).success;
+        checks.push(self.rate_criterion(RateCriterion {
+            name: "success_rate",
+            good: successes,
+            n,
+            enough,
+            missing,
+            target: c.min_success_rate,
+            higher_is_better: true,
+            tolerance,
+        }));
+        // Error rate: at most the target.
+        let errors = n - successes;
+        checks.push(self.rate_criterion(RateCriterion {
+            name: "error_rate",
+            good: errors,
+            n,
+            enough,
+            missing,
+            target: c.max_error_rate,
+            higher_is_better: false,
+            tolerance,
+        }));
+
+        checks.push(latency_criterion(
+            totals,
+            c.latency_statistic,
+            c.max_latency_ratio,
+            c.min_uploads,
+        ));
+    }
+
+    /// A stage criterion on a rate (see the module docs for the modes).
+    fn rate_criterion(&self, r: RateCriterion) -> Check {
+        let observed = (r.n > 0).then(|| r.good as f64 / r.n as f64);
+        let interval = wilson(r.good, r.n, self.z);
+        let (cmp, meets) = match (observed, r.higher_is_better) {
+            (Some(p), true) => ("≥", p >= r.target),
+            (Some(p), false) => ("≤", p <= r.target),
+            (None, _) => (if r.higher_is_better { "≥" } else { "≤" }, false),
+        };
+        let rule = format!("{} {cmp} {}", r.name, pct(r.target));
+        let (status, detail) = if !r.enough {
+            (
+                CheckStatus::NotEnoughData,
+                format!("{rule}: needs {} more async uploads", r.missing),
+            )
+        } else if !meets {
+            (
+                CheckStatus::Fail,
+                format!("{rule}: observed {}", observed.map(pct).unwrap_or_default()),
+            )
+        } else if !self.guarded() {
+            (
+                CheckStatus::Pass,
+                format!("{rule}: observed {}", observed.map(pct).unwrap_or_default()),
+            )
+        } else {
+            // Guarded: the interval's bad end must be within the tolerance.
+            let (bound, limit, within) = match (interval, r.higher_is_better) {
+                (Some(i), true) => (
+                    i.low,
+                    r.target - r.tolerance,
+                    i.low >= r.target - r.tolerance,
+                ),
+                (Some(i), false) => (
+                    i.high,
+                    r.target + r.tolerance,
+                    i.high <= r.target + r.tolerance,
+                ),
+                (None, _) => (f64::NAN, f64::NAN, false),
+            };
+            let shown = format!(
+                "{rule}: observed {}, {} bound {} (needs {} {})",
+                observed.map(pct).unwrap_or_default(),
+                if r.higher_is_better { "lower" } else { "upper" },
+                pct(bound),
+                cmp,
+                pct(limit)
+            );
+            if within {
+                (CheckStatus::Pass, shown)
+            } else {
+                (
+                    CheckStatus::NotEnoughData,
+                    format!("{shown}: interval still too wide"),
+                )
+            }
+        };
+        Check {
+            name: r.name.into(),
+            kind: CheckKind::Criterion,
+            status,
+            observed,
+            threshold: r.target,
+            interval: if self.guarded() { interval } else { None },
+            sample_size: r.n,
+            detail,
+        }
+    }
+
+    fn rollback_triggers(
+        &self,
+        totals: &MetricsSnapshot,
+        history: &History,
+        checks: &mut Vec<Check>,
+    ) {
+        let t = &self.plan.triggers;
+
+        let critical = totals.critical(Arm::Async);
+        checks.push(Check {
+            name: "rollback.critical_errors".into(),
+            kind: CheckKind::Rollback,
+            status: if t.rollback_on_critical && critical > 0 {
+                CheckStatus::Fail
+            } else {
+                CheckStatus::Pass
+            },
+            observed: Some(critical as f64),
+            threshold: 0.0,
+            interval: None,
+            sample_size: totals.judged(Arm::Async),
+            detail: if t.rollback_on_critical {
+                format!("critical errors on the async path = {critical} (any rolls back)")
+            } else {
+                format!("critical errors on the async path = {critical} (trigger off)")
+            },
+        });
+
+        let growth = totals.memory_peak_growth();
+        let limit = t.max_memory_growth;
+        checks.push(Check {
+            name: "rollback.memory_growth".into(),
+            kind: CheckKind::Rollback,
+            status: match growth {
+                None => CheckStatus::NotEnoughData,
+                Some(g) if g > limit => CheckStatus::Fail,
+                Some(_) => CheckStatus::Pass,
+            },
+            observed: growth,
+            threshold: limit,
+            interval: None,
+            sample_size: totals.judged(Arm::Async),
+            detail: match growth {
+                None => "memory growth: no memory samples recorded".into(),
+                Some(g) => format!(
+                    "peak memory growth {} (rolls back above {})",
+                    pct(g),
+                    pct(limit)
+                ),
+            },
+        });
+
+        let recent = history.window(self.plan.evaluation.recent_window);
+        let recent_label = format!(
+            "last {}",
+            humantime::format_duration(self.plan.evaluation.recent_window)
+        );
+        for (label, window) in [
+            ("stage", Some(totals)),
+            (recent_label.as_str(), recent.as_ref()),
+        ] {
+            let Some(window) = window else { continue };
+            let n = window.judged(Arm::Async);
+            let successes = window.arm(Arm::Async).success;
+            checks.push(self.rate_trigger(
+                label,
+                "rollback.success_rate",
+                successes,
+                n,
+                t.min_success_rate,
+                true,
+            ));
+            checks.push(self.rate_trigger(
+                label,
+                "rollback.error_rate",
+                n - successes,
+                n,
+                t.max_error_rate,
+                false,
+            ));
+        }
+    }
+
+    /// An immediate trigger on a rate. `fires_below`: the trigger is "rate
+    /// below threshold" (else "rate above threshold").
+    fn rate_trigger(
+        &self,
+        window: &str,
+        name: &str,
+        count: u64,
+        n: u64,
+        threshold: f64,
+        fires_below: bool,
+    ) -> Check {
+        let min = self.plan.triggers.min_uploads;
+        let observed = (n > 0).then(|| count as f64 / n as f64);
+        let interval = wilson(count, n, self.z);
+        let rule = format!(
+            "{} {} {} rolls back",
+            name.trim_start_matches("rollback."),
+            if fires_below { "<" } else { ">" },
+            pct(threshold)
+        );
+        let (status, detail) = match (observed, interval) {
+            (Some(p), Some(i)) if n >= min => {
+                let fired = match (self.guarded(), fires_below) {
+                    (false, true) => p < threshold,
+                    (false, false) => p > threshold,
+                    // Guarded: the whole interval must be on the bad side.
+                    (true, true) => i.high < threshold,
+                    (true, false) => i.low > threshold,
+                };
+                let mut detail = format!("{rule}: observed {} over {n} async uploads", pct(p));
+                if self.guarded() {
+                    detail.push_str(&format!(", interval [{}, {}]", pct(i.low), pct(i.high)));
+                }
+                (
+                    if fired {
+                        CheckStatus::Fail
+                    } else {
+                        CheckStatus::Pass
+                    },
+                    detail,
+                )
+            }
+            _ => (
+                CheckStatus::NotEnoughData,
+                format!("{rule}: {n} async uploads, fires from {min}"),
+            ),
+        };
+        Check {
+            name: format!("{name}[{window}]"),
+            kind: CheckKind::Rollback,
+            status,
+            observed,
+            threshold,
+            interval: if self.guarded() { interval } else { None },
+            sample_size: n,
+            detail,
+        }
+    }
+
+    fn review_triggers(
+        &self,
+        spec: &Stage,
+        totals: &MetricsSnapshot,
+        history: &History,
+        checks: &mut Vec<Check>,
+    ) {
+        let t = &self.plan.triggers;
+        let settings = &self.plan.evaluation;
+        let [low, high] = t.review_success_band;
+        let guarded = self.guarded();
+        let z = self.z;
+
+        // Success rate in the band, sustained.
+        let in_band = |w: &MetricsSnapshot| -> Option<bool> {
+            let n = w.judged(Arm::Async);
+            if n < settings.sustain_min_uploads.max(1) {
+                return None;
+            }
+            let successes = w.arm(Arm::Async).success;
+            let p = successes as f64 / n as f64;
+            Some(if guarded {
+                // Conclusively below the band's top (below the bottom is a
+                // rollback, checked separately).
+                wilson(successes, n, z).is_some_and(|i| i.high < high)
+            } else {
+                (low..=high).contains(&p)
+            })
+        };
+        let streak = sustained(history, settings.sustain_window, in_band);
+        checks.push(sustained_check(
+            "review.success_rate_in_band",
+            &format!("success rate in {}–{}", pct(low), pct(high)),
+            streak,
+            t.review_success_sustained,
+            totals.judged(Arm::Async),
+        ));
+
+        // Latency ratio above the review ratio, sustained.
+        let statistic = spec.criteria.latency_statistic;
+        let slow = |w: &MetricsSnapshot| -> Option<bool> {
+            let min = settings.sustain_min_uploads.max(1);
+            if w.judged(Arm::Async) < min || w.judged(Arm::Sync) < min {
+                return None;
+            }
+            latency_ratio(w, statistic).map(|ratio| ratio > t.review_latency_ratio)
+        };
+        let streak = sustained(history, settings.sustain_window, slow);
+        checks.push(sustained_check(
+            "review.latency_ratio",
+            &format!(
+                "{statistic} latency ratio > {}",
+                pct(t.review_latency_ratio)
+            ),
+            streak,
+            t.review_latency_sustained,
+            totals.judged(Arm::Async),
+        ));
+
+        // Complaints per upload, async against sync.
+        let (ca, na) = (totals.complaints(Arm::Async), totals.uploads(Arm::Async));
+        let (cs, ns) = (totals.complaints(Arm::Sync), totals.uploads(Arm::Sync));
+        let rate = |c: u64, n: u64| (n > 0).then(|| c as f64 / n as f64);
+        let alpha = (1.0 - settings.confidence) / 2.0;
+        let (status, detail) = match (rate(ca, na), rate(cs, ns)) {
+            _ if !t.review_on_more_complaints => {
+                (CheckStatus::Pass, "complaint trigger off".to_owned())
+            }
+            (Some(a), Some(s)) if na >= t.min_uploads => {
+                let shown = format!(
+                    "complaints per upload: async {ca}/{na} ({}) vs sync {cs}/{ns} ({})",
+                    pct(a),
+                    pct(s)
+                );
+                if guarded {
+                    // Exact conditional test: of all ca + cs complaints, how
+                    // likely are ca or more on the async path if both paths
+                    // drew complaints at the same rate?
+                    let share = na as f64 / (na + ns) as f64;
+                    let p_value = binomial_upper_tail(ca + cs, share, ca);
+                    let more = ca >= MIN_COMPLAINTS && p_value < alpha;
+                    let detail = format!(
+                        "{shown}, p = {p_value:.3} (review below {alpha} with ≥ {MIN_COMPLAINTS} async complaints)"
+                    );
+                    (
+                        if more {
+                            CheckStatus::Fail
+                        } else {
+                            CheckStatus::Pass
+                        },
+                        detail,
+                    )
+                } else {
+                    (
+                        if a > s {
+                            CheckStatus::Fail
+                        } else {
+                            CheckStatus::Pass
+                        },
+                        shown,
+                    )
+                }
+            }
+            _ => (
+                CheckStatus::NotEnoughData,
+                format!(
+                    "complaints per upload: needs {} uploads on the async path and some on the sync path",
+                    t.min_uploads
+                ),
+            ),
+        };
+        checks.push(Check {
+            name: "review.complaints".into(),
+            kind: CheckKind::Review,
+            status,
+            observed: rate(ca, na),
+            threshold: rate(cs, ns).unwrap_or(0.0),
+            interval: None,
+            sample_size: na,
+            detail,
+        });
+    }
+}
+
+/// Inputs of [`Evaluator::rate_criterion`].
+struct RateCriterion {
+    name: &'static str,
+    /// Count of the rate's numerator (successes, or errors).
+    good: u64,
+    n: u64,
+    enough: bool,
+    missing: u64,
+    target: f64,
+    higher_is_better: bool,
+    tolerance: f64,
+}
+
+/// The async / sync latency ratio of `window`, by `statistic`.
+fn latency_ratio(window: &MetricsSnapshot, statistic: LatencyStatistic) -> Option<f64> {
+    let value = |arm| match statistic {
+        LatencyStatistic::Mean => window.mean_latency(arm),
+        LatencyStatistic::Quantile(q) => window.latency_quantile(arm, q),
+    };
+    let (a, s) = (value(Arm::Async)?, value(Arm::Sync)?);
+    (!s.is_zero()).then(|| a.as_secs_f64() / s.as_secs_f64())
+}
+
+fn latency_criterion(
+    totals: &MetricsSnapshot,
+    statistic: LatencyStatistic,
+    max_ratio: f64,
+    min_uploads: u64,
+) -> Check {
+    let (na, ns) = (totals.judged(Arm::Async), totals.judged(Arm::Sync));
+    let rule = format!("{statistic} latency async/sync ≤ {}", pct(max_ratio));
+    let ratio = latency_ratio(totals, statistic);
+    let (status, detail) = match ratio {
+        _ if na < min_uploads => (
+            CheckStatus::NotEnoughData,
+            format!("{rule}: needs {} more async uploads", min_uploads - na),
+        ),
+        None if ns == 0 => (
+            CheckStatus::NotEnoughData,
+            format!("{rule}: no sync uploads in this stage to compare with"),
+        ),
+        None => (
+            CheckStatus::NotEnoughData,
+            format!("{rule}: no latency recorded"),
+        ),
+        Some(r) if r <= max_ratio => (CheckStatus::Pass, format!("{rule}: observed {}", pct(r))),
+        Some(r) => (CheckStatus::Fail, format!("{rule}: observed {}", pct(r))),
+    };
+    Check {
+        name: "latency_ratio".into(),
+        kind: CheckKind::Criterion,
+        status,
+        observed: ratio,
+        threshold: max_ratio,
+        interval: None,
+        sample_size: na,
+        detail,
+    }
+}
+
+/// How long a condition has held, walking back over the kept snapshots.
+struct Streak {
+    /// Time from the first evaluation point of the current streak to the latest.
+    held_for: Option<Duration>,
+    /// The condition at the latest point (`None`: too little data there).
+    now: Option<bool>,
+}
+
+/// Evaluates `condition` on the window of length `window` ending at each kept
+/// snapshot, newest first, and measures the current streak of `true`.
+fn sustained(
+    history: &History,
+    window: Duration,
+    condition: impl Fn(&MetricsSnapshot) -> Option<bool>,
+) -> Streak {
+    let snapshots: Vec<&MetricsSnapshot> = history.iter().collect();
+    let Some(latest) = snapshots.last() else {
+        return Streak {
+            held_for: None,
+            now: None,
+        };
+    };
+    let window_ms = u64::try_from(window.as_millis()).unwrap_or(u64::MAX);
+    let mut first_true: Option<u64> = None;
+    let mut now = None;
+    for (k, end) in snapshots.iter().enumerate().rev() {
+        // The window's start: the newest snapshot at or before end - window,
+        // or the oldest kept one when history is shorter than the window.
+        let start_ms = end.at_unix_ms.saturating_sub(window_ms);
+        let start = snapshots[..k]
+            .iter()
+            .rev()
+            .find(|s| s.at_unix_ms <= start_ms)
+            .or_else(|| snapshots.first())
+            .copied();
+        let Some(start) = start.filter(|s| s.at_unix_ms < end.at_unix_ms) else {
+            break;
+        };
+        let held = condition(&end.since(start));
+        if k == snapshots.len() - 1 {
+            now = held;
+        }
+        if held != Some(true) {
+            break;
+        }
+        first_true = Some(end.at_unix_ms);
+    }
+    Streak {
+        held_for: first_true.map(|t| Duration::from_millis(latest.at_unix_ms.saturating_sub(t))),
+        now,
+    }
+}
+
+fn sustained_check(
+    name: &str,
+    condition: &str,
+    streak: Streak,
+    needed: Duration,
+    sample_size: u64,
+) -> Check {
+    let held = streak.held_for;
+    let fired = held.is_some_and(|h| h >= needed);
+    let needed_text = humantime::format_duration(needed);
+    let detail = match (streak.now, held) {
+        (_, Some(h)) => format!(
+            "{condition} has held for {} (review at {needed_text})",
+            humantime::format_duration(Duration::from_secs(h.as_secs()))
+        ),
+        (Some(false), None) => format!("{condition}: not now"),
+        (_, None) => format!("{condition}: too little recent data to tell"),
+    };
+    Check {
+        name: name.into(),
+        kind: CheckKind::Review,
+        status: if fired {
+            CheckStatus::Fail
+        } else {
+            CheckStatus::Pass
+        },
+        observed: held.map(|h| h.as_secs_f64() / 60.0),
+        threshold: needed.as_secs_f64() / 60.0,
+        interval: None,
+        sample_size,
+        detail,
+    }
+}
+
+fn verdict_of(checks: &[Check]) -> Verdict {
+    checks
+        .iter()
+        .map(|c| match (c.kind, c.status) {
+            (_, CheckStatus::Pass) => Verdict::Advance,
+            (CheckKind::Criterion, _) => Verdict::Hold,
+            (CheckKind::Review, CheckStatus::Fail) => Verdict::ManualReview,
+            (CheckKind::Rollback, CheckStatus::Fail) => Verdict::Rollback,
+            // Missing data never fires a trigger.
+            (CheckKind::Review | CheckKind::Rollback, CheckStatus::NotEnoughData) => {
+                Verdict::Advance
+            }
+        })
+        .max()
+        .unwrap_or(Verdict::Hold)
+}
+
+fn reason_of(verdict: Verdict, checks: &[Check]) -> String {
+    let decisive: Vec<&str> = checks
+        .iter()
+        .filter(|c| match verdict {
+            Verdict::Rollback => c.kind == CheckKind::Rollback && c.status == CheckStatus::Fail,
+            Verdict::ManualReview => c.kind == CheckKind::Review && c.status == CheckStatus::Fail,
+            Verdict::Hold => c.kind == CheckKind::Criterion && c.status != CheckStatus::Pass,
+            Verdict::Advance => false,
+        })
+        .map(|c| c.detail.as_str())
+        .collect();
+    if decisive.is_empty() {
+        let criteria = checks
+            .iter()
+            .filter(|c| c.kind == CheckKind::Criterion)
+            .count();
+        format!("all {criteria} stage criteria met, no trigger fired")
+    } else {
+        decisive.join("; ")
+    }
+}
+
+/// A fraction as a percentage with enough digits to see thresholds: `0.99` → `99%`.
+fn pct(x: f64) -> String {
+    let p = x * 100.0;
+    let text = format!("{p:.2}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    format!("{text}%")
+}
+
+pub(crate) fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

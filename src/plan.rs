@@ -1,0 +1,605 @@
+//! [`RolloutPlan`]: the stages, their success criteria and the rollback triggers.
+//!
+//! The default plan is the week-2 operating plan: 1% → 10% → 50% → 100%.
+//! A plan is plain data (serde) and loads from TOML or JSON; loading
+//! validates every number and names the offending field.
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::percent::Percent;
+
+/// The whole rollout: ordered stages, rollback triggers, and how to judge.
+///
+/// # Examples
+///
+/// ```
+/// use async_upload_rollout::{RolloutPlan, EvaluationMode};
+///
+/// let plan = RolloutPlan::default();
+/// assert_eq!(plan.stages.len(), 4);
+/// assert_eq!(plan.stages[1].percent.to_string(), "10%");
+/// assert_eq!(plan.stages[1].criteria.min_uploads, 500);
+/// assert_eq!(plan.evaluation.mode, EvaluationMode::Guarded);
+///
+/// // Plans load from TOML or JSON; omitted sections keep their defaults.
+/// let plan = RolloutPlan::from_toml_str(r#"
+///     [evaluation]
+///     mode = "literal"
+///
+///     [[stages]]
+///     percent = 5
+///     criteria = { min_success_rate = 0.99, max_error_rate = 0.01, max_latency_ratio = 1.05, min_uploads = 300 }
+///
+///     [[stages]]
+///     percent = 100
+/// "#)?;
+/// assert_eq!(plan.stages.len(), 2);
+/// # Ok::<(), async_upload_rollout::PlanError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RolloutPlan {
+    /// How rates are judged (literal or statistically guarded).
+    #[serde(default)]
+    pub evaluation: EvaluationSettings,
+    /// When to roll back at once or ask a person.
+    #[serde(default)]
+    pub triggers: RollbackTriggers,
+    /// The stages, in increasing percent. The last one is where the rollout ends.
+    pub stages: Vec<Stage>,
+}
+
+/// One step of the rollout.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// Share of uploads on the async path during this stage.
+    pub percent: Percent,
+    /// What must hold before moving on from this stage.
+    #[serde(default)]
+    pub criteria: StageCriteria,
+}
+
+/// What must hold before a stage may advance.
+///
+/// Rates are fractions (`0.99` is 99%). Success and error rates are those of
+/// the async path over the whole stage (see
+/// [`MetricsSnapshot::success_rate`](crate::MetricsSnapshot::success_rate));
+/// the latency ratio is the async path's `latency_statistic` divided by the
+/// sync path's, both measured over the same stage.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StageCriteria {
+    /// Lowest acceptable success rate of the async path.
+    pub min_success_rate: f64,
+    /// Highest acceptable error rate of the async path (errors and critical errors).
+    pub max_error_rate: f64,
+    /// Highest acceptable async / sync latency ratio (`1.05` is 105% of baseline).
+    pub max_latency_ratio: f64,
+    /// Fewest async uploads with a verdict (success, error or critical) before
+    /// the stage can be judged at all.
+    pub min_uploads: u64,
+    /// Which latency to compare: the mean or a quantile (default `p50`).
+    pub latency_statistic: LatencyStatistic,
+    /// Shortest time the stage runs before it may advance.
+    #[serde(with = "duration_text")]
+    pub min_duration: Duration,
+}
+
+impl Default for StageCriteria {
+    /// The 10% stage of the week-2 plan.
+    fn default() -> StageCriteria {
+        StageCriteria {
+            min_success_rate: 0.99,
+            max_error_rate: 0.01,
+            max_latency_ratio: 1.05,
+            min_uploads: 500,
+            latency_statistic: LatencyStatistic::default(),
+            min_duration: Duration::from_secs(60 * 60),
+        }
+    }
+}
+
+/// When to roll back at once, and when to ask a person.
+///
+/// Immediate triggers roll back within one tick; manual-review triggers stop
+/// automatic advancing and ask an operator to look.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RollbackTriggers {
+    /// Roll back when the async success rate is below this (plan: 95%).
+    pub min_success_rate: f64,
+    /// Roll back when the async error rate is above this (plan: 5%).
+    pub max_error_rate: f64,
+    /// Roll back on any `Critical` outcome on the async path (plan: critical system errors).
+    pub rollback_on_critical: bool,
+    /// Roll back when process memory (peak) grows more than this over its
+    /// baseline (plan: spikes > 20%).
+    pub max_memory_growth: f64,
+    /// Rate triggers need at least this many async uploads with a verdict.
+    /// In `literal` mode 0 means the plan's rules exactly, checked from the
+    /// first upload; `guarded` mode never fires below it either.
+    pub min_uploads: u64,
+    /// Ask for review when the async success rate stays in this band
+    /// `[low, high]` (plan: 95–97%)...
+    pub review_success_band: [f64; 2],
+    /// ...for at least this long (plan: 30 minutes).
+    #[serde(with = "duration_text")]
+    pub review_success_sustained: Duration,
+    /// Ask for review when the async / sync latency ratio stays above this
+    /// (plan: 120% of baseline)...
+    pub review_latency_ratio: f64,
+    /// ...for at least this long ("consistently": 30 minutes by default).
+    #[serde(with = "duration_text")]
+    pub review_latency_sustained: Duration,
+    /// Ask for review when complaints per upload on the async path exceed the
+    /// sync path's (plan: user complaint rate increase).
+    pub review_on_more_complaints: bool,
+}
+
+impl Default for RollbackTriggers {
+    /// The week-2 plan's triggers.
+    fn default() -> RollbackTriggers {
+        RollbackTriggers {
+            min_success_rate: 0.95,
+            max_error_rate: 0.05,
+            rollback_on_critical: true,
+            max_memory_growth: 0.20,
+            min_uploads: 20,
+            review_success_band: [0.95, 0.97],
+            review_success_sustained: Duration::from_secs(30 * 60),
+            review_latency_ratio: 1.20,
+            review_latency_sustained: Duration::from_secs(30 * 60),
+            review_on_more_complaints: true,
+        }
+    }
+}
+
+/// How the evaluator turns counts into verdicts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvaluationSettings {
+    /// `guarded` (default) or `literal`.
+    pub mode: EvaluationMode,
+    /// Confidence of the two-sided Wilson score interval used by `guarded`
+    /// mode (default 0.95).
+    pub confidence: f64,
+    /// In `guarded` mode a stage advances when the observed success rate
+    /// meets `min_success_rate` **and** the interval's lower bound is at
+    /// least `min_success_rate - advance_tolerance` (likewise for the error
+    /// rate's upper bound). Default 0.005 (half a percentage point).
+    pub advance_tolerance: f64,
+    /// Length of the recent window that the immediate triggers also check,
+    /// so a regression late in a long stage is not diluted (default 5 minutes).
+    #[serde(with = "duration_text")]
+    pub recent_window: Duration,
+    /// Length of the windows that sustained (manual-review) conditions are
+    /// checked on, one ending at each kept snapshot (default 5 minutes).
+    #[serde(with = "duration_text")]
+    pub sustain_window: Duration,
+    /// Fewest async uploads a sustain window needs to count (default 20).
+    pub sustain_min_uploads: u64,
+}
+
+impl Default for EvaluationSettings {
+    fn default() -> EvaluationSettings {
+        EvaluationSettings {
+            mode: EvaluationMode::Guarded,
+            confidence: 0.95,
+            advance_tolerance: 0.005,
+            recent_window: Duration::from_secs(5 * 60),
+            sustain_window: Duration::from_secs(5 * 60),
+            sustain_min_uploads: 20,
+        }
+    }
+}
+
+/// How rate rules are applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EvaluationMode {
+    /// The plan's rules on observed rates, exactly as written.
+    Literal,
+    /// Rates judged by a Wilson score interval: roll back only when the
+    /// interval lies wholly on the bad side of a trigger; advance only when
+    /// the observed rate meets the target and the interval is within the
+    /// tolerance of it.
+    #[default]
+    Guarded,
+}
+
+/// Which latency figure the latency ratio compares.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum LatencyStatistic {
+    /// The arithmetic mean.
+    Mean,
+    /// A quantile in `(0, 1)`: `p50` is `Quantile(0.5)`.
+    Quantile(f64),
+}
+
+impl Default for LatencyStatistic {
+    /// The median, `p50`: robust to the slow tail that dominates a mean.
+    fn default() -> LatencyStatistic {
+        LatencyStatistic::Quantile(0.5)
+    }
+}
+
+impl fmt::Display for LatencyStatistic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LatencyStatistic::Mean => f.write_str("mean"),
+            LatencyStatistic::Quantile(q) => write!(f, "p{}", q * 100.0),
+        }
+    }
+}
+
+impl FromStr for LatencyStatistic {
+    type Err = String;
+
+    /// `mean`, or `p` followed by a percentile strictly between 0 and 100 (`p50`, `p99.9`).
+    fn from_str(s: &str) -> Result<LatencyStatistic, String> {
+        if s == "mean" {
+            return Ok(LatencyStatistic::Mean);
+        }
+        let percentile = s
+            .strip_prefix('p')
+            .and_then(|p| p.parse::<f64>().ok())
+            .filter(|p| p.is_finite() && *p > 0.0 && *p < 100.0);
+        match percentile {
+            Some(p) => Ok(LatencyStatistic::Quantile(p / 100.0)),
+            None => Err(format!(
+                "invalid latency statistic {s:?}: expected \"mean\" or a percentile such as \"p50\" or \"p99.9\""
+            )),
+        }
+    }
+}
+
+impl Serialize for LatencyStatistic {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for LatencyStatistic {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<LatencyStatistic, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Durations as text: `"30m"`, `"1h 30m"`, `"90s"` (humantime's format).
+mod duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(*d))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        humantime::parse_duration(&text).map_err(|err| {
+            serde::de::Error::custom(format_args!(
+                "invalid duration {text:?}: {err} (expected e.g. \"30m\", \"1h 30m\", \"90s\")"
+            ))
+        })
+    }
+}
+
+/// A plan that could not be loaded or is not coherent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The plan file could not be read.
+    #[error("cannot read plan file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The text is not a plan: bad syntax, an unknown field, a wrong type.
+    /// The message names the field (and, for TOML, the line).
+    #[error("invalid plan{}: {message}", origin.as_deref().map(|o| format!(" in {o}")).unwrap_or_default())]
+    Parse {
+        /// The file the text came from, when known.
+        origin: Option<String>,
+        /// The parser's message.
+        message: String,
+    },
+    /// The plan parses but a value is impossible.
+    #[error("invalid plan{}: {field} = {value}: {problem}", origin.as_deref().map(|o| format!(" in {o}")).unwrap_or_default())]
+    Invalid {
+        /// The file the plan came from, when known.
+        origin: Option<String>,
+        /// The field, as a path: `stages[1].criteria.min_success_rate`.
+        field: String,
+        /// The offending value, as written.
+        value: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+impl PlanError {
+    fn with_origin(self, path: &Path) -> PlanError {
+        let origin = Some(path.display().to_string());
+        match self {
+            PlanError::Parse { message, .. } => PlanError::Parse { origin, message },
+            PlanError::Invalid {
+                field,
+                value,
+                problem,
+                ..
+            } => PlanError::Invalid {
+                origin,
+                field,
+                value,
+                problem,
+            },
+            read @ PlanError::Read { .. } => read,
+        }
+    }
+}
+
+impl Default for RolloutPlan {
+    /// The week-2 plan: 1% → 10% → 50% → 100%.
+    ///
+    /// 10% and 50% carry the plan's criteria. The plan gives none for 1%, so
+    /// this one asks for the 10% stage's rates with 200 async uploads: at 1%
+    /// traffic the stage is a smoke test of the new path, and 200 uploads are
+    /// enough for the guarded evaluator to tell a healthy path (≥ 99%) from
+    /// one below 97% while keeping the stage short. 100% is the end of the
+    /// rollout; its criteria are the 50% stage's and its verdicts keep
+    /// watching for regressions.
+    fn default() -> RolloutPlan {
+        let stage = |percent: u32,
+                     min_success_rate: f64,
+                     max_error_rate: f64,
+                     max_latency_ratio: f64,
+                     min_uploads: u64,
+                     hours: u64| Stage {
+            percent: Percent::from_whole(percent).expect("stage percents are at most 100"),
+            criteria: StageCriteria {
+                min_success_rate,
+                max_error_rate,
+                max_latency_ratio,
+                min_uploads,
+                latency_statistic: LatencyStatistic::default(),
+                min_duration: Duration::from_secs(hours * 60 * 60),
+            },
+        };
+        RolloutPlan {
+            evaluation: EvaluationSettings::default(),
+            triggers: RollbackTriggers::default(),
+            stages: vec![
+                stage(1, 0.99, 0.01, 1.05, 200, 24),
+                stage(10, 0.99, 0.01, 1.05, 500, 48),
+                stage(50, 0.985, 0.015, 1.02, 2000, 72),
+                stage(100, 0.985, 0.015, 1.02, 2000, 0),
+            ],
+        }
+    }
+}
+
+impl RolloutPlan {
+    /// Parses and validates a plan written in TOML.
+    ///
+    /// # Errors
+    ///
+    /// [`PlanError::Parse`] for syntax errors, unknown fields and wrong types;
+    /// [`PlanError::Invalid`] for impossible values (see [`validate`](RolloutPlan::validate)).
+    pub fn from_toml_str(text: &str) -> Result<RolloutPlan, PlanError> {
+        let plan: RolloutPlan = toml::from_str(text).map_err(|err| PlanError::Parse {
+            origin: None,
+            message: err.to_string(),
+        })?;
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Parses and validates a plan written in JSON.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_toml_str`](RolloutPlan::from_toml_str).
+    pub fn from_json_str(text: &str) -> Result<RolloutPlan, PlanError> {
+        let plan: RolloutPlan = serde_json::from_str(text).map_err(|err| PlanError::Parse {
+            origin: None,
+            message: err.to_string(),
+        })?;
+        plan.validate()?;
+        Ok(plan)
+    }
+
+    /// Loads a plan file: JSON when the name ends in `.json`, TOML otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`PlanError::Read`] when the file cannot be read; otherwise as
+    /// [`from_toml_str`](RolloutPlan::from_toml_str), with the file named.
+    pub fn load(path: impl AsRef<Path>) -> Result<RolloutPlan, PlanError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| PlanError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let is_json = path
+            .extension()
+            .is_some_and(|ext| ext.eq_ignore_ascii_case("json"));
+        let parsed = if is_json {
+            RolloutPlan::from_json_str(&text)
+        } else {
+            RolloutPlan::from_toml_str(&text)
+        };
+        parsed.map_err(|err| err.with_origin(path))
+    }
+
+    /// The plan as TOML (the format [`from_toml_str`](RolloutPlan::from_toml_str) reads).
+    #[must_use]
+    pub fn to_toml_string(&self) -> String {
+        // Serializing plain structs of numbers, strings and arrays cannot fail.
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|err| format!("# plan not serializable: {err}\n"))
+    }
+
+    /// Checks that every value is possible and that the plan is coherent.
+    ///
+    /// Rates must be within `[0, 1]`; latency ratios and the confidence
+    /// finite and positive (confidence below 1); stage percents strictly
+    /// increasing; the review band ordered; no stage may accept a success rate
+    /// below the rollback floor or an error rate above the rollback ceiling;
+    /// no stage may accept more latency than the review trigger.
+    ///
+    /// # Errors
+    ///
+    /// [`PlanError::Invalid`] naming the first offending field.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let invalid = |field: String, value: &dyn fmt::Display, problem: &str| PlanError::Invalid {
+            origin: None,
+            field,
+            value: value.to_string(),
+            problem: problem.to_owned(),
+        };
+        let rate = |field: &str, value: f64| -> Result<(), PlanError> {
+            if (0.0..=1.0).contains(&value) {
+                Ok(())
+            } else {
+                Err(invalid(
+                    field.to_owned(),
+                    &value,
+                    "a rate must be between 0 and 1 (0.99 is 99%)",
+                ))
+            }
+        };
+        let positive = |field: &str, value: f64| -> Result<(), PlanError> {
+            if value.is_finite() && value > 0.0 {
+                Ok(())
+            } else {
+                Err(invalid(
+                    field.to_owned(),
+                    &value,
+                    "must be a positive number",
+                ))
+            }
+        };
+
+        let e = &self.evaluation;
+        if !(e.confidence.is_finite() && e.confidence > 0.5 && e.confidence < 1.0) {
+            return Err(invalid(
+                "evaluation.confidence".into(),
+                &e.confidence,
+                "must be between 0.5 and 1 (exclusive), e.g. 0.95",
+            ));
+        }
+        rate("evaluation.advance_tolerance", e.advance_tolerance)?;
+        for (field, value) in [
+            ("evaluation.recent_window", e.recent_window),
+            ("evaluation.sustain_window", e.sustain_window),
+        ] {
+            if value.is_zero() {
+                return Err(invalid(field.into(), &"0s", "must be longer than zero"));
+            }
+        }
+
+        let t = &self.triggers;
+        rate("triggers.min_success_rate", t.min_success_rate)?;
+        rate("triggers.max_error_rate", t.max_error_rate)?;
+        positive("triggers.max_memory_growth", t.max_memory_growth)?;
+        rate("triggers.review_success_band[0]", t.review_success_band[0])?;
+        rate("triggers.review_success_band[1]", t.review_success_band[1])?;
+        if t.review_success_band[0] > t.review_success_band[1] {
+            return Err(invalid(
+                "triggers.review_success_band".into(),
+                &format!(
+                    "[{}, {}]",
+                    t.review_success_band[0], t.review_success_band[1]
+                ),
+                "the low end is above the high end",
+            ));
+        }
+        positive("triggers.review_latency_ratio", t.review_latency_ratio)?;
+
+        if self.stages.is_empty() {
+            return Err(invalid(
+                "stages".into(),
+                &"[]",
+                "a plan needs at least one stage",
+            ));
+        }
+        let mut previous: Option<Percent> = None;
+        for (i, stage) in self.stages.iter().enumerate() {
+            let field = |name: &str| format!("stages[{i}].{name}");
+            if let Some(prev) = previous
+                && stage.percent <= prev
+            {
+                return Err(invalid(
+                    field("percent"),
+                    &stage.percent,
+                    &format!("stage percents must increase; the stage before is at {prev}"),
+                ));
+            }
+            previous = Some(stage.percent);
+            let c = &stage.criteria;
+            rate(&field("criteria.min_success_rate"), c.min_success_rate)?;
+            rate(&field("criteria.max_error_rate"), c.max_error_rate)?;
+            positive(&field("criteria.max_latency_ratio"), c.max_latency_ratio)?;
+            if let LatencyStatistic::Quantile(q) = c.latency_statistic
+                && !(q > 0.0 && q < 1.0)
+            {
+                return Err(invalid(
+                    field("criteria.latency_statistic"),
+                    &c.latency_statistic,
+                    "a quantile must be strictly between 0 and 1",
+                ));
+            }
+            if c.min_success_rate < t.min_success_rate {
+                return Err(invalid(
+                    field("criteria.min_success_rate"),
+                    &c.min_success_rate,
+                    &format!(
+                        "is below triggers.min_success_rate ({}): the stage would accept a rate that rolls it back",
+                        t.min_success_rate
+                    ),
+                ));
+            }
+            if c.max_error_rate > t.max_error_rate {
+                return Err(invalid(
+                    field("criteria.max_error_rate"),
+                    &c.max_error_rate,
+                    &format!(
+                        "is above triggers.max_error_rate ({}): the stage would accept a rate that rolls it back",
+                        t.max_error_rate
+                    ),
+                ));
+            }
+            if c.max_latency_ratio > t.review_latency_ratio {
+                return Err(invalid(
+                    field("criteria.max_latency_ratio"),
+                    &c.max_latency_ratio,
+                    &format!(
+                        "is above triggers.review_latency_ratio ({}): the stage would accept a latency that needs review",
+                        t.review_latency_ratio
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The stage running at `percent`, if the plan has one.
+    #[must_use]
+    pub fn stage_at(&self, percent: Percent) -> Option<usize> {
+        self.stages
+            .iter()
+            .position(|stage| stage.percent == percent)
+    }
+}
