@@ -281,13 +281,17 @@ impl RolloutControllerBuilder {
             last: None,
             last_totals: None,
         };
+        // Log the start before changing anything: a log that cannot be
+        // written fails the build and leaves the running rollout as it was.
         let percent = controller.stage_percent();
-        controller.rollout.set_percent(percent);
-        if let Some(err) =
-            controller.log_action(&Action::Start { stage, percent }, "controller started", now)
-        {
+        let mut record = controller.record(LogEvent::Action, now);
+        record.percent = Some(percent);
+        record.action = Some(Action::Start { stage, percent });
+        record.reason = Some("controller started".to_owned());
+        if let Some(err) = controller.append(&record) {
             return Err(err.into());
         }
+        controller.rollout.set_percent(percent);
         Ok(controller)
     }
 }
@@ -308,6 +312,12 @@ impl RolloutController {
             history: History::default(),
             start_stage: None,
         }
+    }
+
+    /// Replaces the log (or turns logging off with `None`), for example to
+    /// rotate it. Returns the previous sink.
+    pub fn set_log(&mut self, sink: Option<JsonlSink>) -> Option<JsonlSink> {
+        std::mem::replace(&mut self.sink, sink)
     }
 
     /// Snapshots, evaluates, acts, and logs one line.

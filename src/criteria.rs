@@ -47,7 +47,7 @@ use crate::plan::{EvaluationMode, LatencyStatistic, PlanError, RolloutPlan, Stag
 use crate::stats::{Interval, binomial_upper_tail, wilson, z_for_confidence};
 
 /// Fewest async complaints that can show a complaint-rate increase in guarded mode.
-const MIN_COMPLAINTS: u64 = 3;
+const MIN_COMPLAINTS: u64 = 5;
 
 /// What to do with a stage, most severe first in [`Ord`] terms reversed:
 /// `Rollback > ManualReview > Hold > Advance`.
@@ -591,7 +591,7 @@ impl Evaluator {
         let (ca, na) = (totals.complaints(Arm::Async), totals.uploads(Arm::Async));
         let (cs, ns) = (totals.complaints(Arm::Sync), totals.uploads(Arm::Sync));
         let rate = |c: u64, n: u64| (n > 0).then(|| c as f64 / n as f64);
-        let alpha = (1.0 - settings.confidence) / 2.0;
+        let alpha = settings.complaint_significance;
         let (status, detail) = match (rate(ca, na), rate(cs, ns)) {
             _ if !t.review_on_more_complaints => {
                 (CheckStatus::Pass, "complaint trigger off".to_owned())

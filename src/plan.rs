@@ -184,6 +184,12 @@ pub struct EvaluationSettings {
     pub sustain_window: Duration,
     /// Fewest async uploads a sustain window needs to count (default 20).
     pub sustain_min_uploads: u64,
+    /// In `guarded` mode, the complaint trigger fires when an exact one-sided
+    /// test says this few complaints or fewer would land on the async path by
+    /// chance (default 0.001), with at least 5 async complaints. It is strict
+    /// because the test is repeated on every tick of a days-long stage:
+    /// at 0.025 a healthy path was sent to review in about one run in ten.
+    pub complaint_significance: f64,
 }
 
 impl Default for EvaluationSettings {
@@ -195,6 +201,7 @@ impl Default for EvaluationSettings {
             recent_window: Duration::from_secs(5 * 60),
             sustain_window: Duration::from_secs(5 * 60),
             sustain_min_uploads: 20,
+            complaint_significance: 0.001,
         }
     }
 }
@@ -501,6 +508,13 @@ impl RolloutPlan {
             ));
         }
         rate("evaluation.advance_tolerance", e.advance_tolerance)?;
+        if !(e.complaint_significance > 0.0 && e.complaint_significance < 1.0) {
+            return Err(invalid(
+                "evaluation.complaint_significance".into(),
+                &e.complaint_significance,
+                "must be between 0 and 1 (exclusive), e.g. 0.001",
+            ));
+        }
         for (field, value) in [
             ("evaluation.recent_window", e.recent_window),
             ("evaluation.sustain_window", e.sustain_window),

@@ -1,0 +1,345 @@
+//! The controller: rollback, advance, operator actions, the log, the monitor thread.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_upload_rollout::{
+    Action, Arm, Clock, ControllerError, ControllerState, JsonlSink, LogEvent, LogRecord,
+    ManualClock, MetricsAccumulator, Outcome, Percent, Rollout, RolloutConfig, RolloutController,
+    RolloutPlan, Verdict, read_log,
+};
+
+struct Setup {
+    clock: ManualClock,
+    rollout: Arc<Rollout>,
+    metrics: Arc<MetricsAccumulator>,
+}
+
+fn setup(percent: u32) -> Setup {
+    let clock = ManualClock::default();
+    Setup {
+        rollout: Arc::new(Rollout::new(RolloutConfig::with_percent(
+            Percent::from_whole(percent).unwrap(),
+        ))),
+        metrics: Arc::new(MetricsAccumulator::with_clock(Arc::new(clock.clone()))),
+        clock,
+    }
+}
+
+impl Setup {
+    fn controller(&self) -> async_upload_rollout::RolloutControllerBuilder {
+        RolloutController::builder(self.rollout.clone(), self.metrics.clone())
+            .clock(Arc::new(self.clock.clone()))
+    }
+
+    /// One minute of traffic: `async_ok`/`async_err` async uploads, 200 healthy sync ones.
+    fn minute(&self, async_ok: u64, async_err: u64) {
+        let ms = Duration::from_millis(100);
+        for _ in 0..async_ok {
+            self.metrics.record(Arm::Async, Outcome::Success, ms);
+        }
+        for _ in 0..async_err {
+            self.metrics.record(Arm::Async, Outcome::Error, ms);
+        }
+        for i in 0..200 {
+            let outcome = if i == 0 {
+                Outcome::Error
+            } else {
+                Outcome::Success
+            };
+            self.metrics.record(Arm::Sync, outcome, ms);
+        }
+        self.clock.advance(Duration::from_secs(60));
+    }
+}
+
+fn short_plan() -> RolloutPlan {
+    let mut plan = RolloutPlan::default();
+    for stage in &mut plan.stages {
+        stage.criteria.min_duration = Duration::from_secs(30 * 60);
+    }
+    plan
+}
+
+#[test]
+fn starts_at_the_stage_matching_the_current_percent() {
+    let s = setup(10);
+    let c = s.controller().build().unwrap();
+    assert_eq!(c.stage(), 1);
+    assert_eq!(s.rollout.percent(), Percent::from_whole(10).unwrap());
+
+    let s = setup(33); // no such stage: the first one, applied
+    let c = s.controller().build().unwrap();
+    assert_eq!(c.stage(), 0);
+    assert_eq!(s.rollout.percent(), Percent::from_whole(1).unwrap());
+
+    let err = setup(0).controller().start_stage(7).build().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ControllerError::UnknownStage {
+                index: 7,
+                stages: 4
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn rollback_sets_zero_percent_and_every_id_goes_sync() {
+    let s = setup(10);
+    let mut c = s.controller().build().unwrap();
+    let ids: Vec<String> = (0..20_000).map(|i| format!("upload-{i}")).collect();
+    assert!(ids.iter().any(|id| s.rollout.should_use_async(id)));
+    let mut handle = s.rollout.handle();
+
+    s.minute(60, 40); // 40% errors
+    let tick = c.tick();
+    assert_eq!(tick.evaluation.verdict, Verdict::Rollback);
+    assert_eq!(tick.action, Some(Action::Rollback { manual: false }));
+    assert_eq!(s.rollout.percent(), Percent::ZERO);
+    assert!(ids.iter().all(|id| !s.rollout.should_use_async(id)));
+    assert!(ids.iter().all(|id| !handle.should_use_async(id)));
+    assert!(
+        matches!(c.state(), ControllerState::RolledBack { reason } if reason.contains("error_rate"))
+    );
+
+    // It stays rolled back, whatever the next ticks see, until resumed.
+    for _ in 0..10 {
+        s.minute(0, 0);
+        assert_eq!(c.tick().action, None);
+    }
+    assert_eq!(s.rollout.percent(), Percent::ZERO);
+    c.resume("fixed in build 4512").unwrap();
+    assert_eq!(s.rollout.percent(), Percent::from_whole(10).unwrap());
+    assert_eq!(*c.state(), ControllerState::Running);
+    // The failed data no longer counts against the stage.
+    s.minute(100, 0);
+    assert_ne!(c.tick().evaluation.verdict, Verdict::Rollback);
+}
+
+#[test]
+fn advances_only_with_auto_advance_and_after_min_duration() {
+    let s = setup(10);
+    let mut c = s
+        .controller()
+        .plan(short_plan())
+        .auto_advance(true)
+        .build()
+        .unwrap();
+    // Healthy and plentiful from the first minute: criteria hold early...
+    let mut ready_before = false;
+    for minute in 1..=40 {
+        s.minute(400, 1);
+        let tick = c.tick();
+        if minute < 30 {
+            assert_eq!(c.stage(), 1, "advanced at minute {minute}");
+            if matches!(tick.action, Some(Action::Ready { .. })) {
+                ready_before = true;
+            }
+        }
+    }
+    assert!(
+        ready_before,
+        "a ready stage waiting for min_duration says so"
+    );
+    // ...and it moved on once min_duration had passed.
+    assert_eq!(c.stage(), 2);
+    assert_eq!(s.rollout.percent(), Percent::from_whole(50).unwrap());
+
+    // Without auto-advance it only reports readiness.
+    let s = setup(10);
+    let mut c = s.controller().plan(short_plan()).build().unwrap();
+    for _ in 0..60 {
+        s.minute(400, 1);
+        let tick = c.tick();
+        assert!(
+            matches!(tick.action, None | Some(Action::Ready { .. })),
+            "{:?}",
+            tick.action
+        );
+    }
+    assert_eq!(c.stage(), 1);
+    assert!(c.advance("team briefed, day 4").unwrap());
+    assert_eq!(c.stage(), 2);
+    assert_eq!(s.rollout.percent(), Percent::from_whole(50).unwrap());
+}
+
+#[test]
+fn manual_review_stops_advancing_until_resumed_but_rollback_stays_armed() {
+    let s = setup(10);
+    let mut c = s
+        .controller()
+        .plan(short_plan())
+        .auto_advance(true)
+        .build()
+        .unwrap();
+    // 96% success for 40 minutes: the review band.
+    let mut reviewed = false;
+    for _ in 0..40 {
+        s.minute(1_920, 80);
+        if c.tick().action == Some(Action::ReviewRequested) {
+            reviewed = true;
+        }
+    }
+    assert!(reviewed);
+    assert!(matches!(c.state(), ControllerState::AwaitingReview { .. }));
+    assert_eq!(c.stage(), 1);
+    // A rollback trigger still acts while awaiting review.
+    s.metrics
+        .record(Arm::Async, Outcome::Critical, Duration::from_millis(1));
+    s.clock.advance(Duration::from_secs(60));
+    assert_eq!(c.tick().action, Some(Action::Rollback { manual: false }));
+    assert_eq!(s.rollout.percent(), Percent::ZERO);
+}
+
+#[test]
+fn pause_stops_advancing_and_operator_rollback_is_immediate() {
+    let s = setup(10);
+    let mut c = s
+        .controller()
+        .plan(short_plan())
+        .auto_advance(true)
+        .build()
+        .unwrap();
+    c.pause("holiday freeze").unwrap();
+    for _ in 0..60 {
+        s.minute(400, 1);
+        let _ = c.tick();
+    }
+    assert_eq!(c.stage(), 1, "paused controllers do not advance");
+    c.rollback("customer escalation").unwrap();
+    assert_eq!(s.rollout.percent(), Percent::ZERO);
+    assert!(
+        matches!(c.state(), ControllerState::RolledBack { reason } if reason.contains("customer escalation"))
+    );
+}
+
+#[test]
+fn every_tick_and_action_is_a_log_line_with_its_reason() {
+    let dir = std::env::temp_dir().join(format!("aur-controller-{}", std::process::id()));
+    let path = dir.join("nested/metrics.jsonl");
+    let s = setup(10);
+    let mut c = s
+        .controller()
+        .log(JsonlSink::open(&path).unwrap())
+        .build()
+        .unwrap();
+    s.minute(100, 0);
+    let _ = c.tick();
+    s.minute(10, 90);
+    let _ = c.tick();
+    c.resume("rolled forward after fix").unwrap();
+
+    let read = read_log::<LogRecord>(&path).unwrap();
+    assert!(read.torn_tail.is_none());
+    let events: Vec<LogEvent> = read.records.iter().map(|r| r.event).collect();
+    assert_eq!(
+        events,
+        [
+            LogEvent::Action,
+            LogEvent::Tick,
+            LogEvent::Tick,
+            LogEvent::Action
+        ]
+    );
+    let start = &read.records[0];
+    assert_eq!(
+        start.action,
+        Some(Action::Start {
+            stage: 1,
+            percent: Percent::from_whole(10).unwrap()
+        })
+    );
+    let rollback = &read.records[2];
+    assert_eq!(rollback.action, Some(Action::Rollback { manual: false }));
+    assert_eq!(
+        rollback.evaluation.as_ref().unwrap().verdict,
+        Verdict::Rollback
+    );
+    assert!(rollback.reason.as_deref().unwrap().contains("error_rate"));
+    assert_eq!(
+        rollback.snapshot.as_ref().unwrap().uploads(Arm::Async),
+        200,
+        "stage totals"
+    );
+    assert_eq!(rollback.stage, Some(1));
+    assert_eq!(
+        read.records[3].reason.as_deref(),
+        Some("rolled forward after fix")
+    );
+    assert!(read.records.iter().all(|r| r.v == 1));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_log_that_cannot_be_written_fails_the_build_and_changes_nothing() {
+    let s = setup(33);
+    let Ok(sink) = JsonlSink::open("/dev/full") else {
+        return; // no /dev/full on this platform
+    };
+    let err = s.controller().log(sink).build().unwrap_err();
+    assert!(err.to_string().contains("/dev/full"), "{err}");
+    assert_eq!(
+        s.rollout.percent(),
+        Percent::from_whole(33).unwrap(),
+        "nothing changed"
+    );
+}
+
+#[test]
+fn a_failing_log_does_not_stop_the_controller() {
+    let s = setup(10);
+    let Ok(sink) = JsonlSink::open("/dev/full") else {
+        return; // no /dev/full on this platform
+    };
+    let mut c = s.controller().build().unwrap();
+    assert!(c.set_log(Some(sink)).is_none());
+    s.minute(10, 90);
+    let tick = c.tick();
+    let err = tick.log_error.expect("the write to /dev/full failed");
+    assert!(err.to_string().contains("/dev/full"), "{err}");
+    assert_eq!(
+        tick.action,
+        Some(Action::Rollback { manual: false }),
+        "acted anyway"
+    );
+    assert_eq!(s.rollout.percent(), Percent::ZERO);
+}
+
+#[test]
+fn monitor_thread_ticks_and_stops_promptly_when_dropped() {
+    let s = setup(10);
+    let c = s
+        .controller()
+        .clock(Arc::new(async_upload_rollout::SystemClock))
+        .build()
+        .unwrap();
+    for _ in 0..50 {
+        s.metrics
+            .record(Arm::Async, Outcome::Critical, Duration::from_millis(5));
+    }
+    let monitor = c.spawn(Duration::from_millis(5));
+    assert!(monitor.is_running());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while s.rollout.percent() != Percent::ZERO {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor never rolled back"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(matches!(
+        monitor.lock().state(),
+        ControllerState::RolledBack { .. }
+    ));
+
+    // A long interval: dropping must not wait it out.
+    let c = setup(10).controller().build().unwrap();
+    let monitor = c.spawn(Duration::from_secs(3600));
+    let started = std::time::Instant::now();
+    drop(monitor);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let _ = s.clock.now();
+}

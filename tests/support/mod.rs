@@ -1,0 +1,4 @@
+//! Code shared by several integration tests.
+#![allow(dead_code)]
+
+pub mod quality;
