@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::metrics::{Arm, History, MetricsSnapshot};
 use crate::percent::Percent;
 use crate::plan::{EvaluationMode, LatencyStatistic, PlanError, RolloutPlan, Stage};
-use crate::stats::{Interval, binomial_upper_tail, wilson, z_for_confidence};
+use crate::stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};
 
 /// Fewest async complaints that can show a complaint-rate increase in guarded mode.
 const MIN_COMPLAINTS: u64 = 5;
@@ -603,14 +603,16 @@ impl Evaluator {
                     pct(s)
                 );
                 if guarded {
-                    // Exact conditional test: of all ca + cs complaints, how
-                    // likely are ca or more on the async path if both paths
-                    // drew complaints at the same rate?
+                    // Of all ca + cs complaints, each lands on the async path
+                    // with its share of the uploads if the rates are equal.
+                    // An always-valid likelihood ratio, safe to check on
+                    // every tick (see `mixture_likelihood_ratio`).
                     let share = na as f64 / (na + ns) as f64;
-                    let p_value = binomial_upper_tail(ca + cs, share, ca);
-                    let more = ca >= MIN_COMPLAINTS && p_value < alpha;
+                    let evidence = mixture_likelihood_ratio(ca + cs, share, ca);
+                    let more = ca >= MIN_COMPLAINTS && evidence >= 1.0 / alpha;
                     let detail = format!(
-                        "{shown}, p = {p_value:.3} (review below {alpha} with ≥ {MIN_COMPLAINTS} async complaints)"
+                        "{shown}, evidence ratio {evidence:.1} (review at {:.0} with ≥ {MIN_COMPLAINTS} async complaints)",
+                        1.0 / alpha
                     );
                     (
                         if more {

@@ -109,4 +109,4 @@ pub use plan::{
     Stage, StageCriteria,
 };
 pub use rollout::{Rollout, RolloutHandle};
-pub use stats::{Interval, wilson, z_for_confidence};
+pub use stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};

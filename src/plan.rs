@@ -184,11 +184,15 @@ pub struct EvaluationSettings {
     pub sustain_window: Duration,
     /// Fewest async uploads a sustain window needs to count (default 20).
     pub sustain_min_uploads: u64,
-    /// In `guarded` mode, the complaint trigger fires when an exact one-sided
-    /// test says this few complaints or fewer would land on the async path by
-    /// chance (default 0.001), with at least 5 async complaints. It is strict
-    /// because the test is repeated on every tick of a days-long stage:
-    /// at 0.025 a healthy path was sent to review in about one run in ten.
+    /// In `guarded` mode, the complaint trigger fires when the always-valid
+    /// evidence ratio ([`mixture_likelihood_ratio`](crate::mixture_likelihood_ratio))
+    /// that the async path draws more complaints per upload reaches
+    /// `1 / complaint_significance`, with at least 5 async complaints. The
+    /// chance that equal complaint rates ever fire it, over the whole stage
+    /// and however often it is checked, is at most this (default 0.005 per
+    /// stage, so at most 1% over the 10% and 50% stages together). A
+    /// fixed-sample test repeated on every tick fires far more often: at a
+    /// p-value of 0.001 it sent 4 of 300 healthy simulated rollouts to review.
     pub complaint_significance: f64,
 }
 
@@ -201,7 +205,7 @@ impl Default for EvaluationSettings {
             recent_window: Duration::from_secs(5 * 60),
             sustain_window: Duration::from_secs(5 * 60),
             sustain_min_uploads: 20,
-            complaint_significance: 0.001,
+            complaint_significance: 0.005,
         }
     }
 }
@@ -512,7 +516,7 @@ impl RolloutPlan {
             return Err(invalid(
                 "evaluation.complaint_significance".into(),
                 &e.complaint_significance,
-                "must be between 0 and 1 (exclusive), e.g. 0.001",
+                "must be between 0 and 1 (exclusive), e.g. 0.01",
             ));
         }
         for (field, value) in [

@@ -46,33 +46,34 @@ pub fn wilson(successes: u64, trials: u64, z: f64) -> Option<Interval> {
     })
 }
 
-/// `P(X ≥ x)` for `X ~ Binomial(n, p)`: the one-sided p-value of seeing `x`
-/// or more events.
+/// An always-valid evidence ratio that `x` of `n` events landing on one side
+/// means that side's share is above `p`.
 ///
-/// Used to compare two rare-event rates (complaints): given `n` events in
-/// all, under equal rates each lands on the first path with probability
-/// `p` = its share of the uploads. Computed by summing the lower terms in log
-/// space, so large `n` neither overflows nor underflows.
+/// Each event (a complaint, say) falls on the first path with probability
+/// `p` when both paths draw events at the same rate (`p` = the first path's
+/// share of the uploads). This returns the likelihood ratio of a uniform
+/// mixture over the share `θ` against `θ = p`:
+///
+/// ```text
+/// LR = B(x + 1, n − x + 1) / (pˣ (1 − p)ⁿ⁻ˣ)
+/// ```
+///
+/// Under equal rates `LR` is a nonnegative martingale with mean 1 as events
+/// arrive, so by Ville's inequality the chance that it **ever** reaches
+/// `1/α` is at most `α`, however often it is checked. That is what a trigger
+/// evaluated on every tick of a days-long stage needs; a fixed-sample p-value
+/// checked that often fires far more often than its level says. Returns 0
+/// when the observed share is not above `p` (only an increase is evidence).
 #[must_use]
-pub fn binomial_upper_tail(n: u64, p: f64, x: u64) -> f64 {
-    if x == 0 {
-        return 1.0;
-    }
-    if x > n || p <= 0.0 {
+pub fn mixture_likelihood_ratio(n: u64, p: f64, x: u64) -> f64 {
+    if n == 0 || x > n || !(p > 0.0 && p < 1.0) || (x as f64) <= p * n as f64 {
         return 0.0;
     }
-    if p >= 1.0 {
-        return 1.0;
-    }
-    let (ln_p, ln_q) = (p.ln(), (1.0 - p).ln());
-    // ln pmf(0) = n ln q; ln pmf(i+1) = ln pmf(i) + ln((n-i)/(i+1)) + ln p - ln q
-    let mut ln_pmf = n as f64 * ln_q;
-    let mut below = 0.0;
-    for i in 0..x {
-        below += ln_pmf.exp();
-        ln_pmf += ((n - i) as f64 / (i + 1) as f64).ln() + ln_p - ln_q;
-    }
-    (1.0 - below).clamp(0.0, 1.0)
+    // ln B(x + 1, n − x + 1) = ln x! + ln (n − x)! − ln (n + 1)!
+    let ln_factorial = |m: u64| (2..=m).map(|i| (i as f64).ln()).sum::<f64>();
+    let ln_beta = ln_factorial(x) + ln_factorial(n - x) - ln_factorial(n + 1);
+    let ln_null = x as f64 * p.ln() + (n - x) as f64 * (1.0 - p).ln();
+    (ln_beta - ln_null).exp()
 }
 
 /// The standard normal quantile function (Acklam's rational approximation,
@@ -161,17 +162,39 @@ mod tests {
     }
 
     #[test]
-    fn binomial_tail_matches_exact_values() {
-        // P(X ≥ 1), X ~ Bin(7, 0.0094) = 1 - 0.9906^7
-        let exact = 1.0 - (1.0f64 - 0.0094).powi(7);
-        assert!((binomial_upper_tail(7, 0.0094, 1) - exact).abs() < 1e-12);
-        // P(X ≥ 3), X ~ Bin(10, 0.5) = 1 - (1 + 10 + 45) / 1024
-        assert!((binomial_upper_tail(10, 0.5, 3) - (1.0 - 56.0 / 1024.0)).abs() < 1e-12);
-        assert_eq!(binomial_upper_tail(10, 0.5, 0), 1.0);
-        assert_eq!(binomial_upper_tail(10, 0.5, 11), 0.0);
-        // Large n stays finite.
-        let tail = binomial_upper_tail(100_000, 0.5, 10);
-        assert!((tail - 1.0).abs() < 1e-12, "{tail}");
+    fn mixture_ratio_matches_a_hand_computation() {
+        // 3 of 3 events with p = 0.5: B(4, 1) / 0.5³ = (1/4) / (1/8) = 2.
+        assert!((mixture_likelihood_ratio(3, 0.5, 3) - 2.0).abs() < 1e-12);
+        // 10 of 10 with p = 0.1: (1/11) / 1e-10.
+        let lr = mixture_likelihood_ratio(10, 0.1, 10);
+        assert!((lr / (1.0 / 11.0 / 1e-10) - 1.0).abs() < 1e-9, "{lr}");
+        // No increase, no evidence.
+        assert_eq!(mixture_likelihood_ratio(10, 0.5, 5), 0.0);
+        assert_eq!(mixture_likelihood_ratio(10, 0.5, 2), 0.0);
+        assert_eq!(mixture_likelihood_ratio(0, 0.5, 0), 0.0);
+    }
+
+    #[test]
+    fn mixture_ratio_rarely_ever_crosses_under_equal_rates() {
+        // 2,000 sequences of 400 fair events, checked after every event: the
+        // share that ever reaches 1/α = 20 must be at most α = 5% (Ville).
+        let mut state = 0x1234_5678_u64;
+        let mut crossed = 0;
+        for _ in 0..2_000 {
+            let (mut n, mut x) = (0, 0);
+            for _ in 0..400 {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                n += 1;
+                x += u64::from(state >> 63 == 1);
+                if mixture_likelihood_ratio(n, 0.5, x) >= 20.0 {
+                    crossed += 1;
+                    break;
+                }
+            }
+        }
+        assert!(crossed <= 100, "{crossed} of 2000 crossed");
     }
 
     #[test]

@@ -104,6 +104,8 @@ pub struct Scores {
     pub runs: usize,
     /// Healthy path: runs wrongly rolled back or sent to review across 10% and 50%.
     pub healthy_wrong: usize,
+    /// Of those, the ones rolled back.
+    pub healthy_rolled_back: usize,
     /// Healthy path: runs that completed both stages.
     pub healthy_advanced: usize,
     /// Below target (98% success at 10%): runs that advanced.
@@ -136,6 +138,7 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
     let mut s = Scores {
         runs,
         healthy_wrong: 0,
+        healthy_rolled_back: 0,
         healthy_advanced: 0,
         below_target_advanced: 0,
         severe_rolled_back: 0,
@@ -151,7 +154,11 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
             plan_hours(1) + plan_hours(2) + hours(48),
         );
         match healthy.end {
-            End::Rollback | End::Review => s.healthy_wrong += 1,
+            End::Rollback => {
+                s.healthy_wrong += 1;
+                s.healthy_rolled_back += 1;
+            }
+            End::Review => s.healthy_wrong += 1,
             End::Advanced => s.healthy_advanced += 1,
             End::Held => {}
         }
@@ -199,13 +206,14 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
 pub fn table(rows: &[(Judge, &Scores)]) -> String {
     let pct = |n: usize, d: usize| format!("{:.1}% ({n}/{d})", 100.0 * n as f64 / d.max(1) as f64);
     let mut out = String::from(
-        "| mode | healthy: wrongly rolled back or reviewed | healthy: completed 10% and 50% | 98% success: wrongly advanced | 10% errors: rolled back | 10% errors: median async uploads to rollback | latency +30%: advanced | latency +30%: review or rollback |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| mode | healthy: wrongly rolled back or reviewed | of which rolled back | healthy: completed 10% and 50% | 98% success: wrongly advanced | 10% errors: rolled back | 10% errors: median async uploads to rollback | latency +30%: advanced | latency +30%: review or rollback |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for (judge, s) in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             judge.name,
             pct(s.healthy_wrong, s.runs),
+            pct(s.healthy_rolled_back, s.runs),
             pct(s.healthy_advanced, s.runs),
             pct(s.below_target_advanced, s.runs),
             pct(s.severe_rolled_back, s.runs),
