@@ -108,5 +108,5 @@ pub use plan::{
     EvaluationMode, EvaluationSettings, LatencyStatistic, PlanError, RollbackTriggers, RolloutPlan,
     Stage, StageCriteria,
 };
-pub use rollout::{Rollout, RolloutHandle};
+pub use rollout::{Decision, DecisionReason, Rollout, RolloutHandle};
 pub use stats::{Interval, wilson, z_for_confidence};
