@@ -80,6 +80,8 @@ mod clock;
 mod config;
 mod controller;
 mod criteria;
+#[cfg(feature = "prometheus")]
+pub mod export;
 mod log;
 mod metrics;
 mod percent;
@@ -95,6 +97,8 @@ pub use controller::{
     RolloutControllerBuilder, Tick,
 };
 pub use criteria::{Check, CheckKind, CheckStatus, Evaluation, Evaluator, UnknownStage, Verdict};
+#[cfg(feature = "prometheus")]
+pub use export::prometheus::{ControllerStatus, PrometheusExporter};
 pub use log::{
     DEFAULT_LOG_PATH, JsonlSink, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord,
     TornLine, read_log,
