@@ -84,6 +84,8 @@ mod criteria;
 pub mod export;
 mod log;
 mod metrics;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 mod percent;
 mod plan;
 mod rollout;
