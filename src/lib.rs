@@ -90,6 +90,7 @@ mod percent;
 mod plan;
 mod rollout;
 pub mod simulation;
+mod source;
 mod stats;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -115,4 +116,5 @@ pub use plan::{
     Stage, StageCriteria,
 };
 pub use rollout::{Decision, DecisionReason, Rollout, RolloutHandle};
+pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};
 pub use stats::{Interval, wilson, z_for_confidence};
