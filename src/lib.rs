@@ -58,6 +58,17 @@
 //! assert_eq!(now.success_rate(Arm::Sync), None); // nothing judged yet
 //! ```
 //!
+//! # Operating a rollout
+//!
+//! - [`ConfigWatcher`] (always available, no extra dependency): the config
+//!   from a TOML or JSON file, reloaded live, with `ASYNC_UPLOAD_ROLLOUT`
+//!   winning over the file's percent; a bad file keeps the last good config.
+//! - Feature `prometheus`: `export::prometheus::PrometheusExporter`, the
+//!   counters, latency histograms, percent, stage and verdict in the
+//!   OpenMetrics text format, read at scrape time.
+//! - Feature `openfeature`: `openfeature::RolloutProvider`, the decision as
+//!   an OpenFeature boolean flag for the targeting key.
+//!
 //! # Guarantees
 //!
 //! - **Deterministic bucketing**: an id's bucket depends only on the salt and
