@@ -108,7 +108,7 @@ impl RolloutConfig {
 }
 
 /// Parses the value of variable `name` as a percent.
-fn parse_percent_var(name: &str, value: &str) -> Result<Percent, ConfigError> {
+pub(crate) fn parse_percent_var(name: &str, value: &str) -> Result<Percent, ConfigError> {
     value.parse().map_err(|source| ConfigError::InvalidPercent {
         var: name.to_owned(),
         source,

@@ -58,6 +58,17 @@
 //! assert_eq!(now.success_rate(Arm::Sync), None); // nothing judged yet
 //! ```
 //!
+//! # Operating a rollout
+//!
+//! - [`ConfigWatcher`] (always available, no extra dependency): the config
+//!   from a TOML or JSON file, reloaded live, with `ASYNC_UPLOAD_ROLLOUT`
+//!   winning over the file's percent; a bad file keeps the last good config.
+//! - Feature `prometheus`: `export::prometheus::PrometheusExporter`, the
+//!   counters, latency histograms, percent, stage and verdict in the
+//!   OpenMetrics text format, read at scrape time.
+//! - Feature `openfeature`: `openfeature::RolloutProvider`, the decision as
+//!   an OpenFeature boolean flag for the targeting key.
+//!
 //! # Guarantees
 //!
 //! - **Deterministic bucketing**: an id's bucket depends only on the salt and
@@ -80,12 +91,17 @@ mod clock;
 mod config;
 mod controller;
 mod criteria;
+#[cfg(feature = "prometheus")]
+pub mod export;
 mod log;
 mod metrics;
+#[cfg(feature = "openfeature")]
+pub mod openfeature;
 mod percent;
 mod plan;
 mod rollout;
 pub mod simulation;
+mod source;
 mod stats;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -95,6 +111,8 @@ pub use controller::{
     RolloutControllerBuilder, Tick,
 };
 pub use criteria::{Check, CheckKind, CheckStatus, Evaluation, Evaluator, UnknownStage, Verdict};
+#[cfg(feature = "prometheus")]
+pub use export::prometheus::{ControllerStatus, PrometheusExporter};
 pub use log::{
     DEFAULT_LOG_PATH, JsonlSink, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord,
     TornLine, read_log,
@@ -108,5 +126,6 @@ pub use plan::{
     EvaluationMode, EvaluationSettings, LatencyStatistic, PlanError, RollbackTriggers, RolloutPlan,
     Stage, StageCriteria,
 };
-pub use rollout::{Rollout, RolloutHandle};
+pub use rollout::{Decision, DecisionReason, Rollout, RolloutHandle};
+pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};
 pub use stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};

@@ -123,6 +123,9 @@ pub enum LogEvent {
     Tick,
     /// A controller or operator action.
     Action,
+    /// A config file was applied or rejected by a
+    /// [`ConfigWatcher`](crate::ConfigWatcher); `reason` says which and why.
+    Config,
     /// An event this version does not know (written by a newer one). Read
     /// only; it serializes as `"other"`.
     #[serde(other)]

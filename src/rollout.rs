@@ -127,6 +127,62 @@ impl Compiled {
             Rule::Below(ppm) => self.hasher.bucket(id) < ppm,
         }
     }
+
+    /// [`decide`](Compiled::decide) with its reason: the same precedence,
+    /// step for step, kept beside it so the two cannot drift apart unseen
+    /// (`explain_agrees_with_should_use_async` checks them against each other).
+    fn explain(&self, id: &[u8]) -> Decision {
+        let forced = |use_async, reason| Decision {
+            use_async,
+            reason,
+            bucket: None,
+        };
+        if self.rule == Rule::Killed {
+            return forced(false, DecisionReason::KillSwitch);
+        }
+        if self.force_sync.contains(id) {
+            return forced(false, DecisionReason::ForceSync);
+        }
+        if self.force_async.contains(id) {
+            return forced(true, DecisionReason::ForceAsync);
+        }
+        let bucket = self.hasher.bucket(id);
+        Decision {
+            use_async: bucket < self.config.percent.ppm(),
+            reason: DecisionReason::Bucket,
+            bucket: Some(bucket),
+        }
+    }
+}
+
+/// One decision with the rule that made it, from [`Rollout::decide`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Whether the upload takes the async path: always the answer
+    /// [`Rollout::should_use_async`] gives under the same config.
+    pub use_async: bool,
+    /// Which rule decided.
+    pub reason: DecisionReason,
+    /// The id's bucket in `0..1_000_000` when the bucket decided
+    /// ([`DecisionReason::Bucket`]); `None` when a rule above it did, since
+    /// then the id was not hashed.
+    pub bucket: Option<u32>,
+}
+
+/// The rule behind a [`Decision`], in [`RolloutConfig`]'s order of precedence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DecisionReason {
+    /// The kill switch is on: sync for everybody.
+    KillSwitch,
+    /// The id is listed in `force_sync`.
+    ForceSync,
+    /// The id is listed in `force_async` (and not in `force_sync`).
+    ForceAsync,
+    /// The id's bucket against the percent: async iff `bucket < percent.ppm()`.
+    /// This includes 0% (nobody) and 100% (everybody), which follow the same
+    /// rule.
+    Bucket,
 }
 
 impl Rollout {
@@ -243,6 +299,38 @@ impl Rollout {
     #[must_use]
     pub fn bucket<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> u32 {
         self.current.load().hasher.bucket(upload_id.as_ref())
+    }
+
+    /// The decision for `upload_id` and the rule that made it: for support
+    /// questions, logs and feature-flag adapters, not for the hot path.
+    ///
+    /// It reads one config, so its answer always equals
+    /// [`should_use_async`](Rollout::should_use_async)'s under that config.
+    /// Unlike `should_use_async` it hashes the id whenever the bucket decides,
+    /// at 0% and 100% too (to report the bucket), and it does not use the
+    /// per-thread cache.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use async_upload_rollout::{DecisionReason, Percent, Rollout, RolloutConfig};
+    ///
+    /// let mut config = RolloutConfig::with_percent(Percent::from_whole(10)?);
+    /// config.force_async = vec!["load-test-1".into()];
+    /// let rollout = Rollout::new(config);
+    ///
+    /// let forced = rollout.decide("load-test-1");
+    /// assert!(forced.use_async);
+    /// assert_eq!(forced.reason, DecisionReason::ForceAsync);
+    ///
+    /// let split = rollout.decide("0f8fad5b-d9cb-469f-a165-70867728950e");
+    /// assert_eq!(split.reason, DecisionReason::Bucket);
+    /// assert_eq!(split.bucket, Some(rollout.bucket("0f8fad5b-d9cb-469f-a165-70867728950e")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn decide<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> Decision {
+        self.current.load().explain(upload_id.as_ref())
     }
 
     /// Sets the percent, keeping the rest of the config, and returns the
@@ -419,6 +507,79 @@ mod tests {
         for i in 0..2000 {
             let id = format!("id-{i}");
             assert_eq!(rollout.should_use_async(&id), rollout.bucket(&id) < 370_000);
+        }
+    }
+
+    #[test]
+    fn explain_agrees_with_should_use_async() {
+        let ids: Vec<String> = (0..500).map(|i| format!("upload-{i}")).collect();
+        let mut listed = config(0);
+        listed.force_sync = vec!["upload-1".into(), "upload-2".into()];
+        listed.force_async = vec!["upload-2".into(), "upload-3".into()];
+        for percent in [0, 1, 37, 99, 100] {
+            for kill_switch in [false, true] {
+                let mut c = listed.clone();
+                c.percent = Percent::from_whole(percent).unwrap();
+                c.kill_switch = kill_switch;
+                let rollout = Rollout::new(c);
+                for id in &ids {
+                    let decision = rollout.decide(id);
+                    assert_eq!(
+                        decision.use_async,
+                        rollout.should_use_async(id),
+                        "{id} at {percent}%, kill switch {kill_switch}"
+                    );
+                    if let Some(bucket) = decision.bucket {
+                        assert_eq!(bucket, rollout.bucket(id));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn decide_names_the_rule_that_decided() {
+        let mut c = config(50);
+        c.force_sync = vec!["both".into(), "deny".into()];
+        c.force_async = vec!["both".into(), "allow".into()];
+        let rollout = Rollout::new(c);
+        let cases: &[(&str, bool, DecisionReason)] = &[
+            ("both", false, DecisionReason::ForceSync),
+            ("deny", false, DecisionReason::ForceSync),
+            ("allow", true, DecisionReason::ForceAsync),
+        ];
+        for &(id, use_async, reason) in cases {
+            let decision = rollout.decide(id);
+            assert_eq!(
+                decision,
+                Decision {
+                    use_async,
+                    reason,
+                    bucket: None
+                },
+                "{id}"
+            );
+        }
+        let other = rollout.decide("anyone");
+        assert_eq!(other.reason, DecisionReason::Bucket);
+        assert_eq!(other.bucket, Some(rollout.bucket("anyone")));
+
+        rollout.set_kill_switch(true);
+        for id in ["both", "deny", "allow", "anyone"] {
+            let decision = rollout.decide(id);
+            assert_eq!(decision.reason, DecisionReason::KillSwitch, "{id}");
+            assert!(!decision.use_async, "{id}");
+        }
+    }
+
+    #[test]
+    fn decide_reports_the_bucket_at_zero_and_hundred_percent() {
+        for (percent, use_async) in [(0, false), (100, true)] {
+            let rollout = Rollout::new(config(percent));
+            let decision = rollout.decide("id-7");
+            assert_eq!(decision.reason, DecisionReason::Bucket);
+            assert_eq!(decision.use_async, use_async);
+            assert_eq!(decision.bucket, Some(rollout.bucket("id-7")));
         }
     }
 

@@ -26,7 +26,7 @@
 //! its denominator is 0, never NaN.
 
 mod accumulator;
-mod histogram;
+pub(crate) mod histogram;
 mod history;
 mod memory;
 mod snapshot;

@@ -1,0 +1,81 @@
+//! The environment variable wins over the config file's percent.
+//!
+//! One test function only: changing the environment is only sound while no
+//! other thread reads it, and this test binary runs nothing else.
+
+use std::fs;
+use std::sync::Arc;
+
+use async_upload_rollout::*;
+
+const VAR: &str = "ASYNC_UPLOAD_ROLLOUT_SOURCE_TEST";
+
+fn set(value: &str) {
+    // SAFETY: this binary's only test runs on one thread; nothing else reads
+    // the environment concurrently.
+    unsafe { std::env::set_var(VAR, value) }
+}
+
+fn unset() {
+    // SAFETY: as in `set`.
+    unsafe { std::env::remove_var(VAR) }
+}
+
+#[test]
+fn the_environment_override_wins_over_the_files_percent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rollout.toml");
+    fs::write(&path, "percent = 10\nforce_async = [\"vip\"]\n").unwrap();
+    let rollout = Arc::new(Rollout::new(RolloutConfig::default()));
+    let mut watcher = ConfigWatcher::new(&path, rollout.clone())
+        .unwrap()
+        .with_env_override(Some(VAR));
+
+    unset();
+    assert!(matches!(
+        watcher.poll_once().unwrap(),
+        PollOutcome::Applied(_)
+    ));
+    assert_eq!(rollout.percent(), Percent::from_whole(10).unwrap());
+
+    // Set: its percent wins; the rest still comes from the file.
+    set("50");
+    assert!(matches!(
+        watcher.poll_once().unwrap(),
+        PollOutcome::Applied(_)
+    ));
+    assert_eq!(rollout.percent(), Percent::from_whole(50).unwrap());
+    assert_eq!(rollout.config().force_async, ["vip"]);
+
+    // A file edit does not beat it.
+    fs::write(&path, "percent = 1\n").unwrap();
+    assert!(matches!(
+        watcher.poll_once().unwrap(),
+        PollOutcome::Applied(_)
+    ));
+    assert_eq!(rollout.percent(), Percent::from_whole(50).unwrap());
+    assert!(rollout.config().force_async.is_empty());
+
+    // Invalid: an error naming the variable and value; nothing changes.
+    set("fifty");
+    let err = watcher.poll_once().unwrap_err();
+    assert!(matches!(err, SourceError::Env { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains(VAR) && message.contains("\"fifty\""),
+        "{message}"
+    );
+    assert!(message.contains("rollout.toml"), "{message}");
+    assert_eq!(rollout.percent(), Percent::from_whole(50).unwrap());
+
+    // Unset again: the file's percent.
+    unset();
+    assert!(matches!(
+        watcher.poll_once().unwrap(),
+        PollOutcome::Applied(_)
+    ));
+    assert_eq!(rollout.percent(), Percent::from_whole(1).unwrap());
+
+    // The default variable is ASYNC_UPLOAD_ROLLOUT.
+    assert_eq!(ROLLOUT_ENV_VAR, "ASYNC_UPLOAD_ROLLOUT");
+}
