@@ -112,7 +112,7 @@ impl fmt::Display for CheckStatus {
 /// One rule applied to one window of data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Check {
-    /// What was checked, e.g. `success_rate` or `rollback.error_rate[last 5m]`.
+    /// What was checked, e.g. `success_rate` or `rollback.error_rate[last 30m]`.
     pub name: String,
     /// What a failure leads to.
     pub kind: CheckKind,

@@ -175,7 +175,13 @@ pub struct EvaluationSettings {
     /// rate's upper bound). Default 0.005 (half a percentage point).
     pub advance_tolerance: f64,
     /// Length of the recent window that the immediate triggers also check,
-    /// so a regression late in a long stage is not diluted (default 5 minutes).
+    /// so a regression late in a long stage is not diluted (default 30
+    /// minutes). It is re-checked on every tick, so it must hold enough
+    /// uploads for the interval to be tight: with 5 minutes (about 60 async
+    /// uploads at the 10% stage of a 120-uploads-a-minute service) a path at
+    /// 98% success, well above the 95% trigger, was rolled back in half of
+    /// the simulated runs; with 30 minutes in none, while a late jump to 10%
+    /// errors is still caught within about 15 minutes.
     #[serde(with = "duration_text")]
     pub recent_window: Duration,
     /// Length of the windows that sustained (manual-review) conditions are
@@ -202,7 +208,7 @@ impl Default for EvaluationSettings {
             mode: EvaluationMode::Guarded,
             confidence: 0.95,
             advance_tolerance: 0.005,
-            recent_window: Duration::from_secs(5 * 60),
+            recent_window: Duration::from_secs(30 * 60),
             sustain_window: Duration::from_secs(5 * 60),
             sustain_min_uploads: 20,
             complaint_significance: 0.005,

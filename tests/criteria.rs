@@ -374,15 +374,15 @@ fn latency_above_120_percent_must_be_sustained() {
 
 #[test]
 fn a_late_regression_is_caught_by_the_recent_window() {
-    // 60 healthy minutes (12,000 async uploads), then 3 minutes at 30% errors:
-    // the stage's totals are still under 5% errors, the last 5 minutes are not.
-    let (h, t) = history_of(63, |m| if m > 60 { (140, 60) } else { (199, 1) }, |_| 100);
+    // 60 healthy minutes (12,000 async uploads), then 10 minutes at 30% errors:
+    // the stage's totals are still under 5% errors, the last 30 minutes are not.
+    let (h, t) = history_of(70, |m| if m > 60 { (140, 60) } else { (199, 1) }, |_| 100);
     assert!(t.error_rate(Arm::Async).unwrap() < 0.05);
     let e = judge_history(EvaluationMode::Guarded, &h, &t);
     assert_eq!(e.verdict, Verdict::Rollback, "{}", e.reason);
     assert_eq!(status(&e, "rollback.error_rate[stage]"), CheckStatus::Pass);
     assert_eq!(
-        status(&e, "rollback.error_rate[last 5m]"),
+        status(&e, "rollback.error_rate[last 30m]"),
         CheckStatus::Fail
     );
 }

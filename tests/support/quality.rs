@@ -110,6 +110,8 @@ pub struct Scores {
     pub healthy_advanced: usize,
     /// Below target (98% success at 10%): runs that advanced.
     pub below_target_advanced: usize,
+    /// Below target: runs rolled back (an over-reaction: 98% is above the 95% trigger).
+    pub below_target_rolled_back: usize,
     /// Severe regression (10% errors): runs rolled back, and the async uploads it took.
     pub severe_rolled_back: usize,
     pub severe_uploads: Vec<u64>,
@@ -141,6 +143,7 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
         healthy_rolled_back: 0,
         healthy_advanced: 0,
         below_target_advanced: 0,
+        below_target_rolled_back: 0,
         severe_rolled_back: 0,
         severe_uploads: Vec::new(),
         latency_advanced: 0,
@@ -170,8 +173,10 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
             ..QUIET
         };
         below.sync = QUIET;
-        if run(below, 1, plan_hours(1) + hours(24)).end == End::Advanced {
-            s.below_target_advanced += 1;
+        match run(below, 1, plan_hours(1) + hours(24)).end {
+            End::Advanced => s.below_target_advanced += 1,
+            End::Rollback => s.below_target_rolled_back += 1,
+            End::Review | End::Held => {}
         }
 
         // Severe regression at 10%: 10% errors from the first upload.
@@ -206,16 +211,17 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
 pub fn table(rows: &[(Judge, &Scores)]) -> String {
     let pct = |n: usize, d: usize| format!("{:.1}% ({n}/{d})", 100.0 * n as f64 / d.max(1) as f64);
     let mut out = String::from(
-        "| mode | healthy: wrongly rolled back or reviewed | of which rolled back | healthy: completed 10% and 50% | 98% success: wrongly advanced | 10% errors: rolled back | 10% errors: median async uploads to rollback | latency +30%: advanced | latency +30%: review or rollback |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| mode | healthy: wrongly rolled back or reviewed | of which rolled back | healthy: completed 10% and 50% | 98% success: wrongly advanced | 98% success: rolled back | 10% errors: rolled back | 10% errors: median async uploads to rollback | latency +30%: advanced | latency +30%: review or rollback |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for (judge, s) in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             judge.name,
             pct(s.healthy_wrong, s.runs),
             pct(s.healthy_rolled_back, s.runs),
             pct(s.healthy_advanced, s.runs),
             pct(s.below_target_advanced, s.runs),
+            pct(s.below_target_rolled_back, s.runs),
             pct(s.severe_rolled_back, s.runs),
             s.severe_median(),
             pct(s.latency_advanced, s.runs),
