@@ -21,6 +21,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::clock::from_unix_ms;
 use crate::controller::Action;
@@ -48,6 +49,9 @@ const TARGET_COLOR: RGBColor = RGBColor(44, 160, 44);
 const TRIGGER_COLOR: RGBColor = RGBColor(214, 39, 40);
 const REVIEW_COLOR: RGBColor = RGBColor(255, 127, 14);
 const MARK_COLOR: RGBColor = RGBColor(148, 103, 189);
+const CUMULATIVE_COLOR: RGBColor = RGBColor(23, 190, 207);
+/// Spacing of the time axis' labels to choose from, in hours.
+const LABEL_HOURS: [u64; 9] = [1, 2, 3, 6, 12, 24, 48, 72, 168];
 
 /// What [`report_html`] needs besides the logs.
 #[derive(Clone, Debug)]
@@ -113,7 +117,7 @@ pub fn report_html(fleet: &Fleet, options: &ReportOptions) -> Result<String, Cli
     html.push_str("<h2>Over time</h2>\n");
     let _ = writeln!(
         html,
-        "<p class=\"note\">Solid lines: the uploads in each {} bin (differences of consecutive tick snapshots within a stage, summed over instances; a bin needs {} judged uploads on an arm to be drawn). Dashed blue: the async path's cumulative totals of the current stage, which is what the stage criteria judge. Green dashed: the stage's criterion; red dashed: the rollback trigger; orange dashed: the review trigger. Vertical lines: stage changes and operator or controller actions.</p>",
+        "<p class=\"note\">Solid lines: the uploads in each {} bin (differences of consecutive tick snapshots within a stage, summed over instances; a bin needs {} judged uploads on an arm to be drawn). Dashed cyan: the async path's cumulative totals of the current stage, which is what the stage criteria judge. Green dashed: the stage's criterion; red dashed: the rollback trigger; orange dashed: the review trigger. Vertical lines: stage changes and operator or controller actions.</p>",
         escape(&humantime::format_duration(Duration::from_millis(data.bin_ms)).to_string()),
         data.min_n
     );
@@ -124,12 +128,29 @@ pub fn report_html(fleet: &Fleet, options: &ReportOptions) -> Result<String, Cli
         Chart::LatencyRatio,
         Chart::Latency,
     ] {
-        let svg = draw_chart(&data, &options.plan, chart)?;
+        let (svg, legend) = draw_chart(&data, &options.plan, chart)?;
         let _ = writeln!(
             html,
-            "<figure class=\"chart\" id=\"{}\">\n{svg}\n</figure>",
+            "<figure class=\"chart\" id=\"{}\">\n{svg}\n<figcaption class=\"legend\">",
             chart.id()
         );
+        for (label, color, dashed) in legend {
+            let _ = write!(
+                html,
+                "<span><svg width=\"28\" height=\"10\"><line x1=\"0\" y1=\"5\" x2=\"28\" y2=\"5\" stroke=\"#{:02x}{:02x}{:02x}\" stroke-width=\"{}\"{}/></svg> {}</span>",
+                color.0,
+                color.1,
+                color.2,
+                if dashed { 1.5 } else { 2.5 },
+                if dashed {
+                    " stroke-dasharray=\"6 4\""
+                } else {
+                    ""
+                },
+                escape(&label)
+            );
+        }
+        html.push_str("</figcaption>\n</figure>\n");
     }
 
     verdict_table(&mut html, fleet, &data, options);
@@ -141,12 +162,12 @@ const CSS: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,sa
 h1{font-size:1.5em}h2{margin-top:1.6em;border-bottom:1px solid #ddd}\
 table{border-collapse:collapse;font-size:13px;margin:8px 0}\
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}\
-th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}\
+th{background:#f4f4f4}td.time{white-space:nowrap}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 .verdict{font-weight:bold;padding:2px 8px;border-radius:4px;color:#fff}\
 .advance{background:#2ca02c}.hold{background:#7f7f7f}.manual_review{background:#ff7f0e}.rollback{background:#d62728}\
 .pass{color:#2ca02c}.fail{color:#d62728;font-weight:bold}.not_enough_data{color:#7f7f7f}\
 .note,.meta{color:#555;font-size:13px}.warn{color:#b35900}\
-figure.chart{margin:12px 0}figure.chart svg{max-width:100%;height:auto}";
+figure.chart{margin:12px 0}.legend{font-size:13px;margin-left:80px}.legend span{margin-right:18px;white-space:nowrap}.legend svg{vertical-align:middle}figure.chart svg{max-width:100%;height:auto}";
 
 /// Escapes `text` for HTML element content and attribute values.
 pub(crate) fn escape(text: &str) -> String {
@@ -450,14 +471,18 @@ fn verdict_table(html: &mut String, fleet: &Fleet, data: &ReportData, options: &
         let verdict = row.verdict.map(verdict_badge).unwrap_or_default();
         let _ = writeln!(
             html,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{verdict}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            "<tr><td class=\"time\">{}</td><td class=\"time\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{verdict}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             date_time(row.from),
             date_time(row.to),
             escape(&row.instance),
             escape(&row.what),
             escape(&row.percent),
             escape(&row.state),
-            row.ticks,
+            if row.verdict.is_some() {
+                row.ticks.to_string()
+            } else {
+                String::new()
+            },
             escape(&row.reason)
         );
     }
@@ -730,7 +755,16 @@ fn ratio_of(w: &MetricsSnapshot, statistic: LatencyStatistic) -> Option<f64> {
 }
 
 #[allow(clippy::too_many_lines)]
-fn draw_chart(data: &ReportData, plan: &RolloutPlan, chart: Chart) -> Result<String, CliError> {
+/// A chart's legend: label, color, dashed.
+type Legend = Vec<(String, RGBColor, bool)>;
+
+/// Draws `chart` as SVG; returns it with its legend (drawn in HTML below the
+/// chart, so that it never hides data).
+fn draw_chart(
+    data: &ReportData,
+    plan: &RolloutPlan,
+    chart: Chart,
+) -> Result<(String, Legend), CliError> {
     let min_n = data.min_n;
     let enough = |w: &MetricsSnapshot, arm| w.judged(arm) >= min_n;
     let windowed = |arm: Arm, f: fn(&MetricsSnapshot, Arm) -> Option<f64>| {
@@ -813,7 +847,7 @@ fn draw_chart(data: &ReportData, plan: &RolloutPlan, chart: Chart) -> Result<Str
                 ),
                 line(
                     cumulative(MetricsSnapshot::success_rate),
-                    ASYNC_COLOR,
+                    CUMULATIVE_COLOR,
                     true,
                     "async, stage cumulative",
                 ),
@@ -856,7 +890,7 @@ fn draw_chart(data: &ReportData, plan: &RolloutPlan, chart: Chart) -> Result<Str
                 ),
                 line(
                     cumulative(MetricsSnapshot::error_rate),
-                    ASYNC_COLOR,
+                    CUMULATIVE_COLOR,
                     true,
                     "async, stage cumulative",
                 ),
@@ -889,7 +923,12 @@ fn draw_chart(data: &ReportData, plan: &RolloutPlan, chart: Chart) -> Result<Str
                 "async / sync",
                 vec![
                     line(per_bin, ASYNC_COLOR, false, "per bin"),
-                    line(cumulative, ASYNC_COLOR, true, "stage cumulative"),
+                    line(
+                        cumulative,
+                        CUMULATIVE_COLOR,
+                        true,
+                        "async / sync, stage cumulative",
+                    ),
                     line(
                         per_stage(&|s| s.criteria.max_latency_ratio),
                         TARGET_COLOR,
@@ -952,40 +991,50 @@ fn draw_chart(data: &ReportData, plan: &RolloutPlan, chart: Chart) -> Result<Str
                 format!("{y:.0}")
             }
         };
+        // The time axis gets its own labels, at whole hours or days (UTC).
         ctx.configure_mesh()
-            .x_labels(8)
+            .disable_x_mesh()
+            .x_labels(0)
             .y_labels(6)
-            .x_label_formatter(&|x| short_time(*x))
             .y_label_formatter(&y_format)
             .y_desc(y_label)
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(|e| chart_error(&e))?;
+        let (keys, whole_days) = time_keys(&x_range);
+        let label_style = ("sans-serif", 13)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top));
+        for x in keys {
+            ctx.draw_series(LineSeries::new(
+                [(x, y_range.start), (x, y_range.end)],
+                RGBColor(220, 220, 220).stroke_width(1),
+            ))
+            .map_err(|e| chart_error(&e))?;
+            let (px, py) = ctx.backend_coord(&(x, y_range.start));
+            let text = if whole_days {
+                short_time(x).get(..5).unwrap_or_default().to_owned()
+            } else {
+                short_time(x)
+            };
+            root.draw(&Text::new(text, (px, py + 6), label_style.clone()))
+                .map_err(|e| chart_error(&e))?;
+        }
 
         for l in &lines {
             let style = l.color.stroke_width(l.width);
-            let mut labelled = false;
-            for run in &l.runs {
-                if run.is_empty() {
-                    continue;
-                }
-                let drawn = if l.dashed {
+            for run in l.runs.iter().filter(|run| !run.is_empty()) {
+                if l.dashed {
                     ctx.draw_series(DashedLineSeries::new(run.iter().copied(), 6, 4, style))
                 } else {
                     ctx.draw_series(LineSeries::new(run.iter().copied(), style))
                 }
                 .map_err(|e| chart_error(&e))?;
-                if let (Some(label), false) = (&l.label, labelled) {
-                    labelled = true;
-                    let color = l.color;
-                    drawn.label(label.as_str()).legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-                    });
-                }
             }
         }
         // Stage changes and actions.
-        for (at, label, color) in &data.marks {
+        for (k, (at, label, color)) in data.marks.iter().enumerate() {
             #[allow(clippy::cast_precision_loss)]
             let x = *at as f64;
             ctx.draw_series(DashedLineSeries::new(
@@ -996,24 +1045,49 @@ fn draw_chart(data: &ReportData, plan: &RolloutPlan, chart: Chart) -> Result<Str
             ))
             .map_err(|e| chart_error(&e))?;
             if chart == Chart::Percent {
-                ctx.draw_series(std::iter::once(Text::new(
-                    label.clone(),
-                    (x, y_range.end),
-                    ("sans-serif", 12).into_font().color(color),
-                )))
-                .map_err(|e| chart_error(&e))?;
+                // Labels near the right edge end at their line; rows
+                // alternate so that close marks do not overlap.
+                let near_end = x > x_range.start + (x_range.end - x_range.start) * 0.9;
+                let h = if near_end { HPos::Right } else { HPos::Left };
+                #[allow(clippy::cast_precision_loss)]
+                let y = y_range.end - (y_range.end - y_range.start) * 0.07 * (k % 3) as f64;
+                let (px, py) = ctx.backend_coord(&(x, y));
+                let style = ("sans-serif", 12)
+                    .into_font()
+                    .color(color)
+                    .pos(Pos::new(h, VPos::Top));
+                let dx = if near_end { -4 } else { 4 };
+                root.draw(&Text::new(label.clone(), (px + dx, py + 2), style))
+                    .map_err(|e| chart_error(&e))?;
             }
         }
-        ctx.configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .label_font(("sans-serif", 12))
-            .draw()
-            .map_err(|e| chart_error(&e))?;
         root.present().map_err(|e| chart_error(&e))?;
     }
-    Ok(svg)
+    let legend = lines
+        .iter()
+        .filter_map(|l| l.label.clone().map(|label| (label, l.color, l.dashed)))
+        .collect();
+    Ok((svg, legend))
+}
+
+/// Axis labels at whole multiples (UTC) of the smallest spacing that gives
+/// at most 8 labels, and whether that spacing is whole days.
+fn time_keys(range: &Range<f64>) -> (Vec<f64>, bool) {
+    let span_h = (range.end - range.start) / 3_600_000.0;
+    #[allow(clippy::cast_precision_loss)]
+    let step_h = LABEL_HOURS
+        .into_iter()
+        .find(|&h| span_h / h as f64 <= 8.0)
+        .unwrap_or(LABEL_HOURS[LABEL_HOURS.len() - 1]);
+    #[allow(clippy::cast_precision_loss)]
+    let step = step_h as f64 * 3_600_000.0;
+    let mut keys = Vec::new();
+    let mut x = (range.start / step).ceil() * step;
+    while x <= range.end {
+        keys.push(x);
+        x += step;
+    }
+    (keys, step_h % 24 == 0)
 }
 
 /// A y range that shows every drawn value and threshold with some room.
@@ -1025,7 +1099,10 @@ fn y_range_of(lines: &[Line], chart: Chart) -> Range<f64> {
         (lo.min(y), hi.max(y))
     });
     match chart {
-        Chart::Percent => 0.0..1.08,
+        Chart::Percent => {
+            let hi = if hi.is_finite() && hi > 0.0 { hi } else { 1.0 };
+            0.0..(hi * 1.25).min(1.1)
+        }
         Chart::SuccessRate => {
             let lo = if lo.is_finite() { lo } else { 0.9 };
             (((lo - 0.01) * 100.0).floor() / 100.0).max(0.0)..1.002
