@@ -977,7 +977,7 @@ fn draw_chart(
         let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(|e| chart_error(&e))?;
         let mut ctx = ChartBuilder::on(&root)
-            .caption(&title, ("sans-serif", 18))
+            .caption(&title, ("sans-serif", 24))
             .margin(12)
             .x_label_area_size(32)
             .y_label_area_size(70)
@@ -996,13 +996,15 @@ fn draw_chart(
             .disable_x_mesh()
             .x_labels(0)
             .y_labels(6)
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 16))
             .y_label_formatter(&y_format)
             .y_desc(y_label)
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(|e| chart_error(&e))?;
         let (keys, whole_days) = time_keys(&x_range);
-        let label_style = ("sans-serif", 13)
+        let label_style = ("sans-serif", 16)
             .into_font()
             .color(&BLACK)
             .pos(Pos::new(HPos::Center, VPos::Top));
@@ -1052,7 +1054,7 @@ fn draw_chart(
                 #[allow(clippy::cast_precision_loss)]
                 let y = y_range.end - (y_range.end - y_range.start) * 0.07 * (k % 3) as f64;
                 let (px, py) = ctx.backend_coord(&(x, y));
-                let style = ("sans-serif", 12)
+                let style = ("sans-serif", 16)
                     .into_font()
                     .color(color)
                     .pos(Pos::new(h, VPos::Top));
@@ -1083,7 +1085,8 @@ fn time_keys(range: &Range<f64>) -> (Vec<f64>, bool) {
     let step = step_h as f64 * 3_600_000.0;
     let mut keys = Vec::new();
     let mut x = (range.start / step).ceil() * step;
-    while x <= range.end {
+    // A label at the very right edge would be cut off.
+    while x <= range.end - (range.end - range.start) * 0.03 {
         keys.push(x);
         x += step;
     }
