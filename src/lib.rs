@@ -87,6 +87,8 @@
 #![warn(missing_docs)]
 
 mod bucket;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod clock;
 mod config;
 mod controller;

@@ -472,7 +472,24 @@ fn last_byte(file: &mut File, len: u64) -> io::Result<u8> {
 /// [`LogError::BadLine`] (with the line number) when a line other than the
 /// last is not a `T`.
 pub fn read_log<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<LogRead<T>, LogError> {
-    let path = path.as_ref();
+    let read = read_log_numbered(path.as_ref(), &mut |_, _| {})?;
+    Ok(LogRead {
+        records: read.records.into_iter().map(|(_, record)| record).collect(),
+        torn_tail: read.torn_tail,
+    })
+}
+
+/// As [`read_log`], keeping each record's 1-based line number (so later
+/// errors can name it) and calling `progress(lines, bytes)` after every line
+/// read (the command line shows it on a terminal).
+///
+/// # Errors
+///
+/// As [`read_log`].
+pub(crate) fn read_log_numbered<T: DeserializeOwned>(
+    path: &Path,
+    progress: &mut dyn FnMut(usize, u64),
+) -> Result<LogRead<(usize, T)>, LogError> {
     let read_error = |source| LogError::Read {
         path: path.to_path_buf(),
         source,
@@ -483,12 +500,16 @@ pub fn read_log<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<LogRead<T
     let mut pending: Option<(usize, Vec<u8>, serde_json::Error)> = None;
     let mut buf = Vec::new();
     let mut number = 0usize;
+    let mut bytes = 0u64;
     loop {
         buf.clear();
-        if reader.read_until(b'\n', &mut buf).map_err(read_error)? == 0 {
+        let n = reader.read_until(b'\n', &mut buf).map_err(read_error)?;
+        if n == 0 {
             break;
         }
         number += 1;
+        bytes += n as u64;
+        progress(number, bytes);
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -501,7 +522,7 @@ pub fn read_log<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<LogRead<T
             });
         }
         match serde_json::from_slice::<T>(line) {
-            Ok(record) => records.push(record),
+            Ok(record) => records.push((number, record)),
             Err(source) => pending = Some((number, line.to_vec(), source)),
         }
     }

@@ -1,0 +1,265 @@
+//! Text output of `check` and `bucket`, and the exit codes.
+
+use std::fmt::Write as _;
+
+use crate::config::RolloutConfig;
+use crate::criteria::{Check, Evaluation, Verdict};
+use crate::metrics::Arm;
+use crate::percent::Percent;
+use crate::rollout::Rollout;
+
+/// The exit code of `check` for `verdict`: 0 for advance and hold, 2 for
+/// manual review, 3 for rollback (1 is left for usage and input errors).
+#[must_use]
+pub fn exit_code(verdict: Verdict) -> u8 {
+    match verdict {
+        Verdict::Advance | Verdict::Hold => 0,
+        Verdict::ManualReview => 2,
+        Verdict::Rollback => 3,
+    }
+}
+
+/// How a check's observed value and threshold read best.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueKind {
+    /// A count of uploads or errors.
+    Count,
+    /// Minutes a sustained condition has held.
+    Minutes,
+    /// A rate, ratio or growth, shown as a percentage.
+    Percent,
+}
+
+/// The kind of value the check called `name` observes.
+pub(crate) fn value_kind(name: &str) -> ValueKind {
+    if name == "uploads" || name.starts_with("rollback.critical_errors") {
+        ValueKind::Count
+    } else if name.starts_with("review.success_rate_in_band")
+        || name.starts_with("review.latency_ratio")
+    {
+        ValueKind::Minutes
+    } else {
+        ValueKind::Percent
+    }
+}
+
+/// `x` shown as `kind` reads.
+pub(crate) fn format_value(kind: ValueKind, x: f64) -> String {
+    match kind {
+        ValueKind::Count => format!("{x:.0}"),
+        ValueKind::Minutes => format!("{x:.0} min"),
+        ValueKind::Percent => {
+            let text = format!("{:.3}", x * 100.0);
+            let text = text.trim_end_matches('0').trim_end_matches('.');
+            format!("{text}%")
+        }
+    }
+}
+
+/// A check's observed value as text (`—` when there is none).
+pub(crate) fn observed_text(check: &Check) -> String {
+    check.observed.map_or_else(
+        || "—".to_owned(),
+        |x| format_value(value_kind(&check.name), x),
+    )
+}
+
+/// A check's threshold as text.
+pub(crate) fn threshold_text(check: &Check) -> String {
+    format_value(value_kind(&check.name), check.threshold)
+}
+
+/// A check's confidence interval as text (empty when there is none).
+pub(crate) fn interval_text(check: &Check) -> String {
+    check.interval.map_or_else(String::new, |i| {
+        format!(
+            "[{}, {}]",
+            format_value(ValueKind::Percent, i.low),
+            format_value(ValueKind::Percent, i.high)
+        )
+    })
+}
+
+/// The evaluation as `check` prints it: a table of every check (name, kind,
+/// status, observed, threshold, interval, sample size), the details of the
+/// checks that did not pass, then the verdict and its reason.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::SystemTime;
+/// use async_upload_rollout::cli::render_checks;
+/// use async_upload_rollout::{Evaluator, History, MetricsSnapshot, RolloutPlan};
+///
+/// let evaluator = Evaluator::new(RolloutPlan::default())?;
+/// let evaluation = evaluator.evaluate(
+///     1, &MetricsSnapshot::default(), &History::default(), SystemTime::now())?;
+/// let text = render_checks(&evaluation);
+/// assert!(text.contains("uploads"));
+/// assert!(text.contains("verdict: hold"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn render_checks(evaluation: &Evaluation) -> String {
+    let header = [
+        "CHECK",
+        "KIND",
+        "STATUS",
+        "OBSERVED",
+        "THRESHOLD",
+        "INTERVAL",
+        "SAMPLE",
+    ];
+    let rows: Vec<[String; 7]> = evaluation
+        .checks
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                kind_text(c).to_owned(),
+                c.status.to_string(),
+                observed_text(c),
+                threshold_text(c),
+                interval_text(c),
+                c.sample_size.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(|h| h.chars().count());
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    // Text columns left-aligned, numbers right-aligned.
+    let right = [false, false, false, true, true, false, true];
+    let mut out = String::new();
+    let mut line = |cells: &[String]| {
+        let mut text = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if i > 0 {
+                text.push_str("  ");
+            }
+            if right[i] {
+                text.push_str(&" ".repeat(pad));
+                text.push_str(cell);
+            } else {
+                text.push_str(cell);
+                text.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&header.map(str::to_owned));
+    for row in &rows {
+        line(row);
+    }
+    let failing: Vec<&Check> = evaluation.failing().collect();
+    if !failing.is_empty() {
+        out.push('\n');
+        for c in failing {
+            let _ = writeln!(out, "{} ({}): {}", c.name, c.status, c.detail);
+        }
+    }
+    let _ = writeln!(
+        out,
+        "\nstage {} ({}): verdict: {}\nreason: {}",
+        evaluation.stage, evaluation.percent, evaluation.verdict, evaluation.reason
+    );
+    out
+}
+
+fn kind_text(check: &Check) -> &'static str {
+    match check.kind {
+        crate::criteria::CheckKind::Criterion => "criterion",
+        crate::criteria::CheckKind::Review => "review",
+        crate::criteria::CheckKind::Rollback => "rollback",
+    }
+}
+
+/// Which bucket and path `upload_id` gets under `salt`, at `percent` when
+/// given, else at each of `stages` (the plan's percents): the answer to a
+/// support question, computed with [`Rollout::bucket`] and
+/// [`Rollout::should_use_async`] themselves.
+///
+/// # Examples
+///
+/// ```
+/// use async_upload_rollout::cli::describe_bucket;
+/// use async_upload_rollout::{Percent, Rollout, RolloutConfig};
+///
+/// let text = describe_bucket("upload-42", "async-upload", Some(Percent::from_whole(10)?), &[]);
+/// let bucket = Rollout::new(RolloutConfig::default()).bucket("upload-42");
+/// assert!(text.contains(&format!("bucket:     {bucket}")));
+/// assert!(text.contains("threshold 100000 ppm"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn describe_bucket(
+    upload_id: &str,
+    salt: &str,
+    percent: Option<Percent>,
+    stages: &[Percent],
+) -> String {
+    let mut config = RolloutConfig::with_percent(Percent::ZERO);
+    config.salt = salt.to_owned();
+    let rollout = Rollout::new(config);
+    let bucket = rollout.bucket(upload_id);
+    let mut out = String::new();
+    let _ = writeln!(out, "upload id:  {upload_id}");
+    let _ = writeln!(out, "salt:       {salt}");
+    let _ = writeln!(out, "bucket:     {bucket} (of 0..{})", Percent::MAX_PPM);
+    let first_in = bucket
+        .checked_add(1)
+        .and_then(|ppm| Percent::from_ppm(ppm).ok())
+        .map_or_else(|| "never".to_owned(), |p| p.to_string());
+    let _ = writeln!(
+        out,
+        "async from: {first_in} (async iff bucket < percent in ppm)"
+    );
+    let percents: Vec<Percent> = percent.map_or_else(|| stages.to_vec(), |p| vec![p]);
+    for p in percents {
+        rollout.set_percent(p);
+        let arm = Arm::from_use_async(rollout.should_use_async(upload_id));
+        let cmp = if bucket < p.ppm() { "<" } else { "≥" };
+        let _ = writeln!(
+            out,
+            "at {p}: threshold {} ppm: {} ({bucket} {cmp} {})",
+            p.ppm(),
+            arm.as_str(),
+            p.ppm()
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_as_their_kind() {
+        let cases = [
+            ("uploads", 2345.0, "2345"),
+            ("rollback.critical_errors", 0.0, "0"),
+            ("success_rate", 0.99, "99%"),
+            ("error_rate", 0.0053, "0.53%"),
+            ("review.complaints", 0.0002, "0.02%"),
+            ("latency_ratio", 1.0123, "101.23%"),
+            ("review.latency_ratio", 31.5, "32 min"),
+        ];
+        for (name, x, want) in cases {
+            assert_eq!(format_value(value_kind(name), x), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn exit_codes_follow_severity() {
+        assert_eq!(exit_code(Verdict::Advance), 0);
+        assert_eq!(exit_code(Verdict::Hold), 0);
+        assert_eq!(exit_code(Verdict::ManualReview), 2);
+        assert_eq!(exit_code(Verdict::Rollback), 3);
+    }
+}

@@ -1,0 +1,74 @@
+//! [`CliError`]: why a command could not do its work.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::log::LogError;
+use crate::plan::PlanError;
+
+/// A command could not do its work (exit code 1). Every variant names the
+/// file, and the line when one is to blame.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    /// A log could not be read, or a line other than the last is not a record.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The plan file could not be read, parsed or validated.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// No log was given.
+    #[error("no metrics log given")]
+    NoLogs,
+    /// No line of the log carries a snapshot: there is nothing to judge.
+    #[error("{}: no line carries a metrics snapshot ({records} records read): nothing to judge", path.display())]
+    NoSnapshot {
+        /// The log.
+        path: PathBuf,
+        /// How many records it has.
+        records: usize,
+    },
+    /// A logged stage index is not one of the plan's stages.
+    #[error("{}, line {line}: stage {stage} is not in the plan, which has {stages} stages (0..{stages}); pass --plan or --stage", path.display())]
+    StageNotInPlan {
+        /// The log.
+        path: PathBuf,
+        /// The 1-based line.
+        line: usize,
+        /// The logged stage index.
+        stage: usize,
+        /// How many stages the plan has.
+        stages: usize,
+    },
+    /// `--stage` names a stage the plan does not have.
+    #[error("--stage {stage}: the plan has {stages} stages (0..{stages})")]
+    UnknownStage {
+        /// The index asked for.
+        stage: usize,
+        /// How many stages the plan has.
+        stages: usize,
+    },
+    /// Neither `--stage`, nor a `stage` field, nor a `percent` that the plan
+    /// has tells which stage to judge.
+    #[error("cannot tell which stage to judge: {detail}; pass --stage N")]
+    NoStage {
+        /// What was looked at, naming the file and line.
+        detail: String,
+    },
+    /// The report could not be written.
+    #[error("cannot write the report {}: {source}", path.display())]
+    Write {
+        /// The output file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// A chart could not be drawn.
+    #[error("cannot draw the chart {chart:?}: {message}")]
+    Chart {
+        /// The chart's title.
+        chart: String,
+        /// The drawing library's message.
+        message: String,
+    },
+}

@@ -1,0 +1,35 @@
+//! What the operator's command line (`async-upload-rollout`, feature `cli`)
+//! does, as a library so that it can be tested without a process.
+//!
+//! - [`InstanceLog`] reads one instance's `metrics.jsonl` (every record with
+//!   its line number; a torn last line is kept aside, not fatal).
+//! - [`Fleet`] puts several instances' logs together: the current stage, the
+//!   merged stage totals, and a [`History`](crate::History) rebuilt from the
+//!   logged snapshots, so [`Fleet::check`] judges exactly as the
+//!   controller's evaluator does.
+//! - [`render_checks`] prints an [`Evaluation`](crate::Evaluation) as the
+//!   table `check` shows; [`exit_code`] maps its verdict to the exit code.
+//! - [`report_html`] builds the status dashboard and daily report: one
+//!   self-contained HTML file with SVG charts drawn by `plotters`.
+//! - [`describe_bucket`] answers "which path does this upload take?".
+//!
+//! # Merging several instances
+//!
+//! Each instance's controller logs its own stage totals on every tick. The
+//! merged totals are the [`merge`](crate::MetricsSnapshot::merge) of every
+//! instance's latest totals: counts and histogram buckets add, so the result
+//! is exact. The merged history has one entry at every time at which some
+//! instance logged (from the first time at which all have): the merge of each
+//! instance's newest snapshot at or before that time. A window of it is then
+//! the sum of each instance's exact window between its own ticks, whose edges
+//! lag the merged window's by at most one tick interval.
+
+mod check;
+mod error;
+mod fleet;
+mod report;
+
+pub use check::{describe_bucket, exit_code, render_checks};
+pub use error::CliError;
+pub use fleet::{CheckOutcome, Fleet, InstanceLog, StageSource};
+pub use report::{ReportOptions, report_html};
