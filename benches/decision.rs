@@ -21,6 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use async_upload_rollout::simulation::SplitMix64;
 use async_upload_rollout::{Percent, Rollout, RolloutConfig};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use siphasher::sip::SipHasher13;
@@ -28,27 +29,8 @@ use siphasher::sip::SipHasher13;
 const IDS: usize = 4096;
 
 fn uuid_ids() -> Vec<String> {
-    let mut state = 7u64;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    (0..IDS)
-        .map(|_| {
-            let (a, b) = (next(), next());
-            format!(
-                "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xfff,
-                (b >> 48) & 0x3fff | 0x8000,
-                b & 0xffff_ffff_ffff
-            )
-        })
-        .collect()
+    let mut rng = SplitMix64::new(7);
+    (0..IDS).map(|_| rng.uuid()).collect()
 }
 
 /// The floor: what any consistent-hash decision must pay.

@@ -7,13 +7,16 @@
 
 use std::time::Instant;
 
+use async_upload_rollout::simulation::SplitMix64;
 use async_upload_rollout::{Percent, Rollout, RolloutConfig};
 
 const UPLOADS: usize = 100_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let ids: Vec<String> = (0..UPLOADS as u64).map(synthetic_uuid).collect();
+    // Deterministic UUID-shaped ids, like the ones an upload service hands out.
+    let mut rng = SplitMix64::new(2025);
+    let ids: Vec<String> = (0..UPLOADS).map(|_| rng.uuid()).collect();
     let rollout = Rollout::new(RolloutConfig::default());
 
     println!(
@@ -72,25 +75,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("\nrollback to 0%: 0 async; back to 10%: {again} async (the same cohort as before)");
     println!("done in {:.0?}", started.elapsed());
     Ok(())
-}
-
-/// A deterministic UUID-shaped id (SplitMix64), like the ids an upload service hands out.
-fn synthetic_uuid(n: u64) -> String {
-    let mut state = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let mut next = || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    let (a, b) = (next(), next());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        (b >> 48) & 0x3fff | 0x8000,
-        b & 0xffff_ffff_ffff
-    )
 }

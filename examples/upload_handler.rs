@@ -13,6 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use async_upload_rollout::simulation::SplitMix64;
 use async_upload_rollout::{
     Arm, Clock, DEFAULT_LOG_PATH, History, JsonlSink, LogRecord, ManualClock, MetricsAccumulator,
     Outcome, Percent, Rollout, RolloutConfig, process_memory_bytes, read_log,
@@ -56,7 +57,7 @@ impl UploadService {
 /// The proven path: store the whole file, then answer.
 fn simulated_sync_upload(upload: &Upload, rng: &mut SplitMix64) -> (Outcome, Duration) {
     // ~40 ms of overhead plus ~25 MB/s, with some jitter.
-    let millis = 40.0 + upload.bytes as f64 / 25_000.0 * rng.jitter();
+    let millis = 40.0 + upload.bytes as f64 / 25_000.0 * jitter(rng);
     let outcome = match rng.next_f64() {
         x if x < 0.0001 => Outcome::Critical,
         x if x < 0.006 => Outcome::Error,
@@ -69,7 +70,7 @@ fn simulated_sync_upload(upload: &Upload, rng: &mut SplitMix64) -> (Outcome, Dur
 /// the time to the answer.
 fn simulated_async_upload(upload: &Upload, rng: &mut SplitMix64) -> (Outcome, Duration) {
     // Receiving still scales with size; storing no longer does.
-    let millis = 30.0 + upload.bytes as f64 / 40_000.0 * rng.jitter();
+    let millis = 30.0 + upload.bytes as f64 / 40_000.0 * jitter(rng);
     let outcome = match rng.next_f64() {
         x if x < 0.008 => Outcome::Error,
         _ => Outcome::Success,
@@ -94,7 +95,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("cut off a torn line {} left by a crash", torn.line);
     }
 
-    let mut rng = SplitMix64(0x2025_1105);
+    let mut rng = SplitMix64::new(0x2025_1105);
     let mut upload_number = 0u64;
     for _minute in 0..MINUTES {
         for _ in 0..UPLOADS_PER_MINUTE {
@@ -160,26 +161,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): a tiny seeded generator, plenty for
-/// a simulation and no dependency.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A multiplicative jitter between 0.5 and 2, log-uniform.
-    fn jitter(&mut self) -> f64 {
-        2f64.powf(self.next_f64() * 2.0 - 1.0)
-    }
+/// A multiplicative jitter between 0.5 and 2, log-uniform.
+fn jitter(rng: &mut SplitMix64) -> f64 {
+    2f64.powf(rng.next_f64() * 2.0 - 1.0)
 }

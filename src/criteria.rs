@@ -819,12 +819,21 @@ fn verdict_of(checks: &[Check]) -> Verdict {
 }
 
 fn reason_of(verdict: Verdict, checks: &[Check]) -> String {
+    // Too few uploads makes every rate criterion lack data too: say it once.
+    let too_few = checks
+        .iter()
+        .any(|c| c.name == "uploads" && c.status == CheckStatus::NotEnoughData);
     let decisive: Vec<&str> = checks
         .iter()
         .filter(|c| match verdict {
             Verdict::Rollback => c.kind == CheckKind::Rollback && c.status == CheckStatus::Fail,
             Verdict::ManualReview => c.kind == CheckKind::Review && c.status == CheckStatus::Fail,
-            Verdict::Hold => c.kind == CheckKind::Criterion && c.status != CheckStatus::Pass,
+            Verdict::Hold => {
+                c.kind == CheckKind::Criterion
+                    && (c.status == CheckStatus::Fail
+                        || (c.status == CheckStatus::NotEnoughData
+                            && (!too_few || c.name == "uploads")))
+            }
             Verdict::Advance => false,
         })
         .map(|c| c.detail.as_str())

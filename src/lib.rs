@@ -131,3 +131,8 @@ pub use plan::{
 pub use rollout::{Decision, DecisionReason, Rollout, RolloutHandle};
 pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};
 pub use stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -190,7 +190,7 @@ impl Simulation {
         let baseline_memory = 512 * 1024 * 1024;
         metrics.record_memory(baseline_memory);
         Ok(Simulation {
-            rng: SplitMix64(config.seed),
+            rng: SplitMix64::new(config.seed),
             config,
             clock,
             rollout,
@@ -343,12 +343,29 @@ impl Simulation {
     }
 }
 
-/// SplitMix64: a tiny, fast, well-mixed seeded generator, plenty for traffic.
+/// SplitMix64 (Steele, Lea and Flood, 2014): a tiny, fast, well-mixed seeded
+/// generator. Plenty for synthetic traffic and test ids; not for secrets.
+///
+/// ```
+/// use async_upload_rollout::simulation::SplitMix64;
+///
+/// let mut rng = SplitMix64::new(7);
+/// let id = rng.uuid();
+/// assert_eq!(id.len(), 36);
+/// assert_eq!(SplitMix64::new(7).uuid(), id, "same seed, same ids");
+/// ```
 #[derive(Clone, Debug)]
-struct SplitMix64(u64);
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    /// A generator whose sequence is fixed by `seed`.
+    #[must_use]
+    pub fn new(seed: u64) -> SplitMix64 {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -357,14 +374,28 @@ impl SplitMix64 {
     }
 
     /// Uniform in `[0, 1)`.
-    fn next_f64(&mut self) -> f64 {
+    pub fn next_f64(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 
     /// Standard normal (Box–Muller).
-    fn normal(&mut self) -> f64 {
+    pub fn normal(&mut self) -> f64 {
         let u1 = 1.0 - self.next_f64(); // (0, 1]: ln is finite
         let u2 = self.next_f64();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+
+    /// A random version-4 UUID in its 36-character text form, the shape of
+    /// the upload ids a service hands out.
+    pub fn uuid(&mut self) -> String {
+        let (a, b) = (self.next_u64(), self.next_u64());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            (b >> 48) & 0x3fff | 0x8000,
+            b & 0xffff_ffff_ffff
+        )
     }
 }

@@ -3,32 +3,14 @@
 //! The ids are deterministic (SplitMix64-generated UUID strings) so these tests
 //! never flake; the thresholds are the ones a random sample would have to meet.
 
+use async_upload_rollout::simulation::SplitMix64;
 use async_upload_rollout::{Percent, Rollout, RolloutConfig};
 
 const N: usize = 200_000;
 
 fn uuid_ids(seed: u64, n: usize) -> Vec<String> {
-    let mut state = seed;
-    let mut next = move || {
-        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    (0..n)
-        .map(|_| {
-            let (a, b) = (next(), next());
-            format!(
-                "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
-                a >> 32,
-                (a >> 16) & 0xffff,
-                a & 0xfff,
-                (b >> 48) & 0x3fff | 0x8000,
-                b & 0xffff_ffff_ffff
-            )
-        })
-        .collect()
+    let mut rng = SplitMix64::new(seed);
+    (0..n).map(|_| rng.uuid()).collect()
 }
 
 fn rollout(salt: &str, percent: &str) -> Rollout {
