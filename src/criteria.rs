@@ -312,6 +312,7 @@ impl Evaluator {
         checks.push(latency_criterion(
             totals,
             c.latency_statistic,
+            c.baseline_latency,
             c.max_latency_ratio,
             c.min_uploads,
         ));
@@ -568,12 +569,13 @@ impl Evaluator {
 
         // Latency ratio above the review ratio, sustained.
         let statistic = spec.criteria.latency_statistic;
+        let baseline = spec.criteria.baseline_latency;
         let slow = |w: &MetricsSnapshot| -> Option<bool> {
             let min = settings.sustain_min_uploads.max(1);
-            if w.judged(Arm::Async) < min || w.judged(Arm::Sync) < min {
+            if w.judged(Arm::Async) < min || (baseline.is_none() && w.judged(Arm::Sync) < min) {
                 return None;
             }
-            latency_ratio(w, statistic).map(|ratio| ratio > t.review_latency_ratio)
+            latency_ratio(w, statistic, baseline).map(|ratio| ratio > t.review_latency_ratio)
         };
         let streak = sustained(history, settings.sustain_window, slow);
         checks.push(sustained_check(
@@ -667,25 +669,41 @@ struct RateCriterion {
     tolerance: f64,
 }
 
-/// The async / sync latency ratio of `window`, by `statistic`.
-fn latency_ratio(window: &MetricsSnapshot, statistic: LatencyStatistic) -> Option<f64> {
+/// The async latency of `window` by `statistic`, over the sync path's in the
+/// same window, or over `baseline` when the plan fixes one.
+fn latency_ratio(
+    window: &MetricsSnapshot,
+    statistic: LatencyStatistic,
+    baseline: Option<Duration>,
+) -> Option<f64> {
     let value = |arm| match statistic {
         LatencyStatistic::Mean => window.mean_latency(arm),
         LatencyStatistic::Quantile(q) => window.latency_quantile(arm, q),
     };
-    let (a, s) = (value(Arm::Async)?, value(Arm::Sync)?);
+    let a = value(Arm::Async)?;
+    let s = match baseline {
+        Some(b) => b,
+        None => value(Arm::Sync)?,
+    };
     (!s.is_zero()).then(|| a.as_secs_f64() / s.as_secs_f64())
 }
 
 fn latency_criterion(
     totals: &MetricsSnapshot,
     statistic: LatencyStatistic,
+    baseline: Option<Duration>,
     max_ratio: f64,
     min_uploads: u64,
 ) -> Check {
     let (na, ns) = (totals.judged(Arm::Async), totals.judged(Arm::Sync));
-    let rule = format!("{statistic} latency async/sync ≤ {}", pct(max_ratio));
-    let ratio = latency_ratio(totals, statistic);
+    let rule = match baseline {
+        None => format!("{statistic} latency async/sync ≤ {}", pct(max_ratio)),
+        Some(b) => format!(
+            "{statistic} latency async/{b:?} baseline ≤ {}",
+            pct(max_ratio)
+        ),
+    };
+    let ratio = latency_ratio(totals, statistic, baseline);
     let (status, detail) = match ratio {
         _ if na < min_uploads => (
             CheckStatus::NotEnoughData,

@@ -89,6 +89,17 @@ pub struct StageCriteria {
     /// Shortest time the stage runs before it may advance.
     #[serde(with = "duration_text")]
     pub min_duration: Duration,
+    /// A fixed latency baseline (e.g. `"180ms"`) to compare the async path
+    /// with, instead of the sync path measured in the same window. Needed
+    /// where no sync traffic is left (the 100% stage); otherwise leave it
+    /// unset: a baseline measured alongside follows the day's load, a
+    /// fixed number goes stale.
+    #[serde(
+        default,
+        with = "optional_duration_text",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub baseline_latency: Option<Duration>,
 }
 
 impl Default for StageCriteria {
@@ -101,6 +112,7 @@ impl Default for StageCriteria {
             min_uploads: 500,
             latency_statistic: LatencyStatistic::default(),
             min_duration: Duration::from_secs(60 * 60),
+            baseline_latency: None,
         }
     }
 }
@@ -311,6 +323,31 @@ mod duration_text {
     }
 }
 
+/// Optional durations as text; absent means `None`.
+mod optional_duration_text {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(
+        d: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration_text::serialize(d, serializer),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        #[derive(Deserialize)]
+        struct Text(#[serde(with = "super::duration_text")] Duration);
+        Ok(Some(Text::deserialize(deserializer)?.0))
+    }
+}
+
 /// A plan that could not be loaded or is not coherent.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -392,6 +429,7 @@ impl Default for RolloutPlan {
                 min_uploads,
                 latency_statistic: LatencyStatistic::default(),
                 min_duration: Duration::from_secs(hours * 60 * 60),
+                baseline_latency: None,
             },
         };
         RolloutPlan {
@@ -583,6 +621,13 @@ impl RolloutPlan {
                     field("criteria.latency_statistic"),
                     &c.latency_statistic,
                     "a quantile must be strictly between 0 and 1",
+                ));
+            }
+            if c.baseline_latency.is_some_and(|b| b.is_zero()) {
+                return Err(invalid(
+                    field("criteria.baseline_latency"),
+                    &"0s",
+                    "a latency baseline must be longer than zero",
                 ));
             }
             if c.min_success_rate < t.min_success_rate {

@@ -409,3 +409,39 @@ fn unknown_stage_is_an_error_not_a_panic() {
         .unwrap_err();
     assert!(err.to_string().contains("stage 9"), "{err}");
 }
+
+#[test]
+fn a_fixed_baseline_judges_latency_where_no_sync_traffic_is_left() {
+    // The 100% stage: every upload is async, so there is nothing to compare with...
+    let mut s = MetricsSnapshot::empty_at(at(T0_MS));
+    add(&mut s, Arm::Async, 3_000, 0, 0, 100);
+    let judge_last = |plan: RolloutPlan| {
+        Evaluator::new(plan)
+            .unwrap()
+            .evaluate(3, &s, &History::default(), at(T0_MS))
+            .unwrap()
+    };
+    let e = judge_last(plan(EvaluationMode::Guarded));
+    assert_eq!(status(&e, "latency_ratio"), CheckStatus::NotEnoughData);
+    // ...unless the plan fixes a baseline (mean: exact arithmetic).
+    for (baseline_ms, expected) in [(100, CheckStatus::Pass), (95, CheckStatus::Fail)] {
+        let mut p = plan(EvaluationMode::Guarded);
+        p.stages[3].criteria.latency_statistic = LatencyStatistic::Mean;
+        p.stages[3].criteria.baseline_latency = Some(Duration::from_millis(baseline_ms));
+        let e = judge_last(p);
+        assert_eq!(
+            status(&e, "latency_ratio"),
+            expected,
+            "baseline {baseline_ms} ms"
+        );
+    }
+    let p = RolloutPlan::from_toml_str(
+        "[[stages]]\npercent = 100\ncriteria = { baseline_latency = \"180ms\" }\n",
+    )
+    .unwrap();
+    assert_eq!(
+        p.stages[0].criteria.baseline_latency,
+        Some(Duration::from_millis(180))
+    );
+    assert_eq!(RolloutPlan::from_toml_str(&p.to_toml_string()).unwrap(), p);
+}
