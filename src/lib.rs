@@ -16,7 +16,7 @@
 //! // In production: `Rollout::from_env()?` reads ASYNC_UPLOAD_ROLLOUT=10.
 //! let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent("10".parse()?)));
 //!
-//! // In the upload handler: one wait-free load and one SipHash per decision.
+//! // In the upload handler: one SipHash and a pointer check per decision.
 //! let upload_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
 //! if rollout.should_use_async(upload_id) {
 //!     // accept, answer 202, finish in the background
@@ -33,6 +33,16 @@
 //! assert!(!rollout.should_use_async(upload_id));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Judging and acting
+//!
+//! A [`RolloutPlan`] (default: the week-2 plan, 1% → 10% → 50% → 100%) holds
+//! each stage's [`StageCriteria`] and the [`RollbackTriggers`]. The
+//! [`Evaluator`] turns metrics into an [`Evaluation`]: a [`Verdict`] with
+//! every [`Check`] behind it, judged literally or (by default) with Wilson
+//! intervals. The [`RolloutController`] ticks, rolls back to 0% by itself,
+//! advances when allowed, and logs every tick; see its example.
+//! [`simulation`] runs whole rollouts in simulated time.
 //!
 //! # Metrics
 //!
@@ -73,7 +83,7 @@
 //!
 //! - **Deterministic bucketing**: an id's bucket depends only on the salt and
 //!   the id's bytes, on every platform, process and release (the algorithm is
-//!   specified in [`Rollout::bucket`]'s module docs and pinned by test vectors).
+//!   specified on [`Rollout::bucket`] and pinned by test vectors).
 //! - **Monotonic widening**: an id is in at `p` iff `bucket(id) < p.ppm()`, so
 //!   every id in at `p` is in at any `q ≥ p`, and going back to `p` restores
 //!   exactly the old cohort.

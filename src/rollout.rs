@@ -296,6 +296,19 @@ impl Rollout {
     ///
     /// The id is in the rollout at `p` iff `bucket < p.ppm()` (overrides and
     /// the kill switch aside). Useful for support questions.
+    ///
+    /// # The algorithm (a compatibility promise)
+    ///
+    /// 1. Keys, derived once per config: the 128-bit SipHash-1-3 (keys `0, 0`)
+    ///    of `"async-upload-rollout/bucket/v1\0"` followed by the salt's UTF-8
+    ///    bytes; its halves `h1`, `h2` are the keys `k0`, `k1`.
+    /// 2. The 64-bit SipHash-1-3, keyed `k0, k1`, of the id's bytes as given.
+    /// 3. `((hash as u128 * 1_000_000) >> 64) as u32`: Lemire's multiply-shift,
+    ///    whose bias is below one part in 10¹³.
+    ///
+    /// The result depends on nothing but the salt and the id's bytes, on every
+    /// platform, process and release; pinned vectors guard it, and changing
+    /// them is a breaking change.
     #[must_use]
     pub fn bucket<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> u32 {
         self.current.load().hasher.bucket(upload_id.as_ref())
