@@ -42,6 +42,10 @@
 //! - `--memory-warmup <duration>`: when to take the first memory sample, the
 //!   baseline of the memory-growth trigger (default `1m`; see below)
 //!
+//! Ctrl-C or SIGTERM stops it gracefully: no new connections, requests in
+//! progress finish, and accepted (202) uploads are stored before it exits
+//! (at most 10 s).
+//!
 //! The starting percent comes from `ASYNC_UPLOAD_ROLLOUT` (unset: 0%); the
 //! controller then starts at the plan's stage with that percent, or at its
 //! first stage (1% in the week-2 plan).
@@ -801,12 +805,35 @@ async fn start() -> Result<(), StartError> {
         state.rollout().percent()
     );
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        eprintln!("upload_server: shutting down");
+        stop_signal().await;
+        eprintln!("upload_server: shutting down: finishing requests and accepted uploads");
     };
     serve(listener, state, shutdown)
         .await
         .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Ctrl-C, or SIGTERM (what `kill` and container orchestrators send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[tokio::main]
