@@ -54,7 +54,7 @@
 //! sample is the baseline the "memory grows more than 20%" rollback trigger
 //! compares with. A server's resident memory grows as it warms up (runtime
 //! worker stacks, connection buffers, allocator arenas): measured at start,
-//! a few dozen requests already showed +12%. So sampling starts after
+//! a dozen requests already showed +12% (the trigger fires above 20%). So sampling starts after
 //! `--memory-warmup`; until then the trigger has no data and cannot fire.
 #![forbid(unsafe_code)]
 
