@@ -1,0 +1,614 @@
+//! The upload_server example, served on loopback and driven over real HTTP.
+//!
+//! The example's code is compiled into this test (`#[path]`), started on
+//! `127.0.0.1:0` with a temporary log and upload directory and a 50 ms
+//! controller tick, and spoken to by a minimal hand-written HTTP/1.1 client
+//! (one connection per request, `Connection: close`). Every test stops its
+//! server and is bounded by [`DEADLINE`].
+#![cfg(feature = "prometheus")]
+
+#[allow(dead_code)] // `main` and the flag parsing are not used here.
+#[path = "../examples/upload_server.rs"]
+mod server;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_upload_rollout::export::prometheus::PROMETHEUS_TEXT_CONTENT_TYPE;
+use async_upload_rollout::{
+    Arm, ControllerState, LogEvent, LogRecord, Percent, Rollout, RolloutConfig, RolloutPlan,
+    read_log,
+};
+use server::{AppState, RolloutStatus, ServerConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// No test here runs longer than this.
+const DEADLINE: Duration = Duration::from_secs(30);
+const TOKEN: &str = "test-token-7f3a";
+const TICK: Duration = Duration::from_millis(50);
+/// Small, so an over-large body fits in the loopback socket buffers and the
+/// server's 413 is not lost to a reset.
+const MAX_UPLOAD: usize = 16 * 1024;
+
+/// A server on loopback and what the test needs to look at it.
+struct Running {
+    addr: SocketAddr,
+    state: AppState,
+    log_path: std::path::PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    served: JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Starts the example's server at `percent`, with `admin_token`.
+    async fn start(percent: u32, admin_token: Option<&str>) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("logs").join("metrics.jsonl");
+        let mut plan = RolloutPlan::default();
+        // Memory is sampled from the first tick; a test process's RSS grows
+        // by more than the plan's 20% as it warms up, which would roll the
+        // rollout back under the test's feet. The check still runs (and its
+        // observed growth proves sampling), it just cannot fire.
+        plan.triggers.max_memory_growth = 100.0;
+        let config = ServerConfig {
+            admin_token: admin_token.map(str::to_owned),
+            log_path: log_path.clone(),
+            tick: TICK,
+            store_dir: dir.path().join("uploads"),
+            plan,
+            auto_advance: false,
+            max_upload_bytes: MAX_UPLOAD,
+            memory_warmup: Duration::ZERO,
+        };
+        let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(whole(percent))));
+        let state = AppState::new(config, rollout).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = tokio::spawn(server::serve(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            state,
+            log_path,
+            stop: Some(stop),
+            served,
+            _dir: dir,
+        }
+    }
+
+    async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Reply {
+        request(self.addr, method, path, headers, body).await
+    }
+
+    /// `POST /uploads` with `id` (if any) and `body`.
+    async fn upload(&self, id: Option<&str>, body: &[u8]) -> Reply {
+        let headers: Vec<(&str, &str)> = id.map(|id| ("Upload-Id", id)).into_iter().collect();
+        self.request("POST", "/uploads", &headers, body).await
+    }
+
+    async fn put_rollout(&self, token: Option<&str>, body: &str) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        self.request("PUT", "/rollout", &headers, body.as_bytes())
+            .await
+    }
+
+    async fn rollout_status(&self) -> RolloutStatus {
+        let reply = self.request("GET", "/rollout", &[], b"").await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        serde_json::from_str(&reply.body).unwrap()
+    }
+
+    async fn metrics_text(&self) -> String {
+        let reply = self.request("GET", "/metrics", &[], b"").await;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.header("content-type"),
+            Some(PROMETHEUS_TEXT_CONTENT_TYPE)
+        );
+        reply.body
+    }
+
+    /// Stops accepting, waits for the server (and its drain) to finish.
+    /// Returns the state and the directory (still there) it wrote in.
+    async fn stop(mut self) -> (AppState, tempfile::TempDir) {
+        let _ = self.stop.take().unwrap().send(());
+        self.served.await.unwrap().unwrap();
+        (self.state, self._dir)
+    }
+}
+
+/// One HTTP response.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 exchange: one request on a new connection, read to
+/// the server's close.
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // A server may answer (413) before reading the whole body: a failed
+    // write is then not the test's failure; a missing response is.
+    let _ = stream.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    parse_response(&raw)
+}
+
+fn parse_response(raw: &[u8]) -> Reply {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a response head");
+    let head = std::str::from_utf8(&raw[..split]).unwrap();
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap();
+    let status = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8(body).unwrap(),
+    }
+}
+
+fn dechunk(mut rest: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
+        let size_text = std::str::from_utf8(&rest[..end]).unwrap();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return body;
+        }
+        body.extend_from_slice(&rest[end + 2..end + 2 + size]);
+        rest = &rest[end + 2 + size + 2..];
+    }
+}
+
+fn whole(percent: u32) -> Percent {
+    Percent::from_whole(percent).unwrap()
+}
+
+/// The value of the sample line `series` in a text exposition.
+fn sample(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
+}
+
+fn uploads_total(text: &str, arm: &str, outcome: &str) -> u64 {
+    let series =
+        format!("async_upload_rollout_uploads_total{{arm=\"{arm}\",outcome=\"{outcome}\"}}");
+    sample(text, &series).unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+async fn bounded<T>(test: impl Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, test)
+        .await
+        .expect("the test ran past its deadline")
+}
+
+/// Uploads each id concurrently (8 connections at a time) with the body
+/// `upload <id>`; returns each id's status code, in `ids`' order.
+async fn upload_all(server: &Running, ids: &[String]) -> Vec<u16> {
+    let addr = server.addr;
+    let mut statuses = vec![0; ids.len()];
+    for (chunk_index, chunk) in ids.chunks(8).enumerate() {
+        let tasks: Vec<_> = chunk
+            .iter()
+            .cloned()
+            .map(|id| {
+                tokio::spawn(async move {
+                    let body = format!("upload {id}");
+                    let reply = request(
+                        addr,
+                        "POST",
+                        "/uploads",
+                        &[("Upload-Id", &id)],
+                        body.as_bytes(),
+                    )
+                    .await;
+                    assert_eq!(reply.header("upload-id"), Some(id.as_str()));
+                    assert_eq!(reply.json()["upload_id"], id.as_str());
+                    reply.status
+                })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            statuses[chunk_index * 8 + i] = task.await.unwrap();
+        }
+    }
+    statuses
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
+    bounded(async {
+        let server = Running::start(10, Some(TOKEN)).await;
+        let mut expected_async = 0u64;
+        let mut expected_sync = 0u64;
+        let mut all_ids = Vec::new();
+
+        // 200 uploads at 10%, then 200 at 50% after an admin change. An
+        // independent `Rollout` at the same percent (and the default salt)
+        // says which path each id must take.
+        for (phase, percent) in [(0, 10), (1, 50)] {
+            if phase == 1 {
+                let reply = server
+                    .put_rollout(Some(TOKEN), &format!(r#"{{"percent": {percent}}}"#))
+                    .await;
+                assert_eq!(reply.status, 200, "{}", reply.body);
+            }
+            let reference = Rollout::new(RolloutConfig::with_percent(whole(percent)));
+            let ids: Vec<String> = (0..200).map(|i| format!("test-{phase}-{i:04}")).collect();
+            let statuses = upload_all(&server, &ids).await;
+            let mut on_async = 0;
+            for (id, status) in ids.iter().zip(&statuses) {
+                let want = if reference.should_use_async(id) {
+                    202
+                } else {
+                    201
+                };
+                assert_eq!(*status, want, "upload {id} at {percent}%");
+                on_async += u64::from(*status == 202);
+            }
+            assert!(
+                on_async > 0 && on_async < 200,
+                "{on_async} of 200 async at {percent}%"
+            );
+            expected_async += on_async;
+            expected_sync += 200 - on_async;
+            all_ids.extend(ids);
+        }
+
+        // Every accepted upload finishes in the background and is stored whole.
+        assert!(server.state.drain(Duration::from_secs(10)).await);
+        for id in &all_ids {
+            let stored = std::fs::read(server.state.store_dir().join(id)).unwrap();
+            assert_eq!(stored, format!("upload {id}").as_bytes(), "{id}");
+        }
+
+        // The metrics count each upload once, on the path it took.
+        let text = server.metrics_text().await;
+        assert_eq!(uploads_total(&text, "async", "success"), expected_async);
+        assert_eq!(uploads_total(&text, "sync", "success"), expected_sync);
+        for arm in ["async", "sync"] {
+            for outcome in ["error", "critical", "rejected"] {
+                assert_eq!(uploads_total(&text, arm, outcome), 0, "{arm} {outcome}");
+            }
+        }
+        assert_eq!(
+            sample(
+                &text,
+                "async_upload_rollout_upload_latency_seconds_count{arm=\"async\"}"
+            ),
+            Some(expected_async)
+        );
+        assert!(
+            text.contains("async_upload_rollout_percent 50.0\n"),
+            "{text}"
+        );
+
+        // The controller ticks in the background and judges this traffic:
+        // wait for a tick that has seen all of it.
+        let log = loop {
+            tokio::time::sleep(TICK).await;
+            let log = read_log::<LogRecord>(&server.log_path).unwrap();
+            assert!(log.torn_tail.is_none());
+            let seen_all = log
+                .records
+                .iter()
+                .rev()
+                .find(|r| r.event == LogEvent::Tick)
+                .is_some_and(|r| {
+                    let totals = r.snapshot.as_ref().unwrap();
+                    totals.uploads(Arm::Async) == expected_async
+                        && totals.uploads(Arm::Sync) == expected_sync
+                });
+            if seen_all {
+                break log;
+            }
+        };
+        let first = &log.records[0];
+        assert_eq!(first.event, LogEvent::Action);
+        assert_eq!(first.percent, Some(whole(10)), "started at the 10% stage");
+        let ticks: Vec<&LogRecord> = log
+            .records
+            .iter()
+            .filter(|r| r.event == LogEvent::Tick)
+            .collect();
+        assert!(ticks.len() >= 2, "{} ticks", ticks.len());
+        let last = ticks.last().unwrap();
+        assert_eq!(
+            last.percent,
+            Some(whole(50)),
+            "the admin change is in force"
+        );
+        let memory = last
+            .evaluation
+            .as_ref()
+            .unwrap()
+            .check("rollback.memory_growth")
+            .unwrap();
+        assert!(
+            memory.observed.is_some(),
+            "memory was sampled: {}",
+            memory.detail
+        );
+
+        // GET /rollout reflects the change and the controller's view.
+        let status = server.rollout_status().await;
+        assert_eq!(status.percent, whole(50));
+        assert_eq!(status.config.percent, whole(50));
+        assert!(!status.config.kill_switch);
+        assert_eq!(status.controller.stage, 1);
+        assert_eq!(status.controller.stage_percent, whole(10));
+        assert_eq!(status.controller.state, ControllerState::Running);
+        let evaluation = status.controller.last_evaluation.expect("a tick has run");
+        assert_eq!(evaluation.stage, 1);
+
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_need_the_right_token_and_bad_ones_change_nothing() {
+    bounded(async {
+        let server = Running::start(10, Some(TOKEN)).await;
+        let unchanged =
+            |status: &RolloutStatus| status.percent == whole(10) && !status.config.kill_switch;
+
+        let wrong_token = TOKEN.replace('7', "8");
+        let too_long = format!("{TOKEN}x");
+        for token in [
+            None,
+            Some(""),
+            Some(wrong_token.as_str()),
+            Some(&TOKEN[..TOKEN.len() - 1]),
+            Some(too_long.as_str()),
+        ] {
+            let reply = server.put_rollout(token, r#"{"percent": 100}"#).await;
+            assert_eq!(reply.status, 401, "token {token:?}");
+            assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+            assert!(unchanged(&server.rollout_status().await), "token {token:?}");
+        }
+        // The scheme is case-insensitive; anything else is not a bearer token.
+        let basic = server
+            .request(
+                "PUT",
+                "/rollout",
+                &[("Authorization", &format!("Basic {TOKEN}"))],
+                br#"{"percent": 100}"#,
+            )
+            .await;
+        assert_eq!(basic.status, 401);
+
+        for body in [
+            r#"{"percent": 101}"#,
+            r#"{"percent": -1}"#,
+            r#"{"percent": "ten"}"#,
+            r#"{"kill_switch": "yes"}"#,
+            r#"{"percnt": 50}"#,
+            r#"{}"#,
+            "not json",
+            "",
+        ] {
+            let reply = server.put_rollout(Some(TOKEN), body).await;
+            assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+            let message = reply.json()["error"].as_str().unwrap().to_owned();
+            assert!(message.starts_with("invalid change"), "{message}");
+            assert!(unchanged(&server.rollout_status().await), "{body}");
+        }
+
+        // The right token applies the change, scheme in any case.
+        let reply = server
+            .request(
+                "PUT",
+                "/rollout",
+                &[("Authorization", &format!("bearer {TOKEN}"))],
+                br#"{"percent": "100%"}"#,
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let applied: RolloutStatus = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(applied.percent, Percent::HUNDRED);
+        assert_eq!(server.upload(Some("any-id"), b"x").await.status, 202);
+
+        // The kill switch sends everybody to the sync path, percent kept.
+        let reply = server
+            .put_rollout(Some(TOKEN), r#"{"kill_switch": true}"#)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let status = server.rollout_status().await;
+        assert!(status.config.kill_switch);
+        assert_eq!(status.percent, Percent::HUNDRED);
+        let ids: Vec<String> = (0..40).map(|i| format!("killed-{i}")).collect();
+        assert!(upload_all(&server, &ids).await.iter().all(|&s| s == 201));
+
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_route_is_forbidden_when_no_token_is_configured() {
+    bounded(async {
+        let server = Running::start(10, None).await;
+        for token in [None, Some(TOKEN), Some("")] {
+            let reply = server.put_rollout(token, r#"{"percent": 50}"#).await;
+            assert_eq!(reply.status, 403, "token {token:?}");
+        }
+        assert_eq!(server.rollout_status().await.percent, whole(10));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_and_unsafe_uploads_are_rejected_and_counted_as_rejected() {
+    bounded(async {
+        let server = Running::start(10, Some(TOKEN)).await;
+        let reference = Rollout::new(RolloutConfig::with_percent(whole(10)));
+        let cases: [(Option<&str>, &[u8], u16); 5] = [
+            (Some("empty-1"), b"", 400),
+            (None, b"", 400),
+            (Some("../escape"), b"data", 400),
+            (Some(".hidden"), b"data", 400),
+            (Some("too-big"), &[b'x'; MAX_UPLOAD + 1], 413),
+        ];
+        let mut rejected = [0u64; 2];
+        for (id, body, want) in cases {
+            let reply = server.upload(id, body).await;
+            assert_eq!(reply.status, want, "{id:?}: {}", reply.body);
+            let json = reply.json();
+            assert_eq!(json["status"], "rejected");
+            let arm = json["arm"].as_str().unwrap();
+            if let Some(id) = id {
+                let expected = if reference.should_use_async(id) {
+                    "async"
+                } else {
+                    "sync"
+                };
+                assert_eq!(arm, expected, "{id}");
+            }
+            rejected[usize::from(arm == "sync")] += 1;
+        }
+        let text = server.metrics_text().await;
+        assert_eq!(uploads_total(&text, "async", "rejected"), rejected[0]);
+        assert_eq!(uploads_total(&text, "sync", "rejected"), rejected[1]);
+        assert_eq!(
+            uploads_total(&text, "async", "success") + uploads_total(&text, "sync", "success"),
+            0
+        );
+        // Nothing escaped the upload directory or was left half-written.
+        let stored: Vec<_> = std::fs::read_dir(server.state.store_dir())
+            .unwrap()
+            .collect();
+        assert!(stored.is_empty(), "{stored:?}");
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_without_an_id_get_a_unique_one_that_decides_their_path() {
+    bounded(async {
+        let server = Running::start(50, Some(TOKEN)).await;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let reply = server.upload(None, b"anonymous").await;
+            let id = reply
+                .header("upload-id")
+                .expect("an id is returned")
+                .to_owned();
+            assert_eq!(reply.json()["upload_id"], id.as_str());
+            let want = if server.state.rollout().should_use_async(&id) {
+                202
+            } else {
+                201
+            };
+            assert_eq!(reply.status, want, "{id}");
+            assert!(seen.insert(id), "ids are unique");
+        }
+        // X-Upload-Id is read too.
+        let reply = server
+            .request(
+                "POST",
+                "/uploads",
+                &[("X-Upload-Id", "legacy-client-1")],
+                b"x",
+            )
+            .await;
+        assert_eq!(reply.header("upload-id"), Some("legacy-client-1"));
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_accepted_uploads_to_be_stored() {
+    bounded(async {
+        let server = Running::start(100, Some(TOKEN)).await;
+        let ids: Vec<String> = (0..64).map(|i| format!("late-{i}")).collect();
+        assert!(upload_all(&server, &ids).await.iter().all(|&s| s == 202));
+        let store_dir = server.state.store_dir().to_owned();
+        let (state, _dir) = server.stop().await;
+        for id in &ids {
+            assert!(
+                store_dir.join(id).is_file(),
+                "{id} was accepted but not stored"
+            );
+        }
+        let snapshot = state.metrics().snapshot();
+        assert_eq!(snapshot.uploads(Arm::Async), 64);
+        assert_eq!(snapshot.judged(Arm::Async), 64);
+    })
+    .await;
+}
