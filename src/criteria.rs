@@ -7,7 +7,9 @@
 //!
 //! - **Stage criteria** (fail → [`Verdict::Hold`]): the async path's success
 //!   rate, error rate and upload count, and the async / sync latency ratio,
-//!   all over the whole stage (`stage_totals`).
+//!   all over the whole stage (`stage_totals`). A quantile ratio is within
+//!   2/255 ≈ 0.78% of the exact ratio (each quantile within 1/256); a mean
+//!   ratio is exact (see [`LatencyStatistic`]).
 //! - **Immediate rollback triggers** (fail → [`Verdict::Rollback`]): any
 //!   critical error, memory growth, and the success and error rates, checked
 //!   over the whole stage and over the recent window
@@ -670,7 +672,8 @@ struct RateCriterion {
 }
 
 /// The async latency of `window` by `statistic`, over the sync path's in the
-/// same window, or over `baseline` when the plan fixes one.
+/// same window, or over `baseline` when the plan fixes one: within 2/255 of
+/// the exact ratio for a quantile, exact for the mean.
 fn latency_ratio(
     window: &MetricsSnapshot,
     statistic: LatencyStatistic,

@@ -92,7 +92,7 @@
 //!   without hashing. The same holds for [`MetricsAccumulator::record`].
 //! - **No lost counts**: every record is in the next snapshot, counters only
 //!   grow, windows subtract and instances merge exactly; latency quantiles
-//!   are within 1/128 of the exact value.
+//!   are within 1/256 of the exact value.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

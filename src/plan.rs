@@ -80,6 +80,15 @@ pub struct StageCriteria {
     /// Highest acceptable error rate of the async path (errors and critical errors).
     pub max_error_rate: f64,
     /// Highest acceptable async / sync latency ratio (`1.05` is 105% of baseline).
+    ///
+    /// With a quantile [`latency_statistic`](Self::latency_statistic) each
+    /// arm's quantile is within 1/256 of its exact value, so the observed
+    /// ratio is within 2/255 ≈ 0.78% of the exact one (see
+    /// [`LatencyStatistic`]). A threshold of `1.02` therefore passes every
+    /// exact ratio up to 1.02 · 255/257 ≈ 1.012 and fails every exact ratio
+    /// above 1.02 · 257/255 ≈ 1.028; in between, the verdict depends on where
+    /// the two quantiles fall in their buckets. With
+    /// [`LatencyStatistic::Mean`] the ratio is exact.
     pub max_latency_ratio: f64,
     /// Fewest async uploads with a verdict (success, error or critical) before
     /// the stage can be judged at all.
@@ -243,6 +252,14 @@ pub enum EvaluationMode {
 }
 
 /// Which latency figure the latency ratio compares.
+///
+/// Precision of the ratio `async / sync`: a quantile is read from the
+/// [`LatencyHistogram`](crate::LatencyHistogram) and is within
+/// [`RELATIVE_ERROR`](crate::LatencyHistogram::RELATIVE_ERROR) = `ε` = 1/256
+/// (0.39%) of the exact nearest-rank value, so the ratio of two quantiles is
+/// within a factor `[(1 − ε)/(1 + ε), (1 + ε)/(1 − ε)]` = `[255/257, 257/255]`
+/// of the exact ratio: about ±0.78%. The mean is exact (sum and count are
+/// exact), so its ratio is exact too.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum LatencyStatistic {
     /// The arithmetic mean.

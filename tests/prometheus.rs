@@ -120,14 +120,14 @@ fn latency_histogram_is_cumulative_with_exact_count_and_sum() {
     assert_eq!(
         sample(
             &text,
-            &format!(r#"{name}_bucket{{le="0.005046271",arm="async"}}"#)
+            &format!(r#"{name}_bucket{{le="0.005013503",arm="async"}}"#)
         ),
         Some("1")
     );
     assert_eq!(
         sample(
             &text,
-            &format!(r#"{name}_bucket{{le="0.100663295",arm="async"}}"#)
+            &format!(r#"{name}_bucket{{le="0.100139007",arm="async"}}"#)
         ),
         Some("3")
     );

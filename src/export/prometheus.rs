@@ -29,7 +29,7 @@
 //! buckets: the edge at or just above a nominal bound
 //! ([`DEFAULT_LATENCY_BOUNDS`], 5 ms to 5 min, or your own through
 //! [`with_latency_bounds`](PrometheusExporter::with_latency_bounds)), at most
-//! 1/64 (1.6%) above it. So `le="0.100663295"` stands for 100 ms, and every
+//! 1/128 (0.78%) above it. So `le="0.100139007"` stands for 100 ms, and every
 //! bucket count is exact: no bucket of the crate's histogram straddles a
 //! bound. `_sum` and `_count` are exact too.
 //!
@@ -166,7 +166,7 @@ impl PrometheusExporter {
     /// Uses these nominal latency bucket bounds instead of the defaults.
     ///
     /// Each is rounded up to an edge of [`LatencyHistogram`]'s layout (at most
-    /// 1/64 above it); duplicates after rounding are dropped and the order
+    /// 1/128 above it); duplicates after rounding are dropped and the order
     /// does not matter. A `+Inf` bucket is always added.
     #[must_use]
     pub fn with_latency_bounds(self, nominal: impl IntoIterator<Item = Duration>) -> Self {
@@ -447,14 +447,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_bounds_are_layout_edges_within_a_sixty_fourth_above_nominal() {
+    fn default_bounds_are_layout_edges_within_a_128th_above_nominal() {
         let edges = latency_bounds(DEFAULT_LATENCY_BOUNDS);
         assert_eq!(edges.len(), DEFAULT_LATENCY_BOUNDS.len());
         for (&edge, nominal) in edges.iter().zip(DEFAULT_LATENCY_BOUNDS) {
             let nominal = clamp_ns(nominal);
             assert!(edge >= nominal, "{edge} < {nominal}");
             assert!(
-                (edge - nominal) * 64 <= nominal,
+                (edge - nominal) * 128 <= nominal,
                 "{edge} too far above {nominal}"
             );
             // An edge: the highest value of its bucket.

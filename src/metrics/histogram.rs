@@ -3,40 +3,48 @@
 //! # Layout
 //!
 //! Latencies are recorded in whole nanoseconds. A value `v` below
-//! 2⁶ = 64 ns has a bucket of its own. Above that, let `e` be the position of
-//! its highest set bit (`63 - v.leading_zeros()`), and `shift = e - 6`: the
-//! bucket keeps the top 7 bits of `v` (the leading one and
-//! [`SUB_BUCKET_BITS`](LatencyHistogram::SUB_BUCKET_BITS) = 6 more), so
+//! 2⁸ = 256 ns has a bucket of its own. Above that, let `e` be the position of
+//! its highest set bit (`63 - v.leading_zeros()`), and `shift = e - 7`: the
+//! bucket keeps the top 8 bits of `v` (the leading one and
+//! [`SUB_BUCKET_BITS`](LatencyHistogram::SUB_BUCKET_BITS) = 7 more), so
 //!
 //! ```text
-//! shift = max(0, msb(v) - 6)        index = shift · 64 + (v >> shift)
+//! shift = max(0, msb(v) - 7)        index = shift · 128 + (v >> shift)
 //! ```
 //!
 //! and the bucket holds `[(v >> shift) << shift, … + 2^shift − 1]`. Each power
-//! of two is cut into 64 equal sub-buckets, as in HdrHistogram. The index is
-//! computed with one `leading_zeros`, a subtraction and two shifts: no search.
+//! of two from 128 ns up is cut into 128 equal sub-buckets, as in
+//! HdrHistogram. The index is computed with one `leading_zeros`, a
+//! subtraction and two shifts: no search.
 //!
 //! The highest bit position tracked is 41, so the range is 0 ns to
 //! 2⁴² − 1 ns ≈ 73.3 minutes ([`HIGHEST_TRACKABLE`](LatencyHistogram::HIGHEST_TRACKABLE)),
-//! in 2,368 buckets. Longer latencies are recorded as that value (in the
-//! buckets and in sum, min and max alike), so they are counted, never lost.
+//! in (41 − 7) · 128 + 2 · 128 = 4,608 buckets. Longer latencies are recorded
+//! as that value (in the buckets and in sum, min and max alike), so they are
+//! counted, never lost.
 //!
 //! # Error bound
 //!
 //! A quantile is answered with the midpoint `lo + ⌊(hi − lo) / 2⌋` of the
 //! bucket `[lo, hi]` that holds the sample of that rank, then clamped into
 //! `[min, max]`. The exact sample `x` also lies in `[lo, hi]`, so
-//! `|answer − x| ≤ ⌈(hi − lo) / 2⌉ ≤ 2^shift / 2`. For `shift = 0` the bucket
-//! is one value wide and the answer exact; otherwise `v >> shift ≥ 64`, so
-//! `x ≥ lo ≥ 64 · 2^shift` and
+//! `|answer − x| ≤ ⌈(hi − lo) / 2⌉ = ⌈(2^shift − 1) / 2⌉ ≤ 2^shift / 2`. For
+//! `shift = 0` the bucket is one value wide and the answer exact; otherwise
+//! `msb(v) ≥ 8`, so `v >> shift` has its highest bit at position 7, i.e.
+//! `v >> shift ≥ 128`, and `x ≥ lo ≥ 128 · 2^shift`, so
 //!
 //! ```text
-//! |answer − x| / x ≤ (2^shift / 2) / (64 · 2^shift) = 1/128 ≈ 0.78%
+//! |answer − x| / x ≤ (2^shift / 2) / (128 · 2^shift) = 1/256 ≈ 0.39%
 //! ```
 //!
 //! ([`RELATIVE_ERROR`](LatencyHistogram::RELATIVE_ERROR)). Clamping into
 //! `[min, max]` only moves the answer towards `x`, which lies in that range.
 //! Count, sum, min and max are exact, so the mean is exact.
+//!
+//! A ratio of two such quantiles `a' / b'` with `a' = a(1 ± ε)`,
+//! `b' = b(1 ± ε)` and `ε = 1/256` lies within `[(1 − ε)/(1 + ε), (1 + ε)/(1 − ε)]`
+//! times the exact ratio `a / b`, i.e. within ±`2ε/(1 − ε)` = ±2/255 ≈ 0.78%.
+//! That is what the rollout's latency criteria compare with their thresholds.
 //!
 //! # Why not the `hdrhistogram` crate
 //!
@@ -52,16 +60,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// Bits of sub-bucket precision: each power of two has 2⁶ = 64 buckets.
-const SUB_BITS: u32 = 6;
+/// Bits of sub-bucket precision: each power of two has 2⁷ = 128 buckets.
+const SUB_BITS: u32 = 7;
 /// Sub-buckets per power of two.
 const SUB: usize = 1 << SUB_BITS;
 /// Highest bit position a tracked value may have.
 const MAX_MSB: u32 = 41;
 /// Largest tracked value in nanoseconds: 2⁴² − 1 (about 73.3 minutes).
 pub(crate) const HIGHEST_NS: u64 = (1 << (MAX_MSB + 1)) - 1;
-/// Number of buckets: 128 one-value-or-first-octave buckets, then 64 per
-/// further power of two.
+/// Number of buckets: 256 one-value buckets (0 to 255 ns), then 128 per
+/// further power of two: (41 − 7) · 128 + 2 · 128 = 4,608.
 pub(crate) const BUCKETS: usize = (MAX_MSB - SUB_BITS) as usize * SUB + 2 * SUB;
 
 /// A latency in nanoseconds, clamped to the tracked range.
@@ -101,7 +109,7 @@ fn midpoint(index: usize) -> u64 {
 }
 
 /// A latency distribution: exact count, sum, min and max, and log-linear
-/// buckets that answer any quantile within 1/128 (0.78%) of the exact value.
+/// buckets that answer any quantile within 1/256 (0.39%) of the exact value.
 ///
 /// Plain data: a [`MetricsSnapshot`](crate::MetricsSnapshot) carries one per
 /// arm, holding only the non-empty buckets. The module docs give the bucket
@@ -128,7 +136,7 @@ fn midpoint(index: usize) -> u64 {
 /// # Serialized form
 ///
 /// ```json
-/// {"count":3,"sum_ns":6000,"min_ns":1000,"max_ns":3000,"buckets":[[1000,1],[2000,1],[2976,1]]}
+/// {"count":3,"sum_ns":6000,"min_ns":1000,"max_ns":3000,"buckets":[[1000,1],[2000,1],[2992,1]]}
 /// ```
 ///
 /// `buckets` lists `[lowest value in the bucket (ns), count]` for the
@@ -158,9 +166,10 @@ pub struct HistogramBucket {
 
 impl LatencyHistogram {
     /// Largest relative error of [`quantile`](LatencyHistogram::quantile):
-    /// 1/128 ≈ 0.78%, proven in the module docs.
-    pub const RELATIVE_ERROR: f64 = 1.0 / 128.0;
-    /// Bits of sub-bucket precision (64 buckets per power of two).
+    /// 1/256 ≈ 0.39%, proven in the module docs. The ratio of two quantiles
+    /// is therefore within 2/255 ≈ 0.78% of the exact ratio.
+    pub const RELATIVE_ERROR: f64 = 1.0 / 256.0;
+    /// Bits of sub-bucket precision (128 buckets per power of two).
     pub const SUB_BUCKET_BITS: u32 = SUB_BITS;
     /// Longest latency tracked as itself: 2⁴² − 1 ns ≈ 73.3 minutes. Longer
     /// ones are recorded as this value.
@@ -270,7 +279,7 @@ impl LatencyHistogram {
     ///
     /// Exact for cumulative snapshots and merges; for a window
     /// ([`since`](LatencyHistogram::since)) it is a lower bound in the
-    /// window's lowest bucket, so within the same 1/128.
+    /// window's lowest bucket, so within the same 1/256.
     #[must_use]
     pub fn min(&self) -> Option<Duration> {
         (self.count > 0).then(|| Duration::from_nanos(self.min_ns))
@@ -383,7 +392,7 @@ impl LatencyHistogram {
     /// histogram of the same source: buckets, count and sum subtract (never
     /// below zero). Min and max of the window cannot be known exactly from
     /// two cumulative extremes; they are bounded by the window's lowest and
-    /// highest bucket and by `self`'s extremes (so within 1/128), and
+    /// highest bucket and by `self`'s extremes (so within 1/256), and
     /// `earlier.merge(&self.since(&earlier)) == self` still holds exactly.
     #[must_use]
     pub fn since(&self, earlier: &LatencyHistogram) -> LatencyHistogram {
@@ -488,23 +497,24 @@ mod tests {
         let cases: &[(u64, usize, (u64, u64))] = &[
             (0, 0, (0, 0)),
             (1, 1, (1, 1)),
-            (63, 63, (63, 63)),
-            (64, 64, (64, 64)),
             (127, 127, (127, 127)),
-            (128, 128, (128, 129)),
-            (129, 128, (128, 129)),
-            (130, 129, (130, 131)),
-            (255, 191, (254, 255)),
-            (256, 192, (256, 259)),
-            (1_000, 3 * 64 + 125, (1_000, 1_007)),
-            (3_000, 5 * 64 + 93, (2_976, 3_007)),
-            (HIGHEST_NS, BUCKETS - 1, (127 << 35, HIGHEST_NS)),
+            (128, 128, (128, 128)),
+            (255, 255, (255, 255)),
+            (256, 256, (256, 257)),
+            (257, 256, (256, 257)),
+            (258, 257, (258, 259)),
+            (511, 383, (510, 511)),
+            (512, 384, (512, 515)),
+            (1_000, 3 * 128 + 122, (1_000, 1_003)),
+            (3_000, 5 * 128 + 59, (2_992, 3_007)),
+            (HIGHEST_NS, BUCKETS - 1, (255 << 34, HIGHEST_NS)),
         ];
         for &(ns, index, range) in cases {
             assert_eq!(index_of(ns), index, "{ns}");
             assert_eq!(bounds(index), range, "{ns}");
         }
-        assert_eq!(BUCKETS, 2368);
+        assert_eq!(BUCKETS, 4608);
+        assert_eq!(BUCKETS, (41 - 7) * 128 + 2 * 128);
     }
 
     #[test]
@@ -518,7 +528,7 @@ mod tests {
             assert_eq!(index_of(high), index);
             // The width/low ratio that the error bound rests on.
             if high > low {
-                assert!((high - low + 1) * 64 <= low, "bucket {index} too wide");
+                assert!((high - low + 1) * 128 <= low, "bucket {index} too wide");
             }
             expected_low = high + 1;
         }
@@ -571,8 +581,8 @@ mod tests {
 
         let bad: &[(&str, &str)] = &[
             (
-                r#"{"count":1,"sum_ns":5,"min_ns":5,"max_ns":5,"buckets":[[129,1]]}"#,
-                "129 ns is not a bucket lower bound",
+                r#"{"count":1,"sum_ns":257,"min_ns":257,"max_ns":257,"buckets":[[257,1]]}"#,
+                "257 ns is not a bucket lower bound",
             ),
             (
                 r#"{"count":2,"sum_ns":5,"min_ns":5,"max_ns":5,"buckets":[[5,1]]}"#,

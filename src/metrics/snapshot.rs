@@ -316,7 +316,7 @@ impl MetricsSnapshot {
         self.arm(arm).complaint_rate()
     }
 
-    /// The latency at quantile `q` on `arm`, within 1/128 of the exact
+    /// The latency at quantile `q` on `arm`, within 1/256 of the exact
     /// nearest-rank value (see [`LatencyHistogram::quantile`]).
     #[must_use]
     pub fn latency_quantile(&self, arm: Arm, q: f64) -> Option<Duration> {
