@@ -246,6 +246,14 @@ struct Stats {
 }
 
 impl Stats {
+    fn applied(&self) -> u64 {
+        self.applied.load(Ordering::Relaxed)
+    }
+
+    fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
     fn last_error(&self) -> Option<String> {
         self.lock_last_error().clone()
     }
@@ -331,14 +339,14 @@ impl ConfigWatcher {
     /// How many configs this watcher stored.
     #[must_use]
     pub fn applied(&self) -> u64 {
-        self.stats.applied.load(Ordering::Relaxed)
+        self.stats.applied()
     }
 
     /// How many problems were reported (each bad version of the file, each
     /// disappearance, once).
     #[must_use]
     pub fn errors(&self) -> u64 {
-        self.stats.errors.load(Ordering::Relaxed)
+        self.stats.errors()
     }
 
     /// The message of the problem in force: set when a poll reports one,
@@ -575,13 +583,13 @@ impl WatcherHandle {
     /// How many configs the watcher stored.
     #[must_use]
     pub fn applied(&self) -> u64 {
-        self.stats.applied.load(Ordering::Relaxed)
+        self.stats.applied()
     }
 
     /// How many problems the watcher reported.
     #[must_use]
     pub fn errors(&self) -> u64 {
-        self.stats.errors.load(Ordering::Relaxed)
+        self.stats.errors()
     }
 
     /// The message of the problem in force, if any.
