@@ -103,6 +103,9 @@ fn run() -> Result<(), String> {
     config.plan.evaluation.mode = args.mode;
     config.seed = args.seed;
     config.fault_after = args.fault_after;
+    // A tick line is about 20 KiB; over six simulated days, one every 30
+    // minutes (plus every action and verdict change) keeps the log to a few MB.
+    config.log_interval = Duration::from_secs(30 * 60);
     // The plan stops at 50% for week 2.
     let last_stage = config
         .plan

@@ -32,6 +32,9 @@ use crate::percent::Percent;
 use crate::plan::{PlanError, RolloutPlan};
 use crate::rollout::Rollout;
 
+/// How often [`RolloutController`] logs a quiet tick unless told otherwise.
+pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
 /// What the controller is doing.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -182,6 +185,8 @@ pub struct RolloutController {
     clock: Arc<dyn Clock>,
     sink: Option<JsonlSink>,
     auto_advance: bool,
+    log_interval: Duration,
+    last_logged_tick: Option<SystemTime>,
     history: History,
     stage: usize,
     stage_started: SystemTime,
@@ -200,6 +205,7 @@ pub struct RolloutControllerBuilder {
     clock: Arc<dyn Clock>,
     sink: Option<JsonlSink>,
     auto_advance: bool,
+    log_interval: Duration,
     history: History,
     start_stage: Option<usize>,
 }
@@ -228,6 +234,17 @@ impl RolloutControllerBuilder {
     /// decides each step; the tick reports that the stage is ready).
     pub fn auto_advance(mut self, on: bool) -> Self {
         self.auto_advance = on;
+        self
+    }
+
+    /// How often a quiet tick is logged (default: one a minute). A tick line
+    /// carries the stage's totals with their latency histograms and every
+    /// check, about 20 KiB, so a line every 10-second tick would be close to
+    /// 200 MB a day. Ticks that act (other than reporting readiness) or whose
+    /// verdict differs from the previous tick's are always logged;
+    /// `Duration::ZERO` logs every tick.
+    pub fn log_interval(mut self, every: Duration) -> Self {
+        self.log_interval = every;
         self
     }
 
@@ -274,6 +291,8 @@ impl RolloutControllerBuilder {
             clock: self.clock,
             sink: self.sink,
             auto_advance: self.auto_advance,
+            log_interval: self.log_interval,
+            last_logged_tick: None,
             history: self.history,
             stage,
             stage_started: now,
@@ -309,6 +328,7 @@ impl RolloutController {
             clock: Arc::new(SystemClock),
             sink: None,
             auto_advance: false,
+            log_interval: DEFAULT_LOG_INTERVAL,
             history: History::default(),
             start_stage: None,
         }
@@ -320,7 +340,8 @@ impl RolloutController {
         std::mem::replace(&mut self.sink, sink)
     }
 
-    /// Snapshots, evaluates, acts, and logs one line.
+    /// Snapshots, evaluates, acts, and logs one line (see
+    /// [`RolloutControllerBuilder::log_interval`] for which ticks).
     pub fn tick(&mut self) -> Tick {
         let now = self.clock.now();
         let snapshot = stamped(self.metrics.snapshot(), now);
@@ -332,7 +353,19 @@ impl RolloutController {
             .evaluator
             .evaluate_in_range(self.stage, &totals, &self.history, now);
         let action = self.act(&evaluation, now);
-        let log_error = self.log_tick(&totals, &evaluation, action.as_ref(), now);
+        let notable = action
+            .as_ref()
+            .is_some_and(|a| !matches!(a, Action::Ready { .. }))
+            || self.last.as_ref().map(|e| e.verdict) != Some(evaluation.verdict);
+        let due = self
+            .last_logged_tick
+            .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= self.log_interval);
+        let log_error = if notable || due {
+            self.last_logged_tick = Some(now);
+            self.log_tick(&totals, &evaluation, action.as_ref(), now)
+        } else {
+            None
+        };
         self.last = Some(evaluation.clone());
         self.last_totals = Some(totals);
         Tick {
@@ -536,6 +569,9 @@ impl RolloutController {
         now: SystemTime,
     ) -> Option<LogError> {
         let mut record = self.record(LogEvent::Tick, now);
+        // The stage whose totals were judged, even if this tick's action
+        // has just moved on to the next one.
+        record.stage = Some(evaluation.stage);
         record.snapshot = Some(totals.clone());
         record.evaluation = Some(evaluation.clone());
         record.action = action.cloned();

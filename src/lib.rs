@@ -119,8 +119,8 @@ mod stats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, DEFAULT_SALT, ROLLOUT_ENV_VAR, RolloutConfig};
 pub use controller::{
-    Action, ControllerError, ControllerState, MonitorHandle, RolloutController,
-    RolloutControllerBuilder, Tick,
+    Action, ControllerError, ControllerState, DEFAULT_LOG_INTERVAL, MonitorHandle,
+    RolloutController, RolloutControllerBuilder, Tick,
 };
 pub use criteria::{Check, CheckKind, CheckStatus, Evaluation, Evaluator, UnknownStage, Verdict};
 #[cfg(feature = "prometheus")]

@@ -118,6 +118,9 @@ pub struct SimulationConfig {
     pub auto_advance: bool,
     /// Seed of the random numbers: the same seed gives the same run.
     pub seed: u64,
+    /// How often a quiet tick is logged (see
+    /// [`RolloutControllerBuilder::log_interval`](crate::RolloutControllerBuilder::log_interval)).
+    pub log_interval: Duration,
 }
 
 impl Default for SimulationConfig {
@@ -134,6 +137,7 @@ impl Default for SimulationConfig {
             fault_after: Duration::from_secs(2 * 3600),
             auto_advance: true,
             seed: 20_251_105,
+            log_interval: crate::controller::DEFAULT_LOG_INTERVAL,
         }
     }
 }
@@ -182,6 +186,7 @@ impl Simulation {
             .plan(config.plan.clone())
             .clock(shared_clock)
             .auto_advance(config.auto_advance)
+            .log_interval(config.log_interval)
             .start_stage(config.start_stage);
         if let Some(sink) = sink {
             builder = builder.log(sink);

@@ -343,3 +343,38 @@ fn monitor_thread_ticks_and_stops_promptly_when_dropped() {
     assert!(started.elapsed() < Duration::from_secs(5));
     let _ = s.clock.now();
 }
+
+#[test]
+fn quiet_ticks_are_logged_at_the_log_interval_and_changes_always() {
+    let dir = std::env::temp_dir().join(format!("aur-interval-{}", std::process::id()));
+    let path = dir.join("metrics.jsonl");
+    let s = setup(10);
+    let mut c = s
+        .controller()
+        .log(JsonlSink::open(&path).unwrap())
+        .log_interval(Duration::from_secs(10 * 60))
+        .build()
+        .unwrap();
+    for _ in 0..30 {
+        s.minute(10, 0); // quiet: hold (too few uploads), the same verdict every tick
+        let _ = c.tick();
+    }
+    s.minute(10, 90); // the verdict changes: rollback
+    let _ = c.tick();
+    let read = read_log::<LogRecord>(&path).unwrap();
+    let ticks: Vec<u64> = read
+        .records
+        .iter()
+        .filter(|r| r.event == LogEvent::Tick)
+        .map(|r| r.at_unix_ms)
+        .collect();
+    // Minutes 1, 11, 21 (every 10 minutes) and 31 (the rollback).
+    assert_eq!(ticks.len(), 4, "{ticks:?}");
+    assert!(
+        ticks.windows(2).take(2).all(|w| w[1] - w[0] == 10 * 60_000),
+        "{ticks:?}"
+    );
+    let last = read.records.last().unwrap();
+    assert_eq!(last.action, Some(Action::Rollback { manual: false }));
+    let _ = std::fs::remove_dir_all(dir);
+}

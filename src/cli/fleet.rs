@@ -135,21 +135,23 @@ impl InstanceLog {
         series
     }
 
-    /// The latest record with a `stage` field, and its line.
+    /// The latest record with a `stage` field and a snapshot, and its line:
+    /// the stage whose data is judged (an action line after an advance names
+    /// the new stage, which has no data yet).
     fn latest_with_stage(&self) -> Option<(usize, &LogRecord)> {
         self.records
             .iter()
             .rev()
-            .find(|(_, r)| r.stage.is_some())
+            .find(|(_, r)| r.stage.is_some() && r.snapshot.is_some())
             .map(|(line, r)| (*line, r))
     }
 
-    /// The latest record with a `percent` field, and its line.
+    /// The latest record with a `percent` field and a snapshot, and its line.
     fn latest_with_percent(&self) -> Option<(usize, &LogRecord)> {
         self.records
             .iter()
             .rev()
-            .find(|(_, r)| r.percent.is_some())
+            .find(|(_, r)| r.percent.is_some() && r.snapshot.is_some())
             .map(|(line, r)| (*line, r))
     }
 }
