@@ -104,6 +104,9 @@ pub struct ServerConfig {
     pub log_path: PathBuf,
     /// How often the controller ticks (and memory is sampled).
     pub tick: Duration,
+    /// How often a quiet tick is written to the log (acting or
+    /// verdict-changing ticks always are).
+    pub log_interval: Duration,
     /// Where uploads are stored, one file per upload id.
     pub store_dir: PathBuf,
     /// The plan the controller runs.
@@ -123,6 +126,7 @@ impl Default for ServerConfig {
             admin_token: None,
             log_path: DEFAULT_LOG_PATH.into(),
             tick: Duration::from_secs(10),
+            log_interval: async_upload_rollout::DEFAULT_LOG_INTERVAL,
             store_dir: std::env::temp_dir()
                 .join("async_upload_rollout")
                 .join("uploads"),
@@ -209,6 +213,7 @@ impl AppState {
         let monitor = RolloutController::builder(Arc::clone(&rollout), Arc::clone(&metrics))
             .plan(config.plan)
             .auto_advance(config.auto_advance)
+            .log_interval(config.log_interval)
             .log(JsonlSink::open(&config.log_path)?)
             .build()?
             .spawn(config.tick);
@@ -732,7 +737,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: upload_server [--addr HOST:PORT] [--admin-token TOKEN] [--log PATH] \
-                     [--tick DURATION] [--store-dir DIR] [--plan FILE] [--auto-advance] \
+                     [--tick DURATION] [--log-interval DURATION] [--store-dir DIR] [--plan FILE] [--auto-advance] \
                      [--memory-warmup DURATION]";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError> {
@@ -765,6 +770,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError
                     .ok_or_else(|| {
                         usage(format!("--tick {v:?}: expected a duration such as 10s"))
                     })?;
+            }
+            "--log-interval" => {
+                let v = value()?;
+                parsed.config.log_interval = humantime::parse_duration(&v)
+                    .map_err(|e| usage(format!("--log-interval {v:?}: {e}")))?;
             }
             "--store-dir" => parsed.config.store_dir = value()?.into(),
             "--plan" => parsed.config.plan = RolloutPlan::load(value()?)?,

@@ -60,6 +60,7 @@ impl Running {
             admin_token: admin_token.map(str::to_owned),
             log_path: log_path.clone(),
             tick: TICK,
+            log_interval: Duration::ZERO, // every tick: the test reads them
             store_dir: dir.path().join("uploads"),
             plan,
             auto_advance: false,
