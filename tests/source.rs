@@ -21,6 +21,12 @@ fn watcher(path: &Path, rollout: &Arc<Rollout>) -> ConfigWatcher {
         .with_env_override(None)
 }
 
+/// One poll that stores a new config.
+fn assert_applied(watcher: &mut ConfigWatcher) {
+    let outcome = watcher.poll_once().unwrap();
+    assert!(matches!(outcome, PollOutcome::Applied(_)), "{outcome:?}");
+}
+
 fn pct(whole: u32) -> Percent {
     Percent::from_whole(whole).unwrap()
 }
@@ -40,10 +46,7 @@ fn a_written_file_is_applied_within_one_poll() {
     assert_eq!(*rollout.config(), expected);
 
     fs::write(&path, "percent = 50\n").unwrap();
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
+    assert_applied(&mut watcher);
     assert_eq!(rollout.percent(), pct(50));
     assert!(rollout.config().force_async.is_empty());
     assert_eq!(watcher.applied(), 2);
@@ -57,10 +60,7 @@ fn rewriting_the_same_config_does_not_swap() {
     fs::write(&path, "percent = 10\n").unwrap();
     let rollout = rollout();
     let mut watcher = watcher(&path, &rollout);
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
+    assert_applied(&mut watcher);
     let before = rollout.config();
 
     // Same bytes, written again.
@@ -85,10 +85,7 @@ fn garbage_keeps_the_old_config_and_names_the_file_and_line() {
     fs::write(&path, "percent = 10\n").unwrap();
     let rollout = rollout();
     let mut watcher = watcher(&path, &rollout).with_log(JsonlSink::open(&log_path).unwrap());
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
+    assert_applied(&mut watcher);
 
     let cases: &[(&str, usize, &str)] = &[
         ("percent = 10\nsalt = \"s\"\nkill_switch = maybe\n", 3, ""),
@@ -117,10 +114,7 @@ fn garbage_keeps_the_old_config_and_names_the_file_and_line() {
     }
 
     fs::write(&path, "percent = 20\n").unwrap();
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
+    assert_applied(&mut watcher);
     assert_eq!(watcher.last_error(), None);
 
     let log = read_log::<LogRecord>(&log_path).unwrap().records;
@@ -148,10 +142,7 @@ fn json_errors_name_the_line_too() {
     assert_eq!(rollout.percent(), Percent::ZERO);
 
     fs::write(&path, r#"{"percent": 1, "kill_switch": true}"#).unwrap();
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
+    assert_applied(&mut watcher);
     assert!(rollout.config().kill_switch);
 }
 
@@ -162,10 +153,7 @@ fn a_deleted_file_keeps_the_old_config_and_is_reported_once() {
     fs::write(&path, "percent = 10\n").unwrap();
     let rollout = rollout();
     let mut watcher = watcher(&path, &rollout);
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
+    assert_applied(&mut watcher);
 
     fs::remove_file(&path).unwrap();
     let err = watcher.poll_once().unwrap_err();
@@ -204,19 +192,13 @@ fn a_configmap_style_symlink_swap_is_seen() {
     let path = root.join("rollout.toml");
     let rollout = rollout();
     let mut watcher = watcher(&path, &rollout);
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
+    assert_applied(&mut watcher);
     assert_eq!(rollout.percent(), pct(10));
 
     symlink("..2025_11_06_v2", root.join("..data_tmp")).unwrap();
     fs::rename(root.join("..data_tmp"), root.join("..data")).unwrap();
     fs::remove_dir_all(&v1).unwrap();
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
+    assert_applied(&mut watcher);
     assert_eq!(rollout.percent(), pct(50));
 }
 
@@ -233,10 +215,7 @@ fn an_unknown_extension_is_refused_unless_the_format_is_given() {
     let mut watcher =
         ConfigWatcher::with_path_and_format(&path, ConfigFormat::Toml, rollout.clone())
             .with_env_override(None);
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
+    assert_applied(&mut watcher);
     assert_eq!(rollout.percent(), pct(5));
 }
 
