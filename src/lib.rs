@@ -96,51 +96,41 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod bucket;
+mod act;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod clock;
-mod config;
-mod controller;
-mod criteria;
+mod decide;
 #[cfg(feature = "prometheus")]
 pub mod export;
-mod log;
+mod judge;
 mod metrics;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
-mod percent;
-mod plan;
-mod rollout;
-pub mod simulation;
-mod source;
-mod stats;
 
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use config::{ConfigError, DEFAULT_SALT, ROLLOUT_ENV_VAR, RolloutConfig};
-pub use controller::{
-    Action, ControllerError, ControllerState, DEFAULT_LOG_INTERVAL, MonitorHandle,
-    RolloutController, RolloutControllerBuilder, Tick,
+pub use act::simulation;
+pub use act::{
+    Action, ConfigFormat, ConfigWatcher, ControllerError, ControllerState, DEFAULT_LOG_INTERVAL,
+    DEFAULT_LOG_PATH, JsonlSink, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord,
+    MonitorHandle, PollOutcome, RolloutController, RolloutControllerBuilder, SourceError, Tick,
+    TornLine, WatcherHandle, read_log,
 };
-pub use criteria::{Check, CheckKind, CheckStatus, Evaluation, Evaluator, UnknownStage, Verdict};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use decide::{
+    ConfigError, DEFAULT_SALT, Decision, DecisionReason, ParsePercentError, ParsePercentErrorKind,
+    Percent, PercentOutOfRange, ROLLOUT_ENV_VAR, Rollout, RolloutConfig, RolloutHandle,
+};
 #[cfg(feature = "prometheus")]
 pub use export::prometheus::{ControllerStatus, PrometheusExporter};
-pub use log::{
-    DEFAULT_LOG_PATH, JsonlSink, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord,
-    TornLine, read_log,
+pub use judge::{
+    Check, CheckKind, CheckStatus, Evaluation, EvaluationMode, EvaluationSettings, Evaluator,
+    Interval, LatencyStatistic, PlanError, RollbackTriggers, RolloutPlan, Stage, StageCriteria,
+    UnknownStage, Verdict, mixture_likelihood_ratio, wilson, z_for_confidence,
 };
 pub use metrics::{
     Arm, ArmMetrics, HistogramBucket, History, LatencyHistogram, MemoryStats, MetricsAccumulator,
     MetricsSnapshot, Outcome, process_memory_bytes,
 };
-pub use percent::{ParsePercentError, ParsePercentErrorKind, Percent, PercentOutOfRange};
-pub use plan::{
-    EvaluationMode, EvaluationSettings, LatencyStatistic, PlanError, RollbackTriggers, RolloutPlan,
-    Stage, StageCriteria,
-};
-pub use rollout::{Decision, DecisionReason, Rollout, RolloutHandle};
-pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};
-pub use stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]

@@ -41,7 +41,7 @@ use open_feature::{
     FlagMetadata, StructValue,
 };
 
-use crate::rollout::{DecisionReason, Rollout};
+use crate::decide::rollout::{DecisionReason, Rollout};
 
 /// The flag name a [`RolloutProvider`] serves unless told otherwise.
 pub const DEFAULT_FLAG_NAME: &str = "async-upload";

@@ -2,11 +2,11 @@
 
 use std::fmt::Write as _;
 
-use crate::config::RolloutConfig;
-use crate::criteria::{Check, Evaluation, Verdict};
+use crate::decide::config::RolloutConfig;
+use crate::decide::percent::Percent;
+use crate::decide::rollout::Rollout;
+use crate::judge::criteria::{Check, Evaluation, Verdict};
 use crate::metrics::Arm;
-use crate::percent::Percent;
-use crate::rollout::Rollout;
 
 /// The exit code of `check` for `verdict`: 0 for advance and hold, 2 for
 /// manual review, 3 for rollback (1 is left for usage and input errors).
@@ -173,9 +173,9 @@ pub fn render_checks(evaluation: &Evaluation) -> String {
 
 fn kind_text(check: &Check) -> &'static str {
     match check.kind {
-        crate::criteria::CheckKind::Criterion => "criterion",
-        crate::criteria::CheckKind::Review => "review",
-        crate::criteria::CheckKind::Rollback => "rollback",
+        crate::judge::criteria::CheckKind::Criterion => "criterion",
+        crate::judge::criteria::CheckKind::Review => "review",
+        crate::judge::criteria::CheckKind::Rollback => "rollback",
     }
 }
 

@@ -3,8 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
-use crate::log::LogError;
-use crate::plan::PlanError;
+use crate::act::log::LogError;
+use crate::judge::plan::PlanError;
 
 /// A command could not do its work (exit code 1). Every variant names the
 /// file, and the line when one is to blame.

@@ -3,12 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use crate::act::log::{LogError, TornLine, read_log_numbered};
+use crate::act::record::{LOG_SCHEMA_VERSION, LogEvent, LogRecord};
 use crate::clock::from_unix_ms;
-use crate::criteria::{Evaluation, Evaluator};
-use crate::log::{LOG_SCHEMA_VERSION, LogError, LogEvent, LogRecord, TornLine, read_log_numbered};
+use crate::decide::percent::Percent;
+use crate::judge::criteria::{Evaluation, Evaluator};
+use crate::judge::plan::RolloutPlan;
 use crate::metrics::{History, MetricsSnapshot};
-use crate::percent::Percent;
-use crate::plan::RolloutPlan;
 
 use super::error::CliError;
 
@@ -437,7 +438,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::controller::ControllerState;
+    use crate::act::record::ControllerState;
     use crate::metrics::{Arm, Outcome};
 
     fn tick(at_min: u64, stage: usize, stage_start_min: u64, async_ok: u64) -> LogRecord {

@@ -23,12 +23,12 @@ use std::time::Duration;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
+use crate::act::record::Action;
+use crate::act::record::{LogEvent, LogRecord};
 use crate::clock::from_unix_ms;
-use crate::controller::Action;
-use crate::criteria::{CheckStatus, Evaluation, Verdict};
-use crate::log::{LogEvent, LogRecord};
+use crate::judge::criteria::{CheckStatus, Evaluation, Verdict};
+use crate::judge::plan::{LatencyStatistic, RolloutPlan};
 use crate::metrics::{Arm, MetricsSnapshot};
-use crate::plan::{LatencyStatistic, RolloutPlan};
 
 use super::check::{interval_text, observed_text, threshold_text};
 use super::error::CliError;
@@ -281,9 +281,9 @@ fn checks_table(html: &mut String, e: &Evaluation) {
     html.push_str("<table class=\"checks\"><tr><th>check</th><th>kind</th><th>status</th><th>observed</th><th>threshold</th><th>interval</th><th>sample</th><th>detail</th></tr>\n");
     for c in &e.checks {
         let kind = match c.kind {
-            crate::criteria::CheckKind::Criterion => "criterion",
-            crate::criteria::CheckKind::Review => "review",
-            crate::criteria::CheckKind::Rollback => "rollback",
+            crate::judge::criteria::CheckKind::Criterion => "criterion",
+            crate::judge::criteria::CheckKind::Review => "review",
+            crate::judge::criteria::CheckKind::Rollback => "rollback",
         };
         let _ = writeln!(
             html,
@@ -778,7 +778,7 @@ fn draw_chart(
         data.series(move |b, _| f(&b.cumulative, Arm::Async))
     };
     // Per-stage threshold runs, and whole-chart triggers.
-    let per_stage = |f: &dyn Fn(&crate::plan::Stage) -> f64| -> Vec<Vec<(f64, f64)>> {
+    let per_stage = |f: &dyn Fn(&crate::judge::plan::Stage) -> f64| -> Vec<Vec<(f64, f64)>> {
         data.stage_runs()
             .into_iter()
             .filter_map(|(stage, first, last)| {

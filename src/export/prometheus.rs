@@ -52,11 +52,11 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::controller::RolloutController;
-use crate::criteria::Verdict;
+use crate::act::controller::RolloutController;
+use crate::decide::rollout::Rollout;
+use crate::judge::criteria::Verdict;
 use crate::metrics::histogram::{bounds, clamp_ns, index_of};
 use crate::metrics::{Arm, LatencyHistogram, MetricsAccumulator, Outcome};
-use crate::rollout::Rollout;
 
 /// The `Content-Type` of [`PrometheusExporter::encode`]'s output.
 pub const OPENMETRICS_CONTENT_TYPE: &str =

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, Cache};
 
-use crate::bucket::{BUCKETS, BucketHasher};
-use crate::config::{ConfigError, RolloutConfig};
-use crate::percent::Percent;
+use crate::decide::bucket::{BUCKETS, BucketHasher};
+use crate::decide::config::{ConfigError, RolloutConfig};
+use crate::decide::percent::Percent;
 
 /// Decides, per upload id, whether an upload takes the new async path.
 ///
@@ -446,7 +446,7 @@ impl fmt::Debug for RolloutHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bucket::tests::hashes_on_this_thread;
+    use crate::decide::bucket::tests::hashes_on_this_thread;
 
     fn config(percent: u32) -> RolloutConfig {
         RolloutConfig::with_percent(Percent::from_whole(percent).unwrap())

@@ -63,9 +63,10 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::config::{ConfigError, ROLLOUT_ENV_VAR, RolloutConfig, parse_percent_var};
-use crate::log::{JsonlSink, LogEvent, LogRecord};
-use crate::rollout::Rollout;
+use crate::act::log::JsonlSink;
+use crate::act::record::{LogEvent, LogRecord};
+use crate::decide::config::{ConfigError, ROLLOUT_ENV_VAR, RolloutConfig, parse_percent_var};
+use crate::decide::rollout::Rollout;
 
 /// The syntax of a config file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

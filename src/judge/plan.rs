@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::percent::Percent;
+use crate::decide::percent::Percent;
 
 /// The whole rollout: ordered stages, rollback triggers, and how to judge.
 ///

@@ -39,14 +39,15 @@
 //! growth stay immediate in both modes.
 
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::clock::unix_ms;
+use crate::decide::percent::Percent;
+use crate::judge::plan::{EvaluationMode, LatencyStatistic, PlanError, RolloutPlan, Stage};
+use crate::judge::stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};
 use crate::metrics::{Arm, History, MetricsSnapshot};
-use crate::percent::Percent;
-use crate::plan::{EvaluationMode, LatencyStatistic, PlanError, RolloutPlan, Stage};
-use crate::stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};
 
 /// Fewest async complaints that can show a complaint-rate increase in guarded mode.
 const MIN_COMPLAINTS: u64 = 5;
@@ -876,9 +877,4 @@ fn pct(x: f64) -> String {
     let text = format!("{p:.2}");
     let text = text.trim_end_matches('0').trim_end_matches('.');
     format!("{text}%")
-}
-
-pub(crate) fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

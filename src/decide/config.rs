@@ -4,7 +4,7 @@ use std::env::{self, VarError};
 
 use serde::{Deserialize, Serialize};
 
-use crate::percent::{ParsePercentError, Percent};
+use crate::decide::percent::{ParsePercentError, Percent};
 
 /// The environment variable the operating plan uses: `ASYNC_UPLOAD_ROLLOUT=10`.
 pub const ROLLOUT_ENV_VAR: &str = "ASYNC_UPLOAD_ROLLOUT";

@@ -22,102 +22,18 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, SystemTime};
 
-use serde::{Deserialize, Serialize};
-
+use crate::act::log::{JsonlSink, LogError};
+use crate::act::record::{Action, ControllerState, LogEvent, LogRecord};
+use crate::clock::unix_ms;
 use crate::clock::{Clock, SystemClock};
-use crate::criteria::{Evaluation, Evaluator, Verdict, unix_ms};
-use crate::log::{JsonlSink, LogError, LogEvent, LogRecord};
+use crate::decide::percent::Percent;
+use crate::decide::rollout::Rollout;
+use crate::judge::criteria::{Evaluation, Evaluator, Verdict};
+use crate::judge::plan::{PlanError, RolloutPlan};
 use crate::metrics::{History, MetricsAccumulator, MetricsSnapshot};
-use crate::percent::Percent;
-use crate::plan::{PlanError, RolloutPlan};
-use crate::rollout::Rollout;
 
 /// How often [`RolloutController`] logs a quiet tick unless told otherwise.
 pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
-
-/// What the controller is doing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum ControllerState {
-    /// Judging every tick, acting on verdicts.
-    Running,
-    /// An operator paused automatic advancing. Rollback stays automatic.
-    Paused {
-        /// Why, as the operator said.
-        reason: String,
-    },
-    /// A manual-review trigger fired: no automatic advancing until resumed.
-    AwaitingReview {
-        /// The checks that fired.
-        reason: String,
-    },
-    /// Rolled back to 0%; stays there until [`RolloutController::resume`].
-    RolledBack {
-        /// Why: the failing checks, or the operator's words.
-        reason: String,
-    },
-    /// The last stage met its criteria: the rollout is done.
-    Complete,
-}
-
-impl fmt::Display for ControllerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ControllerState::Running => "running",
-            ControllerState::Paused { .. } => "paused",
-            ControllerState::AwaitingReview { .. } => "awaiting review",
-            ControllerState::RolledBack { .. } => "rolled back",
-            ControllerState::Complete => "complete",
-        })
-    }
-}
-
-/// Something the controller (or an operator through it) did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// The controller started at a stage.
-    Start {
-        /// Stage index.
-        stage: usize,
-        /// Its percent, now in force.
-        percent: Percent,
-    },
-    /// Moved to the next stage.
-    Advance {
-        /// Stage index left.
-        from: usize,
-        /// Stage index entered.
-        to: usize,
-        /// The new percent, now in force.
-        percent: Percent,
-        /// `true` when an operator asked for it.
-        manual: bool,
-    },
-    /// The stage met its criteria but is not advancing yet.
-    Ready {
-        /// Why it waits: `min_duration` not reached, or auto-advance off.
-        waiting_for: String,
-    },
-    /// Rolled back to 0%.
-    Rollback {
-        /// `true` when an operator asked for it.
-        manual: bool,
-    },
-    /// A manual-review trigger fired.
-    ReviewRequested,
-    /// An operator paused automatic advancing.
-    Pause,
-    /// An operator resumed: the stage's percent is back in force.
-    Resume {
-        /// Stage index resumed.
-        stage: usize,
-        /// Its percent.
-        percent: Percent,
-    },
-    /// The last stage met its criteria.
-    Complete,
-}
 
 /// What one tick saw and did.
 #[derive(Debug)]

@@ -31,12 +31,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::act::controller::{ControllerError, RolloutController, Tick};
+use crate::act::log::JsonlSink;
 use crate::clock::{Clock, ManualClock};
-use crate::controller::{ControllerError, RolloutController, Tick};
-use crate::log::JsonlSink;
+use crate::decide::rollout::Rollout;
+use crate::judge::plan::RolloutPlan;
 use crate::metrics::{Arm, MetricsAccumulator, Outcome};
-use crate::plan::RolloutPlan;
-use crate::rollout::Rollout;
 use crate::{Percent, RolloutConfig};
 
 /// How one upload path behaves.
@@ -137,7 +137,7 @@ impl Default for SimulationConfig {
             fault_after: Duration::from_secs(2 * 3600),
             auto_advance: true,
             seed: 20_251_105,
-            log_interval: crate::controller::DEFAULT_LOG_INTERVAL,
+            log_interval: crate::act::controller::DEFAULT_LOG_INTERVAL,
         }
     }
 }

@@ -12,125 +12,15 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-
-use crate::controller::{Action, ControllerState};
-use crate::criteria::Evaluation;
-use crate::metrics::MetricsSnapshot;
-use crate::percent::Percent;
 
 /// Where the rollout plan says to look: `logs/async_upload_rollout/metrics.jsonl`
 /// (relative to the working directory).
 pub const DEFAULT_LOG_PATH: &str = "logs/async_upload_rollout/metrics.jsonl";
 
-/// The `"v"` field of every [`LogRecord`] this version writes.
-pub const LOG_SCHEMA_VERSION: u32 = 1;
-
 /// Longest preview of a torn line kept in a [`TornLine`], in bytes.
 const PREVIEW_BYTES: usize = 120;
-
-/// The standard log line.
-///
-/// ```json
-/// {"v":1,"at_unix_ms":1762300860000,"event":"snapshot","snapshot":{…}}
-/// ```
-///
-/// - `v`: [`LOG_SCHEMA_VERSION`]; a reader should skip or refuse versions it
-///   does not know.
-/// - `at_unix_ms`: when the record was written, in ms since the Unix epoch.
-/// - `event`: what happened ([`LogEvent`]).
-/// - `snapshot`: a [`MetricsSnapshot`], when the event has one: cumulative
-///   for `snapshot` events, the current stage's totals for `tick` events.
-/// - `stage`, `percent`, `state`: the controller's stage index, the percent
-///   in force and the controller's state (controller lines only).
-/// - `evaluation`: the verdict with every check behind it (`tick` lines).
-/// - `action`: what the controller or an operator did (`action` lines, and
-///   `tick` lines that acted).
-/// - `reason`: one sentence: the decisive checks, or the operator's words.
-///
-/// Optional fields are left out when empty, and readers ignore fields they do
-/// not know, so new optional fields can be added without a new version. The
-/// type is `#[non_exhaustive]` for the same reason: build it with
-/// [`LogRecord::snapshot`] or [`LogRecord::new`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct LogRecord {
-    /// Schema version, [`LOG_SCHEMA_VERSION`] when written by this crate.
-    pub v: u32,
-    /// When the record was written, in milliseconds since the Unix epoch.
-    pub at_unix_ms: u64,
-    /// What happened.
-    pub event: LogEvent,
-    /// The cumulative metrics at that time, if the event carries them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub snapshot: Option<MetricsSnapshot>,
-    /// The controller's stage index in its plan.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stage: Option<usize>,
-    /// The rollout percent in force when the line was written.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub percent: Option<Percent>,
-    /// The controller's state.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<ControllerState>,
-    /// The evaluation of a `tick`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub evaluation: Option<Evaluation>,
-    /// What was done.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub action: Option<Action>,
-    /// Why, in one sentence.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-impl LogRecord {
-    /// A record of `event` at `at_unix_ms` with no snapshot.
-    #[must_use]
-    pub fn new(event: LogEvent, at_unix_ms: u64) -> LogRecord {
-        LogRecord {
-            v: LOG_SCHEMA_VERSION,
-            at_unix_ms,
-            event,
-            snapshot: None,
-            stage: None,
-            percent: None,
-            state: None,
-            evaluation: None,
-            action: None,
-            reason: None,
-        }
-    }
-
-    /// The periodic record: `event: "snapshot"`, stamped with the snapshot's time.
-    #[must_use]
-    pub fn snapshot(snapshot: MetricsSnapshot) -> LogRecord {
-        let mut record = LogRecord::new(LogEvent::Snapshot, snapshot.at_unix_ms);
-        record.snapshot = Some(snapshot);
-        record
-    }
-}
-
-/// What a [`LogRecord`] reports. Serialized in `snake_case`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum LogEvent {
-    /// The periodic metrics snapshot (cumulative).
-    Snapshot,
-    /// A controller tick: the stage's totals and their evaluation.
-    Tick,
-    /// A controller or operator action.
-    Action,
-    /// A config file was applied or rejected by a
-    /// [`ConfigWatcher`](crate::ConfigWatcher); `reason` says which and why.
-    Config,
-    /// An event this version does not know (written by a newer one). Read
-    /// only; it serializes as `"other"`.
-    #[serde(other)]
-    Other,
-}
 
 /// The metrics log could not be opened, written or read. Every variant names
 /// the log's path.
