@@ -9,6 +9,7 @@
 //!
 //! | rule that decided ([`DecisionReason`]) | value | reason | variant |
 //! | --- | --- | --- | --- |
+//! | rollout halted (rolled back, off, state unknown) | `false` | `DISABLED` | `sync` |
 //! | kill switch on | `false` | `DISABLED` | `sync` |
 //! | id in `force_sync` | `false` | `TARGETING_MATCH` | `sync` |
 //! | id in `force_async` | `true` | `TARGETING_MATCH` | `async` |
@@ -17,11 +18,11 @@
 //! 0% and 100% are reported as `SPLIT`, not `DISABLED`: the bucket still
 //! decides (nobody's bucket is below 0 ppm, everybody's is below 1,000,000),
 //! and widening from 0% brings ids in by the same rule. `DISABLED` means the
-//! kill switch, and only that. (A rollback by the
-//! [`RolloutController`](crate::RolloutController) sets 0%, so it shows as
-//! `SPLIT` with value `false`.)
+//! kill switch, or a halted rollout ([`Rollout::halt`](crate::Rollout::halt):
+//! a rollback by the [`RolloutController`](crate::RolloutController), a
+//! rollout that is off, or one whose state cannot be read), and only those.
 //!
-//! Flag metadata: `rule` (`kill_switch`, `force_sync`, `force_async` or
+//! Flag metadata: `rule` (`halted`, `kill_switch`, `force_sync`, `force_async` or
 //! `bucket`, telling the two `TARGETING_MATCH`es apart) and, when the bucket
 //! decided, `bucket` (an integer in `0..1_000_000`; the id is in iff it is
 //! below the percent in parts per million).
@@ -146,6 +147,7 @@ impl RolloutProvider {
         };
         let decision = self.rollout.decide(upload_id);
         let (reason, rule) = match decision.reason {
+            DecisionReason::Halted => (EvaluationReason::Disabled, "halted"),
             DecisionReason::KillSwitch => (EvaluationReason::Disabled, "kill_switch"),
             DecisionReason::ForceSync => (EvaluationReason::TargetingMatch, "force_sync"),
             DecisionReason::ForceAsync => (EvaluationReason::TargetingMatch, "force_async"),

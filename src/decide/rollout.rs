@@ -65,6 +65,8 @@ static NEXT_ROLLOUT_ID: AtomicU64 = AtomicU64::new(0);
 /// threshold resolved. Immutable once built; replaced whole.
 struct Compiled {
     config: Arc<RolloutConfig>,
+    /// Set by [`Rollout::halt`]: nothing async, force lists included.
+    halted: bool,
     hasher: BucketHasher,
     rule: Rule,
     force_async: HashSet<Box<[u8]>>,
@@ -75,7 +77,7 @@ struct Compiled {
 /// 100% never hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rule {
-    /// Kill switch on: sync, whatever the lists say.
+    /// Kill switch on, or the rollout halted: sync, whatever the lists say.
     Killed,
     /// Everyone not forced is sync (0%).
     Nobody,
@@ -86,21 +88,22 @@ enum Rule {
 }
 
 impl Compiled {
-    fn new(config: Arc<RolloutConfig>) -> Compiled {
+    fn new(config: Arc<RolloutConfig>, halted: bool) -> Compiled {
         let hasher = BucketHasher::new(&config.salt);
-        Compiled::with_hasher(config, hasher)
+        Compiled::with_hasher(config, halted, hasher)
     }
 
     /// Compiles `config` with keys already derived from its salt.
-    fn with_hasher(config: Arc<RolloutConfig>, hasher: BucketHasher) -> Compiled {
+    fn with_hasher(config: Arc<RolloutConfig>, halted: bool, hasher: BucketHasher) -> Compiled {
         let rule = match config.percent.ppm() {
-            _ if config.kill_switch => Rule::Killed,
+            _ if halted || config.kill_switch => Rule::Killed,
             0 => Rule::Nobody,
             BUCKETS => Rule::Everybody,
             ppm => Rule::Below(ppm),
         };
         let ids = |list: &[String]| list.iter().map(|id| id.as_bytes().into()).collect();
         Compiled {
+            halted,
             hasher,
             rule,
             force_async: ids(&config.force_async),
@@ -137,6 +140,9 @@ impl Compiled {
             reason,
             bucket: None,
         };
+        if self.halted {
+            return forced(false, DecisionReason::Halted);
+        }
         if self.rule == Rule::Killed {
             return forced(false, DecisionReason::KillSwitch);
         }
@@ -173,6 +179,9 @@ pub struct Decision {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DecisionReason {
+    /// The rollout is halted ([`Rollout::halt`]: rolled back, off, or its
+    /// state unknown): sync for everybody, force lists included.
+    Halted,
     /// The kill switch is on: sync for everybody.
     KillSwitch,
     /// The id is listed in `force_sync`.
@@ -190,7 +199,10 @@ impl Rollout {
     #[must_use]
     pub fn new(config: RolloutConfig) -> Rollout {
         Rollout {
-            current: Arc::new(ArcSwap::from_pointee(Compiled::new(Arc::new(config)))),
+            current: Arc::new(ArcSwap::from_pointee(Compiled::new(
+                Arc::new(config),
+                false,
+            ))),
             // Relaxed: only uniqueness matters, and fetch_add gives it.
             id: NEXT_ROLLOUT_ID.fetch_add(1, Ordering::Relaxed),
         }
@@ -346,10 +358,52 @@ impl Rollout {
         self.current.load().explain(upload_id.as_ref())
     }
 
-    /// Sets the percent, keeping the rest of the config, and returns the
-    /// previous percent. Concurrent changes are not lost (read-copy-update).
+    /// Sets the percent, keeping the rest of the config, and lifts a
+    /// [`halt`](Rollout::halt); returns the previous percent. Concurrent
+    /// changes are not lost (read-copy-update).
+    ///
+    /// With a [`RolloutController`](crate::RolloutController), the percent
+    /// belongs to it (it is a function of the rollout's state and plan): do
+    /// not set it from anywhere else.
     pub fn set_percent(&self, percent: Percent) -> Percent {
-        self.update(|config| config.percent = percent).percent
+        self.swap(Some(percent), |_| {}).percent
+    }
+
+    /// Halts the rollout: from the next decision on, **no upload takes the
+    /// async path**, `force_async` ids included, until
+    /// [`set_percent`](Rollout::set_percent) lifts it. The config's percent
+    /// reads 0% while halted. [`store`](Rollout::store) and
+    /// [`update`](Rollout::update) keep the halt, so a config reload cannot
+    /// undo it. Returns whether it was already halted.
+    ///
+    /// This is how a rolled-back, off, unknown or stale rollout state fails
+    /// closed: the sync path still serves every upload.
+    ///
+    /// ```
+    /// use async_upload_rollout::{DecisionReason, Percent, Rollout, RolloutConfig};
+    ///
+    /// let mut config = RolloutConfig::with_percent(Percent::from_whole(50)?);
+    /// config.force_async = vec!["load-test-1".into()];
+    /// let rollout = Rollout::new(config);
+    /// rollout.halt();
+    /// assert!(!rollout.should_use_async("load-test-1"));
+    /// assert_eq!(rollout.decide("load-test-1").reason, DecisionReason::Halted);
+    /// assert_eq!(rollout.percent(), Percent::ZERO);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn halt(&self) -> bool {
+        let previous = self.current.rcu(|current| {
+            let mut config = RolloutConfig::clone(&current.config);
+            config.percent = Percent::ZERO;
+            Compiled::with_hasher(Arc::new(config), true, current.hasher)
+        });
+        previous.halted
+    }
+
+    /// Whether the rollout is halted ([`halt`](Rollout::halt)).
+    #[must_use]
+    pub fn is_halted(&self) -> bool {
+        self.current.load().halted
     }
 
     /// Turns the kill switch on or off, keeping the rest of the config, and
@@ -358,24 +412,48 @@ impl Rollout {
         self.update(|config| config.kill_switch = on).kill_switch
     }
 
-    /// Replaces the whole config. Readers switch at one instant.
+    /// Replaces the whole config (a [`halt`](Rollout::halt) stays, and a
+    /// halted rollout keeps its 0%). Readers switch at one instant.
     pub fn store(&self, config: RolloutConfig) {
-        self.current
-            .store(Arc::new(Compiled::new(Arc::new(config))));
+        let config = Arc::new(config);
+        self.swap(None, |new| *new = RolloutConfig::clone(&config));
     }
 
     /// Applies `change` to a copy of the current config and stores it
-    /// atomically, retrying if another writer got in first. Returns the
-    /// config that was replaced.
-    pub fn update(&self, mut change: impl FnMut(&mut RolloutConfig)) -> Arc<RolloutConfig> {
+    /// atomically, retrying if another writer got in first (a
+    /// [`halt`](Rollout::halt) stays, and a halted rollout keeps its 0%).
+    /// Returns the config that was replaced.
+    pub fn update(&self, change: impl FnMut(&mut RolloutConfig)) -> Arc<RolloutConfig> {
+        self.swap(None, change)
+    }
+
+    /// The one read-copy-update behind every change: applies `change`, then
+    /// either sets the percent and lifts a halt (`Some`), or keeps the halt
+    /// and, while halted, the 0% (`None`).
+    fn swap(
+        &self,
+        percent: Option<Percent>,
+        mut change: impl FnMut(&mut RolloutConfig),
+    ) -> Arc<RolloutConfig> {
         let previous = self.current.rcu(|current| {
             let mut config = RolloutConfig::clone(&current.config);
             change(&mut config);
+            let halted = match percent {
+                Some(percent) => {
+                    config.percent = percent;
+                    false
+                }
+                None if current.halted => {
+                    config.percent = Percent::ZERO;
+                    true
+                }
+                None => false,
+            };
             // Same salt: reuse the derived keys instead of deriving them again.
             if config.salt == current.config.salt {
-                Compiled::with_hasher(Arc::new(config), current.hasher)
+                Compiled::with_hasher(Arc::new(config), halted, current.hasher)
             } else {
-                Compiled::new(Arc::new(config))
+                Compiled::new(Arc::new(config), halted)
             }
         });
         Arc::clone(&previous.config)
@@ -404,8 +482,10 @@ impl Rollout {
 
 impl fmt::Debug for Rollout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.current.load();
         f.debug_struct("Rollout")
-            .field("config", &self.config())
+            .field("config", &current.config)
+            .field("halted", &current.halted)
             .finish()
     }
 }
@@ -594,6 +674,36 @@ mod tests {
             assert_eq!(decision.use_async, use_async);
             assert_eq!(decision.bucket, Some(rollout.bucket("id-7")));
         }
+    }
+
+    #[test]
+    fn a_halt_wins_over_force_async_and_survives_config_changes() {
+        let mut c = config(50);
+        c.force_async = vec!["allow".into()];
+        let rollout = Rollout::new(c.clone());
+        assert!(!rollout.halt(), "was not halted");
+        assert!(rollout.is_halted());
+        let ids = ["allow", "anyone", "upload-1", "upload-2"];
+        assert!(ids.iter().all(|id| !rollout.should_use_async(id)));
+        assert!(ids.iter().all(|id| !rollout.should_use_async_uncached(id)));
+        assert_eq!(rollout.decide("allow").reason, DecisionReason::Halted);
+        assert_eq!(rollout.percent(), Percent::ZERO);
+
+        // A reloaded config (even one at 100%) or a kill-switch change keeps it.
+        rollout.store(config(100));
+        rollout.update(|c| c.force_async = vec!["allow".into()]);
+        rollout.set_kill_switch(false);
+        assert!(rollout.is_halted());
+        assert_eq!(rollout.percent(), Percent::ZERO);
+        assert!(!rollout.should_use_async("allow"));
+        let mut handle = rollout.handle();
+        assert!(!handle.should_use_async("allow"));
+
+        // Only set_percent lifts it.
+        rollout.set_percent(Percent::from_whole(50).unwrap());
+        assert!(!rollout.is_halted());
+        assert!(rollout.should_use_async("allow"));
+        assert!(handle.should_use_async("allow"));
     }
 
     #[test]
