@@ -19,19 +19,35 @@
 //! - `GET /metrics`: the crate's Prometheus exporter, in OpenMetrics when the
 //!   scraper asks for it (`Accept: application/openmetrics-text`), else the
 //!   Prometheus text format 0.0.4.
-//! - `GET /rollout`: the config in force, the percent, and the controller's
-//!   stage, state and last evaluation, as JSON.
-//! - `PUT /rollout`: `{"percent": 25}`, `{"kill_switch": true}` or both, with
-//!   `Authorization: Bearer <token>`. Invalid values are `400` and change
-//!   nothing; a wrong or missing token is `401`; with no token configured the
-//!   route is off and answers `403` (it exists, but no credential can open it).
-//!   The percent is set directly: the controller keeps its stage and may
-//!   still override it (an automatic rollback sets 0%).
+//! - `GET /rollout`: `percent` (in force: 0 when nothing is async), `state`
+//!   (the [`RolloutState`]: epoch, stage, status, who changed it and why),
+//!   `state_error` (only while the state cannot be read or written),
+//!   `halted`, the config in force, the plan's stages and the last
+//!   evaluation, as JSON. Read without waiting for a tick.
+//! - `PUT /rollout`: `{"kill_switch": true}`, `{"force_sync": [...]}`,
+//!   `{"force_async": [...]}` or several, with `Authorization: Bearer
+//!   <token>`. It changes the config, never the percent: a `percent` field
+//!   is `400` (the percent is the controller's: use the routes below).
+//! - `POST /rollout/rollback`, `/rollout/resume`, `/rollout/advance`,
+//!   `/rollout/pause` with `{"reason": "..."}` and the same bearer token:
+//!   the operator's actions, through the controller (the same transitions
+//!   as `async-upload-rollout rollback --state FILE ...`). `200` with the
+//!   body of `GET /rollout`; `409` when the state does not allow it (advance
+//!   while rolled back) or another writer got in first; `503` when the state
+//!   is unknown or cannot be written (a rollback is in force anyway).
+//!
+//! Invalid admin requests are `400` and change nothing; a wrong or missing
+//! token is `401`; with no token configured the admin routes are off and
+//! answer `403` (they exist, but no credential can open them).
 //!
 //! Flags:
 //! - `--addr <host:port>`: where to listen (default `127.0.0.1:8080`)
-//! - `--admin-token <token>`: enables `PUT /rollout` (or set
+//! - `--admin-token <token>`: enables the admin routes (or set
 //!   `ASYNC_UPLOAD_ADMIN_TOKEN`, which keeps the token out of `ps`)
+//! - `--state <path>`: the rollout's state file (default
+//!   `logs/async_upload_rollout/state.json`), shared with the command line
+//! - `--config <path>`: a TOML or JSON rollout config (salt, kill switch, id
+//!   lists, and the starting `percent`), reloaded every second
 //! - `--log <path>`: the controller's log (default
 //!   `logs/async_upload_rollout/metrics.jsonl`)
 //! - `--tick <duration>`: how often the controller judges (default `10s`)
@@ -39,23 +55,31 @@
 //!   `$TMPDIR/async_upload_rollout/uploads`)
 //! - `--plan <file>`: a TOML or JSON rollout plan (default: the week-2 plan)
 //! - `--auto-advance`: let the controller move to the next stage by itself
-//! - `--memory-warmup <duration>`: when to take the first memory sample, the
-//!   baseline of the memory-growth trigger (default `1m`; see below)
+//! - `--memory-warmup <duration>`: how long after each run of a stage
+//!   starts the memory baseline is taken (default `1m`; see below)
 //!
 //! Ctrl-C or SIGTERM stops it gracefully: no new connections, requests in
 //! progress finish, and accepted (202) uploads are stored before it exits
 //! (at most 10 s).
 //!
-//! The starting percent comes from `ASYNC_UPLOAD_ROLLOUT` (unset: 0%); the
-//! controller then starts at the plan's stage with that percent, or at its
-//! first stage (1% in the week-2 plan).
+//! # The rollout's state
 //!
-//! Memory is sampled every tick ([`process_memory_bytes`]), and the first
-//! sample is the baseline the "memory grows more than 20%" rollback trigger
-//! compares with. A server's resident memory grows as it warms up (runtime
-//! worker stacks, connection buffers, allocator arenas): measured at start,
-//! a dozen requests already showed +12% (the trigger fires above 20%). So sampling starts after
-//! `--memory-warmup`; until then the trigger has no data and cannot fire.
+//! The stage and status live in the state file and survive restarts: a
+//! rolled-back service stays rolled back when it is restarted, a running
+//! stage keeps its start time, and the run's totals come back from the log.
+//! Only when no state is stored does the starting request pick the first
+//! state: `ASYNC_UPLOAD_ROLLOUT` (or the config file's `percent`) at `0` or
+//! unset means **off** (nothing async until an operator advances); `10`
+//! starts the 10% stage. A state file that cannot be read is reported at
+//! start, in `GET /rollout` and in the log, and the service serves every
+//! upload on the sync path until it is fixed.
+//!
+//! Memory is sampled every tick ([`process_memory_bytes`]). A server's
+//! resident memory grows as it warms up (runtime worker stacks, connection
+//! buffers, allocator arenas): measured at start, a dozen requests already
+//! showed +12% (the trigger fires above 20%). So the controller takes each
+//! run's memory baseline `--memory-warmup` after the run starts; until then
+//! the memory trigger has no data and cannot fire.
 #![forbid(unsafe_code)]
 
 use std::future::Future;
@@ -72,9 +96,10 @@ use async_upload_rollout::export::prometheus::{
     ControllerStatus, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PrometheusExporter,
 };
 use async_upload_rollout::{
-    Arm, ControllerError, ControllerState, DEFAULT_LOG_PATH, Evaluation, JsonlSink, LogError,
-    MetricsAccumulator, MonitorHandle, Outcome, Percent, PlanError, Rollout, RolloutConfig,
-    RolloutController, RolloutPlan, process_memory_bytes,
+    Arm, ConfigWatcher, ControllerError, DEFAULT_LOG_PATH, DEFAULT_STATE_PATH, Evaluation,
+    FileStateStore, JsonlSink, LogError, MetricsAccumulator, MonitorHandle, Operation,
+    OperatorError, Outcome, Percent, PlanError, PollOutcome, Rollout, RolloutConfig,
+    RolloutController, RolloutPlan, RolloutState, SourceError, WatcherHandle, process_memory_bytes,
 };
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -95,11 +120,21 @@ pub const MAX_ID_LEN: usize = 128;
 /// How long a graceful shutdown waits for accepted uploads to be stored.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often the config file is read again.
+pub const CONFIG_POLL: Duration = Duration::from_secs(1);
+
 /// How the server is set up; `main` fills it from the flags, tests directly.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The bearer token of `PUT /rollout`; `None` turns the route off (403).
+    /// The bearer token of the admin routes; `None` turns them off (403).
     pub admin_token: Option<String>,
+    /// The rollout's state file.
+    pub state_path: PathBuf,
+    /// The rollout config file, reloaded every [`CONFIG_POLL`].
+    pub config_path: Option<PathBuf>,
+    /// How often the controller reads the state file for changes made by
+    /// others (the command line).
+    pub state_poll: Duration,
     /// The controller's JSON-lines log.
     pub log_path: PathBuf,
     /// How often the controller ticks (and memory is sampled).
@@ -115,8 +150,8 @@ pub struct ServerConfig {
     pub auto_advance: bool,
     /// Largest body accepted; larger ones are 413 and `Rejected`.
     pub max_upload_bytes: usize,
-    /// How long after [`serve`] starts the first memory sample (the
-    /// memory-growth baseline) is taken.
+    /// How long after each run of a stage starts the memory-growth
+    /// baseline is taken.
     pub memory_warmup: Duration,
 }
 
@@ -124,6 +159,9 @@ impl Default for ServerConfig {
     fn default() -> ServerConfig {
         ServerConfig {
             admin_token: None,
+            state_path: DEFAULT_STATE_PATH.into(),
+            config_path: None,
+            state_poll: async_upload_rollout::DEFAULT_STATE_POLL,
             log_path: DEFAULT_LOG_PATH.into(),
             tick: Duration::from_secs(10),
             log_interval: async_upload_rollout::DEFAULT_LOG_INTERVAL,
@@ -153,6 +191,9 @@ pub enum StartError {
     /// The controller could not start (invalid plan, or its log line failed).
     #[error(transparent)]
     Controller(#[from] ControllerError),
+    /// The config file could not be used at start.
+    #[error(transparent)]
+    Config(#[from] SourceError),
     /// The upload directory could not be created.
     #[error("cannot create the upload directory {dir}: {source}")]
     StoreDir {
@@ -182,23 +223,28 @@ struct Inner {
     metrics: Arc<MetricsAccumulator>,
     exporter: PrometheusExporter,
     monitor: MonitorHandle,
+    _watcher: Option<WatcherHandle>,
     admin_token: Option<Vec<u8>>,
     store_dir: PathBuf,
     max_upload_bytes: usize,
     tick: Duration,
-    memory_warmup: Duration,
     ids: IdSource,
     in_flight: InFlight,
 }
 
 impl AppState {
-    /// Opens the log and the upload directory and starts the controller on
-    /// `rollout` (which sets the rollout to the start stage's percent).
+    /// Opens the log and the upload directory, reads the config file (if
+    /// any), and starts the controller on `rollout` with the state in the
+    /// state file. The rollout's percent on entry (from
+    /// `ASYNC_UPLOAD_ROLLOUT`), or the config file's, is the starting
+    /// request, used only when no state is stored.
     ///
     /// # Errors
     ///
-    /// [`StartError::StoreDir`], [`StartError::Log`] or
-    /// [`StartError::Controller`]; nothing is left running.
+    /// [`StartError::StoreDir`], [`StartError::Config`], [`StartError::Log`]
+    /// or [`StartError::Controller`]; nothing is left running. A state file
+    /// that cannot be read is not an error: the server starts with nothing
+    /// async and reports it.
     pub fn new(config: ServerConfig, rollout: Arc<Rollout>) -> Result<AppState, StartError> {
         if config.admin_token.as_deref() == Some("") {
             return Err(StartError::Usage(
@@ -209,25 +255,45 @@ impl AppState {
             dir: config.store_dir.clone(),
             source,
         })?;
+        // The config file: its salt, kill switch and lists now; its percent
+        // (or ASYNC_UPLOAD_ROLLOUT's, which wins) is the starting request.
+        let watcher = match &config.config_path {
+            Some(path) => {
+                let mut watcher = ConfigWatcher::new(path, Arc::clone(&rollout))?
+                    .with_log(JsonlSink::open(&config.log_path)?);
+                if let PollOutcome::Applied(file) = watcher.poll_once()? {
+                    rollout.set_percent(file.percent);
+                }
+                Some(watcher)
+            }
+            None => None,
+        };
         let metrics = Arc::new(MetricsAccumulator::new());
-        let monitor = RolloutController::builder(Arc::clone(&rollout), Arc::clone(&metrics))
+        let controller = RolloutController::builder(Arc::clone(&rollout), Arc::clone(&metrics))
             .plan(config.plan)
             .auto_advance(config.auto_advance)
             .log_interval(config.log_interval)
+            .memory_warmup(config.memory_warmup)
+            .state_store(Arc::new(FileStateStore::new(&config.state_path)))
             .log(JsonlSink::open(&config.log_path)?)
-            .build()?
-            .spawn(config.tick);
+            .build()?;
+        if let Some(error) = controller.state_error() {
+            eprintln!(
+                "upload_server: STATE ERROR: {error}\nupload_server: serving every upload on the sync path until the state file is fixed"
+            );
+        }
+        let monitor = controller.spawn_with_poll(config.tick, config.state_poll);
         Ok(AppState {
             inner: Arc::new(Inner {
                 exporter: PrometheusExporter::new(Arc::clone(&rollout), Arc::clone(&metrics)),
                 rollout,
                 metrics,
                 monitor,
+                _watcher: watcher.map(|w| w.spawn(CONFIG_POLL)),
                 admin_token: config.admin_token.map(String::into_bytes),
                 store_dir: config.store_dir,
                 max_upload_bytes: config.max_upload_bytes,
                 tick: config.tick,
-                memory_warmup: config.memory_warmup,
                 ids: IdSource::new(),
                 in_flight: InFlight::default(),
             }),
@@ -246,7 +312,8 @@ impl AppState {
         &self.inner.metrics
     }
 
-    /// The background controller (lock it for status or operator actions).
+    /// The background controller: [`MonitorHandle::view`] for status,
+    /// [`MonitorHandle::lock`] for operator actions.
     pub fn monitor(&self) -> &MonitorHandle {
         &self.inner.monitor
     }
@@ -272,6 +339,7 @@ pub fn app(state: AppState) -> Router {
         .route("/uploads", post(upload))
         .route("/metrics", get(metrics))
         .route("/rollout", get(rollout_status).put(change_rollout))
+        .route("/rollout/{operation}", post(operate))
         .with_state(state)
 }
 
@@ -303,11 +371,10 @@ pub async fn serve(
     served
 }
 
-/// Feeds the memory trigger: one RSS sample per controller tick, from the
-/// end of the warm-up on.
+/// Feeds the memory trigger: one RSS sample per controller tick (the
+/// controller takes each run's baseline after its warm-up).
 async fn sample_memory(state: AppState) {
-    let start = tokio::time::Instant::now() + state.inner.memory_warmup;
-    let mut every = tokio::time::interval_at(start, state.inner.tick);
+    let mut every = tokio::time::interval(state.inner.tick);
     loop {
         every.tick().await;
         if let Some(bytes) = process_memory_bytes() {
@@ -576,7 +643,7 @@ impl Drop for InFlightGuard {
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let inner = &state.inner;
-    let status = ControllerStatus::of(&inner.monitor.lock());
+    let status = ControllerStatus::of(&inner.monitor.view());
     inner.exporter.set_status(status);
     let openmetrics = headers
         .get(header::ACCEPT)
@@ -595,64 +662,56 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 
 // ---------------------------------------------------------------- rollout
 
-/// The body of `GET /rollout` (and of a successful `PUT /rollout`).
+/// The body of `GET /rollout` (and of a successful admin request).
 #[derive(Debug, Serialize, Deserialize)]
-pub struct RolloutStatus {
-    /// The config in force.
-    pub config: RolloutConfig,
-    /// Its percent (also in `config`), as a number.
+pub struct RolloutBody {
+    /// The percent in force: 0 when nothing is async.
     pub percent: Percent,
-    /// What the controller is doing.
-    pub controller: ControllerView,
-}
-
-/// The controller's part of [`RolloutStatus`].
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ControllerView {
-    /// The stage index in the plan.
-    pub stage: usize,
-    /// The stage's percent (the percent in force differs after a rollback or
-    /// a `PUT /rollout`).
-    pub stage_percent: Percent,
+    /// The rollout's state; `null` while it cannot be read.
+    pub state: Option<RolloutState>,
+    /// Why the state cannot be read or written; absent when all is well.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_error: Option<String>,
+    /// Whether nothing is async, force lists included.
+    pub halted: bool,
+    /// The config in force (its percent is the percent in force).
+    pub config: RolloutConfig,
     /// The plan's stage percents.
     pub stages: Vec<Percent>,
-    /// `running`, `paused`, `awaiting_review`, `rolled_back` or `complete`,
-    /// with a `reason` for the middle three.
-    #[serde(flatten)]
-    pub state: ControllerState,
-    /// The latest evaluation; `null` before the first tick.
+    /// The latest evaluation; `null` before the first judged tick.
     pub last_evaluation: Option<Evaluation>,
 }
 
-impl RolloutStatus {
-    fn of(state: &AppState) -> RolloutStatus {
-        let controller = state.inner.monitor.lock();
-        let stages: Vec<Percent> = controller.plan().stages.iter().map(|s| s.percent).collect();
+impl RolloutBody {
+    /// Read without the controller's lock: a tick in progress never delays it.
+    fn of(state: &AppState) -> RolloutBody {
+        let view = state.inner.monitor.view();
         let config = RolloutConfig::clone(&state.inner.rollout.config());
-        RolloutStatus {
-            percent: config.percent,
+        RolloutBody {
+            percent: view.percent,
+            state: view.state.clone(),
+            state_error: view.state_error.clone(),
+            halted: view.halted,
             config,
-            controller: ControllerView {
-                stage: controller.stage(),
-                stage_percent: stages[controller.stage()],
-                stages,
-                state: controller.state().clone(),
-                last_evaluation: controller.last_evaluation().cloned(),
-            },
+            stages: view.stages.clone(),
+            last_evaluation: view.last_evaluation.clone(),
         }
     }
 }
 
 async fn rollout_status(State(state): State<AppState>) -> Response {
-    axum::Json(RolloutStatus::of(&state)).into_response()
+    axum::Json(RolloutBody::of(&state)).into_response()
 }
 
-/// The body of `PUT /rollout`: at least one field.
+/// The body of `PUT /rollout`: at least one field; never the percent.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RolloutChange {
-    percent: Option<Percent>,
     kill_switch: Option<bool>,
+    force_async: Option<Vec<String>>,
+    force_sync: Option<Vec<String>>,
+    /// Refused with an explanation: the percent is the controller's.
+    percent: Option<serde::de::IgnoredAny>,
 }
 
 async fn change_rollout(
@@ -660,15 +719,137 @@ async fn change_rollout(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Some(expected) = state.inner.admin_token.as_deref() else {
+    if let Err(denied) = authorize(&state, &headers) {
+        return denied;
+    }
+    let change: RolloutChange = match serde_json::from_slice(&body) {
+        Ok(change) => change,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("invalid change: {err}")),
+    };
+    if change.percent.is_some() {
         return error(
+            StatusCode::BAD_REQUEST,
+            "the percent is not set here: it follows the rollout's state (use POST /rollout/advance, /rollback, /resume or /pause)".to_owned(),
+        );
+    }
+    if change.kill_switch.is_none() && change.force_async.is_none() && change.force_sync.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid change: give `kill_switch`, `force_async` or `force_sync`".to_owned(),
+        );
+    }
+    // One atomic store of everything but the percent (and any halt): a
+    // decision sees every field changed or none.
+    let before = state.inner.rollout.update(|config| {
+        if let Some(on) = change.kill_switch {
+            config.kill_switch = on;
+        }
+        if let Some(ids) = &change.force_async {
+            config.force_async.clone_from(ids);
+        }
+        if let Some(ids) = &change.force_sync {
+            config.force_sync.clone_from(ids);
+        }
+    });
+    let after = state.inner.rollout.config();
+    eprintln!(
+        "upload_server: admin changed the config: kill switch {} -> {}, {} -> {} force_async and {} -> {} force_sync ids",
+        before.kill_switch,
+        after.kill_switch,
+        before.force_async.len(),
+        after.force_async.len(),
+        before.force_sync.len(),
+        after.force_sync.len()
+    );
+    axum::Json(RolloutBody::of(&state)).into_response()
+}
+
+/// The body of the operator routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperatorRequest {
+    reason: String,
+}
+
+async fn operate(
+    State(state): State<AppState>,
+    axum::extract::Path(operation): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let operation = match operation.as_str() {
+        "rollback" => Operation::Rollback,
+        "resume" => Operation::Resume,
+        "advance" => Operation::Advance,
+        "pause" => Operation::Pause,
+        other => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no operation {other:?}: rollback, resume, advance or pause"),
+            );
+        }
+    };
+    if let Err(denied) = authorize(&state, &headers) {
+        return denied;
+    }
+    let request: OperatorRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid request: {err} (expected {{\"reason\": \"...\"}})"),
+            );
+        }
+    };
+    if request.reason.trim().is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "a reason is required: it goes into the state and the log".to_owned(),
+        );
+    }
+    // The controller's lock waits for a tick in progress (a store write, a
+    // log flush): off the async runtime's worker threads.
+    let worker = state.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        worker
+            .inner
+            .monitor
+            .lock()
+            .operate(operation, &request.reason)
+    })
+    .await;
+    match result {
+        Ok(Ok(done)) => {
+            eprintln!("upload_server: operator {operation}: {done}");
+            axum::Json(RolloutBody::of(&state)).into_response()
+        }
+        Ok(Err(OperatorError::Refused(refused))) => {
+            error(StatusCode::CONFLICT, refused.to_string())
+        }
+        Ok(Err(OperatorError::Store(err))) if err.is_conflict() => {
+            error(StatusCode::CONFLICT, err.to_string())
+        }
+        Ok(Err(err)) => error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+        Err(join) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the operation did not finish: {join}"),
+        ),
+    }
+}
+
+/// `Ok` when the admin routes are on and the bearer token matches; else the
+/// response to send (403 or 401).
+#[allow(clippy::result_large_err)] // the error is the response itself
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = state.inner.admin_token.as_deref() else {
+        return Err(error(
             StatusCode::FORBIDDEN,
             format!(
-                "the admin route is off: start the server with --admin-token or {ADMIN_TOKEN_ENV_VAR}"
+                "the admin routes are off: start the server with --admin-token or {ADMIN_TOKEN_ENV_VAR}"
             ),
-        );
+        ));
     };
-    let given = bearer_token(&headers).unwrap_or_default();
+    let given = bearer_token(headers).unwrap_or_default();
     if !tokens_match(given, expected) {
         let mut response = error(
             StatusCode::UNAUTHORIZED,
@@ -677,33 +858,9 @@ async fn change_rollout(
         response
             .headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return response;
+        return Err(response);
     }
-    let change: RolloutChange = match serde_json::from_slice(&body) {
-        Ok(change) => change,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("invalid change: {err}")),
-    };
-    if change.percent.is_none() && change.kill_switch.is_none() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid change: give `percent`, `kill_switch` or both".to_owned(),
-        );
-    }
-    // One atomic store: a decision sees both fields changed or neither.
-    let before = state.inner.rollout.update(|config| {
-        if let Some(percent) = change.percent {
-            config.percent = percent;
-        }
-        if let Some(on) = change.kill_switch {
-            config.kill_switch = on;
-        }
-    });
-    let after = state.inner.rollout.config();
-    eprintln!(
-        "upload_server: admin set percent {} -> {}, kill switch {} -> {}",
-        before.percent, after.percent, before.kill_switch, after.kill_switch
-    );
-    axum::Json(RolloutStatus::of(&state)).into_response()
+    Ok(())
 }
 
 /// The token of an `Authorization: Bearer <token>` header.
@@ -736,9 +893,9 @@ struct Args {
     config: ServerConfig,
 }
 
-const USAGE: &str = "usage: upload_server [--addr HOST:PORT] [--admin-token TOKEN] [--log PATH] \
-                     [--tick DURATION] [--log-interval DURATION] [--store-dir DIR] [--plan FILE] [--auto-advance] \
-                     [--memory-warmup DURATION]";
+const USAGE: &str = "usage: upload_server [--addr HOST:PORT] [--admin-token TOKEN] [--state FILE] \
+                     [--config FILE] [--log PATH] [--tick DURATION] [--log-interval DURATION] [--store-dir DIR] \
+                     [--plan FILE] [--auto-advance] [--memory-warmup DURATION]";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError> {
     let usage = |message: String| StartError::Usage(format!("{message}\n{USAGE}"));
@@ -761,6 +918,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError
                 parsed.addr = v.parse().map_err(|e| usage(format!("--addr {v:?}: {e}")))?;
             }
             "--admin-token" => parsed.config.admin_token = Some(value()?),
+            "--state" => parsed.config.state_path = value()?.into(),
+            "--config" => parsed.config.config_path = Some(value()?.into()),
             "--log" => parsed.config.log_path = value()?.into(),
             "--tick" => {
                 let v = value()?;
@@ -791,8 +950,14 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError
     Ok(parsed)
 }
 
-async fn start() -> Result<(), StartError> {
-    let Args { addr, config } = parse_args(std::env::args().skip(1))?;
+/// Parses `args` (the flags, without the program name), starts the server
+/// and serves until Ctrl-C or SIGTERM.
+///
+/// # Errors
+///
+/// A [`StartError`]: nothing is left running.
+pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), StartError> {
+    let Args { addr, config } = parse_args(args)?;
     let rollout = Arc::new(Rollout::from_env().map_err(|e| StartError::Usage(e.to_string()))?);
     let admin = if config.admin_token.is_some() {
         "on"
@@ -809,10 +974,15 @@ async fn start() -> Result<(), StartError> {
         .await
         .map_err(|source| StartError::Bind { addr, source })?;
     let addr = listener.local_addr().unwrap_or(addr);
+    let view = state.monitor().view();
+    let rollout_state = view
+        .state
+        .as_ref()
+        .map_or_else(|| "unknown (nothing async)".to_owned(), ToString::to_string);
     eprintln!(
-        "upload_server: listening on http://{addr}, rollout at {}, controller ticking every {tick} \
-         into {log}, uploads stored in {store_dir}, admin route {admin}",
-        state.rollout().percent()
+        "upload_server: listening on http://{addr}, {} in force, state {rollout_state}; \
+         controller ticking every {tick} into {log}, uploads stored in {store_dir}, admin routes {admin}",
+        view.percent
     );
     let shutdown = async {
         stop_signal().await;
@@ -848,7 +1018,7 @@ async fn stop_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match start().await {
+    match run(std::env::args().skip(1)).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("upload_server: {err}");

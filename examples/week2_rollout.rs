@@ -26,8 +26,7 @@ use std::time::{Duration, Instant};
 
 use async_upload_rollout::simulation::{Fault, Simulation, SimulationConfig};
 use async_upload_rollout::{
-    Action, Arm, ControllerState, DEFAULT_LOG_PATH, EvaluationMode, JsonlSink, Percent, Tick,
-    Verdict,
+    Action, Arm, DEFAULT_LOG_PATH, EvaluationMode, JsonlSink, Percent, RolloutStatus, Tick, Verdict,
 };
 
 struct Args {
@@ -172,8 +171,8 @@ fn run() -> Result<(), String> {
             .as_ref()
             .is_some_and(|a| !matches!(a, Action::Ready { .. }))
             || matches!(
-                tick.evaluation.verdict,
-                Verdict::Rollback | Verdict::ManualReview
+                tick.evaluation.as_ref().map(|e| e.verdict),
+                Some(Verdict::Rollback | Verdict::ManualReview)
             );
         if hourly || notable || ticks_after_rollback > 0 {
             print_row(&sim, &tick);
@@ -182,28 +181,36 @@ fn run() -> Result<(), String> {
         if let Some(action) = &tick.action {
             print_action(action, &tick, &sim);
         }
-        match sim.controller().state() {
-            ControllerState::RolledBack { .. } => {
+        match sim.controller().status() {
+            Some(RolloutStatus::RolledBack) => {
                 ticks_after_rollback += 1;
                 if ticks_after_rollback > 2 {
                     let probe = (0..10_000u64)
                         .filter(|i| sim.rollout().should_use_async(&i.to_le_bytes()))
                         .count();
                     println!(
-                        "\nRolled back and holding at {} ({probe} of 10,000 probe ids on the async path). \
-                         An operator resumes with RolloutController::resume.",
-                        sim.rollout().percent()
+                        "\nRolled back: nothing async ({probe} of 10,000 probe ids on the async path), \
+                         until an operator resumes (RolloutController::resume, or \
+                         `async-upload-rollout resume` on the state file)."
                     );
                     break;
                 }
             }
-            ControllerState::AwaitingReview { reason } => {
-                println!("\nManual review requested, automatic advancing stopped: {reason}");
+            Some(RolloutStatus::AwaitingReview) => {
+                let reason = sim.controller().state().map(|s| s.reason.clone());
+                println!(
+                    "\nManual review requested, automatic advancing stopped: {}",
+                    reason.unwrap_or_default()
+                );
                 break;
             }
             _ => {}
         }
-        if sim.controller().stage() > last_stage {
+        if sim
+            .controller()
+            .stage()
+            .is_some_and(|stage| stage > last_stage)
+        {
             println!("\nWeek 2 complete: 10% and 50% validated, ready for Week 3 (100%).");
             break;
         }
@@ -226,7 +233,9 @@ fn run() -> Result<(), String> {
 }
 
 fn print_row(sim: &Simulation, tick: &Tick) {
-    let e = &tick.evaluation;
+    let Some(e) = &tick.evaluation else {
+        return;
+    };
     let Some(totals) = sim.controller().stage_totals() else {
         return;
     };
@@ -262,17 +271,24 @@ fn print_action(action: &Action, tick: &Tick, sim: &Simulation) {
         Action::Advance {
             from, to, percent, ..
         } => println!(
-            "          ↳ stage {} met its criteria: advancing to {percent} (stage {from} → {to})",
-            sim.controller().plan().stages[*from].percent
+            "          ↳ stage {} met its criteria: advancing to {percent} (stage {} → {to})",
+            from.map_or("off".to_owned(), |from| sim.controller().plan().stages
+                [from]
+                .percent
+                .to_string()),
+            from.map_or("off".to_owned(), |from| from.to_string())
         ),
         Action::Rollback { .. } => println!(
-            "          ↳ ROLLBACK to 0% (one atomic store): {}",
-            tick.evaluation.reason
+            "          ↳ ROLLBACK: nothing async from this instant (one atomic store): {}",
+            reason(tick)
         ),
-        Action::ReviewRequested => println!(
-            "          ↳ manual review requested: {}",
-            tick.evaluation.reason
-        ),
+        Action::ReviewRequested => {
+            println!("          ↳ manual review requested: {}", reason(tick));
+        }
         _ => {}
     }
+}
+
+fn reason(tick: &Tick) -> &str {
+    tick.evaluation.as_ref().map_or("", |e| e.reason.as_str())
 }

@@ -109,9 +109,22 @@ pub(crate) fn unix_ms(time: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The `SystemTime` of a count of milliseconds since the Unix epoch.
+/// The `SystemTime` of a count of milliseconds since the Unix epoch,
+/// saturating at the latest time the platform can hold (never a panic, for
+/// any `ms` read from a file).
 pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms)
+    UNIX_EPOCH
+        .checked_add(Duration::from_millis(ms))
+        .unwrap_or_else(|| {
+            // Halve until it fits: at most 64 steps.
+            let mut ms = ms;
+            loop {
+                ms /= 2;
+                if let Some(time) = UNIX_EPOCH.checked_add(Duration::from_millis(ms)) {
+                    return time;
+                }
+            }
+        })
 }
 
 /// A duration in whole milliseconds, saturating.

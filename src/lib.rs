@@ -110,10 +110,13 @@ pub mod openfeature;
 
 pub use act::simulation;
 pub use act::{
-    Action, ConfigFormat, ConfigWatcher, ControllerError, ControllerState, DEFAULT_LOG_INTERVAL,
-    DEFAULT_LOG_PATH, JsonlSink, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord,
-    MonitorHandle, PollOutcome, RolloutController, RolloutControllerBuilder, SourceError, Tick,
-    TornLine, WatcherHandle, read_log,
+    Action, ChangedBy, ConfigFormat, ConfigWatcher, ControllerError, ControllerView,
+    DEFAULT_LOG_INTERVAL, DEFAULT_LOG_PATH, DEFAULT_MEMORY_WARMUP, DEFAULT_STALE_AFTER,
+    DEFAULT_STATE_PATH, DEFAULT_STATE_POLL, FileStateStore, InvalidState, JsonlSink,
+    LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord, MemoryStateStore, MonitorHandle,
+    MonitorHealth, Operation, OperatorError, PollOutcome, Refused, Revision, RolloutController,
+    RolloutControllerBuilder, RolloutState, RolloutStatus, SourceError, StateStore, StoreError,
+    Stored, Tick, TornLine, WatcherHandle, read_log,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decide::{

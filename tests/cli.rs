@@ -12,8 +12,8 @@ use std::time::Duration;
 use async_upload_rollout::cli::{Fleet, InstanceLog};
 use async_upload_rollout::simulation::{Fault, Simulation, SimulationConfig};
 use async_upload_rollout::{
-    Arm, ControllerState, Evaluation, JsonlSink, LogEvent, LogRecord, ManualClock,
-    MetricsAccumulator, Outcome, Percent, Rollout, RolloutConfig, RolloutPlan, read_log,
+    Arm, Evaluation, JsonlSink, LogEvent, LogRecord, ManualClock, MetricsAccumulator, Outcome,
+    Percent, Rollout, RolloutConfig, RolloutPlan, RolloutStatus, read_log,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
@@ -66,7 +66,7 @@ fn simulate(
     path: &Path,
     config: SimulationConfig,
     ticks: usize,
-    stop: impl Fn(&ControllerState) -> bool,
+    stop: impl Fn(Option<RolloutStatus>) -> bool,
 ) {
     let sink = JsonlSink::open(path).unwrap();
     let mut sim = Simulation::with_log(config, Some(sink)).unwrap();
@@ -74,7 +74,7 @@ fn simulate(
     for _ in 0..ticks {
         let tick = sim.step();
         assert!(tick.log_error.is_none(), "{:?}", tick.log_error);
-        if extra.is_none() && stop(sim.controller().state()) {
+        if extra.is_none() && stop(sim.controller().status()) {
             extra = Some(2);
         }
         if let Some(n) = &mut extra {
@@ -104,9 +104,7 @@ fn error_burst_log(path: &Path) {
         fault_after: Duration::ZERO,
         ..SimulationConfig::default()
     };
-    simulate(path, config, 600, |s| {
-        matches!(s, ControllerState::RolledBack { .. })
-    });
+    simulate(path, config, 600, |s| s == Some(RolloutStatus::RolledBack));
 }
 
 /// Async latency creeps up from the start of the 10% stage until the
@@ -119,7 +117,7 @@ fn latency_creep_log(path: &Path) {
         ..SimulationConfig::default()
     };
     simulate(path, config, 600, |s| {
-        matches!(s, ControllerState::AwaitingReview { .. })
+        s == Some(RolloutStatus::AwaitingReview)
     });
 }
 

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_upload_rollout::{
-    Action, Arm, Clock, ControllerError, ControllerState, JsonlSink, LogEvent, LogRecord,
-    ManualClock, MetricsAccumulator, Outcome, Percent, Rollout, RolloutConfig, RolloutController,
-    RolloutPlan, Verdict, read_log,
+    Action, Arm, Clock, ControllerError, JsonlSink, LogEvent, LogRecord, ManualClock,
+    MetricsAccumulator, OperatorError, Outcome, Percent, Rollout, RolloutConfig, RolloutController,
+    RolloutPlan, RolloutStatus, Verdict, read_log,
 };
 
 struct Setup {
@@ -61,17 +61,29 @@ fn short_plan() -> RolloutPlan {
     plan
 }
 
+fn verdict(tick: &async_upload_rollout::Tick) -> Option<Verdict> {
+    tick.evaluation.as_ref().map(|e| e.verdict)
+}
+
 #[test]
-fn starts_at_the_stage_matching_the_current_percent() {
+fn starts_at_the_stage_matching_the_requested_percent() {
     let s = setup(10);
     let c = s.controller().build().unwrap();
-    assert_eq!(c.stage(), 1);
+    assert_eq!(c.stage(), Some(1));
     assert_eq!(s.rollout.percent(), Percent::from_whole(10).unwrap());
 
-    let s = setup(33); // no such stage: the first one, applied
+    // No such stage: the largest one below it, never more async than asked.
+    let s = setup(33);
     let c = s.controller().build().unwrap();
-    assert_eq!(c.stage(), 0);
-    assert_eq!(s.rollout.percent(), Percent::from_whole(1).unwrap());
+    assert_eq!(c.stage(), Some(1));
+    assert_eq!(s.rollout.percent(), Percent::from_whole(10).unwrap());
+
+    // 0% (ASYNC_UPLOAD_ROLLOUT=0 or unset) is off: nothing async, no stage.
+    let s = setup(0);
+    let c = s.controller().build().unwrap();
+    assert_eq!(c.stage(), None);
+    assert_eq!(c.status(), Some(RolloutStatus::Off));
+    assert!(s.rollout.is_halted());
 
     let err = setup(0).controller().start_stage(7).build().unwrap_err();
     assert!(
@@ -96,14 +108,15 @@ fn rollback_sets_zero_percent_and_every_id_goes_sync() {
 
     s.minute(60, 40); // 40% errors
     let tick = c.tick();
-    assert_eq!(tick.evaluation.verdict, Verdict::Rollback);
+    assert_eq!(verdict(&tick), Some(Verdict::Rollback));
     assert_eq!(tick.action, Some(Action::Rollback { manual: false }));
     assert_eq!(s.rollout.percent(), Percent::ZERO);
+    assert!(s.rollout.is_halted());
     assert!(ids.iter().all(|id| !s.rollout.should_use_async(id)));
     assert!(ids.iter().all(|id| !handle.should_use_async(id)));
-    assert!(
-        matches!(c.state(), ControllerState::RolledBack { reason } if reason.contains("error_rate"))
-    );
+    let state = c.state().unwrap();
+    assert_eq!(state.status, RolloutStatus::RolledBack);
+    assert!(state.reason.contains("error_rate"), "{}", state.reason);
 
     // It stays rolled back, whatever the next ticks see, until resumed.
     for _ in 0..10 {
@@ -113,10 +126,10 @@ fn rollback_sets_zero_percent_and_every_id_goes_sync() {
     assert_eq!(s.rollout.percent(), Percent::ZERO);
     c.resume("fixed in build 4512").unwrap();
     assert_eq!(s.rollout.percent(), Percent::from_whole(10).unwrap());
-    assert_eq!(*c.state(), ControllerState::Running);
+    assert_eq!(c.status(), Some(RolloutStatus::Running));
     // The failed data no longer counts against the stage.
     s.minute(100, 0);
-    assert_ne!(c.tick().evaluation.verdict, Verdict::Rollback);
+    assert_ne!(verdict(&c.tick()), Some(Verdict::Rollback));
 }
 
 #[test]
@@ -128,41 +141,45 @@ fn advances_only_with_auto_advance_and_after_min_duration() {
         .auto_advance(true)
         .build()
         .unwrap();
-    // Healthy and plentiful from the first minute: criteria hold early...
-    let mut ready_before = false;
+    // Healthy and plentiful from the first minute: criteria hold early, but
+    // the stage is not ready (and says nothing) before its min_duration...
     for minute in 1..=40 {
         s.minute(400, 1);
         let tick = c.tick();
         if minute < 30 {
-            assert_eq!(c.stage(), 1, "advanced at minute {minute}");
-            if matches!(tick.action, Some(Action::Ready { .. })) {
-                ready_before = true;
-            }
+            assert_eq!(c.stage(), Some(1), "advanced at minute {minute}");
+            assert_eq!(tick.action, None, "minute {minute}");
         }
     }
-    assert!(
-        ready_before,
-        "a ready stage waiting for min_duration says so"
-    );
     // ...and it moved on once min_duration had passed.
-    assert_eq!(c.stage(), 2);
+    assert_eq!(c.stage(), Some(2));
     assert_eq!(s.rollout.percent(), Percent::from_whole(50).unwrap());
 
-    // Without auto-advance it only reports readiness.
+    // Without auto-advance it reports readiness, only after min_duration.
     let s = setup(10);
     let mut c = s.controller().plan(short_plan()).build().unwrap();
-    for _ in 0..60 {
+    let mut first_ready = None;
+    for minute in 1..=60 {
         s.minute(400, 1);
         let tick = c.tick();
-        assert!(
-            matches!(tick.action, None | Some(Action::Ready { .. })),
-            "{:?}",
-            tick.action
-        );
+        match tick.action {
+            None => {}
+            Some(Action::Ready { waiting_for }) => {
+                assert!(waiting_for.contains("operator"), "{waiting_for}");
+                first_ready.get_or_insert(minute);
+            }
+            other => panic!("minute {minute}: {other:?}"),
+        }
     }
-    assert_eq!(c.stage(), 1);
-    assert!(c.advance("team briefed, day 4").unwrap());
-    assert_eq!(c.stage(), 2);
+    assert_eq!(
+        first_ready,
+        Some(30),
+        "Ready only once min_duration (30 min) has passed"
+    );
+    assert_eq!(c.stage(), Some(1));
+    let state = c.advance("team briefed, day 4").unwrap();
+    assert_eq!(state.stage, Some(2));
+    assert_eq!(c.stage(), Some(2));
     assert_eq!(s.rollout.percent(), Percent::from_whole(50).unwrap());
 }
 
@@ -184,8 +201,8 @@ fn manual_review_stops_advancing_until_resumed_but_rollback_stays_armed() {
         }
     }
     assert!(reviewed);
-    assert!(matches!(c.state(), ControllerState::AwaitingReview { .. }));
-    assert_eq!(c.stage(), 1);
+    assert_eq!(c.status(), Some(RolloutStatus::AwaitingReview));
+    assert_eq!(c.stage(), Some(1));
     // A rollback trigger still acts while awaiting review.
     s.metrics
         .record(Arm::Async, Outcome::Critical, Duration::from_millis(1));
@@ -208,12 +225,21 @@ fn pause_stops_advancing_and_operator_rollback_is_immediate() {
         s.minute(400, 1);
         let _ = c.tick();
     }
-    assert_eq!(c.stage(), 1, "paused controllers do not advance");
+    assert_eq!(c.stage(), Some(1), "paused controllers do not advance");
     c.rollback("customer escalation").unwrap();
     assert_eq!(s.rollout.percent(), Percent::ZERO);
+    let state = c.state().unwrap();
+    assert_eq!(state.status, RolloutStatus::RolledBack);
+    assert_eq!(state.reason, "customer escalation");
+
+    // Advancing from a rollback is refused: resume first.
+    let err = c.advance("skip ahead").unwrap_err();
     assert!(
-        matches!(c.state(), ControllerState::RolledBack { reason } if reason.contains("customer escalation"))
+        matches!(&err, OperatorError::Refused(r) if r.message.contains("resume")),
+        "{err}"
     );
+    assert_eq!(c.stage(), Some(1));
+    assert!(s.rollout.is_halted());
 }
 
 #[test]
@@ -248,10 +274,11 @@ fn every_tick_and_action_is_a_log_line_with_its_reason() {
     assert_eq!(
         start.action,
         Some(Action::Start {
-            stage: 1,
+            stage: Some(1),
             percent: Percent::from_whole(10).unwrap()
         })
     );
+    assert_eq!(start.state.as_ref().unwrap().epoch, 1);
     let rollback = &read.records[2];
     assert_eq!(rollback.action, Some(Action::Rollback { manual: false }));
     assert_eq!(
@@ -266,10 +293,16 @@ fn every_tick_and_action_is_a_log_line_with_its_reason() {
     );
     assert_eq!(rollback.stage, Some(1));
     assert_eq!(
+        rollback.state.as_ref().unwrap().status,
+        RolloutStatus::RolledBack
+    );
+    assert_eq!(rollback.state.as_ref().unwrap().epoch, 2);
+    assert_eq!(
         read.records[3].reason.as_deref(),
         Some("rolled forward after fix")
     );
-    assert!(read.records.iter().all(|r| r.v == 1));
+    assert_eq!(read.records[3].state.as_ref().unwrap().epoch, 3);
+    assert!(read.records.iter().all(|r| r.v == 2));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -279,12 +312,24 @@ fn a_log_that_cannot_be_written_fails_the_build_and_changes_nothing() {
     let Ok(sink) = JsonlSink::open("/dev/full") else {
         return; // no /dev/full on this platform
     };
-    let err = s.controller().log(sink).build().unwrap_err();
+    let store = Arc::new(async_upload_rollout::MemoryStateStore::new());
+    let err = s
+        .controller()
+        .state_store(store.clone())
+        .log(sink)
+        .build()
+        .unwrap_err();
     assert!(err.to_string().contains("/dev/full"), "{err}");
     assert_eq!(
         s.rollout.percent(),
         Percent::from_whole(33).unwrap(),
         "nothing changed"
+    );
+    assert!(
+        async_upload_rollout::StateStore::load(&*store)
+            .unwrap()
+            .is_none(),
+        "nothing written"
     );
 }
 
@@ -323,24 +368,33 @@ fn monitor_thread_ticks_and_stops_promptly_when_dropped() {
     let monitor = c.spawn(Duration::from_millis(5));
     assert!(monitor.is_running());
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while s.rollout.percent() != Percent::ZERO {
+    while !s.rollout.is_halted() {
         assert!(
             std::time::Instant::now() < deadline,
             "the monitor never rolled back"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(matches!(
-        monitor.lock().state(),
-        ControllerState::RolledBack { .. }
-    ));
+    assert_eq!(monitor.lock().status(), Some(RolloutStatus::RolledBack));
+    assert_eq!(
+        monitor.view().state.as_ref().map(|s| s.status),
+        Some(RolloutStatus::RolledBack),
+        "readers see it without the lock"
+    );
+    let health = monitor.health();
+    assert!(health.running && health.ticks > 0, "{health:?}");
+    assert_eq!(health.panics, 0);
 
-    // A long interval: dropping must not wait it out.
-    let c = setup(10).controller().build().unwrap();
+    // A long interval: dropping must not wait it out, and a rollout
+    // without its monitor has nothing to roll it back: nothing async.
+    let s = setup(10);
+    let c = s.controller().build().unwrap();
     let monitor = c.spawn(Duration::from_secs(3600));
+    assert!(!s.rollout.is_halted());
     let started = std::time::Instant::now();
     drop(monitor);
     assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(s.rollout.is_halted());
     let _ = s.clock.now();
 }
 

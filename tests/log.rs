@@ -118,7 +118,7 @@ fn file_cut_in_its_last_line_reads_every_whole_record_and_reports_the_torn_one()
     let torn = read.torn_tail.expect("the torn line is reported");
     assert_eq!(torn.line, 1000);
     assert_eq!(torn.bytes, cut - last_line_start);
-    assert!(torn.preview.starts_with("{\"v\":1"), "{}", torn.preview);
+    assert!(torn.preview.starts_with("{\"v\":2"), "{}", torn.preview);
 
     // Reopening cuts the fragment off, so new lines start clean.
     let mut sink = JsonlSink::open(&path).unwrap();

@@ -179,8 +179,9 @@ fn stage_and_verdict_appear_only_with_a_status() {
     assert!(!text.contains("async_upload_rollout_verdict"), "{text}");
 
     exporter.set_status(ControllerStatus {
-        stage: 2,
+        stage: Some(2),
         verdict: Some(Verdict::ManualReview),
+        ..ControllerStatus::default()
     });
     let text = exporter.encode();
     assert_eq!(sample(&text, "async_upload_rollout_stage"), Some("2"));
@@ -195,8 +196,9 @@ fn stage_and_verdict_appear_only_with_a_status() {
     }
 
     exporter.set_status(ControllerStatus {
-        stage: 0,
+        stage: Some(0),
         verdict: None,
+        ..ControllerStatus::default()
     });
     let text = exporter.encode();
     assert_eq!(
@@ -218,15 +220,19 @@ fn status_of_a_controller_reports_its_rollback() {
     let metrics = Arc::new(MetricsAccumulator::with_clock(Arc::new(clock.clone())));
     let mut controller = RolloutController::builder(rollout.clone(), metrics.clone())
         .clock(Arc::new(clock.clone()))
+        .start_stage(0)
         .build()
         .unwrap();
     let exporter = PrometheusExporter::new(rollout.clone(), metrics.clone());
-    exporter.set_status(ControllerStatus::of(&controller));
+    exporter.set_status(ControllerStatus::of(&controller.view()));
     assert_eq!(
         exporter.status(),
         Some(ControllerStatus {
-            stage: 0,
-            verdict: None
+            stage: Some(0),
+            verdict: None,
+            epoch: Some(1),
+            status: Some(RolloutStatus::Running),
+            state_error: false,
         })
     );
     assert_eq!(
@@ -239,9 +245,23 @@ fn status_of_a_controller_reports_its_rollback() {
     }
     clock.advance(Duration::from_secs(10));
     let _ = controller.tick();
-    exporter.set_status(ControllerStatus::of(&controller));
+    exporter.set_status(ControllerStatus::of(&controller.view()));
     let text = exporter.encode();
     assert_eq!(sample(&text, "async_upload_rollout_percent"), Some("0.0"));
+    assert_eq!(sample(&text, "async_upload_rollout_halted"), Some("1"));
+    assert_eq!(sample(&text, "async_upload_rollout_state_epoch"), Some("2"));
+    assert_eq!(
+        sample(
+            &text,
+            r#"async_upload_rollout_status{status="rolled_back"}"#
+        ),
+        Some("1")
+    );
+    assert_eq!(
+        sample(&text, r#"async_upload_rollout_status{status="running"}"#),
+        Some("0")
+    );
+    assert_eq!(sample(&text, "async_upload_rollout_state_error"), Some("0"));
     assert_eq!(
         sample(&text, r#"async_upload_rollout_verdict{verdict="rollback"}"#),
         Some("1")
@@ -260,8 +280,9 @@ fn names_and_units_follow_prometheus_conventions() {
     let (_, metrics, exporter) = setup(10);
     metrics.record(Arm::Async, Outcome::Success, ms(80));
     exporter.set_status(ControllerStatus {
-        stage: 0,
+        stage: Some(0),
         verdict: Some(Verdict::Hold),
+        ..ControllerStatus::default()
     });
     let text = exporter.encode();
     assert!(text.ends_with("# EOF\n"));
@@ -289,7 +310,10 @@ fn names_and_units_follow_prometheus_conventions() {
         ("async_upload_rollout_upload_latency_seconds", "histogram"),
         ("async_upload_rollout_percent", "gauge"),
         ("async_upload_rollout_kill_switch", "gauge"),
+        ("async_upload_rollout_halted", "gauge"),
         ("async_upload_rollout_stage", "gauge"),
+        ("async_upload_rollout_status", "gauge"),
+        ("async_upload_rollout_state_error", "gauge"),
         ("async_upload_rollout_verdict", "gauge"),
     ];
     let types: Vec<(&str, &str)> = types
@@ -323,8 +347,9 @@ fn registering_into_an_application_registry_shares_the_status() {
     let mut registry = Registry::default();
     exporter.register(&mut registry);
     exporter.set_status(ControllerStatus {
-        stage: 1,
+        stage: Some(1),
         verdict: Some(Verdict::Advance),
+        ..ControllerStatus::default()
     });
     let mut text = String::new();
     prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

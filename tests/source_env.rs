@@ -1,4 +1,5 @@
-//! The environment variable wins over the config file's percent.
+//! The environment variable wins over the config file's percent (the
+//! starting request a poll returns; the percent in force is the controller's).
 //!
 //! One test function only: changing the environment is only sound while no
 //! other thread reads it, and this test binary runs nothing else.
@@ -31,29 +32,23 @@ fn the_environment_override_wins_over_the_files_percent() {
         .unwrap()
         .with_env_override(Some(VAR));
 
+    let requested = |watcher: &mut ConfigWatcher| match watcher.poll_once().unwrap() {
+        PollOutcome::Applied(config) => config.percent,
+        other => panic!("not applied: {other:?}"),
+    };
     unset();
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
-    assert_eq!(rollout.percent(), Percent::from_whole(10).unwrap());
+    assert_eq!(requested(&mut watcher), Percent::from_whole(10).unwrap());
+    assert_eq!(rollout.percent(), Percent::ZERO, "a request, not applied");
 
-    // Set: its percent wins; the rest still comes from the file.
+    // Set: its percent wins as the request. A percent-only change stores
+    // nothing (the percent is the controller's).
     set("50");
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
-    assert_eq!(rollout.percent(), Percent::from_whole(50).unwrap());
+    assert_eq!(watcher.poll_once().unwrap(), PollOutcome::Unchanged);
     assert_eq!(rollout.config().force_async, ["vip"]);
 
     // A file edit does not beat it.
     fs::write(&path, "percent = 1\n").unwrap();
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
-    assert_eq!(rollout.percent(), Percent::from_whole(50).unwrap());
+    assert_eq!(requested(&mut watcher), Percent::from_whole(50).unwrap());
     assert!(rollout.config().force_async.is_empty());
 
     // Invalid: an error naming the variable and value; nothing changes.
@@ -66,15 +61,13 @@ fn the_environment_override_wins_over_the_files_percent() {
         "{message}"
     );
     assert!(message.contains("rollout.toml"), "{message}");
-    assert_eq!(rollout.percent(), Percent::from_whole(50).unwrap());
+    assert_eq!(rollout.percent(), Percent::ZERO);
 
-    // Unset again: the file's percent.
+    // Unset again: the file's percent is the request.
     unset();
-    assert!(matches!(
-        watcher.poll_once().unwrap(),
-        PollOutcome::Applied(_)
-    ));
-    assert_eq!(rollout.percent(), Percent::from_whole(1).unwrap());
+    fs::write(&path, "percent = 1\nkill_switch = true\n").unwrap();
+    assert_eq!(requested(&mut watcher), Percent::from_whole(1).unwrap());
+    assert_eq!(rollout.percent(), Percent::ZERO);
 
     // The default variable is ASYNC_UPLOAD_ROLLOUT.
     assert_eq!(ROLLOUT_ENV_VAR, "ASYNC_UPLOAD_ROLLOUT");

@@ -18,10 +18,9 @@ use std::time::Duration;
 
 use async_upload_rollout::export::prometheus::PROMETHEUS_TEXT_CONTENT_TYPE;
 use async_upload_rollout::{
-    Arm, ControllerState, LogEvent, LogRecord, Percent, Rollout, RolloutConfig, RolloutPlan,
-    read_log,
+    Arm, LogEvent, LogRecord, Percent, Rollout, RolloutConfig, RolloutPlan, RolloutStatus, read_log,
 };
-use server::{AppState, RolloutStatus, ServerConfig};
+use server::{AppState, RolloutBody, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -46,9 +45,21 @@ struct Running {
 }
 
 impl Running {
-    /// Starts the example's server at `percent`, with `admin_token`.
+    /// Starts the example's server at `percent` (its starting request:
+    /// the state file is new), with `admin_token`.
     async fn start(percent: u32, admin_token: Option<&str>) -> Running {
         let dir = tempfile::tempdir().unwrap();
+        Running::start_in(dir, percent, admin_token, None).await
+    }
+
+    /// Starts the example's server in `dir`, whose `state.json` may hold a
+    /// state already, with an optional config file.
+    async fn start_in(
+        dir: tempfile::TempDir,
+        percent: u32,
+        admin_token: Option<&str>,
+        config_path: Option<std::path::PathBuf>,
+    ) -> Running {
         let log_path = dir.path().join("logs").join("metrics.jsonl");
         let mut plan = RolloutPlan::default();
         // Memory is sampled from the first tick; a test process's RSS grows
@@ -58,6 +69,9 @@ impl Running {
         plan.triggers.max_memory_growth = 100.0;
         let config = ServerConfig {
             admin_token: admin_token.map(str::to_owned),
+            state_path: dir.path().join("state.json"),
+            config_path,
+            state_poll: Duration::from_millis(20),
             log_path: log_path.clone(),
             tick: TICK,
             log_interval: Duration::ZERO, // every tick: the test reads them
@@ -112,10 +126,28 @@ impl Running {
             .await
     }
 
-    async fn rollout_status(&self) -> RolloutStatus {
+    async fn rollout_status(&self) -> RolloutBody {
         let reply = self.request("GET", "/rollout", &[], b"").await;
         assert_eq!(reply.status, 200, "{}", reply.body);
         serde_json::from_str(&reply.body).unwrap()
+    }
+
+    /// `POST /rollout/<operation>` with `{"reason": reason}`.
+    async fn operate(&self, token: Option<&str>, operation: &str, reason: &str) -> Reply {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        let body = serde_json::json!({ "reason": reason }).to_string();
+        self.request(
+            "POST",
+            &format!("/rollout/{operation}"),
+            &headers,
+            body.as_bytes(),
+        )
+        .await
     }
 
     async fn metrics_text(&self) -> String {
@@ -296,13 +328,14 @@ async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
         let mut expected_sync = 0u64;
         let mut all_ids = Vec::new();
 
-        // 200 uploads at 10%, then 200 at 50% after an admin change. An
-        // independent `Rollout` at the same percent (and the default salt)
-        // says which path each id must take.
+        // 200 uploads at 10%, then 200 at 50% after an operator's advance.
+        // An independent `Rollout` at the same percent (and the default
+        // salt) says which path each id must take.
+        let mut phase_counts = (0, 0);
         for (phase, percent) in [(0, 10), (1, 50)] {
             if phase == 1 {
                 let reply = server
-                    .put_rollout(Some(TOKEN), &format!(r#"{{"percent": {percent}}}"#))
+                    .operate(Some(TOKEN), "advance", "10% validated")
                     .await;
                 assert_eq!(reply.status, 200, "{}", reply.body);
             }
@@ -325,6 +358,7 @@ async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
             );
             expected_async += on_async;
             expected_sync += 200 - on_async;
+            phase_counts = (on_async, 200 - on_async);
             all_ids.extend(ids);
         }
 
@@ -357,7 +391,8 @@ async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
         );
 
         // The controller ticks in the background and judges this traffic:
-        // wait for a tick that has seen all of it.
+        // wait for a tick that has seen all of the 50% stage's (a stage is
+        // judged on its own data).
         let log = loop {
             tokio::time::sleep(TICK).await;
             let log = read_log::<LogRecord>(&server.log_path).unwrap();
@@ -369,8 +404,9 @@ async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
                 .find(|r| r.event == LogEvent::Tick)
                 .is_some_and(|r| {
                     let totals = r.snapshot.as_ref().unwrap();
-                    totals.uploads(Arm::Async) == expected_async
-                        && totals.uploads(Arm::Sync) == expected_sync
+                    r.stage == Some(2)
+                        && totals.uploads(Arm::Async) == phase_counts.0
+                        && totals.uploads(Arm::Sync) == phase_counts.1
                 });
             if seen_all {
                 break log;
@@ -389,8 +425,9 @@ async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
         assert_eq!(
             last.percent,
             Some(whole(50)),
-            "the admin change is in force"
+            "the operator's advance is in force"
         );
+        assert_eq!(last.state.as_ref().unwrap().epoch, 2);
         let memory = last
             .evaluation
             .as_ref()
@@ -407,12 +444,14 @@ async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
         let status = server.rollout_status().await;
         assert_eq!(status.percent, whole(50));
         assert_eq!(status.config.percent, whole(50));
-        assert!(!status.config.kill_switch);
-        assert_eq!(status.controller.stage, 1);
-        assert_eq!(status.controller.stage_percent, whole(10));
-        assert_eq!(status.controller.state, ControllerState::Running);
-        let evaluation = status.controller.last_evaluation.expect("a tick has run");
-        assert_eq!(evaluation.stage, 1);
+        assert!(!status.config.kill_switch && !status.halted);
+        let state = status.state.expect("a state");
+        assert_eq!(state.stage, Some(2));
+        assert_eq!(state.status, RolloutStatus::Running);
+        assert_eq!(state.reason, "10% validated");
+        assert_eq!(status.state_error, None);
+        let evaluation = status.last_evaluation.expect("a tick has run");
+        assert_eq!(evaluation.stage, 2);
 
         server.stop().await;
     })
@@ -423,8 +462,11 @@ async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
 async fn admin_changes_need_the_right_token_and_bad_ones_change_nothing() {
     bounded(async {
         let server = Running::start(10, Some(TOKEN)).await;
-        let unchanged =
-            |status: &RolloutStatus| status.percent == whole(10) && !status.config.kill_switch;
+        let unchanged = |status: &RolloutBody| {
+            status.percent == whole(10)
+                && !status.config.kill_switch
+                && status.state.as_ref().is_some_and(|s| s.epoch == 1)
+        };
 
         let wrong_token = TOKEN.replace('7', "8");
         let too_long = format!("{TOKEN}x");
@@ -435,9 +477,11 @@ async fn admin_changes_need_the_right_token_and_bad_ones_change_nothing() {
             Some(&TOKEN[..TOKEN.len() - 1]),
             Some(too_long.as_str()),
         ] {
-            let reply = server.put_rollout(token, r#"{"percent": 100}"#).await;
+            let reply = server.put_rollout(token, r#"{"kill_switch": true}"#).await;
             assert_eq!(reply.status, 401, "token {token:?}");
             assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+            let reply = server.operate(token, "rollback", "intruder").await;
+            assert_eq!(reply.status, 401, "token {token:?}");
             assert!(unchanged(&server.rollout_status().await), "token {token:?}");
         }
         // The scheme is case-insensitive; anything else is not a bearer token.
@@ -446,16 +490,26 @@ async fn admin_changes_need_the_right_token_and_bad_ones_change_nothing() {
                 "PUT",
                 "/rollout",
                 &[("Authorization", &format!("Basic {TOKEN}"))],
-                br#"{"percent": 100}"#,
+                br#"{"kill_switch": true}"#,
             )
             .await;
         assert_eq!(basic.status, 401);
 
+        // The percent is the controller's: PUT never sets it.
         for body in [
-            r#"{"percent": 101}"#,
-            r#"{"percent": -1}"#,
-            r#"{"percent": "ten"}"#,
+            r#"{"percent": 100}"#,
+            r#"{"percent": 50, "kill_switch": true}"#,
+        ] {
+            let reply = server.put_rollout(Some(TOKEN), body).await;
+            assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+            let message = reply.json()["error"].as_str().unwrap().to_owned();
+            assert!(message.contains("/rollout/advance"), "{message}");
+            assert!(unchanged(&server.rollout_status().await), "{body}");
+        }
+
+        for body in [
             r#"{"kill_switch": "yes"}"#,
+            r#"{"force_sync": "vip"}"#,
             r#"{"percnt": 50}"#,
             r#"{}"#,
             "not json",
@@ -468,19 +522,38 @@ async fn admin_changes_need_the_right_token_and_bad_ones_change_nothing() {
             assert!(unchanged(&server.rollout_status().await), "{body}");
         }
 
+        // Operator requests need a reason.
+        for body in [r#"{}"#, r#"{"reason": "  "}"#, r#"{"reason": 5}"#, "nope"] {
+            let reply = server
+                .request(
+                    "POST",
+                    "/rollout/rollback",
+                    &[("Authorization", &format!("Bearer {TOKEN}"))],
+                    body.as_bytes(),
+                )
+                .await;
+            assert_eq!(reply.status, 400, "{body}: {}", reply.body);
+            assert!(unchanged(&server.rollout_status().await), "{body}");
+        }
+        assert_eq!(
+            server.operate(Some(TOKEN), "explode", "x").await.status,
+            404
+        );
+
         // The right token applies the change, scheme in any case.
         let reply = server
             .request(
                 "PUT",
                 "/rollout",
                 &[("Authorization", &format!("bearer {TOKEN}"))],
-                br#"{"percent": "100%"}"#,
+                br#"{"force_async": ["load-test-1"]}"#,
             )
             .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
-        let applied: RolloutStatus = serde_json::from_str(&reply.body).unwrap();
-        assert_eq!(applied.percent, Percent::HUNDRED);
-        assert_eq!(server.upload(Some("any-id"), b"x").await.status, 202);
+        let applied: RolloutBody = serde_json::from_str(&reply.body).unwrap();
+        assert_eq!(applied.config.force_async, ["load-test-1"]);
+        assert_eq!(applied.percent, whole(10), "the percent is untouched");
+        assert_eq!(server.upload(Some("load-test-1"), b"x").await.status, 202);
 
         // The kill switch sends everybody to the sync path, percent kept.
         let reply = server
@@ -489,8 +562,9 @@ async fn admin_changes_need_the_right_token_and_bad_ones_change_nothing() {
         assert_eq!(reply.status, 200, "{}", reply.body);
         let status = server.rollout_status().await;
         assert!(status.config.kill_switch);
-        assert_eq!(status.percent, Percent::HUNDRED);
-        let ids: Vec<String> = (0..40).map(|i| format!("killed-{i}")).collect();
+        assert_eq!(status.percent, whole(10));
+        let mut ids: Vec<String> = (0..40).map(|i| format!("killed-{i}")).collect();
+        ids.push("load-test-1".into());
         assert!(upload_all(&server, &ids).await.iter().all(|&s| s == 201));
 
         server.stop().await;
@@ -499,14 +573,20 @@ async fn admin_changes_need_the_right_token_and_bad_ones_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_route_is_forbidden_when_no_token_is_configured() {
+async fn the_admin_routes_are_forbidden_when_no_token_is_configured() {
     bounded(async {
         let server = Running::start(10, None).await;
         for token in [None, Some(TOKEN), Some("")] {
-            let reply = server.put_rollout(token, r#"{"percent": 50}"#).await;
+            let reply = server.put_rollout(token, r#"{"kill_switch": true}"#).await;
             assert_eq!(reply.status, 403, "token {token:?}");
+            for operation in ["rollback", "resume", "advance", "pause"] {
+                let reply = server.operate(token, operation, "x").await;
+                assert_eq!(reply.status, 403, "{operation} with token {token:?}");
+            }
         }
-        assert_eq!(server.rollout_status().await.percent, whole(10));
+        let status = server.rollout_status().await;
+        assert_eq!(status.percent, whole(10));
+        assert_eq!(status.state.unwrap().epoch, 1);
         server.stop().await;
     })
     .await;

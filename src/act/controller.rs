@@ -1,29 +1,59 @@
-//! [`RolloutController`]: runs the plan by itself.
+//! [`RolloutController`]: runs the plan, the one writer of the rollout's state.
 //!
-//! Each [`tick`](RolloutController::tick) snapshots the metrics, evaluates the
-//! current stage, acts, and appends one line to the log:
+//! The controller owns the [`RolloutState`] (stage and status) through a
+//! [`StateStore`]: it loads the stored state when it starts, writes every
+//! change with a compare-and-swap, and sees changes made by others (an
+//! operator's command line) by reading the store again. The percent in force
+//! is applied to the [`Rollout`] from the state and the plan, nothing else:
+//! `rolled_back`, `off`, and a state that cannot be read or is stale halt it
+//! ([`Rollout::halt`]: nothing async, force lists included).
 //!
-//! - **Rollback**: the rollout goes to 0% at once (one atomic store) and
-//!   stays there until an operator calls [`resume`](RolloutController::resume).
+//! Each [`tick`](RolloutController::tick) reads the store, snapshots the
+//! metrics, evaluates the current run of the stage, acts, and appends one
+//! line to the log:
+//!
+//! - **Rollback**: nothing async from this instant (the halt is applied
+//!   before the write, so a store that cannot be written never delays it),
+//!   until an operator resumes.
 //! - **Manual review**: automatic advancing stops until an operator resumes
-//!   or advances by hand; automatic rollback stays armed.
-//! - **Advance**: with `auto_advance` on and the stage's `min_duration`
-//!   passed, the next stage starts; otherwise the tick reports that the stage
-//!   is ready.
+//!   or advances; automatic rollback stays armed.
+//! - **Advance**: once the stage's `min_duration` has passed, with
+//!   `auto_advance` on the next stage starts; otherwise the tick reports
+//!   that the stage is ready ([`Action::Ready`]).
 //!
 //! Operators act through [`advance`](RolloutController::advance),
 //! [`rollback`](RolloutController::rollback), [`pause`](RolloutController::pause)
-//! and [`resume`](RolloutController::resume); every action is a log line with
-//! its reason. [`spawn`](RolloutController::spawn) runs ticks on a background
-//! thread.
+//! and [`resume`](RolloutController::resume) (the same transitions the
+//! command line writes to the store, [`RolloutState::apply`]).
+//!
+//! # Restarts continue, never reset
+//!
+//! A controller that starts with a stored state takes it as it is: a
+//! rolled-back rollout stays rolled back, a running stage keeps its
+//! `stage_started_at` (its `min_duration` counts from the real start), and
+//! the run's totals are recovered from the newest tick line of the same run
+//! in the log, so uploads judged before the restart still count. What is not
+//! recovered: uploads recorded after that line (at most one
+//! [`log_interval`](RolloutControllerBuilder::log_interval) of quiet ticks),
+//! the recent windows' history (the short-window checks start over), and the
+//! memory baseline (each process takes its own after the warm-up). Only with
+//! no stored state does the starting request (`ASYNC_UPLOAD_ROLLOUT`, a
+//! config file, [`start_stage`](RolloutControllerBuilder::start_stage)) pick
+//! the first state.
 
 use std::fmt;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
 use crate::act::log::{JsonlSink, LogError};
-use crate::act::record::{Action, ControllerState, LogEvent, LogRecord};
+use crate::act::monitor::{Health, MonitorHandle};
+use crate::act::record::{Action, LogEvent, LogRecord};
+use crate::act::recover;
+use crate::act::state::{ChangedBy, Operation, Refused, RolloutState, RolloutStatus};
+use crate::act::store::{MemoryStateStore, Revision, StateStore, StoreError, Stored};
 use crate::clock::unix_ms;
 use crate::clock::{Clock, SystemClock};
 use crate::decide::percent::Percent;
@@ -35,16 +65,33 @@ use crate::metrics::{History, MetricsAccumulator, MetricsSnapshot};
 /// How often [`RolloutController`] logs a quiet tick unless told otherwise.
 pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often a spawned controller reads its store for changes made by
+/// others, between ticks, unless told otherwise.
+pub const DEFAULT_STATE_POLL: Duration = Duration::from_secs(1);
+
+/// How long a controller keeps serving the last state it read while its
+/// store cannot be read, unless told otherwise; after that, nothing async.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30);
+
+/// How long after a run starts (stage start, resume, restart) the memory
+/// baseline is taken, unless told otherwise.
+pub const DEFAULT_MEMORY_WARMUP: Duration = Duration::from_secs(60);
+
 /// What one tick saw and did.
 #[derive(Debug)]
-#[must_use = "a tick reports a log write error that should not be ignored"]
+#[must_use = "a tick reports log and store errors that should not be ignored"]
 pub struct Tick {
-    /// The evaluation of the current stage.
-    pub evaluation: Evaluation,
+    /// The evaluation of the current run of the stage; `None` when nothing
+    /// was judged (the rollout is off or rolled back, or its state is
+    /// unknown or stale).
+    pub evaluation: Option<Evaluation>,
     /// What the controller did about it, if anything.
     pub action: Option<Action>,
     /// Set when the log line could not be written. The action was taken anyway.
     pub log_error: Option<LogError>,
+    /// Set when the store could not be read or written this tick. A rollback
+    /// is in force locally even when its write failed (it is retried).
+    pub store_error: Option<StoreError>,
 }
 
 /// A controller that could not be built.
@@ -62,12 +109,57 @@ pub enum ControllerError {
         /// How many stages the plan has.
         stages: usize,
     },
-    /// The log could not be opened.
+    /// The log could not be opened or its first line written.
     #[error(transparent)]
     Log(#[from] LogError),
 }
 
-/// Runs a [`RolloutPlan`]: judges the current stage on every tick and acts.
+/// An operator action that did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OperatorError {
+    /// The state does not allow it (see [`Refused::message`]).
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// The rollout's state cannot be read, so there is nothing to change:
+    /// fix the store first (nothing is async meanwhile).
+    #[error("the rollout state is unknown: {message}")]
+    StateUnknown {
+        /// Why it is unknown.
+        message: String,
+    },
+    /// The store could not be written (a rollback is in force locally
+    /// anyway, and retried).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the controller shows to readers that must not wait for a tick:
+/// HTTP handlers, exporters, health checks. Published after every tick, poll
+/// and operator action; read it with [`RolloutController::view`] or
+/// [`MonitorHandle::view`] (a lock-free load).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ControllerView {
+    /// The state in force; `None` while it cannot be read.
+    pub state: Option<RolloutState>,
+    /// The percent in force: 0% when nothing is async.
+    pub percent: Percent,
+    /// Whether nothing is async, force lists included (off, rolled back,
+    /// state unknown or stale).
+    pub halted: bool,
+    /// Why the state could not be loaded or written, while that lasts.
+    pub state_error: Option<String>,
+    /// Whether the store has been unreadable for longer than `stale_after`.
+    pub stale: bool,
+    /// The latest evaluation, if a tick judged one.
+    pub last_evaluation: Option<Evaluation>,
+    /// The plan's stage percents.
+    pub stages: Vec<Percent>,
+}
+
+/// Runs a [`RolloutPlan`]: judges the current stage on every tick and acts,
+/// keeping the rollout's state in a [`StateStore`].
 ///
 /// # Examples
 ///
@@ -77,22 +169,25 @@ pub enum ControllerError {
 /// use async_upload_rollout::*;
 ///
 /// let clock = ManualClock::default();
-/// let rollout = Arc::new(Rollout::new(RolloutConfig::default()));
+/// let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(Percent::from_whole(1)?)));
 /// let metrics = Arc::new(MetricsAccumulator::with_clock(Arc::new(clock.clone())));
+/// let store = Arc::new(MemoryStateStore::new());
 /// let mut controller = RolloutController::builder(rollout.clone(), metrics.clone())
 ///     .clock(Arc::new(clock.clone()))
+///     .state_store(store.clone())
 ///     .build()?;
-/// assert_eq!(rollout.percent().to_string(), "1%"); // the plan's first stage
+/// assert_eq!(rollout.percent().to_string(), "1%"); // the requested 1% stage
 ///
-/// // The async path fails badly: the next tick rolls back to 0%.
+/// // The async path fails badly: the next tick rolls back.
 /// for _ in 0..100 {
 ///     metrics.record(Arm::Async, Outcome::Error, Duration::from_millis(80));
 /// }
 /// clock.advance(Duration::from_secs(10));
 /// let tick = controller.tick();
-/// assert_eq!(tick.evaluation.verdict, Verdict::Rollback);
-/// assert_eq!(rollout.percent(), Percent::ZERO);
-/// # Ok::<(), ControllerError>(())
+/// assert_eq!(tick.evaluation.unwrap().verdict, Verdict::Rollback);
+/// assert!(rollout.is_halted());
+/// assert_eq!(store.load()?.unwrap().state.status, RolloutStatus::RolledBack);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct RolloutController {
     rollout: Arc<Rollout>,
@@ -100,16 +195,55 @@ pub struct RolloutController {
     evaluator: Evaluator,
     clock: Arc<dyn Clock>,
     sink: Option<JsonlSink>,
+    store: Arc<dyn StateStore>,
     auto_advance: bool,
     log_interval: Duration,
+    stale_after: Duration,
+    memory_warmup: Duration,
+    request: Request,
     last_logged_tick: Option<SystemTime>,
     history: History,
-    stage: usize,
-    stage_started: SystemTime,
-    stage_base: MetricsSnapshot,
-    state: ControllerState,
+    /// What the store holds, as last read or written; `None` when unknown.
+    stored: Option<Stored>,
+    /// A change in force locally that the store has not taken yet.
+    pending: Option<Pending>,
+    state_error: Option<String>,
+    /// When the store last answered.
+    last_contact: SystemTime,
+    stale: bool,
+    run: Run,
     last: Option<Evaluation>,
     last_totals: Option<MetricsSnapshot>,
+    view: Arc<ArcSwap<ControllerView>>,
+    health: Arc<Health>,
+}
+
+/// The starting request: used only when no state is stored.
+#[derive(Clone, Debug)]
+struct Request {
+    stage: Option<usize>,
+    reason: String,
+}
+
+/// A change in force locally, not yet in the store.
+#[derive(Clone, Debug)]
+enum Pending {
+    /// The first state, not written yet.
+    Initial(RolloutState),
+    /// A rollback (halted locally), to be written over whatever is stored.
+    Rollback { reason: String, by: ChangedBy },
+}
+
+/// The data of the current run of the stage, in this process.
+#[derive(Clone, Debug)]
+struct Run {
+    /// The accumulator's snapshot when the run started here.
+    base: MetricsSnapshot,
+    /// Totals of the same run recovered from the log (a restart).
+    carried: Option<MetricsSnapshot>,
+    /// When the memory baseline is due (the warm-up's end).
+    memory_from: SystemTime,
+    memory_ready: bool,
 }
 
 /// Builds a [`RolloutController`]; see [`RolloutController::builder`].
@@ -120,8 +254,11 @@ pub struct RolloutControllerBuilder {
     plan: RolloutPlan,
     clock: Arc<dyn Clock>,
     sink: Option<JsonlSink>,
+    store: Option<Arc<dyn StateStore>>,
     auto_advance: bool,
     log_interval: Duration,
+    stale_after: Duration,
+    memory_warmup: Duration,
     history: History,
     start_stage: Option<usize>,
 }
@@ -139,9 +276,19 @@ impl RolloutControllerBuilder {
         self
     }
 
-    /// Appends a line per tick and per action to `sink`.
+    /// Appends a line per tick and per action to `sink`. Its tick lines are
+    /// also where a restarted controller recovers the current run's totals.
     pub fn log(mut self, sink: JsonlSink) -> Self {
         self.sink = Some(sink);
+        self
+    }
+
+    /// Where the rollout's state lives (default: a [`MemoryStateStore`] of
+    /// its own, which a restart loses). Use a
+    /// [`FileStateStore`](crate::FileStateStore) so that a restart continues
+    /// the stored state and the command line can reach the service.
+    pub fn state_store(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -154,7 +301,7 @@ impl RolloutControllerBuilder {
     }
 
     /// How often a quiet tick is logged (default: one a minute). A tick line
-    /// carries the stage's totals with their latency histograms and every
+    /// carries the run's totals with their latency histograms and every
     /// check, about 20 KiB, so a line every 10-second tick would be close to
     /// 200 MB a day. Ticks that act (other than reporting readiness) or whose
     /// verdict differs from the previous tick's are always logged;
@@ -164,70 +311,201 @@ impl RolloutControllerBuilder {
         self
     }
 
+    /// How long the last state read keeps serving while the store cannot be
+    /// read (default [`DEFAULT_STALE_AFTER`]); after that nothing is async
+    /// until the store answers again. A store whose content cannot be
+    /// believed fails closed at once.
+    pub fn stale_after(mut self, after: Duration) -> Self {
+        self.stale_after = after;
+        self
+    }
+
+    /// How long after each run starts (stage start, resume, restart) the
+    /// memory baseline is taken (default [`DEFAULT_MEMORY_WARMUP`]). A
+    /// process's memory grows as it warms up (runtime threads, connection
+    /// buffers, allocator arenas); until the warm-up ends the memory trigger
+    /// has no data and cannot fire. Then
+    /// [`MetricsAccumulator::reset_memory`] makes the next sample the run's
+    /// baseline.
+    pub fn memory_warmup(mut self, warmup: Duration) -> Self {
+        self.memory_warmup = warmup;
+        self
+    }
+
     /// The snapshot history to keep (default: [`History::default`]).
     pub fn history(mut self, history: History) -> Self {
         self.history = history;
         self
     }
 
-    /// The stage to start at. By default, the stage whose percent is the
-    /// rollout's current one (so `ASYNC_UPLOAD_ROLLOUT=10` starts at the 10%
-    /// stage), else the first stage.
+    /// The stage to start at when no state is stored. By default the
+    /// request is the rollout's current percent (so `ASYNC_UPLOAD_ROLLOUT=10`
+    /// starts the 10% stage): 0% means `off`; another percent starts the
+    /// plan's largest stage at or below it (never more async than asked),
+    /// or `off` when every stage is above it. A stored state always wins.
     pub fn start_stage(mut self, index: usize) -> Self {
         self.start_stage = Some(index);
         self
     }
 
-    /// Validates the plan, sets the rollout to the start stage's percent, and
-    /// logs the start.
+    /// Validates the plan, loads the state (or writes the first one from
+    /// the starting request), applies it to the rollout, and logs the start.
+    ///
+    /// A state that cannot be read or does not fit the plan does not fail
+    /// the build: the controller starts with the rollout halted (nothing
+    /// async; the sync path serves), reports it in
+    /// [`state_error`](RolloutController::state_error), its log and its
+    /// [`view`](RolloutController::view), and keeps reading the store until
+    /// the state is fixed.
     ///
     /// # Errors
     ///
     /// [`ControllerError::Plan`] for an invalid plan,
-    /// [`ControllerError::UnknownStage`] for a start stage out of range.
+    /// [`ControllerError::UnknownStage`] for a start stage out of range,
+    /// [`ControllerError::Log`] when the start line cannot be written (the
+    /// rollout and the store are then left as they were).
     pub fn build(self) -> Result<RolloutController, ControllerError> {
         let stages = self.plan.stages.len();
         let evaluator = Evaluator::new(self.plan)?;
-        let stage = match self.start_stage {
+        let request = match self.start_stage {
             Some(index) if index >= stages => {
                 return Err(ControllerError::UnknownStage { index, stages });
             }
-            Some(index) => index,
-            None => evaluator
-                .plan()
-                .stage_at(self.rollout.percent())
-                .unwrap_or(0),
+            Some(index) => Request {
+                stage: Some(index),
+                reason: format!("started at stage {index} as configured"),
+            },
+            None => request_for(evaluator.plan(), self.rollout.percent()),
         };
         let now = self.clock.now();
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(MemoryStateStore::new()));
+        let view = Arc::new(ArcSwap::from_pointee(ControllerView {
+            state: None,
+            percent: Percent::ZERO,
+            halted: true,
+            state_error: None,
+            stale: false,
+            last_evaluation: None,
+            stages: evaluator.plan().stages.iter().map(|s| s.percent).collect(),
+        }));
         let mut controller = RolloutController {
-            stage_base: stamped(self.metrics.snapshot(), now),
+            run: Run::start(self.metrics.snapshot(), now, self.memory_warmup),
             rollout: self.rollout,
             metrics: self.metrics,
             evaluator,
             clock: self.clock,
             sink: self.sink,
+            store,
             auto_advance: self.auto_advance,
             log_interval: self.log_interval,
+            stale_after: self.stale_after,
+            memory_warmup: self.memory_warmup,
+            request,
             last_logged_tick: None,
             history: self.history,
-            stage,
-            stage_started: now,
-            state: ControllerState::Running,
+            stored: None,
+            pending: None,
+            state_error: None,
+            last_contact: now,
+            stale: false,
             last: None,
             last_totals: None,
+            view,
+            health: Arc::new(Health::default()),
+        };
+        let loaded = controller.store.load();
+        let reason = match loaded {
+            Ok(Some(stored)) => match stored.state.validate(controller.plan()) {
+                Ok(()) => {
+                    let reason = format!(
+                        "controller started: continuing {} from {}",
+                        stored.state,
+                        controller.store.describe()
+                    );
+                    controller.stored = Some(stored);
+                    reason
+                }
+                Err(err) => controller.unknown(format!(
+                    "{}: {err} (nothing is async until it is fixed)",
+                    controller.store.describe()
+                )),
+            },
+            Ok(None) => {
+                let first = controller.first_state(now);
+                let reason = format!(
+                    "controller started: no state in {}; {}",
+                    controller.store.describe(),
+                    first.reason
+                );
+                controller.pending = Some(Pending::Initial(first));
+                reason
+            }
+            Err(err) => controller.unknown(format!("{err} (nothing is async until it is fixed)")),
         };
         // Log the start before changing anything: a log that cannot be
-        // written fails the build and leaves the running rollout as it was.
-        let percent = controller.stage_percent();
+        // written fails the build and leaves the rollout and store as they were.
+        let state = controller.current().cloned();
+        let percent = controller.percent_in_force().unwrap_or(Percent::ZERO);
         let mut record = controller.record(LogEvent::Action, now);
         record.percent = Some(percent);
-        record.action = Some(Action::Start { stage, percent });
-        record.reason = Some("controller started".to_owned());
+        record.action = Some(Action::Start {
+            stage: state.as_ref().and_then(|s| s.stage),
+            percent,
+        });
+        record.reason = Some(reason);
         if let Some(err) = controller.append(&record) {
             return Err(err.into());
         }
-        controller.rollout.set_percent(percent);
+        if let Some(state) = &state
+            && controller.pending.is_none()
+        {
+            controller.recover_run(state, now);
+        }
+        // Writes the first state if there was none (a failure is kept and
+        // retried; the state is in force meanwhile).
+        let _ = controller.write_pending(now);
+        controller.apply();
+        controller.publish();
         Ok(controller)
+    }
+}
+
+/// The starting request for `percent` (see
+/// [`RolloutControllerBuilder::start_stage`]).
+fn request_for(plan: &RolloutPlan, percent: Percent) -> Request {
+    if percent == Percent::ZERO {
+        return Request {
+            stage: None,
+            reason: format!("the requested percent is {percent}: off"),
+        };
+    }
+    let stage = plan
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.percent <= percent)
+        .max_by_key(|(_, s)| s.percent)
+        .map(|(i, _)| i);
+    let reason = match stage {
+        Some(i) => format!(
+            "requested {percent}: starting stage {i} ({})",
+            plan.stages[i].percent
+        ),
+        None => format!("requested {percent}, below every stage: off"),
+    };
+    Request { stage, reason }
+}
+
+impl Run {
+    fn start(base: MetricsSnapshot, now: SystemTime, warmup: Duration) -> Run {
+        Run {
+            base: stamped(base, now),
+            carried: None,
+            memory_from: now.checked_add(warmup).unwrap_or(now),
+            memory_ready: false,
+        }
     }
 }
 
@@ -243,8 +521,11 @@ impl RolloutController {
             plan: RolloutPlan::default(),
             clock: Arc::new(SystemClock),
             sink: None,
+            store: None,
             auto_advance: false,
             log_interval: DEFAULT_LOG_INTERVAL,
+            stale_after: DEFAULT_STALE_AFTER,
+            memory_warmup: DEFAULT_MEMORY_WARMUP,
             history: History::default(),
             start_stage: None,
         }
@@ -256,19 +537,274 @@ impl RolloutController {
         std::mem::replace(&mut self.sink, sink)
     }
 
+    /// Reads the store, applies a change made by someone else (or a fix of
+    /// an unreadable state), retries a write that failed, and republishes the
+    /// view. A spawned controller does this every
+    /// [`DEFAULT_STATE_POLL`] between ticks; every tick does it first.
+    ///
+    /// # Errors
+    ///
+    /// The store's error, also kept in [`state_error`](Self::state_error).
+    pub fn refresh(&mut self) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let result = self.sync_with_store(now);
+        self.apply();
+        self.publish();
+        result
+    }
+
+    /// Reads the store, adopts what changed, writes what is pending.
+    fn sync_with_store(&mut self, now: SystemTime) -> Result<(), StoreError> {
+        let loaded = match self.store.load() {
+            Ok(loaded) => loaded,
+            Err(err) => return Err(self.store_failed(err, now)),
+        };
+        self.last_contact = now;
+        if self.stale {
+            self.stale = false;
+            self.log_state_event(now, "the state store answers again".to_owned());
+        }
+        match loaded {
+            Some(stored) if self.stored.as_ref().map(|s| s.revision) == Some(stored.revision) => {}
+            Some(stored) => {
+                if let Err(err) = stored.state.validate(self.plan()) {
+                    let message = format!("{}: {err}", self.store.describe());
+                    self.stored = None;
+                    let reason = self.unknown(message.clone());
+                    self.log_state_event(now, reason);
+                    return Err(StoreError::Corrupt {
+                        store: self.store.describe(),
+                        message,
+                    });
+                }
+                self.adopt(stored, now);
+            }
+            None => self.state_vanished(now),
+        }
+        if self.stored.is_some() || matches!(self.pending, Some(Pending::Initial(_))) {
+            self.state_error = None;
+        }
+        self.write_pending(now)
+    }
+
+    /// The store answered "nothing stored".
+    fn state_vanished(&mut self, now: SystemTime) {
+        match (self.stored.take(), &self.pending) {
+            // We hold the last known state: write it again (the store lost
+            // it, or a person removed it while the service ran).
+            (Some(lost), _) => {
+                self.log_state_event(
+                    now,
+                    format!(
+                        "the state is gone from {}; writing the last known one again ({})",
+                        self.store.describe(),
+                        lost.state
+                    ),
+                );
+                self.pending = Some(Pending::Initial(lost.state));
+            }
+            (None, Some(Pending::Initial(_))) => {}
+            // Unknown before (a corrupt file), now removed: start as a first
+            // start would.
+            (None, _) => {
+                let first = self.first_state(now);
+                self.log_state_event(
+                    now,
+                    format!(
+                        "no state in {}; starting afresh: {}",
+                        self.store.describe(),
+                        first.reason
+                    ),
+                );
+                if matches!(self.pending, Some(Pending::Rollback { .. })) {
+                    // A rollback asked for while the state was unknown holds.
+                    let rolled_back = first
+                        .apply(
+                            Operation::Rollback,
+                            self.plan(),
+                            now,
+                            ChangedBy::Controller,
+                            "rollback asked while the state was unknown",
+                        )
+                        .ok()
+                        .flatten()
+                        .unwrap_or(first);
+                    self.pending = Some(Pending::Initial(rolled_back));
+                } else {
+                    self.pending = Some(Pending::Initial(first));
+                }
+                self.restart_run(now);
+            }
+        }
+    }
+
+    /// A read failed: keep the last state until it is stale, or fail closed
+    /// at once when the content cannot be believed.
+    fn store_failed(&mut self, err: StoreError, now: SystemTime) -> StoreError {
+        let message = err.to_string();
+        if self.state_error.as_deref() != Some(message.as_str()) {
+            self.log_state_event(now, format!("cannot read the state: {message}"));
+        }
+        self.state_error = Some(message.clone());
+        if matches!(err, StoreError::Corrupt { .. }) {
+            if self.stored.take().is_some() {
+                self.unknown(message);
+            }
+        } else if !self.stale
+            && now.duration_since(self.last_contact).unwrap_or_default() > self.stale_after
+        {
+            self.stale = true;
+            self.log_state_event(
+                now,
+                format!(
+                    "the state store has not answered for more than {}: nothing is async until it does",
+                    humantime::format_duration(self.stale_after)
+                ),
+            );
+        }
+        err
+    }
+
+    /// Makes the state unknown (fail closed) and returns the reason.
+    fn unknown(&mut self, message: String) -> String {
+        self.stored = None;
+        if matches!(self.pending, Some(Pending::Initial(_))) {
+            self.pending = None;
+        }
+        self.state_error = Some(message.clone());
+        format!("cannot use the rollout state: {message}")
+    }
+
+    /// Takes `stored` (written by someone else) as the state in force.
+    fn adopt(&mut self, stored: Stored, now: SystemTime) {
+        let before = self.current().cloned();
+        if matches!(self.pending, Some(Pending::Initial(_))) {
+            // Someone wrote first: theirs wins.
+            self.pending = None;
+        }
+        let new_run = before
+            .as_ref()
+            .is_none_or(|before| stored.state.is_new_run_since(before));
+        let reason = format!(
+            "state changed in {}: {}",
+            self.store.describe(),
+            stored.state
+        );
+        self.stored = Some(stored);
+        if new_run {
+            self.restart_run(now);
+        }
+        self.log_state_event(now, reason);
+    }
+
+    /// Writes a pending first state or rollback; keeps it on failure.
+    fn write_pending(&mut self, now: SystemTime) -> Result<(), StoreError> {
+        let Some(pending) = self.pending.clone() else {
+            return Ok(());
+        };
+        let result = match pending {
+            Pending::Initial(state) => self
+                .store
+                .compare_and_swap(self.stored.as_ref().map(|s| s.revision), &state)
+                .map(|revision| {
+                    self.pending = None;
+                    self.stored = Some(Stored { state, revision });
+                }),
+            Pending::Rollback { reason, by } => match self.current().cloned() {
+                Some(state) if state.status.serves_async() => {
+                    let next = match by {
+                        ChangedBy::Controller => {
+                            state.automatic(RolloutStatus::RolledBack, now, &reason)
+                        }
+                        _ => state
+                            .apply(Operation::Rollback, self.plan(), now, by, &reason)
+                            .ok()
+                            .flatten()
+                            .unwrap_or(state),
+                    };
+                    self.commit(next).map(|()| self.pending = None)
+                }
+                // Already rolled back or off (by someone else), or unknown:
+                // nothing to write.
+                Some(_) => {
+                    self.pending = None;
+                    Ok(())
+                }
+                None => Ok(()),
+            },
+        };
+        if let Err(err) = &result {
+            if err.is_conflict() {
+                // Someone wrote in between: read it, try again next time.
+                let _ = self.reload(now);
+            }
+            self.state_error = Some(err.to_string());
+        }
+        result
+    }
+
+    /// Reads the store again after a conflict.
+    fn reload(&mut self, now: SystemTime) -> Result<(), StoreError> {
+        match self.store.load() {
+            Ok(Some(stored)) if stored.state.validate(self.plan()).is_ok() => {
+                if self.stored.as_ref().map(|s| s.revision) != Some(stored.revision) {
+                    self.adopt(stored, now);
+                }
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Writes `next` over the stored state (compare-and-swap on its
+    /// revision) and takes it.
+    fn commit(&mut self, next: RolloutState) -> Result<(), StoreError> {
+        let expected = self.stored.as_ref().map(|s| s.revision);
+        let revision = self.store.compare_and_swap(expected, &next)?;
+        let before = self.current().cloned();
+        if before.as_ref().is_none_or(|b| next.is_new_run_since(b)) {
+            self.restart_run(self.clock.now());
+        }
+        self.stored = Some(Stored {
+            state: next,
+            revision,
+        });
+        Ok(())
+    }
+
     /// Snapshots, evaluates, acts, and logs one line (see
     /// [`RolloutControllerBuilder::log_interval`] for which ticks).
     pub fn tick(&mut self) -> Tick {
         let now = self.clock.now();
+        let mut store_error = self.sync_with_store(now).err();
         let snapshot = stamped(self.metrics.snapshot(), now);
         self.history.push(snapshot.clone());
-        let totals = snapshot.since(&self.stage_base);
-        // `self.stage` is always one of the plan's: `build` checks the start
-        // stage and `enter_stage` clamps every change.
+        let judged = match self.status() {
+            Some(status) if status.serves_async() && !self.stale => self.stage(),
+            _ => None,
+        };
+        let Some(stage) = judged else {
+            self.apply();
+            self.health.ticked(now);
+            self.publish();
+            return Tick {
+                evaluation: None,
+                action: None,
+                log_error: None,
+                store_error,
+            };
+        };
+        if !self.run.memory_ready && now >= self.run.memory_from {
+            self.metrics.reset_memory();
+            self.run.memory_ready = true;
+        }
+        let totals = self.run_totals(&snapshot);
         let evaluation = self
             .evaluator
-            .evaluate_in_range(self.stage, &totals, &self.history, now);
-        let action = self.act(&evaluation, now);
+            .evaluate_in_range(stage, &totals, &self.history, now);
+        let action = self.act(&evaluation, now, &mut store_error);
+        self.apply();
         let notable = action
             .as_ref()
             .is_some_and(|a| !matches!(a, Action::Ready { .. }))
@@ -284,146 +820,406 @@ impl RolloutController {
         };
         self.last = Some(evaluation.clone());
         self.last_totals = Some(totals);
+        self.health.ticked(now);
+        self.publish();
         Tick {
-            evaluation,
+            evaluation: Some(evaluation),
             action,
             log_error,
+            store_error,
         }
     }
 
-    fn act(&mut self, evaluation: &Evaluation, now: SystemTime) -> Option<Action> {
-        match (&self.state, evaluation.verdict) {
-            // Safety never pauses: a rollback trigger acts in every state
+    /// The run's totals: what was recovered from the log plus what this
+    /// process recorded since the run started here. Memory only after the
+    /// warm-up (before it, the memory trigger has no data).
+    fn run_totals(&self, snapshot: &MetricsSnapshot) -> MetricsSnapshot {
+        let here = snapshot.since(&self.run.base);
+        let mut totals = match &self.run.carried {
+            Some(carried) => {
+                let mut merged = carried.merge(&here);
+                merged.memory = None;
+                merged
+            }
+            None => here,
+        };
+        totals.memory = if self.run.memory_ready {
+            snapshot.memory
+        } else {
+            None
+        };
+        totals
+    }
+
+    fn act(
+        &mut self,
+        evaluation: &Evaluation,
+        now: SystemTime,
+        store_error: &mut Option<StoreError>,
+    ) -> Option<Action> {
+        let state = self.current()?.clone();
+        let stage = state.stage?;
+        let next = match (state.status, evaluation.verdict) {
+            // Safety never pauses: a rollback trigger acts in every status
             // that still sends traffic to the async path.
-            (ControllerState::RolledBack { .. }, _) => None,
             (_, Verdict::Rollback) => {
-                self.rollout.set_percent(Percent::ZERO);
-                self.state = ControllerState::RolledBack {
+                self.rollout.halt();
+                self.pending = Some(Pending::Rollback {
                     reason: evaluation.reason.clone(),
-                };
-                Some(Action::Rollback { manual: false })
+                    by: ChangedBy::Controller,
+                });
+                if let Err(err) = self.write_pending(now) {
+                    *store_error = Some(err);
+                }
+                return Some(Action::Rollback { manual: false });
             }
-            (ControllerState::Running | ControllerState::Complete, Verdict::ManualReview) => {
-                self.state = ControllerState::AwaitingReview {
-                    reason: evaluation.reason.clone(),
-                };
-                Some(Action::ReviewRequested)
-            }
-            (ControllerState::Running, Verdict::Advance) => {
-                let last = self.stage + 1 == self.plan().stages.len();
-                let min_duration = self.plan().stages[self.stage].criteria.min_duration;
-                let ran = now.duration_since(self.stage_started).unwrap_or_default();
-                if last {
-                    self.state = ControllerState::Complete;
-                    Some(Action::Complete)
+            (RolloutStatus::Running | RolloutStatus::Complete, Verdict::ManualReview) => (
+                state.automatic(RolloutStatus::AwaitingReview, now, &evaluation.reason),
+                Action::ReviewRequested,
+            ),
+            (RolloutStatus::Running, Verdict::Advance) => {
+                let min_duration = self.plan().stages[stage].criteria.min_duration;
+                let last = stage + 1 >= self.plan().stages.len();
+                if state.stage_age(now) < min_duration {
+                    // Not ready until the stage has run its minimum.
+                    return None;
+                } else if last {
+                    (
+                        state.automatic(RolloutStatus::Complete, now, &evaluation.reason),
+                        Action::Complete,
+                    )
                 } else if !self.auto_advance {
-                    Some(Action::Ready {
+                    return Some(Action::Ready {
                         waiting_for: "an operator to advance (auto-advance is off)".into(),
-                    })
-                } else if ran < min_duration {
-                    Some(Action::Ready {
-                        waiting_for: format!(
-                            "min_duration {} (ran {})",
-                            humantime::format_duration(min_duration),
-                            humantime::format_duration(Duration::from_secs(ran.as_secs()))
-                        ),
-                    })
+                    });
                 } else {
-                    Some(self.enter_stage(self.stage + 1, false, now))
+                    let to = stage + 1;
+                    let action = Action::Advance {
+                        from: Some(stage),
+                        to,
+                        percent: self.plan().stages[to].percent,
+                        manual: false,
+                    };
+                    (state.advanced(to, now, &evaluation.reason), action)
                 }
             }
-            _ => None,
-        }
-    }
-
-    /// Moves to stage `to`: sets its percent, restarts the stage's data.
-    fn enter_stage(&mut self, to: usize, manual: bool, now: SystemTime) -> Action {
-        let from = self.stage;
-        self.stage = to.min(self.plan().stages.len() - 1);
-        self.restart_stage(now);
-        let percent = self.stage_percent();
-        self.rollout.set_percent(percent);
-        self.state = ControllerState::Running;
-        Action::Advance {
-            from,
-            to: self.stage,
-            percent,
-            manual,
-        }
-    }
-
-    /// The stage's data starts again from now.
-    fn restart_stage(&mut self, now: SystemTime) {
-        self.stage_base = stamped(self.metrics.snapshot(), now);
-        self.stage_started = now;
-        self.history.clear();
-    }
-
-    /// Operator: move to the next stage now, whatever the verdict.
-    ///
-    /// Returns `false` (and changes nothing) at the last stage.
-    pub fn advance(&mut self, reason: &str) -> Result<bool, LogError> {
-        if self.stage + 1 >= self.plan().stages.len() {
-            return Ok(false);
-        }
-        let now = self.clock.now();
-        let action = self.enter_stage(self.stage + 1, true, now);
-        self.logged(&action, reason, now).map(|()| true)
-    }
-
-    /// Operator: roll back to 0% now. Stays there until [`resume`](Self::resume).
-    pub fn rollback(&mut self, reason: &str) -> Result<(), LogError> {
-        let now = self.clock.now();
-        self.rollout.set_percent(Percent::ZERO);
-        self.state = ControllerState::RolledBack {
-            reason: format!("operator: {reason}"),
+            _ => return None,
         };
-        self.logged(&Action::Rollback { manual: true }, reason, now)
+        let (next, action) = next;
+        match self.commit(next) {
+            Ok(()) => Some(action),
+            Err(err) => {
+                if err.is_conflict() {
+                    let _ = self.reload(now);
+                }
+                self.state_error = Some(err.to_string());
+                *store_error = Some(err);
+                None
+            }
+        }
+    }
+
+    /// Starts a new run of the stage from now: fresh totals, history and
+    /// memory baseline.
+    fn restart_run(&mut self, now: SystemTime) {
+        self.run = Run::start(self.metrics.snapshot(), now, self.memory_warmup);
+        self.history.clear();
+        self.last = None;
+        self.last_totals = None;
+    }
+
+    /// After a restart: the run's totals so far, from the log.
+    fn recover_run(&mut self, state: &RolloutState, now: SystemTime) {
+        if !state.status.serves_async() {
+            return;
+        }
+        let Some(path) = self.sink.as_ref().map(|s| s.path().to_path_buf()) else {
+            return;
+        };
+        match recover::run_totals(&path, state) {
+            Ok(Some(totals)) => {
+                let reason = format!(
+                    "recovered the run's totals from {}: {} async and {} sync uploads judged before the restart",
+                    path.display(),
+                    totals.judged(crate::metrics::Arm::Async),
+                    totals.judged(crate::metrics::Arm::Sync),
+                );
+                self.run.carried = Some(totals);
+                self.log_state_event(now, reason);
+            }
+            Ok(None) => {}
+            Err(err) => self.log_state_event(
+                now,
+                format!(
+                    "cannot recover the run's totals from {}: {err}; the run's data starts now",
+                    path.display()
+                ),
+            ),
+        }
+    }
+
+    /// Operator: applies `operation` to the stored state (the same
+    /// transition the command line writes), compare-and-swap on the store,
+    /// retrying once on a conflict.
+    ///
+    /// # Errors
+    ///
+    /// [`OperatorError::Refused`] when the state does not allow it,
+    /// [`OperatorError::StateUnknown`] when the state cannot be read,
+    /// [`OperatorError::Store`] when the store cannot be written (a
+    /// rollback is in force locally anyway, and retried).
+    pub fn operate(
+        &mut self,
+        operation: Operation,
+        reason: &str,
+    ) -> Result<RolloutState, OperatorError> {
+        let now = self.clock.now();
+        let _ = self.sync_with_store(now);
+        let result = self.operate_now(operation, reason, now);
+        self.apply();
+        self.publish();
+        result
+    }
+
+    fn operate_now(
+        &mut self,
+        operation: Operation,
+        reason: &str,
+        now: SystemTime,
+    ) -> Result<RolloutState, OperatorError> {
+        for _ in 0..3 {
+            let Some(current) = self.current().cloned() else {
+                if operation == Operation::Rollback {
+                    self.rollout.halt();
+                    self.pending = Some(Pending::Rollback {
+                        reason: reason.to_owned(),
+                        by: ChangedBy::Operator,
+                    });
+                }
+                return Err(OperatorError::StateUnknown {
+                    message: self
+                        .state_error
+                        .clone()
+                        .unwrap_or_else(|| "not read yet".to_owned()),
+                });
+            };
+            let Some(next) =
+                current.apply(operation, self.plan(), now, ChangedBy::Operator, reason)?
+            else {
+                return Ok(current);
+            };
+            if operation == Operation::Rollback {
+                // In force before the write: a slow or failing store never
+                // delays a rollback.
+                self.rollout.halt();
+            }
+            match self.commit(next.clone()) {
+                Ok(()) => {
+                    let action = self.operator_action(operation, &current, &next);
+                    if let Some(err) = self.log_action(&action, reason, now) {
+                        self.health.log_failed(&err);
+                    }
+                    return Ok(next);
+                }
+                Err(err) if err.is_conflict() => {
+                    self.reload(now)?;
+                }
+                Err(err) => {
+                    if operation == Operation::Rollback {
+                        self.pending = Some(Pending::Rollback {
+                            reason: reason.to_owned(),
+                            by: ChangedBy::Operator,
+                        });
+                    }
+                    self.state_error = Some(err.to_string());
+                    return Err(err.into());
+                }
+            }
+        }
+        Err(OperatorError::Store(StoreError::Conflict {
+            store: self.store.describe(),
+            expected: self.stored.as_ref().map(|s| s.revision),
+            found: None,
+        }))
+    }
+
+    fn operator_action(
+        &self,
+        operation: Operation,
+        before: &RolloutState,
+        after: &RolloutState,
+    ) -> Action {
+        let percent = after.percent_in_force(self.plan()).unwrap_or(Percent::ZERO);
+        match operation {
+            Operation::Advance => Action::Advance {
+                from: before.stage,
+                to: after.stage.unwrap_or_default(),
+                percent,
+                manual: true,
+            },
+            Operation::Rollback => Action::Rollback { manual: true },
+            Operation::Pause => Action::Pause,
+            Operation::Resume => Action::Resume {
+                stage: after.stage.unwrap_or_default(),
+                percent,
+            },
+        }
+    }
+
+    /// Operator: move to the next stage now, whatever the verdict (from
+    /// `off`: start the first stage). See [`operate`](Self::operate).
+    ///
+    /// # Errors
+    ///
+    /// Refused while rolled back (resume first) and at the last stage; the
+    /// other errors of [`operate`](Self::operate).
+    pub fn advance(&mut self, reason: &str) -> Result<RolloutState, OperatorError> {
+        self.operate(Operation::Advance, reason)
+    }
+
+    /// Operator: nothing async from now on, until [`resume`](Self::resume).
+    /// In force at once, even if the store cannot be written.
+    ///
+    /// # Errors
+    ///
+    /// As [`operate`](Self::operate).
+    pub fn rollback(&mut self, reason: &str) -> Result<RolloutState, OperatorError> {
+        self.operate(Operation::Rollback, reason)
     }
 
     /// Operator: stop automatic advancing (rollback stays automatic).
-    pub fn pause(&mut self, reason: &str) -> Result<(), LogError> {
-        let now = self.clock.now();
-        self.state = ControllerState::Paused {
-            reason: reason.to_owned(),
-        };
-        self.logged(&Action::Pause, reason, now)
+    ///
+    /// # Errors
+    ///
+    /// As [`operate`](Self::operate).
+    pub fn pause(&mut self, reason: &str) -> Result<RolloutState, OperatorError> {
+        self.operate(Operation::Pause, reason)
     }
 
-    /// Operator: back to running the current stage. After a rollback this
-    /// restores the stage's percent and starts the stage's data afresh, so the
-    /// failure that caused the rollback does not count against the retry.
-    pub fn resume(&mut self, reason: &str) -> Result<(), LogError> {
-        let now = self.clock.now();
-        if matches!(self.state, ControllerState::RolledBack { .. }) {
-            self.restart_stage(now);
+    /// Operator: back to running the current stage, judged on data after
+    /// the resume. After a rollback the stage starts again (its
+    /// `min_duration` too); after a review or pause its clock keeps running.
+    ///
+    /// # Errors
+    ///
+    /// As [`operate`](Self::operate).
+    pub fn resume(&mut self, reason: &str) -> Result<RolloutState, OperatorError> {
+        self.operate(Operation::Resume, reason)
+    }
+
+    /// The state in force: the stored one, or one not yet written (the
+    /// first state, or a rollback whose write failed). `None` while the
+    /// state cannot be read.
+    #[must_use]
+    pub fn state(&self) -> Option<&RolloutState> {
+        self.current()
+    }
+
+    fn current(&self) -> Option<&RolloutState> {
+        match &self.pending {
+            Some(Pending::Initial(state)) => Some(state),
+            _ => self.stored.as_ref().map(|s| &s.state),
         }
-        self.state = ControllerState::Running;
-        let percent = self.stage_percent();
-        self.rollout.set_percent(percent);
-        let action = Action::Resume {
-            stage: self.stage,
-            percent,
-        };
-        self.logged(&action, reason, now)
     }
 
-    /// The current stage's index in the plan.
+    /// The store's revision of the state in force, once written.
     #[must_use]
-    pub fn stage(&self) -> usize {
-        self.stage
+    pub fn revision(&self) -> Option<Revision> {
+        self.stored.as_ref().map(|s| s.revision)
     }
 
-    /// When the current stage started.
+    /// The current stage's index; `None` when off or unknown.
     #[must_use]
-    pub fn stage_started(&self) -> SystemTime {
-        self.stage_started
+    pub fn stage(&self) -> Option<usize> {
+        self.current().and_then(|s| s.stage)
     }
 
-    /// What the controller is doing.
+    /// The status, with a rollback that is pending a write counted as done;
+    /// `None` while the state is unknown.
     #[must_use]
-    pub fn state(&self) -> &ControllerState {
-        &self.state
+    pub fn status(&self) -> Option<RolloutStatus> {
+        match &self.pending {
+            Some(Pending::Rollback { .. }) => Some(RolloutStatus::RolledBack),
+            _ => self.current().map(|s| s.status),
+        }
+    }
+
+    /// When the current stage started (`None` when off or unknown).
+    #[must_use]
+    pub fn stage_started(&self) -> Option<SystemTime> {
+        self.current().and_then(|s| s.stage_started_at)
+    }
+
+    /// Why the state could not be read or written, while that lasts.
+    #[must_use]
+    pub fn state_error(&self) -> Option<&str> {
+        self.state_error.as_deref()
+    }
+
+    /// The percent in force: `None` when nothing is async (off, rolled
+    /// back, a rollback pending, state unknown or stale).
+    #[must_use]
+    pub fn percent_in_force(&self) -> Option<Percent> {
+        if self.stale || matches!(self.pending, Some(Pending::Rollback { .. })) {
+            return None;
+        }
+        self.current()?.percent_in_force(self.plan())
+    }
+
+    /// Applies the percent in force to the rollout.
+    fn apply(&self) {
+        match self.percent_in_force() {
+            Some(percent) => {
+                if self.rollout.is_halted() || self.rollout.percent() != percent {
+                    self.rollout.set_percent(percent);
+                }
+            }
+            None => {
+                self.rollout.halt();
+            }
+        }
+    }
+
+    /// What readers see (lock-free, published after every tick, poll and
+    /// operator action).
+    #[must_use]
+    pub fn view(&self) -> Arc<ControllerView> {
+        self.view.load_full()
+    }
+
+    pub(crate) fn view_cell(&self) -> Arc<ArcSwap<ControllerView>> {
+        Arc::clone(&self.view)
+    }
+
+    pub(crate) fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
+    }
+
+    fn publish(&self) {
+        let percent = self.percent_in_force();
+        let mut state = self.current().cloned();
+        if let (Some(state), Some(RolloutStatus::RolledBack)) = (&mut state, self.status()) {
+            state.status = RolloutStatus::RolledBack;
+        }
+        self.view.store(Arc::new(ControllerView {
+            state,
+            percent: percent.unwrap_or(Percent::ZERO),
+            halted: percent.is_none(),
+            state_error: self.state_error.clone(),
+            stale: self.stale,
+            last_evaluation: self.last.clone(),
+            stages: self.plan().stages.iter().map(|s| s.percent).collect(),
+        }));
+    }
+
+    /// The first state from the starting request.
+    fn first_state(&self, now: SystemTime) -> RolloutState {
+        match self.request.stage {
+            Some(stage) => {
+                RolloutState::running(stage, now, ChangedBy::Config, self.request.reason.clone())
+            }
+            None => RolloutState::off(now, ChangedBy::Config, self.request.reason.clone()),
+        }
     }
 
     /// The plan it runs.
@@ -432,13 +1228,13 @@ impl RolloutController {
         self.evaluator.plan()
     }
 
-    /// The latest evaluation, if a tick has run.
+    /// The latest evaluation of the current run, if a tick judged one.
     #[must_use]
     pub fn last_evaluation(&self) -> Option<&Evaluation> {
         self.last.as_ref()
     }
 
-    /// The current stage's totals as of the latest tick (what it judged).
+    /// The current run's totals as of the latest tick (what it judged).
     #[must_use]
     pub fn stage_totals(&self) -> Option<&MetricsSnapshot> {
         self.last_totals.as_ref()
@@ -456,18 +1252,16 @@ impl RolloutController {
         &self.metrics
     }
 
-    /// The snapshots of the current stage kept so far.
+    /// The store it keeps the state in.
+    #[must_use]
+    pub fn state_store(&self) -> &Arc<dyn StateStore> {
+        &self.store
+    }
+
+    /// The snapshots of the current run kept so far.
     #[must_use]
     pub fn history(&self) -> &History {
         &self.history
-    }
-
-    fn stage_percent(&self) -> Percent {
-        self.plan().stages[self.stage].percent
-    }
-
-    fn logged(&mut self, action: &Action, reason: &str, now: SystemTime) -> Result<(), LogError> {
-        self.log_action(action, reason, now).map_or(Ok(()), Err)
     }
 
     fn log_action(&mut self, action: &Action, reason: &str, now: SystemTime) -> Option<LogError> {
@@ -475,6 +1269,14 @@ impl RolloutController {
         record.action = Some(action.clone());
         record.reason = Some(reason.to_owned());
         self.append(&record)
+    }
+
+    fn log_state_event(&mut self, now: SystemTime, reason: String) {
+        let mut record = self.record(LogEvent::State, now);
+        record.reason = Some(reason);
+        if let Some(err) = self.append(&record) {
+            self.health.log_failed(&err);
+        }
     }
 
     fn log_tick(
@@ -492,14 +1294,21 @@ impl RolloutController {
         record.evaluation = Some(evaluation.clone());
         record.action = action.cloned();
         record.reason = Some(evaluation.reason.clone());
-        self.append(&record)
+        let err = self.append(&record);
+        if let Some(err) = &err {
+            self.health.log_failed(err);
+        }
+        err
     }
 
     fn record(&self, event: LogEvent, now: SystemTime) -> LogRecord {
         let mut record = LogRecord::new(event, unix_ms(now));
-        record.stage = Some(self.stage);
+        record.stage = self.stage();
         record.percent = Some(self.rollout.percent());
-        record.state = Some(self.state.clone());
+        record.state = self.current().cloned();
+        if let (Some(state), Some(RolloutStatus::RolledBack)) = (&mut record.state, self.status()) {
+            state.status = RolloutStatus::RolledBack;
+        }
         record
     }
 
@@ -509,25 +1318,16 @@ impl RolloutController {
             .and_then(|sink| sink.append(record).err())
     }
 
-    /// Runs [`tick`](Self::tick) every `interval` on a background thread.
-    ///
-    /// The returned handle gives operators the controller between ticks
-    /// ([`MonitorHandle::lock`]) and stops the thread when dropped (it wakes
-    /// the thread at once; it does not wait out the interval).
+    /// Runs [`tick`](Self::tick) every `interval` on a background thread,
+    /// and reads the store for changes every [`DEFAULT_STATE_POLL`] between
+    /// ticks. See [`MonitorHandle`] for how it fails safe.
     pub fn spawn(self, interval: Duration) -> MonitorHandle {
-        let shared = Arc::new(Shared {
-            controller: Mutex::new(self),
-            stop: Mutex::new(false),
-            wake: Condvar::new(),
-        });
-        let worker = Arc::clone(&shared);
-        let thread = thread::Builder::new()
-            .name("rollout-monitor".into())
-            .spawn(move || worker.run(interval));
-        MonitorHandle {
-            shared,
-            thread: thread.ok(),
-        }
+        MonitorHandle::spawn(self, interval, DEFAULT_STATE_POLL)
+    }
+
+    /// As [`spawn`](Self::spawn), reading the store every `poll`.
+    pub fn spawn_with_poll(self, interval: Duration, poll: Duration) -> MonitorHandle {
+        MonitorHandle::spawn(self, interval, poll)
     }
 }
 
@@ -538,82 +1338,13 @@ fn stamped(mut snapshot: MetricsSnapshot, now: SystemTime) -> MetricsSnapshot {
     snapshot
 }
 
-struct Shared {
-    controller: Mutex<RolloutController>,
-    stop: Mutex<bool>,
-    wake: Condvar,
-}
-
-impl Shared {
-    fn run(&self, interval: Duration) {
-        loop {
-            let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
-            let (stop, _) = self
-                .wake
-                .wait_timeout_while(stop, interval, |stop| !*stop)
-                .unwrap_or_else(PoisonError::into_inner);
-            if *stop {
-                return;
-            }
-            drop(stop);
-            // A failed log write is in the tick's report and in the next
-            // line's absence; the monitor keeps ticking regardless.
-            let _ = self.lock_controller().tick();
-        }
-    }
-
-    fn lock_controller(&self) -> MutexGuard<'_, RolloutController> {
-        // A panic inside a tick leaves the controller's state as consistent
-        // as between any two ticks; keep using it.
-        self.controller
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The background monitor started by [`RolloutController::spawn`].
-///
-/// Dropping it stops the thread (promptly) and joins it.
-#[must_use = "dropping the handle stops the monitor"]
-pub struct MonitorHandle {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl MonitorHandle {
-    /// The controller, locked between ticks: for operator actions and status.
-    pub fn lock(&self) -> MutexGuard<'_, RolloutController> {
-        self.shared.lock_controller()
-    }
-
-    /// Whether the monitor thread is running (it could not start if the OS
-    /// refused a thread).
-    #[must_use]
-    pub fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
-    }
-}
-
-impl Drop for MonitorHandle {
-    fn drop(&mut self) {
-        *self
-            .shared
-            .stop
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = true;
-        self.shared.wake.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 impl fmt::Debug for RolloutController {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RolloutController")
-            .field("stage", &self.stage)
-            .field("state", &self.state)
+            .field("state", &self.current())
+            .field("status", &self.status())
             .field("percent", &self.rollout.percent())
+            .field("state_error", &self.state_error)
             .finish_non_exhaustive()
     }
 }

@@ -1,20 +1,33 @@
-//! Act: the controller that runs the plan, and what feeds and records it.
+//! Act: the controller that runs the plan, the state it owns, and what feeds
+//! and records it.
 //!
-//! [`RolloutController`] ticks, judges and acts; [`ConfigWatcher`] reloads
-//! the config file; the JSON-lines log ([`JsonlSink`], [`read_log`]) keeps
-//! the audit record in the schema of [`LogRecord`]; [`simulation`] runs
-//! whole rollouts in simulated time.
+//! [`RolloutController`] ticks, judges and acts; it is the one writer of the
+//! [`RolloutState`], kept in a [`StateStore`] ([`FileStateStore`],
+//! [`MemoryStateStore`]); [`MonitorHandle`] runs it in the background and
+//! fails safe; [`ConfigWatcher`] reloads the config file; the JSON-lines log
+//! ([`JsonlSink`], [`read_log`]) keeps the audit record in the schema of
+//! [`LogRecord`]; [`simulation`] runs whole rollouts in simulated time.
 
 pub(crate) mod controller;
 pub(crate) mod log;
+pub(crate) mod monitor;
 pub(crate) mod record;
+pub(crate) mod recover;
 pub mod simulation;
 pub(crate) mod source;
+pub(crate) mod state;
+pub(crate) mod store;
 
 pub use controller::{
-    ControllerError, DEFAULT_LOG_INTERVAL, MonitorHandle, RolloutController,
+    ControllerError, ControllerView, DEFAULT_LOG_INTERVAL, DEFAULT_MEMORY_WARMUP,
+    DEFAULT_STALE_AFTER, DEFAULT_STATE_POLL, OperatorError, RolloutController,
     RolloutControllerBuilder, Tick,
 };
 pub use log::{DEFAULT_LOG_PATH, JsonlSink, LogError, LogRead, TornLine, read_log};
-pub use record::{Action, ControllerState, LOG_SCHEMA_VERSION, LogEvent, LogRecord};
+pub use monitor::{MonitorHandle, MonitorHealth};
+pub use record::{Action, LOG_SCHEMA_VERSION, LogEvent, LogRecord};
 pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};
+pub use state::{ChangedBy, InvalidState, Operation, Refused, RolloutState, RolloutStatus};
+pub use store::{
+    DEFAULT_STATE_PATH, FileStateStore, MemoryStateStore, Revision, StateStore, StoreError, Stored,
+};

@@ -1,27 +1,30 @@
 //! The line schema of the JSON-lines log: [`LogRecord`], its [`LogEvent`],
-//! and the controller's [`ControllerState`] and [`Action`] that tick and
-//! action lines carry.
+//! and the controller's [`Action`] that tick and action lines carry (with
+//! the [`RolloutState`] they were written under).
 //!
 //! One home for the schema: the controller writes these records and the
 //! command line reads them, and neither the log's file handling
 //! ([`JsonlSink`](crate::JsonlSink), [`read_log`](crate::read_log)) nor the
 //! schema depends on the controller.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
+use crate::act::state::RolloutState;
 use crate::decide::percent::Percent;
 use crate::judge::criteria::Evaluation;
 use crate::metrics::MetricsSnapshot;
 
 /// The `"v"` field of every [`LogRecord`] this version writes.
-pub const LOG_SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 (this one): `state` is the [`RolloutState`] (epoch, stage,
+/// status, ...) instead of version 1's controller state, and `state` events
+/// exist.
+pub const LOG_SCHEMA_VERSION: u32 = 2;
 
 /// The standard log line.
 ///
 /// ```json
-/// {"v":1,"at_unix_ms":1762300860000,"event":"snapshot","snapshot":{…}}
+/// {"v":2,"at_unix_ms":1762300860000,"event":"snapshot","snapshot":{…}}
 /// ```
 ///
 /// - `v`: [`LOG_SCHEMA_VERSION`]; a reader should skip or refuse versions it
@@ -29,9 +32,11 @@ pub const LOG_SCHEMA_VERSION: u32 = 1;
 /// - `at_unix_ms`: when the record was written, in ms since the Unix epoch.
 /// - `event`: what happened ([`LogEvent`]).
 /// - `snapshot`: a [`MetricsSnapshot`], when the event has one: cumulative
-///   for `snapshot` events, the current stage's totals for `tick` events.
-/// - `stage`, `percent`, `state`: the controller's stage index, the percent
-///   in force and the controller's state (controller lines only).
+///   for `snapshot` events, the totals of the current run of the stage for
+///   `tick` events (what a restarted controller recovers).
+/// - `stage`, `percent`, `state`: the stage index, the percent in force (0%
+///   when nothing is async) and the [`RolloutState`] (controller lines
+///   only; `state` is absent while the state is unknown).
 /// - `evaluation`: the verdict with every check behind it (`tick` lines).
 /// - `action`: what the controller or an operator did (`action` lines, and
 ///   `tick` lines that acted).
@@ -59,9 +64,9 @@ pub struct LogRecord {
     /// The rollout percent in force when the line was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<Percent>,
-    /// The controller's state.
+    /// The rollout's state when the line was written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<ControllerState>,
+    pub state: Option<RolloutState>,
     /// The evaluation of a `tick`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evaluation: Option<Evaluation>,
@@ -111,6 +116,10 @@ pub enum LogEvent {
     Tick,
     /// A controller or operator action.
     Action,
+    /// The controller saw the state change in its store (written by an
+    /// operator's command line, or another controller) and applied it, or
+    /// could not read the state (`reason` says which).
+    State,
     /// A config file was applied or rejected by a
     /// [`ConfigWatcher`](crate::ConfigWatcher); `reason` says which and why.
     Config,
@@ -120,58 +129,21 @@ pub enum LogEvent {
     Other,
 }
 
-/// What the controller is doing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum ControllerState {
-    /// Judging every tick, acting on verdicts.
-    Running,
-    /// An operator paused automatic advancing. Rollback stays automatic.
-    Paused {
-        /// Why, as the operator said.
-        reason: String,
-    },
-    /// A manual-review trigger fired: no automatic advancing until resumed.
-    AwaitingReview {
-        /// The checks that fired.
-        reason: String,
-    },
-    /// Rolled back to 0%; stays there until [`RolloutController::resume`].
-    RolledBack {
-        /// Why: the failing checks, or the operator's words.
-        reason: String,
-    },
-    /// The last stage met its criteria: the rollout is done.
-    Complete,
-}
-
-impl fmt::Display for ControllerState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            ControllerState::Running => "running",
-            ControllerState::Paused { .. } => "paused",
-            ControllerState::AwaitingReview { .. } => "awaiting review",
-            ControllerState::RolledBack { .. } => "rolled back",
-            ControllerState::Complete => "complete",
-        })
-    }
-}
-
 /// Something the controller (or an operator through it) did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
-    /// The controller started at a stage.
+    /// The controller started, with the state it loaded (or wrote first).
     Start {
-        /// Stage index.
-        stage: usize,
-        /// Its percent, now in force.
+        /// Stage index; `None` when the rollout is off.
+        stage: Option<usize>,
+        /// The percent now in force (0% when nothing is async).
         percent: Percent,
     },
-    /// Moved to the next stage.
+    /// Moved to the next stage (from `off`: started the first one).
     Advance {
-        /// Stage index left.
-        from: usize,
+        /// Stage index left; `None` from `off`.
+        from: Option<usize>,
         /// Stage index entered.
         to: usize,
         /// The new percent, now in force.
@@ -184,7 +156,7 @@ pub enum Action {
         /// Why it waits: `min_duration` not reached, or auto-advance off.
         waiting_for: String,
     },
-    /// Rolled back to 0%.
+    /// Rolled back: nothing async, force lists included.
     Rollback {
         /// `true` when an operator asked for it.
         manual: bool,
@@ -193,7 +165,8 @@ pub enum Action {
     ReviewRequested,
     /// An operator paused automatic advancing.
     Pause,
-    /// An operator resumed: the stage's percent is back in force.
+    /// An operator resumed: the stage's percent is back in force, and a new
+    /// run of the stage is judged on its own data.
     Resume {
         /// Stage index resumed.
         stage: usize,

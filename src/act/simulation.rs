@@ -11,20 +11,20 @@
 //! ```
 //! use std::time::Duration;
 //! use async_upload_rollout::simulation::{Fault, Simulation, SimulationConfig};
-//! use async_upload_rollout::{ControllerState, Verdict};
+//! use async_upload_rollout::{RolloutStatus, Verdict};
 //!
 //! let mut config = SimulationConfig::default();
 //! config.fault = Some((Fault::ErrorBurst, 0)); // the async path breaks in the 1% stage
 //! config.fault_after = Duration::ZERO;
 //! let mut sim = Simulation::new(config)?;
-//! while !matches!(sim.controller().state(), ControllerState::RolledBack { .. }) {
+//! while sim.controller().status() != Some(RolloutStatus::RolledBack) {
 //!     let tick = sim.step();
 //!     assert!(sim.elapsed() < Duration::from_secs(24 * 3600), "never rolled back");
-//!     if tick.evaluation.verdict == Verdict::Rollback {
-//!         println!("rolled back: {}", tick.evaluation.reason);
+//!     if let Some(evaluation) = tick.evaluation.filter(|e| e.verdict == Verdict::Rollback) {
+//!         println!("rolled back: {}", evaluation.reason);
 //!     }
 //! }
-//! assert!(sim.rollout().percent().ppm() == 0);
+//! assert!(sim.rollout().is_halted());
 //! # Ok::<(), async_upload_rollout::ControllerError>(())
 //! ```
 
@@ -244,11 +244,11 @@ impl Simulation {
             *active += tick;
             return;
         }
-        let in_stage = self.controller.stage() == stage;
+        let in_stage = self.controller.stage() == Some(stage);
         let ran = self
-            .clock
-            .now()
-            .duration_since(self.controller.stage_started())
+            .controller
+            .state()
+            .map(|state| state.stage_age(self.clock.now()))
             .unwrap_or_default();
         if in_stage && ran >= self.config.fault_after {
             self.fault_active_for = Some(Duration::ZERO);

@@ -11,8 +11,22 @@
 //! force_sync = []
 //! ```
 //!
-//! Every field is optional (missing ones take [`RolloutConfig::default`]'s
+//! `percent` is required, so that an empty or half-written file (an editor
+//! that truncates before it writes) is an error rather than a config; the
+//! other fields are optional (missing ones take [`RolloutConfig::default`]'s
 //! values) and unknown fields are errors.
+//!
+//! # The file changes the config, never the percent
+//!
+//! The percent in force belongs to the
+//! [`RolloutController`](crate::RolloutController): it is a function of the
+//! rollout's stored state and the plan. A poll stores the file's salt, kill
+//! switch and id lists with [`Rollout::update`], which keeps the percent in
+//! force (and a [halt](Rollout::halt): a reload cannot undo a rollback). The
+//! file's `percent` is the *starting request*: [`PollOutcome::Applied`]
+//! returns it, and a service hands it to the controller, which uses it only
+//! when no state is stored. A change to the percent alone is logged (with a
+//! note saying so) and changes nothing.
 //!
 //! # Polling
 //!
@@ -23,13 +37,10 @@
 //! environment override, below) are hashed; when the hash is the one the last
 //! poll saw, nothing else happens. When it differs, the text is parsed and,
 //! if the config differs from the last one this watcher applied, stored with
-//! [`Rollout::store`]: one atomic swap that every decision sees whole.
+//! [`Rollout::update`]: one atomic swap that every decision sees whole.
 //!
 //! A config equal to the last one applied is not stored again, so rewriting
-//! the file, or editing a comment, does not undo a change made at run time
-//! (for example a [`RolloutController`](crate::RolloutController) rollback
-//! to 0%). A semantic change to the file does replace the config in force,
-//! whoever set it.
+//! the file, or editing a comment, stores nothing.
 //!
 //! # Errors keep the last good config
 //!
@@ -45,12 +56,11 @@
 //! # The environment variable wins over the file's percent
 //!
 //! When the environment variable `ASYNC_UPLOAD_ROLLOUT` ([`ROLLOUT_ENV_VAR`])
-//! is set, its percent replaces the file's `percent`; the salt, kill switch
-//! and lists still come from the file. Unset, the file's percent holds. Set
-//! to something that is not a percent, it is an error like a bad file, and
+//! is set, its percent replaces the file's `percent` as the starting
+//! request; the salt, kill switch and lists still come from the file. Set to
+//! something that is not a percent, it is an error like a bad file, and
 //! nothing changes. The variable is read at every poll; choose another one,
 //! or none, with [`with_env_override`](ConfigWatcher::with_env_override).
-//! To let the file drive the percent, unset the variable.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;
@@ -97,10 +107,13 @@ impl ConfigFormat {
 #[must_use = "a poll reports whether the config changed"]
 pub enum PollOutcome {
     /// Nothing to do: the file (and the environment override) is as the
-    /// last poll saw it, or it parses to the config applied last. This
-    /// includes a problem already reported by an earlier poll.
+    /// last poll saw it, or it parses to the config applied last, or only
+    /// its percent changed (which is logged: the percent is the controller's).
+    /// This includes a problem already reported by an earlier poll.
     Unchanged,
-    /// A new config was stored in the rollout.
+    /// The file's config: its salt, kill switch and lists were stored in the
+    /// rollout; its `percent` (after the environment override) is the
+    /// starting request for a controller, not applied.
     Applied(RolloutConfig),
 }
 
@@ -180,7 +193,8 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
     }
 }
 
-/// Watches a config file and stores each new valid version in a [`Rollout`].
+/// Watches a config file and stores each new valid version's salt, kill
+/// switch and id lists in a [`Rollout`] (never its percent).
 ///
 /// The module docs describe polling, error handling and the environment
 /// override.
@@ -194,19 +208,25 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
 /// # let dir = std::env::temp_dir().join(format!("aur-source-doc-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir)?;
 /// let path = dir.join("rollout.toml");
-/// std::fs::write(&path, "percent = 10\n")?;
+/// std::fs::write(&path, "percent = 10\nforce_sync = [\"vip-1\"]\n")?;
 ///
 /// let rollout = Arc::new(Rollout::new(RolloutConfig::default()));
 /// let mut watcher = ConfigWatcher::new(&path, rollout.clone())?.with_env_override(None);
-/// assert!(matches!(watcher.poll_once()?, PollOutcome::Applied(_)));
-/// assert_eq!(rollout.percent().to_string(), "10%");
+/// let PollOutcome::Applied(config) = watcher.poll_once()? else { unreachable!() };
+/// assert_eq!(config.percent.to_string(), "10%"); // the starting request...
+/// assert_eq!(rollout.percent().to_string(), "0%"); // ...is the controller's to apply
+/// assert_eq!(rollout.config().force_sync, ["vip-1"]);
 ///
 /// // A bad edit is reported and changes nothing.
 /// std::fs::write(&path, "percent = 10\nkill_switch = maybe\n")?;
 /// let err = watcher.poll_once().unwrap_err();
 /// assert!(err.to_string().contains("rollout.toml, line 2"), "{err}");
-/// assert_eq!(rollout.percent().to_string(), "10%");
+/// assert_eq!(rollout.config().force_sync, ["vip-1"]);
 /// assert_eq!(watcher.errors(), 1);
+///
+/// // So is a half-written one: a whole config says its percent.
+/// std::fs::write(&path, "")?;
+/// assert!(watcher.poll_once().unwrap_err().to_string().contains("`percent`"));
 ///
 /// // In production: poll every 10 s on a background thread until dropped.
 /// let handle = watcher.spawn(std::time::Duration::from_secs(10));
@@ -337,7 +357,8 @@ impl ConfigWatcher {
         &self.path
     }
 
-    /// How many configs this watcher stored.
+    /// How many configs this watcher stored (changes of the percent alone
+    /// are not stored, so not counted).
     #[must_use]
     pub fn applied(&self) -> u64 {
         self.stats.applied()
@@ -373,10 +394,12 @@ impl ConfigWatcher {
                 self.stats.applied.fetch_add(1, Ordering::Relaxed);
                 *self.stats.lock_last_error() = None;
                 let reason = format!(
-                    "applied rollout config file {}: percent {}, kill switch {}",
+                    "applied rollout config file {}: kill switch {}, {} force_async and {} force_sync ids (its percent {} is a starting request; the percent in force is the controller's)",
                     self.path.display(),
+                    if config.kill_switch { "on" } else { "off" },
+                    config.force_async.len(),
+                    config.force_sync.len(),
                     config.percent,
-                    if config.kill_switch { "on" } else { "off" }
                 );
                 self.log(reason);
             }
@@ -443,12 +466,33 @@ impl ConfigWatcher {
                 }
             }
         }
-        if self.applied.as_ref() == Some(&config) {
+        let previous = self.applied.replace(config.clone());
+        if previous.as_ref() == Some(&config) {
             *self.stats.lock_last_error() = None;
             return Ok(PollOutcome::Unchanged);
         }
-        self.rollout.store(config.clone());
-        self.applied = Some(config.clone());
+        if let Some(previous) = previous
+            && (RolloutConfig {
+                percent: config.percent,
+                ..previous.clone()
+            }) == config
+        {
+            *self.stats.lock_last_error() = None;
+            self.log(format!(
+                "rollout config file {}: percent {} -> {} ignored: the percent in force is the controller's (use its advance, rollback, resume or pause); the file's percent is only the starting request when no state is stored",
+                self.path.display(),
+                previous.percent,
+                config.percent
+            ));
+            return Ok(PollOutcome::Unchanged);
+        }
+        // One atomic swap of everything but the percent (and any halt).
+        self.rollout.update(|current| {
+            current.salt.clone_from(&config.salt);
+            current.kill_switch = config.kill_switch;
+            current.force_async.clone_from(&config.force_async);
+            current.force_sync.clone_from(&config.force_sync);
+        });
         Ok(PollOutcome::Applied(config))
     }
 
@@ -473,6 +517,44 @@ impl ConfigWatcher {
             );
             parse_error(Some(line), Some(column), "not valid UTF-8".to_owned())
         })?;
+        /// Which fields the text names (a whole config names its percent).
+        #[derive(serde::Deserialize)]
+        struct Named {
+            percent: Option<serde::de::IgnoredAny>,
+        }
+        let named: Result<Named, SourceError> = match self.format {
+            ConfigFormat::Toml => {
+                toml::from_str(text).map_err(|_| parse_error(None, None, String::new()))
+            }
+            ConfigFormat::Json => {
+                serde_json::from_str(text).map_err(|_| parse_error(None, None, String::new()))
+            }
+        };
+        let config = self.parse_config(text)?;
+        if !matches!(named, Ok(Named { percent: Some(_) })) {
+            let what = if text.trim().is_empty() {
+                "the file is empty"
+            } else {
+                "no `percent` field"
+            };
+            return Err(parse_error(
+                None,
+                None,
+                format!(
+                    "{what}: a config is applied only whole, and a whole one names its `percent` (a file being written?)"
+                ),
+            ));
+        }
+        Ok(config)
+    }
+
+    fn parse_config(&self, text: &str) -> Result<RolloutConfig, SourceError> {
+        let parse_error = |line, column, message| SourceError::Parse {
+            path: self.path.clone(),
+            line,
+            column,
+            message,
+        };
         match self.format {
             ConfigFormat::Toml => toml::from_str(text).map_err(|err| {
                 let (line, column) = err

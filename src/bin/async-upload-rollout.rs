@@ -5,10 +5,14 @@
 //! async-upload-rollout report logs/*/metrics.jsonl -o report.html
 //! async-upload-rollout bucket 0f8fad5b-d9cb-469f-a165-70867728950e --percent 10
 //! async-upload-rollout plan --plan plan.toml
+//! async-upload-rollout status [--state FILE] [--json]
+//! async-upload-rollout rollback --reason "error spike after deploy 4512" [--state FILE]
+//! async-upload-rollout resume|advance|pause --reason TEXT [--state FILE]
 //! ```
 //!
 //! Exit codes: 0 advance or hold (and success of the other commands),
-//! 2 manual review, 3 rollback, 1 usage or input error. The work is done by
+//! 2 manual review, 3 rollback, 1 usage or input error, or an operator
+//! command the state refuses. The work is done by
 //! [`async_upload_rollout::cli`]; this file parses arguments and prints.
 #![forbid(unsafe_code)]
 
@@ -18,11 +22,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::cli::{
-    CliError, Fleet, InstanceLog, ReportOptions, StageSource, describe_bucket, exit_code,
-    render_checks, report_html,
+    CliError, Fleet, InstanceLog, Operated, ReportOptions, StageSource, StatusReport,
+    describe_bucket, exit_code, operate, render_checks, report_html,
 };
-use async_upload_rollout::{DEFAULT_SALT, Percent, RolloutConfig, RolloutPlan};
-use clap::{Parser, Subcommand};
+use async_upload_rollout::{
+    DEFAULT_SALT, DEFAULT_STATE_PATH, FileStateStore, Operation, Percent, RolloutConfig,
+    RolloutPlan,
+};
+use clap::{Args, Parser, Subcommand};
 
 /// Check, report on and answer questions about the async upload rollout.
 #[derive(Debug, Parser)]
@@ -81,6 +88,48 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         plan: Option<PathBuf>,
     },
+    /// Show the rollout's state: status, stage, the percent in force, who
+    /// changed it last and why.
+    Status {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Nothing async from the next poll of every service on this state
+    /// (force lists included), until someone resumes.
+    Rollback(OperatorArgs),
+    /// Back to running the current stage (after a rollback the stage starts
+    /// again), judged on data from now on.
+    Resume(OperatorArgs),
+    /// Move to the next stage now (from `off`: start the first). Refused
+    /// while rolled back: resume first.
+    Advance(OperatorArgs),
+    /// Stop automatic advancing; automatic rollback stays armed.
+    Pause(OperatorArgs),
+}
+
+/// Where the state is.
+#[derive(Debug, Args)]
+struct StoreArgs {
+    /// The state file the service uses.
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_PATH)]
+    state: PathBuf,
+    /// The plan the service runs (for stage percents and the last stage);
+    /// default: the week-2 plan.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+}
+
+/// An operator command's arguments.
+#[derive(Debug, Args)]
+struct OperatorArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Why: recorded in the state and the service's log.
+    #[arg(long, value_name = "TEXT")]
+    reason: String,
 }
 
 fn main() -> ExitCode {
@@ -184,6 +233,23 @@ fn run(command: Command) -> Result<u8, CliError> {
             print!("{}", describe_bucket(&upload_id, &salt, percent, &stages));
             Ok(0)
         }
+        Command::Status { store, json } => {
+            let plan = load_plan(store.plan.as_deref())?;
+            let report = StatusReport::read(&FileStateStore::new(&store.state), &plan)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", report.render(&plan, std::time::SystemTime::now()));
+            }
+            Ok(0)
+        }
+        Command::Rollback(args) => operator(Operation::Rollback, args),
+        Command::Resume(args) => operator(Operation::Resume, args),
+        Command::Advance(args) => operator(Operation::Advance, args),
+        Command::Pause(args) => operator(Operation::Pause, args),
         Command::Plan { plan } => {
             let loaded = load_plan(plan.as_deref())?;
             if let Some(path) = &plan {
@@ -193,6 +259,35 @@ fn run(command: Command) -> Result<u8, CliError> {
             Ok(0)
         }
     }
+}
+
+fn operator(operation: Operation, args: OperatorArgs) -> Result<u8, CliError> {
+    if args.reason.trim().is_empty() {
+        eprintln!("async-upload-rollout: --reason must say why (it is recorded)");
+        return Ok(1);
+    }
+    let plan = load_plan(args.store.plan.as_deref())?;
+    let store = FileStateStore::new(&args.store.state);
+    let done = operate(
+        &store,
+        &plan,
+        operation,
+        &args.reason,
+        std::time::SystemTime::now(),
+    )?;
+    let (verb, stored) = match &done {
+        Operated::Changed(stored) => ("now", stored),
+        Operated::Unchanged(stored) => ("already", stored),
+    };
+    let in_force = stored
+        .state
+        .percent_in_force(&plan)
+        .map_or_else(|| "nothing async".to_owned(), |p| format!("{p} in force"));
+    println!(
+        "{operation}: {verb} {} ({in_force}); running services apply it at their next poll",
+        stored.state
+    );
+    Ok(0)
 }
 
 fn load_plan(path: Option<&Path>) -> Result<RolloutPlan, CliError> {

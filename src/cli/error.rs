@@ -4,6 +4,8 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::act::log::LogError;
+use crate::act::state::{InvalidState, Refused};
+use crate::act::store::StoreError;
 use crate::judge::plan::PlanError;
 
 /// A command could not do its work (exit code 1). Every variant names the
@@ -62,6 +64,26 @@ pub enum CliError {
         path: PathBuf,
         /// The operating system's error.
         source: io::Error,
+    },
+    /// The rollout's state could not be read or written.
+    #[error(transparent)]
+    State(#[from] StoreError),
+    /// The stored state does not fit the plan (or breaks an invariant).
+    #[error("{store}: {source}")]
+    InvalidState {
+        /// The store.
+        store: String,
+        /// What is wrong.
+        source: InvalidState,
+    },
+    /// The state does not allow the operation.
+    #[error(transparent)]
+    Refused(#[from] Refused),
+    /// An operation kept losing races with other writers.
+    #[error("{store}: other writers kept changing the state; try again")]
+    NoState {
+        /// The store.
+        store: String,
     },
     /// A chart could not be drawn.
     #[error("cannot draw the chart {chart:?}: {message}")]

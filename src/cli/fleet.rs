@@ -438,7 +438,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::act::record::ControllerState;
+    use crate::act::state::{ChangedBy, RolloutState};
     use crate::metrics::{Arm, Outcome};
 
     fn tick(at_min: u64, stage: usize, stage_start_min: u64, async_ok: u64) -> LogRecord {
@@ -453,7 +453,12 @@ mod tests {
         let mut record = LogRecord::new(LogEvent::Tick, at_min * 60_000);
         record.snapshot = Some(snapshot);
         record.stage = Some(stage);
-        record.state = Some(ControllerState::Running);
+        record.state = Some(RolloutState::running(
+            stage,
+            crate::clock::from_unix_ms(stage_start_min * 60_000),
+            ChangedBy::Controller,
+            "test",
+        ));
         record
     }
 

@@ -12,6 +12,8 @@
 //! - [`report_html`] builds the status dashboard and daily report: one
 //!   self-contained HTML file with SVG charts drawn by `plotters`.
 //! - [`describe_bucket`] answers "which path does this upload take?".
+//! - [`operate`] and [`StatusReport`] are the operator's `rollback`,
+//!   `resume`, `advance`, `pause` and `status` on the rollout's state store.
 //!
 //! # Merging several instances
 //!
@@ -27,9 +29,11 @@
 mod check;
 mod error;
 mod fleet;
+mod operate;
 mod report;
 
 pub use check::{describe_bucket, exit_code, render_checks};
 pub use error::CliError;
 pub use fleet::{CheckOutcome, Fleet, InstanceLog, StageSource};
+pub use operate::{Operated, StatusReport, operate};
 pub use report::{ReportOptions, report_html};

@@ -16,7 +16,11 @@
 //! | `async_upload_rollout_upload_latency_seconds` | histogram | `arm` | latency of the judged uploads (success, error, critical; rejected uploads have no latency, see [Rates](crate::MetricsAccumulator#rates)) |
 //! | `async_upload_rollout_percent` | gauge | | the rollout percent in force, `0`–`100` |
 //! | `async_upload_rollout_kill_switch` | gauge | | `1` when the kill switch is on, else `0` |
-//! | `async_upload_rollout_stage` | gauge | | the controller's stage index in its plan (0-based); only after [`PrometheusExporter::set_status`] |
+//! | `async_upload_rollout_halted` | gauge | | `1` when nothing is async, force lists included ([`Rollout::halt`]: rolled back, off, state unknown or stale), else `0` |
+//! | `async_upload_rollout_stage` | gauge | | the controller's stage index in its plan (0-based); only after [`PrometheusExporter::set_status`], and not while the rollout is off |
+//! | `async_upload_rollout_state_epoch` | gauge | | the [`RolloutState`](crate::RolloutState)'s epoch; only after `set_status`, while the state is known |
+//! | `async_upload_rollout_status` | gauge | `status` | one series per status (`off`, `running`, `awaiting_review`, `rolled_back`, `paused`, `complete`): `1` for the state's, `0` for the others; only after `set_status` |
+//! | `async_upload_rollout_state_error` | gauge | | `1` while the state cannot be read or written (or is stale), else `0`; only after `set_status` |
 //! | `async_upload_rollout_verdict` | gauge | `verdict` | one series per verdict (`advance`, `hold`, `manual_review`, `rollback`): `1` for the last evaluation's verdict, `0` for the others (all `0` before the first evaluation); only after [`PrometheusExporter::set_status`] |
 //!
 //! Counters are cumulative since the accumulator's creation or its last
@@ -52,7 +56,8 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::act::controller::RolloutController;
+use crate::act::controller::ControllerView;
+use crate::act::state::RolloutStatus;
 use crate::decide::rollout::Rollout;
 use crate::judge::criteria::Verdict;
 use crate::metrics::histogram::{bounds, clamp_ns, index_of};
@@ -90,27 +95,45 @@ const NS_PER_SECOND: f64 = 1e9;
 
 /// What the controller last said, for the `stage` and `verdict` gauges.
 ///
-/// The exporter cannot read a [`RolloutController`] by itself (it is owned by
-/// a thread or behind a [`MonitorHandle`](crate::MonitorHandle)'s lock), so
-/// whoever holds it pushes this with [`PrometheusExporter::set_status`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The exporter does not hold the controller, so the scrape handler pushes
+/// this with [`PrometheusExporter::set_status`], from the controller's
+/// lock-free [`ControllerView`] ([`MonitorHandle::view`](crate::MonitorHandle::view)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ControllerStatus {
-    /// The stage index in the plan (0-based).
-    pub stage: usize,
+    /// The stage index in the plan (0-based); `None` when off or unknown.
+    pub stage: Option<usize>,
     /// The last evaluation's verdict; `None` before the first tick.
     pub verdict: Option<Verdict>,
+    /// The state's epoch; `None` while the state is unknown.
+    pub epoch: Option<u64>,
+    /// The state's status; `None` while the state is unknown.
+    pub status: Option<RolloutStatus>,
+    /// Whether the state cannot be read or written, or is stale.
+    pub state_error: bool,
 }
 
 impl ControllerStatus {
-    /// The controller's current stage and last verdict.
+    /// The status the controller shows in `view`.
     #[must_use]
-    pub fn of(controller: &RolloutController) -> ControllerStatus {
+    pub fn of(view: &ControllerView) -> ControllerStatus {
         ControllerStatus {
-            stage: controller.stage(),
-            verdict: controller.last_evaluation().map(|e| e.verdict),
+            stage: view.state.as_ref().and_then(|s| s.stage),
+            verdict: view.last_evaluation.as_ref().map(|e| e.verdict),
+            epoch: view.state.as_ref().map(|s| s.epoch),
+            status: view.state.as_ref().map(|s| s.status),
+            state_error: view.state_error.is_some() || view.stale,
         }
     }
 }
+
+const STATUSES: [RolloutStatus; 6] = [
+    RolloutStatus::Off,
+    RolloutStatus::Running,
+    RolloutStatus::AwaitingReview,
+    RolloutStatus::RolledBack,
+    RolloutStatus::Paused,
+    RolloutStatus::Complete,
+];
 
 /// Exports a rollout's metrics in the Prometheus / OpenMetrics text format,
 /// reading everything at encode time.
@@ -133,7 +156,12 @@ impl ControllerStatus {
 /// let exporter = PrometheusExporter::new(rollout.clone(), metrics.clone());
 ///
 /// metrics.record(Arm::Async, Outcome::Success, Duration::from_millis(84));
-/// exporter.set_status(ControllerStatus { stage: 1, verdict: Some(Verdict::Hold) });
+/// // In a service: `exporter.set_status(ControllerStatus::of(&monitor.view()))`.
+/// exporter.set_status(ControllerStatus {
+///     stage: Some(1),
+///     verdict: Some(Verdict::Hold),
+///     ..ControllerStatus::default()
+/// });
 ///
 /// // In the `GET /metrics` handler: answer with this body and content type.
 /// let body = exporter.encode();
@@ -416,15 +444,55 @@ impl Collector for RolloutCollector {
             )?
             .encode_gauge(&i64::from(config.kill_switch))?;
 
+        encoder
+            .encode_descriptor(
+                "async_upload_rollout_halted",
+                "1 when nothing takes the async path, force lists included (rolled back, off, state unknown or stale), else 0.",
+                None,
+                MetricType::Gauge,
+            )?
+            .encode_gauge(&i64::from(self.rollout.is_halted()))?;
+
         if let Some(status) = status {
+            if let Some(stage) = status.stage {
+                encoder
+                    .encode_descriptor(
+                        "async_upload_rollout_stage",
+                        "The controller's stage index in its plan, from 0.",
+                        None,
+                        MetricType::Gauge,
+                    )?
+                    .encode_gauge(&stage)?;
+            }
+            if let Some(epoch) = status.epoch {
+                encoder
+                    .encode_descriptor(
+                        "async_upload_rollout_state_epoch",
+                        "The rollout state's epoch: +1 on every change of stage or status.",
+                        None,
+                        MetricType::Gauge,
+                    )?
+                    .encode_gauge(&i64::try_from(epoch).unwrap_or(i64::MAX))?;
+            }
+            let mut statuses = encoder.encode_descriptor(
+                "async_upload_rollout_status",
+                "1 for the rollout state's status, 0 for the others (all 0 while unknown).",
+                None,
+                MetricType::Gauge,
+            )?;
+            for each in STATUSES {
+                statuses
+                    .encode_family(&[("status", each.as_str())])?
+                    .encode_gauge(&i64::from(status.status == Some(each)))?;
+            }
             encoder
                 .encode_descriptor(
-                    "async_upload_rollout_stage",
-                    "The controller's stage index in its plan, from 0.",
+                    "async_upload_rollout_state_error",
+                    "1 while the rollout state cannot be read or written, or is stale, else 0.",
                     None,
                     MetricType::Gauge,
                 )?
-                .encode_gauge(&status.stage)?;
+                .encode_gauge(&i64::from(status.state_error))?;
 
             let mut verdicts = encoder.encode_descriptor(
                 "async_upload_rollout_verdict",

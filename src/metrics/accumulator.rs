@@ -381,6 +381,21 @@ impl MetricsAccumulator {
             .compare_exchange(NO_SAMPLE, bytes, Release, Relaxed);
     }
 
+    /// Starts the memory statistics afresh without touching the counts: the
+    /// next [`record_memory`](Self::record_memory) sample is the new baseline,
+    /// and the peak counts from it. The
+    /// [`RolloutController`](crate::RolloutController) calls it at each stage
+    /// start, resume and restart (after its memory warm-up), so each run of a
+    /// stage is judged against its own baseline.
+    pub fn reset_memory(&self) {
+        let cells = &*self.memory;
+        // Baseline first: a snapshot that sees no baseline reports no memory,
+        // whatever `current` and `peak` hold in between.
+        cells.baseline.store(NO_SAMPLE, Release);
+        cells.current.store(0, Relaxed);
+        cells.peak.store(0, Relaxed);
+    }
+
     /// The counts since creation or the last [`reset`](Self::reset), stamped
     /// with the clock's `now()`. Does not stop writers; see the module
     /// source's "Orderings" for what a racing record may look like.

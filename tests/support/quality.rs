@@ -82,12 +82,16 @@ fn run(mut config: SimulationConfig, last_stage: usize, limit: Duration) -> Run 
     let mut sim = Simulation::new(config).expect("the default plan is valid");
     let end = loop {
         let tick = sim.step();
-        match tick.evaluation.verdict {
-            Verdict::Rollback => break End::Rollback,
-            Verdict::ManualReview => break End::Review,
+        match tick.evaluation.map(|e| e.verdict) {
+            Some(Verdict::Rollback) => break End::Rollback,
+            Some(Verdict::ManualReview) => break End::Review,
             _ => {}
         }
-        if sim.controller().stage() > last_stage {
+        if sim
+            .controller()
+            .stage()
+            .is_some_and(|stage| stage > last_stage)
+        {
             break End::Advanced;
         }
         if sim.elapsed() >= limit {

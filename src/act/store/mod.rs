@@ -1,0 +1,182 @@
+//! [`StateStore`]: where the [`RolloutState`] lives, with compare-and-swap.
+//!
+//! A store holds one state and a [`Revision`] that changes on every write.
+//! Writers read, decide, and write with
+//! [`compare_and_swap`](StateStore::compare_and_swap) on the revision they
+//! read: a writer that lost a race gets [`StoreError::Conflict`] and never
+//! overwrites the newer state. Readers see changes made by others by calling
+//! [`load`](StateStore::load) again (the controller does, every poll).
+//!
+//! The trait is written for a store that is remote, slow and can fail (etcd
+//! in fleet mode): every call returns a `Result`, nothing is cached behind
+//! the caller's back, and an error says whether the store could not be
+//! reached ([`StoreError::Unavailable`], [`StoreError::Io`]: try again) or
+//! holds something that cannot be believed ([`StoreError::Corrupt`]: a
+//! person must fix it). A remote implementation should answer `load` from a
+//! watch it keeps, so polling it is cheap.
+//!
+//! Implementations here: [`FileStateStore`] (one JSON file, the embedded
+//! default, shared with the operator's command line) and [`MemoryStateStore`]
+//! (tests, simulations, a process that needs no persistence).
+
+mod file;
+mod memory;
+
+use std::fmt;
+use std::io;
+
+use crate::act::state::RolloutState;
+
+pub use file::{DEFAULT_STATE_PATH, FileStateStore};
+pub use memory::MemoryStateStore;
+
+/// A store's version of its content: it changes on every successful write.
+///
+/// Opaque: compare revisions for equality only. ([`FileStateStore`] uses the
+/// state's epoch; a remote store uses its own counter.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Revision(pub u64);
+
+impl fmt::Display for Revision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "r{}", self.0)
+    }
+}
+
+/// A state as read from a store, with the revision to write against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The state.
+    pub state: RolloutState,
+    /// Its revision in the store.
+    pub revision: Revision,
+}
+
+/// A store operation that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another writer changed the state since `expected` was read: read
+    /// again, and decide again on what is there now.
+    #[error(
+        "{store}: the state changed under this write (expected {}, found {}): another writer got in first",
+        show(*.expected),
+        show(*.found)
+    )]
+    Conflict {
+        /// The store.
+        store: String,
+        /// The revision the writer read.
+        expected: Option<Revision>,
+        /// The revision stored now.
+        found: Option<Revision>,
+    },
+    /// The stored content cannot be believed (it does not parse, or breaks
+    /// an invariant). Nothing async runs until a person fixes it.
+    #[error("{store}: {message}")]
+    Corrupt {
+        /// The store (for a file, its path).
+        store: String,
+        /// What is wrong, naming the line or field where known.
+        message: String,
+    },
+    /// An I/O error reading or writing the store.
+    #[error("{store}: {source}")]
+    Io {
+        /// The store (for a file, its path).
+        store: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// A remote store could not be reached in time.
+    #[error("{store}: unavailable: {message}")]
+    Unavailable {
+        /// The store.
+        store: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+fn show(revision: Option<Revision>) -> String {
+    revision.map_or_else(|| "no state".to_owned(), |r| r.to_string())
+}
+
+impl StoreError {
+    /// Whether this is a [`Conflict`](StoreError::Conflict).
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Conflict { .. })
+    }
+}
+
+/// Where the rollout's state lives: load, and compare-and-swap on a revision.
+///
+/// Written for a store that is remote, slow and can fail: every call returns
+/// a `Result`; [`StoreError::Conflict`] means another writer got in first
+/// (read again, decide again); [`StoreError::Corrupt`] means the content
+/// cannot be believed (fail closed); [`StoreError::Io`] and
+/// [`StoreError::Unavailable`] mean try again. A remote implementation
+/// should answer `load` from a watch it keeps, so polling it is cheap.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::SystemTime;
+/// use async_upload_rollout::{ChangedBy, MemoryStateStore, RolloutState, StateStore};
+///
+/// let store = MemoryStateStore::new();
+/// assert!(store.load()?.is_none());
+/// let first = RolloutState::off(SystemTime::now(), ChangedBy::Config, "not started");
+/// let revision = store.compare_and_swap(None, &first)?;
+///
+/// // A second writer that read "nothing stored" loses.
+/// let err = store.compare_and_swap(None, &first).unwrap_err();
+/// assert!(err.is_conflict());
+/// assert_eq!(store.load()?.unwrap().revision, revision);
+/// # Ok::<(), async_upload_rollout::StoreError>(())
+/// ```
+pub trait StateStore: Send + Sync {
+    /// The stored state and its revision; `Ok(None)` when nothing is stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Corrupt`] for content that cannot be believed;
+    /// [`StoreError::Io`] or [`StoreError::Unavailable`] when the store
+    /// cannot be read now.
+    fn load(&self) -> Result<Option<Stored>, StoreError>;
+
+    /// Writes `state` if the stored revision is still `expected` (`None`:
+    /// nothing is stored), and returns the new revision.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when the revision moved on (nothing is
+    /// written); the other errors of [`load`](StateStore::load).
+    fn compare_and_swap(
+        &self,
+        expected: Option<Revision>,
+        state: &RolloutState,
+    ) -> Result<Revision, StoreError>;
+
+    /// Where the store is, for messages: a path, a URL and key.
+    fn describe(&self) -> String;
+}
+
+impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
+    fn load(&self) -> Result<Option<Stored>, StoreError> {
+        (**self).load()
+    }
+
+    fn compare_and_swap(
+        &self,
+        expected: Option<Revision>,
+        state: &RolloutState,
+    ) -> Result<Revision, StoreError> {
+        (**self).compare_and_swap(expected, state)
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+}
