@@ -778,6 +778,13 @@ impl RolloutController {
     pub fn tick(&mut self) -> Tick {
         let now = self.clock.now();
         let mut store_error = self.sync_with_store(now).err();
+        // The run's memory baseline, once its warm-up is over: the next
+        // sample after the reset is the baseline, so reset before the
+        // snapshot (which then has no memory until that sample).
+        if !self.run.memory_ready && now >= self.run.memory_from {
+            self.metrics.reset_memory();
+            self.run.memory_ready = true;
+        }
         let snapshot = stamped(self.metrics.snapshot(), now);
         self.history.push(snapshot.clone());
         let judged = match self.status() {
@@ -795,10 +802,6 @@ impl RolloutController {
                 store_error,
             };
         };
-        if !self.run.memory_ready && now >= self.run.memory_from {
-            self.metrics.reset_memory();
-            self.run.memory_ready = true;
-        }
         let totals = self.run_totals(&snapshot);
         let evaluation = self
             .evaluator
