@@ -4,8 +4,9 @@
 //! answer comes from a consistent hash of the upload id against the rollout
 //! percent, so an upload's path never flips while the percent holds, and
 //! widening 10% → 50% keeps everyone who was already in. The percent lives in
-//! an atomically swappable config: raising it, lowering it, or rolling back to
-//! 0% is one atomic store, seen by the next decision.
+//! an atomically swappable config: raising it, lowering it, or rolling back
+//! ([`Rollout::halt`]: nothing async, force lists included) is one atomic
+//! store, seen by the next decision.
 //!
 //! # Quick start
 //!
@@ -29,8 +30,9 @@
 //! assert_eq!(rollout.should_use_async(upload_id), bucket < 100_000);
 //!
 //! // Automatic or manual rollback: one atomic store.
-//! rollout.set_percent(Percent::ZERO);
+//! rollout.halt();
 //! assert!(!rollout.should_use_async(upload_id));
+//! # let _ = Percent::ZERO;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -40,9 +42,14 @@
 //! each stage's [`StageCriteria`] and the [`RollbackTriggers`]. The
 //! [`Evaluator`] turns metrics into an [`Evaluation`]: a [`Verdict`] with
 //! every [`Check`] behind it, judged literally or (by default) with Wilson
-//! intervals. The [`RolloutController`] ticks, rolls back to 0% by itself,
-//! advances when allowed, and logs every tick; see its example.
-//! [`simulation`] runs whole rollouts in simulated time.
+//! intervals. The [`RolloutController`] ticks, rolls back by itself, advances
+//! when allowed, and logs every tick; see its example. It is the one writer
+//! of the [`RolloutState`] (stage, status, epoch), kept in a [`StateStore`]
+//! ([`FileStateStore`] by default): a rollback holds across restarts, config
+//! reloads and admin calls until a person resumes, operators change the
+//! state through the same transitions ([`RolloutState::apply`]), and a state
+//! that cannot be read means nothing async. [`simulation`] runs whole
+//! rollouts in simulated time.
 //!
 //! # Metrics
 //!
@@ -71,8 +78,9 @@
 //! # Operating a rollout
 //!
 //! - [`ConfigWatcher`] (always available, no extra dependency): the config
-//!   from a TOML or JSON file, reloaded live, with `ASYNC_UPLOAD_ROLLOUT`
-//!   winning over the file's percent; a bad file keeps the last good config.
+//!   (salt, kill switch, id lists) from a TOML or JSON file, reloaded live;
+//!   its percent is only the starting request (the percent in force is the
+//!   controller's); a bad or half-written file keeps the last good config.
 //! - Feature `prometheus`: `export::prometheus::PrometheusExporter`, the
 //!   counters, latency histograms, percent, stage and verdict in the
 //!   OpenMetrics text format, read at scrape time.
