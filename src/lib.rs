@@ -111,6 +111,8 @@ mod clock;
 mod decide;
 #[cfg(feature = "prometheus")]
 pub mod export;
+#[cfg(feature = "etcd")]
+pub mod fleet;
 mod judge;
 mod metrics;
 #[cfg(feature = "openfeature")]

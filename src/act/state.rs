@@ -49,6 +49,7 @@ use crate::judge::plan::RolloutPlan;
 ///   "status": "rolled_back",
 ///   "stage_started_at": "2026-12-02T09:00:00.000Z",
 ///   "run_started_at": "2026-12-02T09:00:00.000Z",
+///   "run_epoch": 1,
 ///   "changed_at": "2026-12-02T11:42:10.250Z",
 ///   "changed_by": "controller",
 ///   "reason": "rollback: error rate 9.8% > 5% (stage)"
@@ -95,6 +96,11 @@ pub struct RolloutState {
     /// windows, memory baseline). `None` when `off`.
     #[serde(with = "rfc3339_opt", default)]
     pub run_started_at: Option<SystemTime>,
+    /// The epoch of the state that started the current run (0 when off):
+    /// what identifies a run. In fleet mode the replicas label their
+    /// exported counters with it, so a run's totals are one sum over them.
+    #[serde(default)]
+    pub run_epoch: u64,
     /// When this state was written.
     #[serde(with = "rfc3339")]
     pub changed_at: SystemTime,
@@ -247,6 +253,7 @@ impl RolloutState {
             status: RolloutStatus::Off,
             stage_started_at: None,
             run_started_at: None,
+            run_epoch: 0,
             changed_at: now,
             changed_by: by,
             reason: reason.into(),
@@ -268,6 +275,7 @@ impl RolloutState {
             status: RolloutStatus::Running,
             stage_started_at: Some(now),
             run_started_at: Some(now),
+            run_epoch: 1,
             changed_at: now,
             changed_by: by,
             reason: reason.into(),
@@ -321,6 +329,12 @@ impl RolloutState {
         if self.epoch == 0 {
             return invalid("`epoch` is 0; the first state has epoch 1".into());
         }
+        if self.run_epoch > self.epoch {
+            return invalid(format!(
+                "`run_epoch` {} is after `epoch` {}",
+                self.run_epoch, self.epoch
+            ));
+        }
         match (self.status, self.stage) {
             (RolloutStatus::Off, Some(stage)) => {
                 return invalid(format!("`status` is off but `stage` is {stage}"));
@@ -363,7 +377,9 @@ impl RolloutState {
     /// does not count for `self`.
     #[must_use]
     pub fn is_new_run_since(&self, earlier: &RolloutState) -> bool {
-        self.stage != earlier.stage || self.run_started_at != earlier.run_started_at
+        self.stage != earlier.stage
+            || self.run_epoch != earlier.run_epoch
+            || self.run_started_at != earlier.run_started_at
     }
 
     /// Applies an operator's `operation`: `Ok(Some(next))` with `epoch + 1`,
@@ -398,9 +414,13 @@ impl RolloutState {
             (Operation::Advance, S::RolledBack) => {
                 return refuse("the rollout is rolled back; resume it first");
             }
-            (Operation::Advance, S::Off) => self.enter(0, now),
+            (Operation::Advance, S::Off) => {
+                return Ok(Some(self.enter(0, now).new_run(now, by, reason)));
+            }
             (Operation::Advance, _) => match self.stage {
-                Some(stage) if stage < last => self.enter(stage + 1, now),
+                Some(stage) if stage < last => {
+                    return Ok(Some(self.enter(stage + 1, now).new_run(now, by, reason)));
+                }
                 _ => return refuse("already at the last stage"),
             },
             (Operation::Rollback, S::RolledBack | S::Off) => return Ok(None),
@@ -409,17 +429,23 @@ impl RolloutState {
                 return refuse("the rollout is off; advance starts the first stage");
             }
             (Operation::Resume, S::Running | S::Complete) => return Ok(None),
-            (Operation::Resume, S::RolledBack) => RolloutState {
-                status: S::Running,
-                stage_started_at: Some(now),
-                run_started_at: Some(now),
-                ..self.clone()
-            },
-            (Operation::Resume, S::AwaitingReview | S::Paused) => RolloutState {
-                status: S::Running,
-                run_started_at: Some(now),
-                ..self.clone()
-            },
+            (Operation::Resume, S::RolledBack) => {
+                let next = RolloutState {
+                    status: S::Running,
+                    stage_started_at: Some(now),
+                    run_started_at: Some(now),
+                    ..self.clone()
+                };
+                return Ok(Some(next.new_run(now, by, reason)));
+            }
+            (Operation::Resume, S::AwaitingReview | S::Paused) => {
+                let next = RolloutState {
+                    status: S::Running,
+                    run_started_at: Some(now),
+                    ..self.clone()
+                };
+                return Ok(Some(next.new_run(now, by, reason)));
+            }
             (Operation::Pause, S::Paused) => return Ok(None),
             (Operation::Pause, S::Running | S::AwaitingReview) => self.with_status(S::Paused),
             (Operation::Pause, S::Off | S::RolledBack | S::Complete) => {
@@ -444,7 +470,7 @@ impl RolloutState {
     /// The controller's automatic advance to `stage`.
     pub(crate) fn advanced(&self, stage: usize, now: SystemTime, reason: &str) -> RolloutState {
         self.enter(stage, now)
-            .changed(now, ChangedBy::Controller, reason)
+            .new_run(now, ChangedBy::Controller, reason)
     }
 
     fn enter(&self, stage: usize, now: SystemTime) -> RolloutState {
@@ -463,6 +489,13 @@ impl RolloutState {
             status,
             ..self.clone()
         }
+    }
+
+    /// As [`changed`](Self::changed), starting a new run at the new epoch.
+    fn new_run(self, now: SystemTime, by: ChangedBy, reason: &str) -> RolloutState {
+        let mut next = self.changed(now, by, reason);
+        next.run_epoch = next.epoch;
+        next
     }
 
     fn changed(mut self, now: SystemTime, by: ChangedBy, reason: &str) -> RolloutState {
@@ -610,6 +643,11 @@ mod tests {
         assert_eq!(resumed.status, RolloutStatus::Running);
         assert_eq!(resumed.stage_started_at, Some(at(200)));
         assert!(resumed.is_new_run_since(&rolled_back));
+        assert_eq!(
+            resumed.run_epoch, resumed.epoch,
+            "a run is named by its first epoch"
+        );
+        assert_eq!(rolled_back.run_epoch, running.run_epoch);
 
         let review = running.automatic(RolloutStatus::AwaitingReview, at(100), "review");
         let resumed = apply(&review, Operation::Resume, 200).unwrap();

@@ -2,3 +2,4 @@
 #![allow(dead_code)]
 
 pub mod quality;
+pub mod servers;

@@ -26,6 +26,7 @@ use std::fmt;
 use std::io;
 
 use crate::act::state::RolloutState;
+use crate::decide::config::RolloutConfig;
 
 pub use file::{DEFAULT_STATE_PATH, FileStateStore};
 pub use memory::MemoryStateStore;
@@ -87,6 +88,16 @@ pub enum StoreError {
         store: String,
         /// The error.
         source: io::Error,
+    },
+    /// The write was refused because the writer no longer leads (its
+    /// leadership lease expired or another controller took over): stop
+    /// acting at once.
+    #[error("{store}: not the leader any more: {message}")]
+    Fenced {
+        /// The store.
+        store: String,
+        /// What the fence found.
+        message: String,
     },
     /// A remote store could not be reached in time.
     #[error("{store}: unavailable: {message}")]
@@ -161,6 +172,30 @@ pub trait StateStore: Send + Sync {
 
     /// Where the store is, for messages: a path, a URL and key.
     fn describe(&self) -> String;
+
+    /// The rollout config (salt, kill switch, id lists) the store holds for
+    /// every process on it, if it holds one: a fleet's shared config. Its
+    /// percent is ignored (the state decides). The default holds none: a
+    /// single service takes its config from a file or the environment.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](StateStore::load).
+    fn load_config(&self) -> Result<Option<RolloutConfig>, StoreError> {
+        Ok(None)
+    }
+
+    /// Records that this process now serves the state of `epoch` (a fleet's
+    /// replicas acknowledge each state they apply). The default records
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](StateStore::load).
+    fn acknowledge(&self, epoch: u64) -> Result<(), StoreError> {
+        let _ = epoch;
+        Ok(())
+    }
 }
 
 impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
@@ -178,5 +213,13 @@ impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
 
     fn describe(&self) -> String {
         (**self).describe()
+    }
+
+    fn load_config(&self) -> Result<Option<RolloutConfig>, StoreError> {
+        (**self).load_config()
+    }
+
+    fn acknowledge(&self, epoch: u64) -> Result<(), StoreError> {
+        (**self).acknowledge(epoch)
     }
 }
