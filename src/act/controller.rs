@@ -49,13 +49,16 @@ use arc_swap::ArcSwap;
 use serde::Serialize;
 
 use crate::act::log::{JsonlSink, LogError};
+use crate::act::metrics_source::MetricsSource;
 use crate::act::monitor::{Health, MonitorHandle};
 use crate::act::record::{Action, LogEvent, LogRecord};
 use crate::act::recover;
+use crate::act::run::RunView;
 use crate::act::state::{ChangedBy, Operation, Refused, RolloutState, RolloutStatus};
 use crate::act::store::{MemoryStateStore, Revision, StateStore, StoreError, Stored};
 use crate::clock::unix_ms;
 use crate::clock::{Clock, SystemClock};
+use crate::decide::config::RolloutConfig;
 use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
 use crate::judge::criteria::{Evaluation, Evaluator, Verdict};
@@ -92,6 +95,9 @@ pub struct Tick {
     /// Set when the store could not be read or written this tick. A rollback
     /// is in force locally even when its write failed (it is retried).
     pub store_error: Option<StoreError>,
+    /// Set when the [`MetricsSource`] had no data this tick (nothing was
+    /// judged).
+    pub metrics_error: Option<String>,
 }
 
 /// A controller that could not be built.
@@ -156,6 +162,10 @@ pub struct ControllerView {
     pub last_evaluation: Option<Evaluation>,
     /// The plan's stage percents.
     pub stages: Vec<Percent>,
+    /// The current run as this process counts it, while the rollout serves
+    /// async (what a fleet replica exports, labelled with its epoch).
+    #[serde(skip)]
+    pub run: Option<RunView>,
 }
 
 /// Runs a [`RolloutPlan`]: judges the current stage on every tick and acts,
@@ -216,6 +226,14 @@ pub struct RolloutController {
     last_totals: Option<MetricsSnapshot>,
     view: Arc<ArcSwap<ControllerView>>,
     health: Arc<Health>,
+    /// A fleet replica: applies and acknowledges, acts only on rollback.
+    follower: bool,
+    /// The epoch this process last acknowledged to the store.
+    acknowledged: Option<u64>,
+    /// The shared config last applied from the store.
+    applied_config: Option<RolloutConfig>,
+    /// Where run totals come from, when not from `metrics`.
+    source: Option<Box<dyn MetricsSource>>,
 }
 
 /// The starting request: used only when no state is stored.
@@ -230,17 +248,21 @@ struct Request {
 enum Pending {
     /// The first state, not written yet.
     Initial(RolloutState),
-    /// A rollback (halted locally), to be written over whatever is stored.
-    Rollback { reason: String, by: ChangedBy },
+    /// A rollback (halted locally), to be written over whatever is stored,
+    /// or, when `run` is set (a rollback judged on that run's data), over
+    /// that run only: a newer run is not rolled back on older evidence.
+    Rollback {
+        reason: String,
+        by: ChangedBy,
+        run: Option<u64>,
+    },
 }
 
 /// The data of the current run of the stage, in this process.
 #[derive(Clone, Debug)]
 struct Run {
-    /// The accumulator's snapshot when the run started here.
-    base: MetricsSnapshot,
-    /// Totals of the same run recovered from the log (a restart).
-    carried: Option<MetricsSnapshot>,
+    /// Its base and carried totals (epoch 0 until a state names the run).
+    view: RunView,
     /// When the memory baseline is due (the warm-up's end).
     memory_from: SystemTime,
     memory_ready: bool,
@@ -261,6 +283,8 @@ pub struct RolloutControllerBuilder {
     memory_warmup: Duration,
     history: History,
     start_stage: Option<usize>,
+    follower: bool,
+    source: Option<Box<dyn MetricsSource>>,
 }
 
 impl RolloutControllerBuilder {
@@ -332,6 +356,27 @@ impl RolloutControllerBuilder {
         self
     }
 
+    /// Runs as a replica of a fleet (default: off). A follower applies the
+    /// stored state and the store's config to its rollout, acknowledges
+    /// every epoch it applies ([`StateStore::acknowledge`]), and acts on
+    /// its own metrics only through the immediate rollback triggers (the
+    /// local fuse: one replica's critical error rolls the whole fleet back,
+    /// written with a compare-and-swap on the revision it judged). It never
+    /// advances, asks for review or writes the first state: the leading
+    /// controller does. With no state stored yet it serves nothing async.
+    pub fn follower(mut self, on: bool) -> Self {
+        self.follower = on;
+        self
+    }
+
+    /// Judges run totals from `source` instead of the accumulator (a fleet's
+    /// controller: every replica's counters, from Prometheus). The memory
+    /// trigger is then the replicas' own (their local fuse).
+    pub fn metrics_source(mut self, source: Box<dyn MetricsSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
     /// The snapshot history to keep (default: [`History::default`]).
     pub fn history(mut self, history: History) -> Self {
         self.history = history;
@@ -389,9 +434,10 @@ impl RolloutControllerBuilder {
             stale: false,
             last_evaluation: None,
             stages: evaluator.plan().stages.iter().map(|s| s.percent).collect(),
+            run: None,
         }));
         let mut controller = RolloutController {
-            run: Run::start(self.metrics.snapshot(), now, self.memory_warmup),
+            run: Run::start(0, self.metrics.snapshot(), now, self.memory_warmup),
             rollout: self.rollout,
             metrics: self.metrics,
             evaluator,
@@ -414,6 +460,10 @@ impl RolloutControllerBuilder {
             last_totals: None,
             view,
             health: Arc::new(Health::default()),
+            follower: self.follower,
+            acknowledged: None,
+            applied_config: None,
+            source: self.source,
         };
         let loaded = controller.store.load();
         let reason = match loaded {
@@ -432,6 +482,13 @@ impl RolloutControllerBuilder {
                     controller.store.describe()
                 )),
             },
+            Ok(None) if controller.follower => {
+                controller.state_error = Some(controller.waiting_message());
+                format!(
+                    "replica started: no state in {} yet; nothing async until the leading controller writes one",
+                    controller.store.describe()
+                )
+            }
             Ok(None) => {
                 let first = controller.first_state(now);
                 let reason = format!(
@@ -458,15 +515,18 @@ impl RolloutControllerBuilder {
         if let Some(err) = controller.append(&record) {
             return Err(err.into());
         }
-        if let Some(state) = &state
-            && controller.pending.is_none()
-        {
-            controller.recover_run(state, now);
+        if let Some(state) = &state {
+            controller.run.view.epoch = state.run_epoch;
+            if controller.pending.is_none() {
+                controller.recover_run(state, now);
+            }
         }
         // Writes the first state if there was none (a failure is kept and
         // retried; the state is in force meanwhile).
         let _ = controller.write_pending(now);
+        let _ = controller.apply_config();
         controller.apply();
+        controller.acknowledge();
         controller.publish();
         Ok(controller)
     }
@@ -499,10 +559,9 @@ fn request_for(plan: &RolloutPlan, percent: Percent) -> Request {
 }
 
 impl Run {
-    fn start(base: MetricsSnapshot, now: SystemTime, warmup: Duration) -> Run {
+    fn start(epoch: u64, base: MetricsSnapshot, now: SystemTime, warmup: Duration) -> Run {
         Run {
-            base: stamped(base, now),
-            carried: None,
+            view: RunView::new(epoch, stamped(base, now), None),
             memory_from: now.checked_add(warmup).unwrap_or(now),
             memory_ready: false,
         }
@@ -528,6 +587,8 @@ impl RolloutController {
             memory_warmup: DEFAULT_MEMORY_WARMUP,
             history: History::default(),
             start_stage: None,
+            follower: false,
+            source: None,
         }
     }
 
@@ -549,6 +610,7 @@ impl RolloutController {
         let now = self.clock.now();
         let result = self.sync_with_store(now);
         self.apply();
+        self.acknowledge();
         self.publish();
         result
     }
@@ -583,12 +645,67 @@ impl RolloutController {
         }
         if self.stored.is_some() || matches!(self.pending, Some(Pending::Initial(_))) {
             self.state_error = None;
+        } else if self.follower && self.state_error.is_none() {
+            self.state_error = Some(self.waiting_message());
         }
+        self.apply_config()?;
         self.write_pending(now)
+    }
+
+    fn waiting_message(&self) -> String {
+        format!(
+            "no state in {} yet: waiting for the leading controller (nothing async meanwhile)",
+            self.store.describe()
+        )
+    }
+
+    /// Applies the store's shared config (salt, kill switch, id lists; never
+    /// the percent) when it changed.
+    fn apply_config(&mut self) -> Result<(), StoreError> {
+        let config = self.store.load_config()?;
+        if let Some(config) = config
+            && self.applied_config.as_ref() != Some(&config)
+        {
+            self.rollout.update(|current| {
+                current.salt.clone_from(&config.salt);
+                current.kill_switch = config.kill_switch;
+                current.force_async.clone_from(&config.force_async);
+                current.force_sync.clone_from(&config.force_sync);
+            });
+            self.applied_config = Some(config);
+        }
+        Ok(())
+    }
+
+    /// Tells the store which epoch this process now serves, once per epoch.
+    fn acknowledge(&mut self) {
+        let Some(epoch) = self.stored.as_ref().map(|s| s.state.epoch) else {
+            return;
+        };
+        if self.acknowledged == Some(epoch) || self.pending.is_some() || self.stale {
+            return;
+        }
+        if self.store.acknowledge(epoch).is_ok() {
+            self.acknowledged = Some(epoch);
+        }
     }
 
     /// The store answered "nothing stored".
     fn state_vanished(&mut self, now: SystemTime) {
+        if self.follower {
+            if let Some(lost) = self.stored.take() {
+                let message = self.waiting_message();
+                self.state_error = Some(message.clone());
+                self.log_state_event(
+                    now,
+                    format!(
+                        "the state is gone from the store (was {}): {message}",
+                        lost.state
+                    ),
+                );
+            }
+            return;
+        }
         match (self.stored.take(), &self.pending) {
             // We hold the last known state: write it again (the store lost
             // it, or a person removed it while the service ran).
@@ -710,8 +827,11 @@ impl RolloutController {
                     self.pending = None;
                     self.stored = Some(Stored { state, revision });
                 }),
-            Pending::Rollback { reason, by } => match self.current().cloned() {
-                Some(state) if state.status.serves_async() => {
+            Pending::Rollback { reason, by, run } => match self.current().cloned() {
+                Some(state)
+                    if state.status.serves_async()
+                        && run.is_none_or(|run| run == state.run_epoch) =>
+                {
                     let next = match by {
                         ChangedBy::Controller => {
                             state.automatic(RolloutStatus::RolledBack, now, &reason)
@@ -724,8 +844,8 @@ impl RolloutController {
                     };
                     self.commit(next).map(|()| self.pending = None)
                 }
-                // Already rolled back or off (by someone else), or unknown:
-                // nothing to write.
+                // Already rolled back or off (by someone else), a newer run,
+                // or unknown: nothing to write.
                 Some(_) => {
                     self.pending = None;
                     Ok(())
@@ -763,13 +883,14 @@ impl RolloutController {
         let expected = self.stored.as_ref().map(|s| s.revision);
         let revision = self.store.compare_and_swap(expected, &next)?;
         let before = self.current().cloned();
-        if before.as_ref().is_none_or(|b| next.is_new_run_since(b)) {
-            self.restart_run(self.clock.now());
-        }
+        let new_run = before.as_ref().is_none_or(|b| next.is_new_run_since(b));
         self.stored = Some(Stored {
             state: next,
             revision,
         });
+        if new_run {
+            self.restart_run(self.clock.now());
+        }
         Ok(())
     }
 
@@ -786,13 +907,32 @@ impl RolloutController {
             self.run.memory_ready = true;
         }
         let snapshot = stamped(self.metrics.snapshot(), now);
-        self.history.push(snapshot.clone());
+        if self.source.is_none() {
+            self.history.push(snapshot.clone());
+        }
         let judged = match self.status() {
             Some(status) if status.serves_async() && !self.stale => self.stage(),
             _ => None,
         };
-        let Some(stage) = judged else {
+        let mut metrics_error = None;
+        let totals = match (judged, self.current().cloned(), &mut self.source) {
+            (Some(_), Some(state), Some(source)) => match source.run_totals(&state, now) {
+                Ok(totals) => {
+                    let totals = stamped(totals, now);
+                    self.history.push(totals.clone());
+                    Some(totals)
+                }
+                Err(err) => {
+                    metrics_error = Some(err);
+                    None
+                }
+            },
+            (Some(_), _, None) => Some(self.run_totals(&snapshot)),
+            _ => None,
+        };
+        let (Some(stage), Some(totals)) = (judged, totals) else {
             self.apply();
+            self.acknowledge();
             self.health.ticked(now);
             self.publish();
             return Tick {
@@ -800,14 +940,15 @@ impl RolloutController {
                 action: None,
                 log_error: None,
                 store_error,
+                metrics_error,
             };
         };
-        let totals = self.run_totals(&snapshot);
         let evaluation = self
             .evaluator
             .evaluate_in_range(stage, &totals, &self.history, now);
         let action = self.act(&evaluation, now, &mut store_error);
         self.apply();
+        self.acknowledge();
         let notable = action
             .as_ref()
             .is_some_and(|a| !matches!(a, Action::Ready { .. }))
@@ -830,6 +971,7 @@ impl RolloutController {
             action,
             log_error,
             store_error,
+            metrics_error,
         }
     }
 
@@ -837,15 +979,7 @@ impl RolloutController {
     /// process recorded since the run started here. Memory only after the
     /// warm-up (before it, the memory trigger has no data).
     fn run_totals(&self, snapshot: &MetricsSnapshot) -> MetricsSnapshot {
-        let here = snapshot.since(&self.run.base);
-        let mut totals = match &self.run.carried {
-            Some(carried) => {
-                let mut merged = carried.merge(&here);
-                merged.memory = None;
-                merged
-            }
-            None => here,
-        };
+        let mut totals = self.run.view.totals(snapshot);
         totals.memory = if self.run.memory_ready {
             snapshot.memory
         } else {
@@ -862,6 +996,10 @@ impl RolloutController {
     ) -> Option<Action> {
         let state = self.current()?.clone();
         let stage = state.stage?;
+        if self.follower && evaluation.verdict != Verdict::Rollback {
+            // Replicas only pull the fuse; the leader judges the rest.
+            return None;
+        }
         let next = match (state.status, evaluation.verdict) {
             // Safety never pauses: a rollback trigger acts in every status
             // that still sends traffic to the async path.
@@ -870,6 +1008,7 @@ impl RolloutController {
                 self.pending = Some(Pending::Rollback {
                     reason: evaluation.reason.clone(),
                     by: ChangedBy::Controller,
+                    run: Some(state.run_epoch),
                 });
                 if let Err(err) = self.write_pending(now) {
                     *store_error = Some(err);
@@ -925,7 +1064,8 @@ impl RolloutController {
     /// Starts a new run of the stage from now: fresh totals, history and
     /// memory baseline.
     fn restart_run(&mut self, now: SystemTime) {
-        self.run = Run::start(self.metrics.snapshot(), now, self.memory_warmup);
+        let epoch = self.current().map_or(0, |s| s.run_epoch);
+        self.run = Run::start(epoch, self.metrics.snapshot(), now, self.memory_warmup);
         self.history.clear();
         self.last = None;
         self.last_totals = None;
@@ -947,7 +1087,7 @@ impl RolloutController {
                     totals.judged(crate::metrics::Arm::Async),
                     totals.judged(crate::metrics::Arm::Sync),
                 );
-                self.run.carried = Some(totals);
+                self.run.view = self.run.view.clone().carrying(state.run_epoch, totals);
                 self.log_state_event(now, reason);
             }
             Ok(None) => {}
@@ -997,6 +1137,7 @@ impl RolloutController {
                     self.pending = Some(Pending::Rollback {
                         reason: reason.to_owned(),
                         by: ChangedBy::Operator,
+                        run: None,
                     });
                 }
                 return Err(OperatorError::StateUnknown {
@@ -1032,6 +1173,7 @@ impl RolloutController {
                         self.pending = Some(Pending::Rollback {
                             reason: reason.to_owned(),
                             by: ChangedBy::Operator,
+                            run: None,
                         });
                     }
                     self.state_error = Some(err.to_string());
@@ -1212,6 +1354,7 @@ impl RolloutController {
             stale: self.stale,
             last_evaluation: self.last.clone(),
             stages: self.plan().stages.iter().map(|s| s.percent).collect(),
+            run: percent.map(|_| self.run.view.clone()),
         }));
     }
 

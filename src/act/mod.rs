@@ -10,9 +10,11 @@
 
 pub(crate) mod controller;
 pub(crate) mod log;
+pub(crate) mod metrics_source;
 pub(crate) mod monitor;
 pub(crate) mod record;
 pub(crate) mod recover;
+pub(crate) mod run;
 pub mod simulation;
 pub(crate) mod source;
 pub(crate) mod state;
@@ -24,8 +26,10 @@ pub use controller::{
     RolloutControllerBuilder, Tick,
 };
 pub use log::{DEFAULT_LOG_PATH, JsonlSink, LogError, LogRead, TornLine, read_log};
+pub use metrics_source::MetricsSource;
 pub use monitor::{MonitorHandle, MonitorHealth};
 pub use record::{Action, LOG_SCHEMA_VERSION, LogEvent, LogRecord};
+pub use run::RunView;
 pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};
 pub use state::{ChangedBy, InvalidState, Operation, Refused, RolloutState, RolloutStatus};
 pub use store::{

@@ -12,3 +12,5 @@
 
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
+#[cfg(feature = "prometheus")]
+pub mod runs;

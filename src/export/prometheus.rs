@@ -57,6 +57,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::act::controller::ControllerView;
+use crate::act::run::RunView;
 use crate::act::state::RolloutStatus;
 use crate::decide::rollout::Rollout;
 use crate::judge::criteria::Verdict;
@@ -187,6 +188,8 @@ impl PrometheusExporter {
                 metrics,
                 bounds: latency_bounds(DEFAULT_LATENCY_BOUNDS),
                 status: Mutex::new(None),
+                run: Mutex::new(None),
+                rollout_name: crate::decide::config::DEFAULT_SALT.to_owned(),
             }),
         }
     }
@@ -206,8 +209,35 @@ impl PrometheusExporter {
                 metrics: Arc::clone(&collector.metrics),
                 bounds: latency_bounds(nominal),
                 status: Mutex::new(status),
+                run: Mutex::new(lock(&collector.run).clone()),
+                rollout_name: collector.rollout_name.clone(),
             }),
         }
+    }
+
+    /// Names the rollout in the per-run series' `rollout` label (default
+    /// `async-upload`): a fleet's `--name`.
+    #[must_use]
+    pub fn with_rollout_name(self, name: &str) -> Self {
+        let collector = &*self.collector;
+        PrometheusExporter {
+            collector: Arc::new(RolloutCollector {
+                rollout: Arc::clone(&collector.rollout),
+                metrics: Arc::clone(&collector.metrics),
+                bounds: collector.bounds.clone(),
+                status: Mutex::new(*collector.lock_status()),
+                run: Mutex::new(lock(&collector.run).clone()),
+                rollout_name: name.to_owned(),
+            }),
+        }
+    }
+
+    /// Exports the current run's totals (see [`runs`](crate::export::runs)):
+    /// what a fleet's controller adds up over the replicas. Push the
+    /// controller's [`ControllerView::run`] with each scrape; `None` stops
+    /// the per-run series (nothing async, or not in a fleet).
+    pub fn set_run(&self, run: Option<RunView>) {
+        *lock(&self.collector.run) = run;
     }
 
     /// Sets the stage and verdict that the `stage` and `verdict` gauges
@@ -339,6 +369,13 @@ struct RolloutCollector {
     /// Bucket upper edges in ns, ascending.
     bounds: Vec<u64>,
     status: Mutex<Option<ControllerStatus>>,
+    run: Mutex<Option<RunView>>,
+    rollout_name: String,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Plain data replaced whole: a panic elsewhere cannot leave it torn.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl RolloutCollector {
@@ -505,6 +542,11 @@ impl Collector for RolloutCollector {
                     .encode_family(&[("verdict", verdict_label(verdict))])?
                     .encode_gauge(&i64::from(status.verdict == Some(verdict)))?;
             }
+        }
+        let run = lock(&self.run).clone();
+        if let Some(run) = run {
+            let totals = run.totals(&snapshot);
+            crate::export::runs::encode(&mut encoder, &self.rollout_name, run.epoch, &totals)?;
         }
         Ok(())
     }

@@ -1,0 +1,311 @@
+//! [`PrometheusSource`]: a run's fleet-wide totals from Prometheus.
+//!
+//! Every replica exports its share of the current run labelled with the
+//! rollout's name and the run's epoch ([`export::runs`](crate::export::runs)).
+//! The source asks Prometheus, over its HTTP query API, for each series'
+//! latest value in the run (`last_over_time` over the run's age, so a
+//! replica that has died since still counts with its last scrape) and adds
+//! them up over the replicas (`sum by (arm, ...)`): counts, complaints,
+//! latency buckets at the crate histogram's own resolution, latency sums,
+//! and the smallest and largest latency. The result is the
+//! [`MetricsSnapshot`] the [`Evaluator`](crate::Evaluator) judges, exact up
+//! to each replica's last scrape.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+
+use crate::act::metrics_source::MetricsSource;
+use crate::act::state::RolloutState;
+use crate::clock::unix_ms;
+use crate::metrics::{Arm, ArmMetrics, LatencyHistogram, MetricsSnapshot, Outcome};
+
+/// How long one query may take.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A run's totals summed over a fleet's replicas by Prometheus.
+///
+/// ```no_run
+/// use std::time::SystemTime;
+/// use async_upload_rollout::fleet::PrometheusSource;
+/// use async_upload_rollout::{ChangedBy, MetricsSource, RolloutState};
+///
+/// let mut source = PrometheusSource::new("http://127.0.0.1:9090", "async-upload");
+/// let state = RolloutState::running(1, SystemTime::now(), ChangedBy::Config, "start");
+/// let totals = source.run_totals(&state, SystemTime::now())?;
+/// println!("{} async uploads so far", totals.uploads(async_upload_rollout::Arm::Async));
+/// # Ok::<(), String>(())
+/// ```
+pub struct PrometheusSource {
+    url: String,
+    name: String,
+    agent: ureq::Agent,
+}
+
+#[derive(Deserialize)]
+struct QueryResponse {
+    status: String,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    data: Option<QueryData>,
+}
+
+#[derive(Deserialize)]
+struct QueryData {
+    #[serde(default)]
+    result: Vec<Sample>,
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+impl PrometheusSource {
+    /// A source querying the Prometheus at `url` (`http://127.0.0.1:9090`)
+    /// for the series of rollout `name`.
+    #[must_use]
+    pub fn new(url: &str, name: &str) -> PrometheusSource {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(QUERY_TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .new_agent();
+        PrometheusSource {
+            url: url.trim_end_matches('/').to_owned(),
+            name: name.to_owned(),
+            agent,
+        }
+    }
+
+    /// One instant query at `at`; its samples as `(labels, value)`.
+    fn query(&self, promql: &str, at: SystemTime) -> Result<Vec<Sample>, String> {
+        #[allow(clippy::cast_precision_loss)] // ms since 1970 fit in f64 exactly
+        let time = format!("{:.3}", unix_ms(at) as f64 / 1000.0);
+        let fail = |why: String| format!("Prometheus {}: {why} (query {promql})", self.url);
+        let mut response = self
+            .agent
+            .get(&format!("{}/api/v1/query", self.url))
+            .query("query", promql)
+            .query("time", &time)
+            .call()
+            .map_err(|e| fail(e.to_string()))?;
+        let status = response.status();
+        let body: QueryResponse = response
+            .body_mut()
+            .read_json()
+            .map_err(|e| fail(format!("HTTP {status}, not a query response: {e}")))?;
+        if body.status != "success" {
+            return Err(fail(body.error.unwrap_or_else(|| format!("HTTP {status}"))));
+        }
+        Ok(body.data.map(|d| d.result).unwrap_or_default())
+    }
+
+    /// `aggregate by (labels) (over_time(metric{rollout, epoch}[range]))`
+    /// at `window.at`.
+    fn by(
+        &self,
+        window: &Window,
+        aggregate: &str,
+        over_time: &str,
+        metric: &str,
+        labels: &str,
+    ) -> Result<Vec<Sample>, String> {
+        let selector = format!(
+            "{metric}{{rollout=\"{}\",epoch=\"{}\"}}",
+            self.name.replace('\\', "\\\\").replace('"', "\\\""),
+            window.epoch
+        );
+        self.query(
+            &format!(
+                "{aggregate} by ({labels}) ({over_time}({selector}[{}]))",
+                window.range
+            ),
+            window.at,
+        )
+    }
+}
+
+fn arm_of(sample: &Sample) -> Option<Arm> {
+    match sample.metric.get("arm").map(String::as_str) {
+        Some("async") => Some(Arm::Async),
+        Some("sync") => Some(Arm::Sync),
+        _ => None,
+    }
+}
+
+/// A sample's value as a count: Prometheus sends floats as text.
+fn count(sample: &Sample) -> Result<u64, String> {
+    let value: f64 = sample
+        .value
+        .1
+        .parse()
+        .map_err(|_| format!("not a number: {:?}", sample.value.1))?;
+    if !(value.is_finite() && (0.0..9.0e15).contains(&value)) {
+        return Err(format!("not a count: {value}"));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked just above
+    Ok(value.round() as u64)
+}
+
+impl MetricsSource for PrometheusSource {
+    fn run_totals(
+        &mut self,
+        state: &RolloutState,
+        now: SystemTime,
+    ) -> Result<MetricsSnapshot, String> {
+        let epoch = state.run_epoch;
+        let started = state.run_started_at.unwrap_or(now);
+        // The run's age and a minute: every scrape since the run began.
+        let age = now.duration_since(started).unwrap_or_default() + Duration::from_secs(60);
+        let range = format!("{}s", age.as_secs().min(90 * 24 * 3600));
+        let mut snapshot = MetricsSnapshot::empty_at(started);
+        snapshot.at_unix_ms = unix_ms(now);
+        let mut arms: [ArmMetrics; 2] = Default::default();
+        let mut parts: [HistogramParts; 2] = Default::default();
+
+        let window = Window {
+            epoch,
+            range,
+            at: now,
+        };
+        let q = |agg: &str, over: &str, metric: &str, labels: &str| {
+            self.by(&window, agg, over, metric, labels)
+        };
+        for sample in q(
+            "sum",
+            "last_over_time",
+            "async_upload_rollout_run_uploads_total",
+            "arm, outcome",
+        )? {
+            let Some(arm) = arm_of(&sample) else { continue };
+            let n = count(&sample)?;
+            let arm = &mut arms[arm.index()];
+            match sample.metric.get("outcome").map(String::as_str) {
+                Some(o) if o == Outcome::Success.as_str() => arm.success = n,
+                Some(o) if o == Outcome::Error.as_str() => arm.error = n,
+                Some(o) if o == Outcome::Critical.as_str() => arm.critical = n,
+                Some(o) if o == Outcome::Rejected.as_str() => arm.rejected = n,
+                _ => {}
+            }
+        }
+        for sample in q(
+            "sum",
+            "last_over_time",
+            "async_upload_rollout_run_complaints_total",
+            "arm",
+        )? {
+            if let Some(arm) = arm_of(&sample) {
+                arms[arm.index()].complaints = count(&sample)?;
+            }
+        }
+        for sample in q(
+            "sum",
+            "last_over_time",
+            "async_upload_rollout_run_latency_buckets_total",
+            "arm, low_ns",
+        )? {
+            let (Some(arm), Some(low)) = (arm_of(&sample), sample.metric.get("low_ns")) else {
+                continue;
+            };
+            let low: u64 = low.parse().map_err(|_| format!("bucket low_ns {low:?}"))?;
+            let n = count(&sample)?;
+            if n > 0 {
+                parts[arm.index()].buckets.push([low, n]);
+            }
+        }
+        for sample in q(
+            "sum",
+            "last_over_time",
+            "async_upload_rollout_run_latency_sum_ns_total",
+            "arm",
+        )? {
+            if let Some(arm) = arm_of(&sample) {
+                parts[arm.index()].sum_ns = count(&sample)?;
+            }
+        }
+        for sample in q(
+            "min",
+            "min_over_time",
+            "async_upload_rollout_run_latency_min_ns",
+            "arm",
+        )? {
+            if let Some(arm) = arm_of(&sample) {
+                parts[arm.index()].min_ns = count(&sample)?;
+            }
+        }
+        for sample in q(
+            "max",
+            "max_over_time",
+            "async_upload_rollout_run_latency_max_ns",
+            "arm",
+        )? {
+            if let Some(arm) = arm_of(&sample) {
+                parts[arm.index()].max_ns = count(&sample)?;
+            }
+        }
+        for arm in Arm::ALL {
+            let mut metrics = arms[arm.index()].clone();
+            metrics.latency = parts[arm.index()]
+                .histogram()
+                .map_err(|e| format!("Prometheus {}: {} latency: {e}", self.url, arm.as_str()))?;
+            *snapshot.arm_mut(arm) = metrics;
+        }
+        Ok(snapshot)
+    }
+
+    fn describe(&self) -> String {
+        format!("Prometheus {} (rollout {})", self.url, self.name)
+    }
+}
+
+/// Which run, over which range, at which instant.
+struct Window {
+    epoch: u64,
+    range: String,
+    at: SystemTime,
+}
+
+/// A latency histogram's parts as Prometheus returns them.
+#[derive(Default)]
+struct HistogramParts {
+    sum_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+    buckets: Vec<[u64; 2]>,
+}
+
+impl HistogramParts {
+    /// The histogram, through the same validation as a log line's.
+    fn histogram(&mut self) -> Result<LatencyHistogram, String> {
+        self.buckets.sort_unstable();
+        let count = self
+            .buckets
+            .iter()
+            .try_fold(0u64, |total, [_, n]| total.checked_add(*n))
+            .ok_or("bucket counts overflow")?;
+        if count == 0 {
+            return Ok(LatencyHistogram::default());
+        }
+        let repr = serde_json::json!({
+            "count": count,
+            "sum_ns": self.sum_ns,
+            "min_ns": self.min_ns,
+            "max_ns": self.max_ns,
+            "buckets": self.buckets,
+        });
+        serde_json::from_value(repr).map_err(|e| e.to_string())
+    }
+}
+
+impl std::fmt::Debug for PrometheusSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PrometheusSource")
+            .field("url", &self.url)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
