@@ -138,11 +138,15 @@ impl Prometheus {
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus");
-        wait_for_port(
-            format!("127.0.0.1:{port}").parse().unwrap(),
-            Duration::from_secs(30),
-            "prometheus",
-        );
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for_port(addr, Duration::from_secs(30), "prometheus");
+        // Listening is not ready: the query API answers 503 until the
+        // storage is open.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !http_ok(addr, "/-/ready") {
+            assert!(Instant::now() < deadline, "prometheus never became ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Prometheus {
             child,
             url,
@@ -212,6 +216,20 @@ impl Proxy {
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
+}
+
+/// Whether `GET path` on `addr` answers 200.
+fn http_ok(addr: SocketAddr, path: &str) -> bool {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.ends_with(b"200")
 }
 
 fn pipe(mut from: TcpStream, mut to: TcpStream) {
