@@ -24,6 +24,9 @@
 //!   `state_error` (only while the state cannot be read or written),
 //!   `halted`, the config in force, the plan's stages and the last
 //!   evaluation, as JSON. Read without waiting for a tick.
+//! - `GET /rollout/decide/{upload_id}`: the path that id takes now and the
+//!   rule that decided (`Bucket`, `ForceAsync`, `Halted`, ...), with its
+//!   bucket; uploads nothing.
 //! - `PUT /rollout`: `{"kill_switch": true}`, `{"force_sync": [...]}`,
 //!   `{"force_async": [...]}` or several, with `Authorization: Bearer
 //!   <token>`. It changes the config, never the percent: a `percent` field
@@ -57,6 +60,17 @@
 //! - `--auto-advance`: let the controller move to the next stage by itself
 //! - `--memory-warmup <duration>`: how long after each run of a stage
 //!   starts the memory baseline is taken (default `1m`; see below)
+//! - `--etcd <url>` and `--name <name>` (feature `etcd`): join a fleet: the
+//!   state and config come from etcd (`--state` is not used), the replica
+//!   acknowledges each epoch it applies, exports its share of the current
+//!   run for the fleet's controller, and pulls the fuse (a fleet-wide
+//!   rollback) when an immediate rollback trigger fires on its own
+//!   metrics; `--replica <id>` names it (default: host name and pid)
+//! - `--stale-after <duration>`: how long the last state read keeps serving
+//!   while the state store cannot be read (default `30s`); after that,
+//!   nothing async until it answers
+//! - `--inject-async-error-rate <0..1>`: for tests and demonstrations, fail
+//!   that share of async uploads on purpose
 //!
 //! Ctrl-C or SIGTERM stops it gracefully: no new connections, requests in
 //! progress finish, and accepted (202) uploads are stored before it exits
@@ -99,7 +113,8 @@ use async_upload_rollout::{
     Arm, ConfigWatcher, ControllerError, DEFAULT_LOG_PATH, DEFAULT_STATE_PATH, Evaluation,
     FileStateStore, JsonlSink, LogError, MetricsAccumulator, MonitorHandle, Operation,
     OperatorError, Outcome, Percent, PlanError, PollOutcome, Rollout, RolloutConfig,
-    RolloutController, RolloutPlan, RolloutState, SourceError, WatcherHandle, process_memory_bytes,
+    RolloutController, RolloutPlan, RolloutState, SourceError, StateStore, WatcherHandle,
+    process_memory_bytes,
 };
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -153,6 +168,24 @@ pub struct ServerConfig {
     /// How long after each run of a stage starts the memory-growth
     /// baseline is taken.
     pub memory_warmup: Duration,
+    /// Join a fleet on etcd instead of using the state file.
+    pub fleet: Option<FleetConfig>,
+    /// How long the last state read serves while the store cannot be read;
+    /// after that, nothing async.
+    pub stale_after: Duration,
+    /// Share of async uploads failed on purpose (tests, demonstrations).
+    pub inject_async_error_rate: f64,
+}
+
+/// Where a fleet replica finds its fleet.
+#[derive(Clone, Debug)]
+pub struct FleetConfig {
+    /// etcd endpoints.
+    pub etcd: Vec<String>,
+    /// The rollout's name (its etcd prefix and exported label).
+    pub name: String,
+    /// This replica's id in acknowledgements.
+    pub replica: String,
 }
 
 impl Default for ServerConfig {
@@ -172,6 +205,9 @@ impl Default for ServerConfig {
             auto_advance: false,
             max_upload_bytes: 64 * 1024 * 1024,
             memory_warmup: Duration::from_secs(60),
+            fleet: None,
+            stale_after: async_upload_rollout::DEFAULT_STALE_AFTER,
+            inject_async_error_rate: 0.0,
         }
     }
 }
@@ -230,6 +266,9 @@ struct Inner {
     tick: Duration,
     ids: IdSource,
     in_flight: InFlight,
+    /// Async uploads to fail on purpose, per million.
+    inject_ppm: u64,
+    injected: AtomicU64,
 }
 
 impl AppState {
@@ -269,12 +308,15 @@ impl AppState {
             None => None,
         };
         let metrics = Arc::new(MetricsAccumulator::new());
+        let (store, rollout_name) = state_store(&config)?;
         let controller = RolloutController::builder(Arc::clone(&rollout), Arc::clone(&metrics))
             .plan(config.plan)
             .auto_advance(config.auto_advance)
             .log_interval(config.log_interval)
             .memory_warmup(config.memory_warmup)
-            .state_store(Arc::new(FileStateStore::new(&config.state_path)))
+            .stale_after(config.stale_after)
+            .state_store(store)
+            .follower(config.fleet.is_some())
             .log(JsonlSink::open(&config.log_path)?)
             .build()?;
         if let Some(error) = controller.state_error() {
@@ -285,7 +327,8 @@ impl AppState {
         let monitor = controller.spawn_with_poll(config.tick, config.state_poll);
         Ok(AppState {
             inner: Arc::new(Inner {
-                exporter: PrometheusExporter::new(Arc::clone(&rollout), Arc::clone(&metrics)),
+                exporter: PrometheusExporter::new(Arc::clone(&rollout), Arc::clone(&metrics))
+                    .with_rollout_name(&rollout_name),
                 rollout,
                 metrics,
                 monitor,
@@ -296,6 +339,9 @@ impl AppState {
                 tick: config.tick,
                 ids: IdSource::new(),
                 in_flight: InFlight::default(),
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // clamped
+                inject_ppm: (config.inject_async_error_rate.clamp(0.0, 1.0) * 1e6) as u64,
+                injected: AtomicU64::new(0),
             }),
         })
     }
@@ -333,6 +379,32 @@ impl AppState {
     }
 }
 
+/// The state store: etcd in a fleet, else the state file; and the
+/// rollout's name for the exported series.
+fn state_store(config: &ServerConfig) -> Result<(Arc<dyn StateStore>, String), StartError> {
+    match &config.fleet {
+        None => Ok((
+            Arc::new(FileStateStore::new(&config.state_path)),
+            async_upload_rollout::DEFAULT_SALT.to_owned(),
+        )),
+        #[cfg(feature = "etcd")]
+        Some(fleet) => {
+            let store = async_upload_rollout::fleet::EtcdStateStore::connect(
+                &fleet.etcd,
+                &fleet.name,
+                &fleet.replica,
+            )
+            .map_err(|e| StartError::Usage(e.to_string()))?;
+            Ok((Arc::new(store), fleet.name.clone()))
+        }
+        #[cfg(not(feature = "etcd"))]
+        Some(_) => Err(StartError::Usage(
+            "--etcd needs the `etcd` feature: cargo run --features etcd --example upload_server"
+                .to_owned(),
+        )),
+    }
+}
+
 /// The server's routes over `state`.
 pub fn app(state: AppState) -> Router {
     Router::new()
@@ -340,6 +412,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/rollout", get(rollout_status).put(change_rollout))
         .route("/rollout/{operation}", post(operate))
+        .route("/rollout/decide/{upload_id}", get(decide))
         .with_state(state)
 }
 
@@ -470,6 +543,7 @@ async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Body) -
             tokio::spawn(async move {
                 let inner = &task_state.inner;
                 let outcome = match store(&inner.store_dir, &task_id, &body).await {
+                    Ok(()) if inner.inject_failure() => Outcome::Error,
                     Ok(()) => Outcome::Success,
                     Err(err) => {
                         eprintln!("upload_server: async upload {task_id} failed: {err}");
@@ -591,6 +665,20 @@ impl IdSource {
     }
 }
 
+impl Inner {
+    /// Whether this async upload fails on purpose (`--inject-async-error-rate`):
+    /// evenly spread, `inject_ppm` in every million.
+    fn inject_failure(&self) -> bool {
+        if self.inject_ppm == 0 {
+            return false;
+        }
+        // Spread evenly: the n-th upload fails when the running count of
+        // failures due, n × rate, passes a whole number.
+        let n = self.injected.fetch_add(1, Ordering::Relaxed) % 1_000_000;
+        (n + 1) * self.inject_ppm / 1_000_000 > n * self.inject_ppm / 1_000_000
+    }
+}
+
 /// Counts accepted uploads not yet stored, so a shutdown (or a test) can
 /// wait for them.
 #[derive(Default)]
@@ -643,8 +731,9 @@ impl Drop for InFlightGuard {
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let inner = &state.inner;
-    let status = ControllerStatus::of(&inner.monitor.view());
-    inner.exporter.set_status(status);
+    let view = inner.monitor.view();
+    inner.exporter.set_status(ControllerStatus::of(&view));
+    inner.exporter.set_run(view.run.clone());
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
@@ -674,6 +763,10 @@ pub struct RolloutBody {
     pub state_error: Option<String>,
     /// Whether nothing is async, force lists included.
     pub halted: bool,
+    /// Whether the state store has not answered for longer than
+    /// `--stale-after` (nothing async until it does).
+    #[serde(default)]
+    pub stale: bool,
     /// The config in force (its percent is the percent in force).
     pub config: RolloutConfig,
     /// The plan's stage percents.
@@ -692,6 +785,7 @@ impl RolloutBody {
             state: view.state.clone(),
             state_error: view.state_error.clone(),
             halted: view.halted,
+            stale: view.stale,
             config,
             stages: view.stages.clone(),
             last_evaluation: view.last_evaluation.clone(),
@@ -701,6 +795,23 @@ impl RolloutBody {
 
 async fn rollout_status(State(state): State<AppState>) -> Response {
     axum::Json(RolloutBody::of(&state)).into_response()
+}
+
+/// `GET /rollout/decide/{upload_id}`: the path an upload id takes now, and
+/// the rule that decided (support questions; uploads nothing).
+async fn decide(
+    State(state): State<AppState>,
+    axum::extract::Path(upload_id): axum::extract::Path<String>,
+) -> Response {
+    let decision = state.inner.rollout.decide(&upload_id);
+    axum::Json(serde_json::json!({
+        "upload_id": upload_id,
+        "use_async": decision.use_async,
+        "arm": Arm::from_use_async(decision.use_async).as_str(),
+        "reason": format!("{:?}", decision.reason),
+        "bucket": decision.bucket,
+    }))
+    .into_response()
 }
 
 /// The body of `PUT /rollout`: at least one field; never the percent.
@@ -895,7 +1006,9 @@ struct Args {
 
 const USAGE: &str = "usage: upload_server [--addr HOST:PORT] [--admin-token TOKEN] [--state FILE] \
                      [--config FILE] [--log PATH] [--tick DURATION] [--log-interval DURATION] [--store-dir DIR] \
-                     [--plan FILE] [--auto-advance] [--memory-warmup DURATION]";
+                     [--plan FILE] [--auto-advance] [--memory-warmup DURATION] \
+                     [--etcd URL --name NAME [--replica ID]] [--stale-after DURATION] \
+                     [--inject-async-error-rate SHARE]";
 
 fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError> {
     let usage = |message: String| StartError::Usage(format!("{message}\n{USAGE}"));
@@ -919,6 +1032,29 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError
             }
             "--admin-token" => parsed.config.admin_token = Some(value()?),
             "--state" => parsed.config.state_path = value()?.into(),
+            "--etcd" => {
+                let url = value()?;
+                fleet(&mut parsed.config).etcd.push(url);
+            }
+            "--name" => fleet(&mut parsed.config).name = value()?,
+            "--replica" => fleet(&mut parsed.config).replica = value()?,
+            "--stale-after" => {
+                let v = value()?;
+                parsed.config.stale_after = humantime::parse_duration(&v)
+                    .map_err(|e| usage(format!("--stale-after {v:?}: {e}")))?;
+            }
+            "--inject-async-error-rate" => {
+                let v = value()?;
+                parsed.config.inject_async_error_rate = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|r| (0.0..=1.0).contains(r))
+                    .ok_or_else(|| {
+                        usage(format!(
+                            "--inject-async-error-rate {v:?}: a share from 0 to 1"
+                        ))
+                    })?;
+            }
             "--config" => parsed.config.config_path = Some(value()?.into()),
             "--log" => parsed.config.log_path = value()?.into(),
             "--tick" => {
@@ -947,7 +1083,32 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError
             other => return Err(usage(format!("unknown flag {other:?}"))),
         }
     }
+    if let Some(fleet) = &parsed.config.fleet
+        && fleet.etcd.is_empty()
+    {
+        return Err(usage("--name and --replica need --etcd URL".to_owned()));
+    }
+    if parsed.config.fleet.is_some() {
+        // The store answers from its watch: poll it often, so a fleet
+        // decision is applied (and acknowledged) within a tenth of a second.
+        parsed.config.state_poll = Duration::from_millis(100);
+    }
     Ok(parsed)
+}
+
+/// The fleet part of `config`, created on the first fleet flag.
+fn fleet(config: &mut ServerConfig) -> &mut FleetConfig {
+    config.fleet.get_or_insert_with(|| FleetConfig {
+        etcd: Vec::new(),
+        name: "async-upload".to_owned(),
+        replica: format!(
+            "{}-{}",
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "replica".to_owned()),
+            std::process::id()
+        ),
+    })
 }
 
 /// Parses `args` (the flags, without the program name), starts the server

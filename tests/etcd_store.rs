@@ -288,3 +288,55 @@ fn a_controller_that_lost_its_leadership_cannot_write() {
     });
     drop(leadership_b);
 }
+
+#[test]
+fn a_follower_applies_the_fleets_state_and_config_and_acknowledges_each_epoch() {
+    let etcd = Etcd::start();
+    let leader = store(&etcd, "follow", "leader");
+    let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(
+        Percent::from_whole(50).unwrap(),
+    )));
+    let metrics = Arc::new(MetricsAccumulator::new());
+    let mut replica = RolloutController::builder(rollout.clone(), metrics)
+        .state_store(Arc::new(store(&etcd, "follow", "replica-a")))
+        .follower(true)
+        .build()
+        .unwrap();
+    assert!(
+        rollout.is_halted(),
+        "nothing async before the fleet's first state"
+    );
+    assert!(
+        replica.state_error().unwrap().contains("waiting"),
+        "{:?}",
+        replica.state_error()
+    );
+    assert!(
+        leader.load().unwrap().is_none(),
+        "a follower never writes the first state"
+    );
+
+    leader.compare_and_swap(None, &running(1)).unwrap();
+    leader
+        .put_config(&RolloutConfig {
+            force_sync: vec!["vip".into()],
+            ..RolloutConfig::default()
+        })
+        .unwrap();
+    wait_until(
+        "the replica to apply the state",
+        Duration::from_secs(5),
+        || {
+            let _ = replica.refresh();
+            rollout.percent() == Percent::from_whole(10).unwrap()
+        },
+    );
+    wait_until("the config", Duration::from_secs(5), || {
+        let _ = replica.refresh();
+        rollout.config().force_sync == ["vip"]
+    });
+    assert_eq!(replica.state_error(), None);
+    wait_until("the ack", Duration::from_secs(5), || {
+        leader.acknowledgements().unwrap() == [("replica-a".to_owned(), 1)]
+    });
+}

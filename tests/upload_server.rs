@@ -80,6 +80,7 @@ impl Running {
             auto_advance: false,
             max_upload_bytes: MAX_UPLOAD,
             memory_warmup: Duration::ZERO,
+            ..ServerConfig::default()
         };
         let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(whole(percent))));
         let state = AppState::new(config, rollout).unwrap();

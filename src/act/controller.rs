@@ -677,8 +677,12 @@ impl RolloutController {
         Ok(())
     }
 
-    /// Tells the store which epoch this process now serves, once per epoch.
+    /// Tells the store which epoch this replica now serves, once per epoch
+    /// (followers only: a leading controller serves no uploads).
     fn acknowledge(&mut self) {
+        if !self.follower {
+            return;
+        }
         let Some(epoch) = self.stored.as_ref().map(|s| s.state.epoch) else {
             return;
         };

@@ -8,6 +8,8 @@
 //! async-upload-rollout status [--state FILE] [--json]
 //! async-upload-rollout rollback --reason "error spike after deploy 4512" [--state FILE]
 //! async-upload-rollout resume|advance|pause --reason TEXT [--state FILE]
+//! async-upload-rollout status|rollback|... --etcd http://127.0.0.1:2379 [--name NAME]   (feature etcd)
+//! async-upload-rollout controller --etcd URL --prometheus URL [--plan FILE] [--name NAME]  (feature etcd)
 //! ```
 //!
 //! Exit codes: 0 advance or hold (and success of the other commands),
@@ -27,7 +29,7 @@ use async_upload_rollout::cli::{
 };
 use async_upload_rollout::{
     DEFAULT_SALT, DEFAULT_STATE_PATH, FileStateStore, Operation, Percent, RolloutConfig,
-    RolloutPlan,
+    RolloutPlan, StateStore,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -108,6 +110,46 @@ enum Command {
     Advance(OperatorArgs),
     /// Stop automatic advancing; automatic rollback stays armed.
     Pause(OperatorArgs),
+    /// Run a fleet's controller (feature `etcd`): campaign for the
+    /// leadership on etcd; while leading, judge every replica's metrics from
+    /// Prometheus and write each decision fenced on the leadership. Any
+    /// number may run; one leads. The first state, when none is stored,
+    /// comes from ASYNC_UPLOAD_ROLLOUT (unset or 0: off).
+    #[cfg(feature = "etcd")]
+    Controller(ControllerArgs),
+}
+
+/// The `controller` command's arguments.
+#[cfg(feature = "etcd")]
+#[derive(Debug, Args)]
+struct ControllerArgs {
+    /// etcd endpoint (repeat for several).
+    #[arg(long, value_name = "URL", required = true)]
+    etcd: Vec<String>,
+    /// The Prometheus that scrapes the replicas.
+    #[arg(long, value_name = "URL")]
+    prometheus: String,
+    /// The rollout's name (its etcd prefix and exported label).
+    #[arg(long, default_value = "async-upload")]
+    name: String,
+    /// The plan (the replicas must run the same one); default: the week-2 plan.
+    #[arg(long, value_name = "FILE")]
+    plan: Option<PathBuf>,
+    /// How often the leader judges.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    tick: Duration,
+    /// The leadership lease in seconds: a dead leader is replaced within it.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    lease_ttl: i64,
+    /// This controller's id; default: host name and pid.
+    #[arg(long)]
+    id: Option<String>,
+    /// Let the leader advance stages by itself.
+    #[arg(long)]
+    auto_advance: bool,
+    /// Where the leader logs its ticks and actions.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
 }
 
 /// Where the state is.
@@ -116,6 +158,13 @@ struct StoreArgs {
     /// The state file the service uses.
     #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_PATH)]
     state: PathBuf,
+    /// A fleet's etcd instead of the state file (feature `etcd`; repeat for
+    /// several endpoints).
+    #[arg(long, value_name = "URL")]
+    etcd: Vec<String>,
+    /// The fleet's rollout name (with --etcd).
+    #[arg(long, default_value = "async-upload")]
+    name: String,
     /// The plan the service runs (for stage percents and the last stage);
     /// default: the week-2 plan.
     #[arg(long, value_name = "FILE")]
@@ -235,7 +284,7 @@ fn run(command: Command) -> Result<u8, CliError> {
         }
         Command::Status { store, json } => {
             let plan = load_plan(store.plan.as_deref())?;
-            let report = StatusReport::read(&FileStateStore::new(&store.state), &plan)?;
+            let report = StatusReport::read(&*open_store(&store)?, &plan)?;
             if json {
                 println!(
                     "{}",
@@ -250,6 +299,8 @@ fn run(command: Command) -> Result<u8, CliError> {
         Command::Resume(args) => operator(Operation::Resume, args),
         Command::Advance(args) => operator(Operation::Advance, args),
         Command::Pause(args) => operator(Operation::Pause, args),
+        #[cfg(feature = "etcd")]
+        Command::Controller(args) => controller(args),
         Command::Plan { plan } => {
             let loaded = load_plan(plan.as_deref())?;
             if let Some(path) = &plan {
@@ -267,9 +318,9 @@ fn operator(operation: Operation, args: OperatorArgs) -> Result<u8, CliError> {
         return Ok(1);
     }
     let plan = load_plan(args.store.plan.as_deref())?;
-    let store = FileStateStore::new(&args.store.state);
+    let store = open_store(&args.store)?;
     let done = operate(
-        &store,
+        &*store,
         &plan,
         operation,
         &args.reason,
@@ -287,6 +338,76 @@ fn operator(operation: Operation, args: OperatorArgs) -> Result<u8, CliError> {
         "{operation}: {verb} {} ({in_force}); running services apply it at their next poll",
         stored.state
     );
+    Ok(0)
+}
+
+/// The state file, or a fleet's etcd with --etcd.
+fn open_store(args: &StoreArgs) -> Result<Box<dyn StateStore>, CliError> {
+    if args.etcd.is_empty() {
+        return Ok(Box::new(FileStateStore::new(&args.state)));
+    }
+    #[cfg(feature = "etcd")]
+    {
+        let replica = format!("cli-{}", std::process::id());
+        Ok(Box::new(
+            async_upload_rollout::fleet::EtcdStateStore::connect(&args.etcd, &args.name, &replica)?,
+        ))
+    }
+    #[cfg(not(feature = "etcd"))]
+    {
+        let _ = &args.name;
+        Err(CliError::State(
+            async_upload_rollout::StoreError::Unavailable {
+                store: args.etcd.join(","),
+                message: "this binary was built without the `etcd` feature".to_owned(),
+            },
+        ))
+    }
+}
+
+#[cfg(feature = "etcd")]
+fn controller(args: ControllerArgs) -> Result<u8, CliError> {
+    use async_upload_rollout::fleet::{FleetController, FleetControllerConfig, FleetEvent};
+    let start = match RolloutConfig::from_env() {
+        Ok(config) => config.percent,
+        Err(err) => {
+            eprintln!("async-upload-rollout: {err}");
+            return Ok(1);
+        }
+    };
+    let id = args.id.unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            std::fs::read_to_string("/etc/hostname")
+                .map(|h| h.trim().to_owned())
+                .unwrap_or_else(|_| "controller".to_owned()),
+            std::process::id()
+        )
+    });
+    let mut config = FleetControllerConfig::new(args.etcd, &args.prometheus, &args.name, &id);
+    config.plan = load_plan(args.plan.as_deref())?;
+    config.tick = args.tick;
+    config.lease_ttl = args.lease_ttl;
+    config.auto_advance = args.auto_advance;
+    config.log = args.log;
+    config.start = start;
+    let fleet = FleetController::new(config)?;
+    eprintln!("controller {id}: campaigning for rollout {}", args.name);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    fleet
+        .run(&stop, &mut |event| match event {
+            FleetEvent::Leading => eprintln!("controller {id}: leading"),
+            FleetEvent::Following(leader) => eprintln!(
+                "controller {id}: following {}",
+                leader.as_deref().unwrap_or("(no leader yet)")
+            ),
+            FleetEvent::LostLeadership => {
+                eprintln!("controller {id}: lost the leadership; stopped acting");
+            }
+            FleetEvent::Error(err) => eprintln!("controller {id}: {err}"),
+            _ => {}
+        })
+        .map_err(|err| CliError::Controller(err.to_string()))?;
     Ok(0)
 }
 

@@ -85,6 +85,9 @@ pub enum CliError {
         /// The store.
         store: String,
     },
+    /// A fleet controller could not run.
+    #[error("the controller stopped: {0}")]
+    Controller(String),
     /// A chart could not be drawn.
     #[error("cannot draw the chart {chart:?}: {message}")]
     Chart {

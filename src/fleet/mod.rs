@@ -7,9 +7,15 @@
 //! - [`PrometheusSource`]: a run's totals summed over every replica by
 //!   Prometheus, the [`MetricsSource`](crate::MetricsSource) of the fleet's
 //!   controller.
+//! - [`FleetController`]: any number may run; one leads (elected on an etcd
+//!   lease), judges the fleet from Prometheus, and writes every change
+//!   fenced on its leadership.
 
+mod controller;
 pub mod etcd;
 mod prometheus;
+
+pub use controller::{FleetController, FleetControllerConfig, FleetEvent};
 
 pub use etcd::{
     CALL_TIMEOUT, CONTACT_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_ROLLOUT_NAME, EtcdStateStore,

@@ -1,5 +1,6 @@
 //! Code shared by several integration tests.
 #![allow(dead_code)]
 
+pub mod child;
 pub mod quality;
 pub mod servers;

@@ -1,0 +1,181 @@
+//! [`FleetController`]: the fleet's one decision-maker, elected on etcd.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::act::controller::{ControllerError, RolloutController};
+use crate::act::log::JsonlSink;
+use crate::decide::config::RolloutConfig;
+use crate::decide::percent::Percent;
+use crate::decide::rollout::Rollout;
+use crate::fleet::etcd::{DEFAULT_LEASE_TTL, EtcdStateStore};
+use crate::fleet::prometheus::PrometheusSource;
+use crate::judge::plan::RolloutPlan;
+use crate::metrics::MetricsAccumulator;
+
+/// How a [`FleetController`] runs.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct FleetControllerConfig {
+    /// etcd endpoints.
+    pub etcd: Vec<String>,
+    /// The Prometheus that scrapes the replicas.
+    pub prometheus: String,
+    /// The rollout's name.
+    pub name: String,
+    /// This controller's id (in the leader key).
+    pub id: String,
+    /// The plan (the replicas must run the same one).
+    pub plan: RolloutPlan,
+    /// How often the leader judges.
+    pub tick: Duration,
+    /// The leadership lease's TTL in seconds: a dead leader is replaced
+    /// within it.
+    pub lease_ttl: i64,
+    /// Whether the leader advances stages by itself.
+    pub auto_advance: bool,
+    /// Where the leader logs its ticks and actions.
+    pub log: Option<PathBuf>,
+    /// The starting request, used only when no state is stored: 0% is off,
+    /// another percent starts the plan's largest stage at or below it.
+    pub start: Percent,
+}
+
+impl FleetControllerConfig {
+    /// A controller `id` for rollout `name` on `etcd`, judging from
+    /// `prometheus`, with the default plan, a 5 s tick and a 5 s lease.
+    #[must_use]
+    pub fn new(etcd: Vec<String>, prometheus: &str, name: &str, id: &str) -> FleetControllerConfig {
+        FleetControllerConfig {
+            etcd,
+            prometheus: prometheus.to_owned(),
+            name: name.to_owned(),
+            id: id.to_owned(),
+            plan: RolloutPlan::default(),
+            tick: Duration::from_secs(5),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            auto_advance: false,
+            log: None,
+            start: Percent::ZERO,
+        }
+    }
+}
+
+/// A fleet's controller: any number may run; one leads, elected on an etcd
+/// lease, and judges the whole fleet's metrics from Prometheus.
+///
+/// [`run`](FleetController::run) campaigns; while it leads, a
+/// [`RolloutController`] ticks with every write fenced on the leadership
+/// (a transaction that succeeds only while this controller still holds the
+/// leader key and the state is at the revision it judged). When the lease is
+/// lost it stops acting at once and campaigns again. A new leader continues
+/// the stage from the stored state (stage start, epoch, run), it does not
+/// restart it.
+#[derive(Debug)]
+pub struct FleetController {
+    config: FleetControllerConfig,
+    store: EtcdStateStore,
+}
+
+/// What a [`FleetController`] tells its operator, as it happens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FleetEvent {
+    /// This controller leads now.
+    Leading,
+    /// Another controller leads (its id, if known).
+    Following(Option<String>),
+    /// The leadership was lost; this controller stopped acting.
+    LostLeadership,
+    /// Something failed; the controller keeps trying.
+    Error(String),
+}
+
+impl FleetController {
+    /// A controller for `config` (connects lazily).
+    ///
+    /// # Errors
+    ///
+    /// As [`EtcdStateStore::connect`].
+    pub fn new(config: FleetControllerConfig) -> Result<FleetController, crate::StoreError> {
+        let store = EtcdStateStore::connect(&config.etcd, &config.name, &config.id)?;
+        Ok(FleetController { config, store })
+    }
+
+    /// Campaigns and leads until `stop` is set, telling `events` what
+    /// happens.
+    ///
+    /// # Errors
+    ///
+    /// [`ControllerError`] when a controller cannot be built (an invalid
+    /// plan, a log that cannot be opened).
+    pub fn run(
+        &self,
+        stop: &AtomicBool,
+        events: &mut dyn FnMut(FleetEvent),
+    ) -> Result<(), ControllerError> {
+        let poll = Duration::from_millis(200);
+        let mut following: Option<Option<String>> = None;
+        while !stop.load(Ordering::Acquire) {
+            match self.store.campaign(self.config.lease_ttl) {
+                Ok(Some(leadership)) => {
+                    following = None;
+                    events(FleetEvent::Leading);
+                    let monitor = self.lead()?;
+                    while !leadership.is_lost() && !stop.load(Ordering::Acquire) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    // Stop acting before anything else.
+                    drop(monitor);
+                    if leadership.is_lost() {
+                        events(FleetEvent::LostLeadership);
+                    }
+                    drop(leadership);
+                }
+                Ok(None) => {
+                    let leader = self.store.leader().ok().flatten();
+                    if following.as_ref() != Some(&leader) {
+                        events(FleetEvent::Following(leader.clone()));
+                        following = Some(leader);
+                    }
+                    std::thread::sleep(poll);
+                }
+                Err(err) => {
+                    events(FleetEvent::Error(err.to_string()));
+                    std::thread::sleep(poll);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Builds and spawns the leader's controller: the fenced store, the
+    /// Prometheus source, the plan; the first state (when none is stored)
+    /// from [`FleetControllerConfig::start`].
+    fn lead(&self) -> Result<crate::MonitorHandle, ControllerError> {
+        // This process serves no uploads: its rollout only carries the
+        // starting request.
+        let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(self.config.start)));
+        let mut builder = RolloutController::builder(rollout, Arc::new(MetricsAccumulator::new()))
+            .plan(self.config.plan.clone())
+            .auto_advance(self.config.auto_advance)
+            .state_store(Arc::new(self.store.clone()))
+            .metrics_source(Box::new(PrometheusSource::new(
+                &self.config.prometheus,
+                &self.config.name,
+            )));
+        if let Some(path) = &self.config.log {
+            builder = builder.log(JsonlSink::open(path)?);
+        }
+        let controller = builder.build()?;
+        Ok(controller.spawn_with_poll(self.config.tick, Duration::from_millis(100)))
+    }
+
+    /// The store it campaigns and writes through.
+    #[must_use]
+    pub fn store(&self) -> &EtcdStateStore {
+        &self.store
+    }
+}
