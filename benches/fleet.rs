@@ -326,7 +326,11 @@ fn tick_cost(replicas: usize) {
                 #[allow(clippy::cast_precision_loss)]
                 let u = (x >> 11) as f64 / (1u64 << 53) as f64;
                 let latency = Duration::from_secs_f64(0.18 * (2.0 * (u - 0.5)).exp());
-                let arm = if x.is_multiple_of(10) { Arm::Async } else { Arm::Sync };
+                let arm = if x.is_multiple_of(10) {
+                    Arm::Async
+                } else {
+                    Arm::Sync
+                };
                 metrics.record(arm, Outcome::Success, latency);
             }
             buckets = metrics.snapshot().arm(Arm::Sync).latency.buckets().len();
