@@ -24,8 +24,7 @@ mod server;
 #[path = "../tests/support/servers.rs"]
 mod servers;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -34,7 +33,7 @@ use async_upload_rollout::export::prometheus::PrometheusExporter;
 use async_upload_rollout::fleet::{EtcdStateStore, PrometheusSource};
 use async_upload_rollout::*;
 use child::{ServerProcess, run_if_child, status_of};
-use servers::{Etcd, Prometheus, wait_until};
+use servers::{Etcd, Prometheus, cpu_name, serve_metrics, wait_until};
 
 const NAME: &str = "bench";
 const WITHIN: Duration = Duration::from_secs(120);
@@ -58,18 +57,6 @@ fn main() {
     bad_upload_to_fleet_rollback();
     tick_cost(3);
     tick_cost(30);
-}
-
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "an unknown CPU".to_owned())
 }
 
 fn replicas(
@@ -280,32 +267,6 @@ fn bad_upload_to_fleet_rollback() {
     let _ = leader.wait();
 }
 
-/// Serves `exporter` on a loopback port.
-fn serve(exporter: Arc<PrometheusExporter>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let body = exporter.encode_prometheus_text();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    addr
-}
-
 fn tick_cost(replicas: usize) {
     let epoch = 3;
     let state = RolloutState {
@@ -340,7 +301,7 @@ fn tick_cost(replicas: usize) {
             )
             .with_rollout_name(NAME);
             exporter.set_run(Some(RunView::new(epoch, MetricsSnapshot::default(), None)));
-            serve(Arc::new(exporter))
+            serve_metrics(Arc::new(exporter))
         })
         .collect();
     let prometheus = Prometheus::start(&targets, Duration::from_secs(1));

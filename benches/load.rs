@@ -8,6 +8,9 @@
 #[allow(dead_code)]
 #[path = "../examples/upload_server.rs"]
 mod server;
+#[allow(dead_code)]
+#[path = "../tests/support/servers.rs"]
+mod servers;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -15,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::{Percent, Rollout, RolloutConfig, RolloutPlan};
+use servers::cpu_name;
 
 const CLIENTS: usize = 32;
 
@@ -90,18 +94,6 @@ fn main() {
         cpu_name(),
         std::thread::available_parallelism().map_or(0, usize::from)
     );
-}
-
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
-        .unwrap_or_else(|| "an unknown CPU".to_owned())
 }
 
 /// One keep-alive client uploading 4 KiB bodies until `until`; returns each

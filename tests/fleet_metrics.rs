@@ -6,8 +6,7 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,34 +14,7 @@ use async_upload_rollout::cli::{Fleet, InstanceLog};
 use async_upload_rollout::export::prometheus::PrometheusExporter;
 use async_upload_rollout::fleet::PrometheusSource;
 use async_upload_rollout::*;
-use support::servers::{Prometheus, wait_until};
-
-/// Serves `exporter`'s text exposition on a loopback port, forever (the
-/// test process ends it).
-fn serve(exporter: Arc<PrometheusExporter>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let body = exporter.encode_prometheus_text();
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    addr
-}
+use support::servers::{Prometheus, serve_metrics, wait_until};
 
 struct Replica {
     metrics: Arc<MetricsAccumulator>,
@@ -109,7 +81,7 @@ fn the_fleets_totals_from_prometheus_equal_the_merge_and_judge_the_same() {
             )
             .with_rollout_name(name);
             exporter.set_run(Some(r.run.clone()));
-            serve(Arc::new(exporter))
+            serve_metrics(Arc::new(exporter))
         })
         .collect();
     let prometheus = Prometheus::start(&targets, Duration::from_secs(1));

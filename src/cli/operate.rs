@@ -66,16 +66,7 @@ pub fn operate(
 ) -> Result<Operated, CliError> {
     let mut last_conflict = None;
     for _ in 0..ATTEMPTS {
-        let stored = store.load()?;
-        if let Some(stored) = &stored {
-            stored
-                .state
-                .validate(plan)
-                .map_err(|source| CliError::InvalidState {
-                    store: store.describe(),
-                    source,
-                })?;
-        }
+        let stored = load_valid(store, plan)?;
         let current = stored.as_ref().map_or_else(
             || RolloutState {
                 epoch: 0,
@@ -118,6 +109,21 @@ pub fn operate(
     ))
 }
 
+/// What `store` holds, checked against `plan`.
+fn load_valid(store: &dyn StateStore, plan: &RolloutPlan) -> Result<Option<Stored>, CliError> {
+    let stored = store.load()?;
+    if let Some(stored) = &stored {
+        stored
+            .state
+            .validate(plan)
+            .map_err(|source| CliError::InvalidState {
+                store: store.describe(),
+                source,
+            })?;
+    }
+    Ok(stored)
+}
+
 /// The body of `status --json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct StatusReport {
@@ -143,16 +149,7 @@ impl StatusReport {
     /// [`CliError::State`] when the store cannot be read,
     /// [`CliError::InvalidState`] when its state does not fit the plan.
     pub fn read(store: &dyn StateStore, plan: &RolloutPlan) -> Result<StatusReport, CliError> {
-        let stored = store.load()?;
-        if let Some(stored) = &stored {
-            stored
-                .state
-                .validate(plan)
-                .map_err(|source| CliError::InvalidState {
-                    store: store.describe(),
-                    source,
-                })?;
-        }
+        let stored = load_valid(store, plan)?;
         let percent = stored.as_ref().and_then(|s| s.state.percent_in_force(plan));
         Ok(StatusReport {
             store: store.describe(),

@@ -266,3 +266,47 @@ pub fn wait_until(what: &str, within: Duration, mut done: impl FnMut() -> bool) 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// Serves `exporter`'s Prometheus text exposition on a loopback port, for
+/// as long as the process runs: a replica's `/metrics` without the rest of
+/// a replica.
+#[cfg(feature = "prometheus")]
+pub fn serve_metrics(
+    exporter: std::sync::Arc<async_upload_rollout::export::prometheus::PrometheusExporter>,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = exporter.encode_prometheus_text();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// The CPU's model name, for figures that name their machine.
+pub fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "an unknown CPU".to_owned())
+}
