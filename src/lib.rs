@@ -112,8 +112,8 @@ pub use act::simulation;
 pub use act::{
     Action, ConfigFormat, ConfigWatcher, ControllerError, ControllerState, DEFAULT_LOG_INTERVAL,
     DEFAULT_LOG_PATH, JsonlSink, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord,
-    MonitorHandle, PollOutcome, RolloutController, RolloutControllerBuilder, SourceError, Tick,
-    TornLine, WatcherHandle, read_log,
+    MAX_LINE_BYTES, MonitorHandle, PollOutcome, RolloutController, RolloutControllerBuilder,
+    SourceError, Tick, TornLine, WatcherHandle, log_files, read_log,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decide::{

@@ -10,11 +10,14 @@ pub(crate) mod log;
 pub(crate) mod record;
 pub mod simulation;
 pub(crate) mod source;
+pub(crate) mod validate;
 
 pub use controller::{
     ControllerError, DEFAULT_LOG_INTERVAL, MonitorHandle, RolloutController,
     RolloutControllerBuilder, Tick,
 };
-pub use log::{DEFAULT_LOG_PATH, JsonlSink, LogError, LogRead, TornLine, read_log};
+pub use log::{
+    DEFAULT_LOG_PATH, JsonlSink, LogError, LogRead, MAX_LINE_BYTES, TornLine, log_files, read_log,
+};
 pub use record::{Action, ControllerState, LOG_SCHEMA_VERSION, LogEvent, LogRecord};
 pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};
