@@ -52,13 +52,25 @@ fn arm_json(f: &ArmFields, small: bool) -> Value {
         .buckets
         .iter()
         .take(64)
-        .map(|&(seed, n)| (bucket_low(if small { seed % 100_000 } else { seed }), cut(n).max(1)))
+        .map(|&(seed, n)| {
+            (
+                bucket_low(if small { seed % 100_000 } else { seed }),
+                cut(n).max(1),
+            )
+        })
         .collect();
     buckets.sort_unstable();
     buckets.dedup_by_key(|b| b.0);
     let count = buckets.iter().fold(0u64, |s, b| s.saturating_add(b.1));
-    let (lo, hi) = (buckets.first().map_or(0, |b| b.0), buckets.last().map_or(0, |b| b.0));
-    let (min, max) = if small { (lo, hi) } else { (f.min_ns, f.max_ns) };
+    let (lo, hi) = (
+        buckets.first().map_or(0, |b| b.0),
+        buckets.last().map_or(0, |b| b.0),
+    );
+    let (min, max) = if small {
+        (lo, hi)
+    } else {
+        (f.min_ns, f.max_ns)
+    };
     let counts = f.counts.map(cut);
     json!({
         "success": counts[0], "error": counts[1], "critical": counts[2], "rejected": counts[3],
@@ -98,8 +110,11 @@ fn readable(s: &MetricsSnapshot) -> Result<(), String> {
 fn unsaturated(s: &MetricsSnapshot) -> bool {
     Arm::ALL.into_iter().all(|arm| {
         let m = s.arm(arm);
-        m.success.checked_add(m.error).and_then(|x| x.checked_add(m.critical))
-            .and_then(|x| x.checked_add(m.rejected)).is_some_and(|x| x < u64::MAX)
+        m.success
+            .checked_add(m.error)
+            .and_then(|x| x.checked_add(m.critical))
+            .and_then(|x| x.checked_add(m.rejected))
+            .is_some_and(|x| x < u64::MAX)
             && m.latency.count() < u64::MAX
             && m.latency.buckets().all(|b| b.count < u64::MAX)
             && m.latency.sum_ns() < u64::MAX
@@ -107,8 +122,10 @@ fn unsaturated(s: &MetricsSnapshot) -> bool {
 }
 
 fuzz_target!(|input: Input| {
-    let (Some(a), Some(b)) = (snapshot(&input.a, input.small), snapshot(&input.b, input.small))
-    else {
+    let (Some(a), Some(b)) = (
+        snapshot(&input.a, input.small),
+        snapshot(&input.b, input.small),
+    ) else {
         return;
     };
     let merged = a.merge(&b);
@@ -123,7 +140,11 @@ fuzz_target!(|input: Input| {
                     assert!(Some(v) >= latency.min() && Some(v) <= latency.max(), "{q}");
                 }
             }
-            let _ = (s.success_rate(arm), s.error_rate(arm), s.complaint_rate(arm));
+            let _ = (
+                s.success_rate(arm),
+                s.error_rate(arm),
+                s.complaint_rate(arm),
+            );
             let _ = s.mean_latency(arm);
         }
         let _ = (s.memory_growth(), s.memory_peak_growth(), s.span());

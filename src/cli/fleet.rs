@@ -266,6 +266,21 @@ fn first_decrease(
                 return Some((format!("{}.{name}", arm.as_str()), from, to));
             }
         }
+        let mut buckets = b.latency.buckets().peekable();
+        for bucket in a.latency.buckets() {
+            while buckets.next_if(|l| l.low < bucket.low).is_some() {}
+            let now = buckets
+                .next_if(|l| l.low == bucket.low)
+                .map_or(0, |l| l.count);
+            if now < bucket.count {
+                let field = format!(
+                    "{}.latency.buckets[{} ns]",
+                    arm.as_str(),
+                    bucket.low.as_nanos()
+                );
+                return Some((field, bucket.count, now));
+            }
+        }
     }
     None
 }

@@ -406,6 +406,23 @@ impl LatencyHistogram {
         }
     }
 
+    /// Whether `self` cannot be a later state of `earlier`: its count, sum
+    /// or some bucket's count is below `earlier`'s. O(buckets).
+    pub(crate) fn went_down_from(&self, earlier: &LatencyHistogram) -> bool {
+        if self.count < earlier.count || self.sum_ns < earlier.sum_ns {
+            return true;
+        }
+        let mut later = self.buckets.iter().peekable();
+        for &(index, n) in &earlier.buckets {
+            while later.next_if(|&&(j, _)| j < index).is_some() {}
+            match later.next_if(|&&(j, _)| j == index) {
+                Some(&(_, m)) if m >= n => {}
+                _ => return true,
+            }
+        }
+        false
+    }
+
     /// What was recorded after `earlier`, when `self` is a later cumulative
     /// histogram of the same source: buckets, count and sum subtract (never
     /// below zero). Min and max of the window cannot be known exactly from

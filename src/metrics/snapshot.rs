@@ -146,7 +146,7 @@ impl ArmMetrics {
             || self.critical < earlier.critical
             || self.rejected < earlier.rejected
             || self.complaints < earlier.complaints
-            || self.latency.count() < earlier.latency.count()
+            || self.latency.went_down_from(&earlier.latency)
     }
 }
 
@@ -570,6 +570,43 @@ mod tests {
         let window = lower.since(&before);
         assert_eq!(window.arm(Arm::Sync).success, 1);
         assert_eq!(window.generation, 1);
+    }
+
+    /// Found by fuzzing (snapshot_algebra): a histogram whose total count
+    /// grew while one bucket shrank passed for a later state, so `since`
+    /// subtracted buckets with saturation and `earlier.merge(window)` no
+    /// longer gave the later counts back.
+    #[test]
+    fn since_detects_a_bucket_that_went_down() {
+        let mut earlier = MetricsSnapshot::default();
+        let mut later = MetricsSnapshot::default();
+        for _ in 0..3 {
+            earlier
+                .arm_mut(Arm::Async)
+                .record(Outcome::Success, Duration::from_millis(5));
+        }
+        for ms in [9, 9, 9, 9, 5] {
+            later
+                .arm_mut(Arm::Async)
+                .record(Outcome::Success, Duration::from_millis(ms));
+        }
+        later.generation = earlier.generation;
+        let window = later.since(&earlier);
+        assert_eq!(
+            window.generation, 1,
+            "not a later state: treated as a reset"
+        );
+        assert_eq!(window.uploads(Arm::Async), 5);
+        // And a sum that went down.
+        let mut lower_sum = earlier.clone();
+        lower_sum.arm_mut(Arm::Async).latency = {
+            let mut h = LatencyHistogram::new();
+            for _ in 0..3 {
+                h.record(Duration::from_millis(4));
+            }
+            h
+        };
+        assert_eq!(lower_sum.since(&earlier).generation, 1);
     }
 
     #[test]
