@@ -138,7 +138,7 @@ pub enum ControllerState {
         /// The checks that fired.
         reason: String,
     },
-    /// Rolled back to 0%; stays there until [`RolloutController::resume`].
+    /// Rolled back to 0%; stays there until [`RolloutController::resume`](crate::RolloutController::resume).
     RolledBack {
         /// Why: the failing checks, or the operator's words.
         reason: String,
