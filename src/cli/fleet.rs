@@ -607,6 +607,37 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_that_went_down_within_a_run_is_inconsistent_even_if_totals_grew() {
+        let earlier = tick(1, 0, 0, 3);
+        let mut later = tick(2, 0, 0, 0);
+        let snapshot = later.snapshot.as_mut().unwrap();
+        for _ in 0..4 {
+            snapshot
+                .arm_mut(Arm::Async)
+                .record(Outcome::Success, Duration::from_millis(900));
+        }
+        snapshot
+            .arm_mut(Arm::Async)
+            .record(Outcome::Success, Duration::from_millis(100));
+        let err = log(vec![earlier.clone(), later.clone()])
+            .check_consistency()
+            .unwrap_err();
+        match err {
+            LogError::Inconsistent { line, field, .. } => {
+                assert_eq!(line, 2);
+                assert!(
+                    field.starts_with("snapshot.async.latency.buckets["),
+                    "{field}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A new run (another stage start) may start lower.
+        later.snapshot.as_mut().unwrap().start_unix_ms = 60_000;
+        assert!(log(vec![earlier, later]).check_consistency().is_ok());
+    }
+
+    #[test]
     fn one_instance_history_is_its_own_series() {
         let log = log(vec![tick(1, 0, 0, 5), tick(2, 0, 0, 9), tick(3, 0, 0, 12)]);
         let fleet = Fleet::new(vec![log]).unwrap();
