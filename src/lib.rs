@@ -123,10 +123,11 @@ pub use act::{
     Action, ChangedBy, ConfigFormat, ConfigWatcher, ControllerError, ControllerView,
     DEFAULT_LOG_INTERVAL, DEFAULT_LOG_PATH, DEFAULT_MEMORY_WARMUP, DEFAULT_STALE_AFTER,
     DEFAULT_STATE_PATH, DEFAULT_STATE_POLL, FileStateStore, InvalidState, JsonlSink,
-    LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord, MemoryStateStore, MetricsSource,
-    MonitorHandle, MonitorHealth, Operation, OperatorError, PollOutcome, Refused, Revision,
-    RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, RunView, SourceError,
-    StateStore, StoreError, Stored, Tick, TornLine, WatcherHandle, read_log,
+    LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord, MAX_LINE_BYTES, MemoryStateStore,
+    MetricsSource, MonitorHandle, MonitorHealth, Operation, OperatorError, PollOutcome, Refused,
+    Revision, RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, RunView,
+    SourceError, StateStore, StoreError, Stored, Tick, TornLine, WatcherHandle, log_files,
+    read_log,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decide::{

@@ -1,11 +1,21 @@
 //! The JSON-lines metrics log: [`JsonlSink`] appends, [`read_log`] reads back.
 //!
 //! One JSON object per line, each ending in `\n`, written with one `write`
-//! call and never rewritten. A crash can leave at most the last line torn;
-//! [`read_log`] returns every whole record and reports the torn one, and
-//! [`JsonlSink::open`] cuts such a fragment off before appending, so a torn
-//! line never ends up in the middle of the log. The line schema is in the
-//! README and on [`LogRecord`].
+//! call and never rewritten. A crash can leave at most the last line torn
+//! (without its `\n`); [`read_log`] returns every whole record and reports
+//! the torn one, and [`JsonlSink::open`] cuts such a fragment off before
+//! appending, so a torn line never ends up in the middle of the log. A
+//! *whole* line (ending in `\n`) that is not a valid record is an error,
+//! wherever it is: it was written or edited wrong, not cut short. The line
+//! schema is in the README and on [`LogRecord`](crate::LogRecord).
+//!
+//! # Rotation
+//!
+//! [`JsonlSink::rotate_at`] bounds the log: when the next line would take
+//! `metrics.jsonl` past the limit, it becomes `metrics.jsonl.1` (the older
+//! ones move up to `.2`, `.3`, …, the oldest beyond the number kept is
+//! deleted) and a new `metrics.jsonl` is started. [`read_log`] reads the
+//! whole set as one log, oldest first ([`log_files`] lists it).
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -21,6 +31,12 @@ pub const DEFAULT_LOG_PATH: &str = "logs/async_upload_rollout/metrics.jsonl";
 
 /// Longest preview of a torn line kept in a [`TornLine`], in bytes.
 const PREVIEW_BYTES: usize = 120;
+
+/// Longest line [`read_log`] reads, in bytes (4 MiB): a log line of this
+/// crate is a few kilobytes (a snapshot's non-empty buckets and an
+/// evaluation), so a longer one is corrupt, and reading stops there instead
+/// of buffering it whole.
+pub const MAX_LINE_BYTES: usize = 4 << 20;
 
 /// The metrics log could not be opened, written or read. Every variant names
 /// the log's path.
@@ -72,16 +88,55 @@ pub enum LogError {
         /// The operating system's error.
         source: io::Error,
     },
-    /// A line that is not the last one is not a valid record: the log was
-    /// edited or corrupted, not merely cut short by a crash.
-    #[error("metrics log {}, line {line}: not a valid record: {source}", path.display())]
+    /// A whole line (one that ends in `\n`, or one followed by another) is
+    /// not a valid record: the log was edited or corrupted, not merely cut
+    /// short by a crash. `field` names the part to blame.
+    #[error("metrics log {}, line {line}, field `{field}`: not a valid record: {source}", path.display())]
     BadLine {
         /// The log file's path.
         path: PathBuf,
         /// The 1-based line number.
         line: usize,
+        /// The path of the field where reading failed (`snapshot.async.latency`),
+        /// `.` for the line as a whole.
+        field: String,
         /// Why it did not parse.
         source: serde_json::Error,
+    },
+    /// A line is longer than [`MAX_LINE_BYTES`]: no record of this crate
+    /// is, so the log is corrupt there. Nothing after it was read.
+    #[error("metrics log {}, line {line}: longer than {limit} bytes, not a record of this log", path.display())]
+    LineTooLong {
+        /// The log file's path.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The limit, [`MAX_LINE_BYTES`].
+        limit: usize,
+    },
+    /// A record is valid alone but not where it stands (a counter that
+    /// went down within one stage run, a field that contradicts another).
+    #[error("metrics log {}, line {line}, field `{field}`: {reason}", path.display())]
+    Inconsistent {
+        /// The log file's path.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// The field to blame (`snapshot.async.success`).
+        field: String,
+        /// What is wrong, naming the earlier line it contradicts if any.
+        reason: String,
+    },
+    /// A rotated file (`metrics.jsonl.1`, …) ends in an unfinished line.
+    /// Only the current file can: rotation happens between whole lines.
+    #[error("metrics log {}, line {line}: unfinished line in a rotated file: {reason}", path.display())]
+    TornRotated {
+        /// The rotated file's path.
+        path: PathBuf,
+        /// The 1-based line number.
+        line: usize,
+        /// Why it is not a record.
+        reason: String,
     },
 }
 
@@ -95,7 +150,10 @@ impl LogError {
             | LogError::Write { path, .. }
             | LogError::Serialize { path, .. }
             | LogError::Read { path, .. }
-            | LogError::BadLine { path, .. } => path,
+            | LogError::BadLine { path, .. }
+            | LogError::LineTooLong { path, .. }
+            | LogError::Inconsistent { path, .. }
+            | LogError::TornRotated { path, .. } => path,
         }
     }
 }
@@ -141,9 +199,16 @@ pub struct LogRead<T> {
 /// Each record is serialized to memory first, then written with a single
 /// `write` call to a file opened in append mode (so lines of concurrent
 /// writers do not interleave on local file systems) and flushed; earlier lines
-/// are never rewritten. A failed write is returned to the caller; the
+/// are never rewritten. A failed write (a full disk, say) is returned to the
+/// caller and counted ([`write_errors`](JsonlSink::write_errors),
+/// [`last_error`](JsonlSink::last_error)); the
 /// [`MetricsAccumulator`](crate::MetricsAccumulator) goes on counting
 /// regardless, and the next snapshot carries the counts the failed line had.
+/// The next append reopens the file by its path and cuts off whatever part
+/// of the failed line reached it, so logging resumes by itself once the
+/// disk has room again.
+///
+/// [`rotate_at`](JsonlSink::rotate_at) bounds the log's size on disk.
 ///
 /// # Examples
 ///
@@ -167,8 +232,15 @@ pub struct JsonlSink {
     file: File,
     line: Vec<u8>,
     repaired: Option<TornLine>,
-    /// A write failed: part of a line may have reached the file.
+    /// A write failed: reopen the file and cut off what part of a line
+    /// reached it before the next one.
     needs_repair: bool,
+    /// The current file's length as far as this sink knows.
+    size: u64,
+    /// `(max bytes, rotated files kept)` when rotating.
+    rotation: Option<(u64, usize)>,
+    write_errors: u64,
+    last_error: Option<String>,
 }
 
 impl JsonlSink {
@@ -194,27 +266,65 @@ impl JsonlSink {
                 source,
             })?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&path)
-            .map_err(|source| LogError::Open {
-                path: path.clone(),
-                source,
-            })?;
+        let file = open_append(&path).map_err(|source| LogError::Open {
+            path: path.clone(),
+            source,
+        })?;
         let mut sink = JsonlSink {
             path,
             file,
             line: Vec::with_capacity(4096),
             repaired: None,
             needs_repair: false,
+            size: 0,
+            rotation: None,
+            write_errors: 0,
+            last_error: None,
         };
         sink.repaired = sink.repair_tail().map_err(|source| LogError::Open {
             path: sink.path.clone(),
             source,
         })?;
         Ok(sink)
+    }
+
+    /// Rotates the log by size: when the next line would take the file past
+    /// `max_bytes`, it is renamed `<path>.1` (older ones move up to `.2`,
+    /// …, keeping `keep_files` of them; the oldest is replaced) and a new
+    /// file is started. With `keep_files` 0 the old lines are deleted. The
+    /// log then takes at most about `(keep_files + 1) × max_bytes` on disk
+    /// (a single line longer than `max_bytes` still gets a file of its own).
+    /// [`read_log`] and the command line read the set as one log.
+    ///
+    /// ```
+    /// use async_upload_rollout::JsonlSink;
+    /// # let dir = std::env::temp_dir().join(format!("aur-doc-rotate-{}", std::process::id()));
+    /// // At most 10 MiB now and 5 × 10 MiB before: metrics.jsonl, metrics.jsonl.1, … .5
+    /// let log = JsonlSink::open(dir.join("metrics.jsonl"))?.rotate_at(10 << 20, 5);
+    /// # drop(log);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use = "rotate_at returns the sink that rotates"]
+    pub fn rotate_at(mut self, max_bytes: u64, keep_files: usize) -> JsonlSink {
+        self.rotation = Some((max_bytes.max(1), keep_files));
+        self
+    }
+
+    /// How many appends failed to reach the file since it was opened
+    /// (write, flush or rotation errors; serialization errors are not
+    /// counted: nothing was written).
+    #[must_use]
+    pub fn write_errors(&self) -> u64 {
+        self.write_errors
+    }
+
+    /// The operating system's message for the latest failed append, if any
+    /// failed (it stays after logging resumes; compare
+    /// [`write_errors`](Self::write_errors) to tell).
+    #[must_use]
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
     }
 
     /// Opens the log at [`DEFAULT_LOG_PATH`].
@@ -253,20 +363,55 @@ impl JsonlSink {
         })?;
         // Compact JSON escapes newlines inside strings: one record, one line.
         self.line.push(b'\n');
-        if self.needs_repair {
-            self.repaired = self
-                .repair_tail()
-                .map_err(|source| self.write_error(source))?;
-            self.needs_repair = false;
-        }
-        let written = self
-            .file
-            .write_all(&self.line)
-            .and_then(|()| self.file.flush());
-        written.map_err(|source| {
+        self.write_line().map_err(|source| {
             self.needs_repair = true;
+            self.write_errors = self.write_errors.saturating_add(1);
+            self.last_error = Some(source.to_string());
             self.write_error(source)
         })
+    }
+
+    /// Writes `self.line`: first recovers from an earlier failure, then
+    /// rotates if the line would not fit.
+    fn write_line(&mut self) -> io::Result<()> {
+        if self.needs_repair {
+            // Reopen by path: the old handle may be what failed.
+            self.file = open_append(&self.path)?;
+            let repaired = self.repair_tail()?;
+            if repaired.is_some() {
+                self.repaired = repaired;
+            }
+            self.needs_repair = false;
+        }
+        let len = self.line.len() as u64;
+        if let Some((max, keep)) = self.rotation
+            && self.size > 0
+            && self.size.saturating_add(len) > max
+        {
+            self.rotate(keep)?;
+        }
+        self.file.write_all(&self.line)?;
+        self.file.flush()?;
+        self.size = self.size.saturating_add(len);
+        Ok(())
+    }
+
+    /// `path.(keep-1)` → `path.keep`, …, `path` → `path.1`, then a new `path`.
+    fn rotate(&mut self, keep: usize) -> io::Result<()> {
+        if keep == 0 {
+            fs::remove_file(&self.path)?;
+        } else {
+            for n in (1..keep).rev() {
+                match fs::rename(rotated(&self.path, n), rotated(&self.path, n + 1)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            fs::rename(&self.path, rotated(&self.path, 1))?;
+        }
+        self.file = open_append(&self.path)?;
+        self.size = 0;
+        Ok(())
     }
 
     /// Asks the operating system to put everything appended so far on disk
@@ -293,6 +438,7 @@ impl JsonlSink {
     /// last line; returns what was cut.
     fn repair_tail(&mut self) -> io::Result<Option<TornLine>> {
         let len = self.file.metadata()?.len();
+        self.size = len;
         if len == 0 || last_byte(&mut self.file, len)? == b'\n' {
             return Ok(None);
         }
@@ -324,10 +470,12 @@ impl JsonlSink {
             Ok(_) => {
                 // Only the newline is missing: finish the line, keep the record.
                 self.file.write_all(b"\n")?;
+                self.size = len + 1;
                 Ok(None)
             }
             Err(error) => {
                 self.file.set_len(line_start)?;
+                self.size = line_start;
                 Ok(Some(TornLine::new(lines + 1, &fragment, error.to_string())))
             }
         }
@@ -339,8 +487,18 @@ impl fmt::Debug for JsonlSink {
         f.debug_struct("JsonlSink")
             .field("path", &self.path)
             .field("repaired", &self.repaired)
+            .field("rotation", &self.rotation)
+            .field("write_errors", &self.write_errors)
             .finish_non_exhaustive()
     }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
 }
 
 fn last_byte(file: &mut File, len: u64) -> io::Result<u8> {
@@ -350,28 +508,84 @@ fn last_byte(file: &mut File, len: u64) -> io::Result<u8> {
     Ok(byte[0])
 }
 
-/// Reads every record of the JSON-lines log at `path`.
+/// The files of the log at `path`, oldest first: the rotated ones that
+/// exist (`path.N`, …, `path.1`, see [`JsonlSink::rotate_at`]) and then
+/// `path` itself. Numbering stops at the first gap.
+#[must_use]
+pub fn log_files(path: impl AsRef<Path>) -> Vec<PathBuf> {
+    let path = path.as_ref();
+    let mut files: Vec<PathBuf> = (1..)
+        .map(|n| rotated(path, n))
+        .take_while(|p| p.is_file())
+        .collect();
+    files.reverse();
+    files.push(path.to_path_buf());
+    files
+}
+
+/// `path` with `.n` appended: `metrics.jsonl.3`.
+fn rotated(path: &Path, n: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// Reads every record of the JSON-lines log at `path`, and of its rotated
+/// files before it (oldest first, see [`log_files`]).
 ///
-/// Blank lines are skipped. The last line may be unfinished or unparsable (a
-/// crash cut it short): it is reported in [`LogRead::torn_tail`], not as an
-/// error. A last line that parses but lacks its `\n` is a whole record.
+/// Blank lines are skipped. Only the current file's last line may be
+/// unfinished (no `\n`: a crash cut it short): if it is not a record it is
+/// reported in [`LogRead::torn_tail`], not as an error; if it is, it is a
+/// whole record. Every line that ends in `\n` must be a valid record.
 ///
 /// # Errors
 ///
-/// [`LogError::Read`] when the file cannot be read, and
-/// [`LogError::BadLine`] (with the line number) when a line other than the
-/// last is not a `T`.
+/// [`LogError::Read`] when a file cannot be read, [`LogError::BadLine`]
+/// (naming the file, line and field) when a whole line is not a valid `T`,
+/// [`LogError::LineTooLong`] for a line over [`MAX_LINE_BYTES`], and
+/// [`LogError::TornRotated`] for an unfinished line in a rotated file.
 pub fn read_log<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<LogRead<T>, LogError> {
-    let read = read_log_numbered(path.as_ref(), &mut |_, _| {})?;
-    Ok(LogRead {
-        records: read.records.into_iter().map(|(_, record)| record).collect(),
-        torn_tail: read.torn_tail,
-    })
+    let files = log_files(path);
+    let mut records = Vec::new();
+    let mut torn_tail = None;
+    for (i, file) in files.iter().enumerate() {
+        let read = read_log_numbered(file, &mut |_, _| {})?;
+        if i + 1 < files.len() {
+            check_not_torn(file, read.torn_tail.as_ref())?;
+        }
+        records.extend(read.records.into_iter().map(|(_, record)| record));
+        torn_tail = read.torn_tail;
+    }
+    Ok(LogRead { records, torn_tail })
 }
 
-/// As [`read_log`], keeping each record's 1-based line number (so later
-/// errors can name it) and calling `progress(lines, bytes)` after every line
-/// read (the command line shows it on a terminal).
+/// The error for a rotated `file` that ends in a torn line.
+pub(crate) fn check_not_torn(file: &Path, torn: Option<&TornLine>) -> Result<(), LogError> {
+    match torn {
+        Some(torn) => Err(LogError::TornRotated {
+            path: file.to_path_buf(),
+            line: torn.line,
+            reason: torn.reason.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Parses one line as a `T`; on failure, the path of the field to blame.
+fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Result<T, (String, serde_json::Error)> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let field = e.path().to_string();
+        (field, e.into_inner())
+    })?;
+    de.end().map_err(|e| (".".to_owned(), e))?;
+    Ok(value)
+}
+
+/// As [`read_log`] for one file (no rotated ones), keeping each record's
+/// 1-based line number (so later errors can name it) and calling
+/// `progress(lines, bytes)` after every line read (the command line shows
+/// it on a terminal).
 ///
 /// # Errors
 ///
@@ -386,37 +600,50 @@ pub(crate) fn read_log_numbered<T: DeserializeOwned>(
     };
     let mut reader = BufReader::new(File::open(path).map_err(read_error)?);
     let mut records = Vec::new();
-    // A bad line is an error only once another non-blank line follows it.
-    let mut pending: Option<(usize, Vec<u8>, serde_json::Error)> = None;
+    let mut torn_tail = None;
     let mut buf = Vec::new();
     let mut number = 0usize;
     let mut bytes = 0u64;
     loop {
         buf.clear();
-        let n = reader.read_until(b'\n', &mut buf).map_err(read_error)?;
+        // One byte over the limit tells a line at the limit from a longer one.
+        let n = (&mut reader)
+            .take(MAX_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut buf)
+            .map_err(read_error)?;
         if n == 0 {
             break;
         }
         number += 1;
         bytes += n as u64;
         progress(number, bytes);
+        let whole = buf.last() == Some(&b'\n');
+        if !whole && buf.len() > MAX_LINE_BYTES {
+            return Err(LogError::LineTooLong {
+                path: path.to_path_buf(),
+                line: number,
+                limit: MAX_LINE_BYTES,
+            });
+        }
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if let Some((line, _, source)) = pending.take() {
-            return Err(LogError::BadLine {
-                path: path.to_path_buf(),
-                line,
-                source,
-            });
-        }
-        match serde_json::from_slice::<T>(line) {
+        match parse_line::<T>(line) {
             Ok(record) => records.push((number, record)),
-            Err(source) => pending = Some((number, line.to_vec(), source)),
+            // No `\n`: the end of the file, cut short by a crash.
+            Err((_, source)) if !whole => {
+                torn_tail = Some(TornLine::new(number, line, source.to_string()));
+            }
+            Err((field, source)) => {
+                return Err(LogError::BadLine {
+                    path: path.to_path_buf(),
+                    line: number,
+                    field,
+                    source,
+                });
+            }
         }
     }
-    let torn_tail =
-        pending.map(|(line, bytes, source)| TornLine::new(line, &bytes, source.to_string()));
     Ok(LogRead { records, torn_tail })
 }

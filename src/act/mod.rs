@@ -19,13 +19,16 @@ pub mod simulation;
 pub(crate) mod source;
 pub(crate) mod state;
 pub(crate) mod store;
+pub(crate) mod validate;
 
 pub use controller::{
     ControllerError, ControllerView, DEFAULT_LOG_INTERVAL, DEFAULT_MEMORY_WARMUP,
     DEFAULT_STALE_AFTER, DEFAULT_STATE_POLL, OperatorError, RolloutController,
     RolloutControllerBuilder, Tick,
 };
-pub use log::{DEFAULT_LOG_PATH, JsonlSink, LogError, LogRead, TornLine, read_log};
+pub use log::{
+    DEFAULT_LOG_PATH, JsonlSink, LogError, LogRead, MAX_LINE_BYTES, TornLine, log_files, read_log,
+};
 pub use metrics_source::MetricsSource;
 pub use monitor::{MonitorHandle, MonitorHealth};
 pub use record::{Action, LOG_SCHEMA_VERSION, LogEvent, LogRecord};

@@ -50,6 +50,8 @@ pub const LOG_SCHEMA_VERSION: u32 = 2;
 #[non_exhaustive]
 pub struct LogRecord {
     /// Schema version, [`LOG_SCHEMA_VERSION`] when written by this crate.
+    /// Reading refuses a version this build does not know.
+    #[serde(deserialize_with = "crate::act::validate::schema_version")]
     pub v: u32,
     /// When the record was written, in milliseconds since the Unix epoch.
     pub at_unix_ms: u64,

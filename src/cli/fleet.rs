@@ -3,74 +3,150 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::act::log::{LogError, TornLine, read_log_numbered};
-use crate::act::record::{LOG_SCHEMA_VERSION, LogEvent, LogRecord};
+use crate::act::log::{LogError, TornLine, check_not_torn, log_files, read_log_numbered};
+use crate::act::record::{LogEvent, LogRecord};
 use crate::clock::from_unix_ms;
 use crate::decide::percent::Percent;
 use crate::judge::criteria::{Evaluation, Evaluator};
 use crate::judge::plan::RolloutPlan;
-use crate::metrics::{History, MetricsSnapshot};
+use crate::metrics::{Arm, History, MetricsSnapshot, Outcome};
 
 use super::error::CliError;
 
-/// One instance's `metrics.jsonl`: every record with its 1-based line number.
+/// One instance's `metrics.jsonl` (with its rotated files, oldest first):
+/// every record with its 1-based line number in its file.
 #[derive(Clone, Debug)]
 pub struct InstanceLog {
     path: PathBuf,
     records: Vec<(usize, LogRecord)>,
+    /// Each file read, oldest first, and how many records came from it.
+    files: Vec<(PathBuf, usize)>,
     torn_tail: Option<TornLine>,
     warnings: Vec<String>,
 }
 
 impl InstanceLog {
-    /// Reads the log at `path`, calling `progress(lines, bytes)` after every
-    /// line.
+    /// Reads the log at `path` and its rotated files before it
+    /// ([`log_files`](crate::log_files)), calling `progress(lines, bytes)`
+    /// after every line of each.
     ///
-    /// A torn last line (a crash cut it short) is skipped and kept in
-    /// [`torn_tail`](Self::torn_tail). Records of a schema version this
-    /// build does not know are skipped with a warning naming their line.
+    /// A torn last line (no `\n`: a crash cut it short) is skipped and kept
+    /// in [`torn_tail`](Self::torn_tail). Every other line must be a valid
+    /// record (a known schema version, valid snapshots and percent), and
+    /// the records must agree with each other: within one run (the same
+    /// event, stage, controller state, stage start and generation) no
+    /// counter of the snapshots goes down, and a tick's `stage` is the stage
+    /// its evaluation judged.
     ///
     /// # Errors
     ///
-    /// [`LogError::Read`] when the file cannot be read, [`LogError::BadLine`]
-    /// (naming the file and line) when a line other than the last is not a
-    /// record.
+    /// [`LogError::Read`] when a file cannot be read, [`LogError::BadLine`]
+    /// and [`LogError::LineTooLong`] (naming the file, line and field) for a
+    /// line that is not a valid record, [`LogError::Inconsistent`] for
+    /// records that contradict each other, [`LogError::TornRotated`] for an
+    /// unfinished line in a rotated file.
     pub fn read(
         path: impl AsRef<Path>,
         progress: &mut dyn FnMut(usize, u64),
     ) -> Result<InstanceLog, LogError> {
         let path = path.as_ref();
-        let read = read_log_numbered::<LogRecord>(path, progress)?;
-        let mut warnings = Vec::new();
-        let records = read
-            .records
-            .into_iter()
-            .filter(|(line, record)| {
-                let known = record.v == LOG_SCHEMA_VERSION;
-                if !known {
-                    warnings.push(format!(
-                        "{}, line {line}: skipped a record of schema version {} (this build reads {LOG_SCHEMA_VERSION})",
-                        path.display(),
-                        record.v
-                    ));
-                }
-                known
-            })
-            .collect();
-        Ok(InstanceLog {
+        let files = log_files(path);
+        let mut log = InstanceLog {
             path: path.to_path_buf(),
-            records,
-            torn_tail: read.torn_tail,
-            warnings,
-        })
+            records: Vec::new(),
+            files: Vec::with_capacity(files.len()),
+            torn_tail: None,
+            warnings: Vec::new(),
+        };
+        let (mut lines_before, mut bytes_before) = (0usize, 0u64);
+        for (i, file) in files.iter().enumerate() {
+            let (mut lines, mut bytes) = (0, 0);
+            let read = read_log_numbered::<LogRecord>(file, &mut |l, b| {
+                (lines, bytes) = (l, b);
+                progress(lines_before + l, bytes_before + b);
+            })?;
+            (lines_before, bytes_before) = (lines_before + lines, bytes_before + bytes);
+            if i + 1 < files.len() {
+                check_not_torn(file, read.torn_tail.as_ref())?;
+            }
+            log.files.push((file.clone(), read.records.len()));
+            log.records.extend(read.records);
+            log.torn_tail = read.torn_tail;
+        }
+        log.check_consistency()?;
+        Ok(log)
+    }
+
+    /// The file that record `index` (of [`records`](Self::records)) came from.
+    fn file_of(&self, index: usize) -> &Path {
+        let mut end = 0;
+        for (file, n) in &self.files {
+            end += n;
+            if index < end {
+                return file;
+            }
+        }
+        &self.path
+    }
+
+    /// The cross-line and record-level checks of [`read`](Self::read).
+    fn check_consistency(&self) -> Result<(), LogError> {
+        // Per event kind: the run key, snapshot and index of the latest
+        // record with a snapshot.
+        let mut last: Vec<(LogEvent, String, &MetricsSnapshot, usize)> = Vec::new();
+        for (index, (line, record)) in self.records.iter().enumerate() {
+            let inconsistent = |field: &str, reason: String| LogError::Inconsistent {
+                path: self.file_of(index).to_path_buf(),
+                line: *line,
+                field: field.to_owned(),
+                reason,
+            };
+            if let (Some(stage), Some(evaluation)) = (record.stage, &record.evaluation)
+                && record.event == LogEvent::Tick
+                && stage != evaluation.stage
+            {
+                return Err(inconsistent(
+                    "stage",
+                    format!(
+                        "stage {stage} but the evaluation judged stage {}",
+                        evaluation.stage
+                    ),
+                ));
+            }
+            let Some(snapshot) = &record.snapshot else {
+                continue;
+            };
+            let key = run_key(record, snapshot);
+            let previous = last.iter_mut().find(|(event, ..)| *event == record.event);
+            if let Some((_, previous_key, earlier, earlier_index)) = &previous
+                && *previous_key == key
+                && let Some((field, from, to)) = first_decrease(earlier, snapshot)
+            {
+                let earlier_line = self.records[*earlier_index].0;
+                return Err(inconsistent(
+                    &format!("snapshot.{field}"),
+                    format!(
+                        "went down from {from} (line {earlier_line} of {}) to {to} within one stage run; counters only grow",
+                        self.file_of(*earlier_index).display()
+                    ),
+                ));
+            }
+            match previous {
+                Some(entry) => *entry = (record.event, key, snapshot, index),
+                None => last.push((record.event, key, snapshot, index)),
+            }
+        }
+        Ok(())
     }
 
     /// A log made of `records` (in file order, with their line numbers), as
     /// if read from `path`.
     #[must_use]
     pub fn from_records(path: impl Into<PathBuf>, records: Vec<(usize, LogRecord)>) -> InstanceLog {
+        let path = path.into();
         InstanceLog {
-            path: path.into(),
+            files: vec![(path.clone(), records.len())],
+            path,
             records,
             torn_tail: None,
             warnings: Vec::new(),
@@ -155,6 +231,58 @@ impl InstanceLog {
             .find(|(_, r)| r.percent.is_some() && r.snapshot.is_some())
             .map(|(line, r)| (*line, r))
     }
+}
+
+/// What makes two records with snapshots parts of one run, whose counters
+/// only grow: the same stage, controller state (as written), stage start and
+/// generation. The event kind is compared by the caller.
+fn run_key(record: &LogRecord, snapshot: &MetricsSnapshot) -> String {
+    // Serialized, so that it follows the state's type wherever it goes.
+    let state = serde_json::to_string(&record.state).unwrap_or_default();
+    format!(
+        "{:?}/{state}/{}/{}",
+        record.stage, snapshot.start_unix_ms, snapshot.generation
+    )
+}
+
+/// The first counter of `later` below the same counter of `earlier`, as
+/// `(field path, earlier value, later value)`.
+fn first_decrease(
+    earlier: &MetricsSnapshot,
+    later: &MetricsSnapshot,
+) -> Option<(String, u64, u64)> {
+    for arm in Arm::ALL {
+        let (a, b) = (earlier.arm(arm), later.arm(arm));
+        let counters = Outcome::ALL
+            .into_iter()
+            .map(|o| (o.as_str(), a.count(o), b.count(o)))
+            .chain([
+                ("complaints", a.complaints, b.complaints),
+                ("latency.count", a.latency.count(), b.latency.count()),
+                ("latency.sum_ns", a.latency.sum_ns(), b.latency.sum_ns()),
+            ]);
+        for (name, from, to) in counters {
+            if to < from {
+                return Some((format!("{}.{name}", arm.as_str()), from, to));
+            }
+        }
+        let mut buckets = b.latency.buckets().peekable();
+        for bucket in a.latency.buckets() {
+            while buckets.next_if(|l| l.low < bucket.low).is_some() {}
+            let now = buckets
+                .next_if(|l| l.low == bucket.low)
+                .map_or(0, |l| l.count);
+            if now < bucket.count {
+                let field = format!(
+                    "{}.latency.buckets[{} ns]",
+                    arm.as_str(),
+                    bucket.low.as_nanos()
+                );
+                return Some((field, bucket.count, now));
+            }
+        }
+    }
+    None
 }
 
 /// Where the stage that was judged came from.
@@ -481,6 +609,37 @@ mod tests {
         ]);
         let lines: Vec<usize> = log.current_series().iter().map(|(l, _)| *l).collect();
         assert_eq!(lines, [4, 5]);
+    }
+
+    #[test]
+    fn a_bucket_that_went_down_within_a_run_is_inconsistent_even_if_totals_grew() {
+        let earlier = tick(1, 0, 0, 3);
+        let mut later = tick(2, 0, 0, 0);
+        let snapshot = later.snapshot.as_mut().unwrap();
+        for _ in 0..4 {
+            snapshot
+                .arm_mut(Arm::Async)
+                .record(Outcome::Success, Duration::from_millis(900));
+        }
+        snapshot
+            .arm_mut(Arm::Async)
+            .record(Outcome::Success, Duration::from_millis(100));
+        let err = log(vec![earlier.clone(), later.clone()])
+            .check_consistency()
+            .unwrap_err();
+        match err {
+            LogError::Inconsistent { line, field, .. } => {
+                assert_eq!(line, 2);
+                assert!(
+                    field.starts_with("snapshot.async.latency.buckets["),
+                    "{field}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A new run (another stage start) may start lower.
+        later.snapshot.as_mut().unwrap().start_unix_ms = 60_000;
+        assert!(log(vec![earlier, later]).check_consistency().is_ok());
     }
 
     #[test]

@@ -185,9 +185,22 @@ pub(crate) fn escape(text: &str) -> String {
     out
 }
 
-/// `2025-11-05 06:00` (UTC).
+/// `2025-11-05 06:00` (UTC); past 9999-12-31, which RFC 3339 cannot write,
+/// the milliseconds themselves (`18446744073709551615 ms since 1970`).
 fn date_time(ms: u64) -> String {
-    let text = humantime::format_rfc3339_seconds(from_unix_ms(ms)).to_string();
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    // humantime's Display fails beyond year 9999 (`to_string` panicked on
+    // it: issue 11); a log line may say anything.
+    if write!(
+        text,
+        "{}",
+        humantime::format_rfc3339_seconds(from_unix_ms(ms))
+    )
+    .is_err()
+    {
+        return format!("{ms} ms since 1970");
+    }
     text.get(..16).unwrap_or(&text).replace('T', " ")
 }
 
@@ -787,7 +800,9 @@ fn draw_chart(
                 #[allow(clippy::cast_precision_loss)]
                 let (x0, x1) = (
                     (data.t_min + first * data.bin_ms) as f64,
-                    (data.t_min + (last + 1) * data.bin_ms).min(data.t_max.max(data.t_min + 1))
+                    data.t_min
+                        .saturating_add((last + 1).saturating_mul(data.bin_ms))
+                        .min(data.t_max.max(data.t_min.saturating_add(1)))
                         as f64,
                 );
                 Some(vec![(x0, y), (x1, y)])
@@ -795,7 +810,7 @@ fn draw_chart(
             .collect()
     };
     #[allow(clippy::cast_precision_loss)]
-    let x_range = data.t_min as f64..(data.t_max.max(data.t_min + 60_000)) as f64;
+    let x_range = data.t_min as f64..(data.t_max.max(data.t_min.saturating_add(60_000))) as f64;
     let across = |y: f64| vec![vec![(x_range.start, y), (x_range.end, y)]];
     let t = &plan.triggers;
     let line = |runs, color, dashed, label: &str| Line {
@@ -1081,12 +1096,14 @@ fn time_keys(range: &Range<f64>) -> (Vec<f64>, bool) {
         .into_iter()
         .find(|&h| span_h / h as f64 <= 8.0)
         .unwrap_or(LABEL_HOURS[LABEL_HOURS.len() - 1]);
+    // Beyond 8 weeks: whole weeks, still at most 8 labels (a corrupt stamp
+    // of year 500 million once asked for billions of labels: issue 11).
     #[allow(clippy::cast_precision_loss)]
-    let step = step_h as f64 * 3_600_000.0;
+    let step = (step_h as f64 * 3_600_000.0).max((range.end - range.start) / 8.0);
     let mut keys = Vec::new();
     let mut x = (range.start / step).ceil() * step;
     // A label at the very right edge would be cut off.
-    while x <= range.end - (range.end - range.start) * 0.03 {
+    while x <= range.end - (range.end - range.start) * 0.03 && keys.len() < 16 {
         keys.push(x);
         x += step;
     }

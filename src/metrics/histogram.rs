@@ -220,7 +220,12 @@ impl LatencyHistogram {
         LatencyHistogram::from_sparse(buckets, sum_ns, min_ns, max_ns)
     }
 
-    fn from_sparse(buckets: Vec<(u32, u64)>, sum_ns: u64, min_ns: u64, max_ns: u64) -> Self {
+    pub(crate) fn from_sparse(
+        buckets: Vec<(u32, u64)>,
+        sum_ns: u64,
+        min_ns: u64,
+        max_ns: u64,
+    ) -> Self {
         let count = buckets.iter().fold(0u64, |n, &(_, c)| n.saturating_add(c));
         let mut histogram = LatencyHistogram {
             count,
@@ -233,8 +238,14 @@ impl LatencyHistogram {
         histogram
     }
 
-    /// Puts min into the lowest non-empty bucket and max into the highest;
+    /// Puts min into the lowest non-empty bucket and max into the highest,
+    /// so that `min_ns <= max_ns` always holds for a non-empty histogram;
     /// zeroes everything when empty.
+    ///
+    /// Extremes from a racing reader (or no extreme at all: `min_ns` =
+    /// `u64::MAX`, `max_ns` = 0) can cross inside one bucket; they are then
+    /// widened to that bucket's bounds, which are still a true lower and
+    /// upper bound of every value in it.
     fn clamp_extremes(&mut self) {
         match (self.buckets.first(), self.buckets.last()) {
             (Some(&(first, _)), Some(&(last, _))) => {
@@ -242,6 +253,10 @@ impl LatencyHistogram {
                 self.min_ns = self.min_ns.clamp(low, high);
                 let (low, high) = bounds(last as usize);
                 self.max_ns = self.max_ns.clamp(low, high);
+                if self.min_ns > self.max_ns {
+                    // Only possible when first == last: one bucket.
+                    (self.min_ns, self.max_ns) = (low, high);
+                }
             }
             _ => {
                 self.min_ns = 0;
@@ -314,7 +329,10 @@ impl LatencyHistogram {
         for &(index, n) in &self.buckets {
             seen = seen.saturating_add(n);
             if seen >= rank {
-                let ns = midpoint(index as usize).clamp(self.min_ns, self.max_ns);
+                // max-then-min, not `clamp`: `clamp` panics when min > max,
+                // and a histogram built by hand (or a future bug) must not
+                // take the monitor down with it.
+                let ns = midpoint(index as usize).max(self.min_ns).min(self.max_ns);
                 return Some(Duration::from_nanos(ns));
             }
         }
@@ -388,6 +406,23 @@ impl LatencyHistogram {
         }
     }
 
+    /// Whether `self` cannot be a later state of `earlier`: its count, sum
+    /// or some bucket's count is below `earlier`'s. O(buckets).
+    pub(crate) fn went_down_from(&self, earlier: &LatencyHistogram) -> bool {
+        if self.count < earlier.count || self.sum_ns < earlier.sum_ns {
+            return true;
+        }
+        let mut later = self.buckets.iter().peekable();
+        for &(index, n) in &earlier.buckets {
+            while later.next_if(|&&(j, _)| j < index).is_some() {}
+            match later.next_if(|&&(j, _)| j == index) {
+                Some(&(_, m)) if m >= n => {}
+                _ => return true,
+            }
+        }
+        false
+    }
+
     /// What was recorded after `earlier`, when `self` is a later cumulative
     /// histogram of the same source: buckets, count and sum subtract (never
     /// below zero). Min and max of the window cannot be known exactly from
@@ -412,6 +447,15 @@ impl LatencyHistogram {
             self.min_ns,
             self.max_ns,
         )
+    }
+}
+
+impl LatencyHistogram {
+    /// The checks of deserialization, on a histogram in memory: `Err` names
+    /// the field that a reader would refuse.
+    #[cfg(test)]
+    pub(crate) fn check(&self) -> Result<(), String> {
+        LatencyHistogram::try_from(HistogramRepr::from(self.clone())).map(drop)
     }
 }
 
@@ -454,37 +498,92 @@ impl From<LatencyHistogram> for HistogramRepr {
 impl TryFrom<HistogramRepr> for LatencyHistogram {
     type Error = String;
 
+    /// Checks everything a histogram of this crate satisfies, so that a
+    /// corrupt or hand-edited one is refused rather than believed: every
+    /// bucket is a lower bound of this layout, strictly increasing, with a
+    /// count above 0; the counts add up to `count` without overflowing; an
+    /// empty histogram has `sum_ns`, `min_ns` and `max_ns` at 0; otherwise
+    /// `min_ns <= max_ns`, `min_ns` lies in the lowest bucket and `max_ns` in
+    /// the highest. Each message starts with the field to blame.
     fn try_from(repr: HistogramRepr) -> Result<LatencyHistogram, String> {
         let mut buckets = Vec::with_capacity(repr.buckets.len());
         let mut previous: Option<u32> = None;
+        let mut total = 0u64;
         for [low, n] in repr.buckets {
             let index = index_of(low.min(HIGHEST_NS));
             if low > HIGHEST_NS || bounds(index).0 != low {
                 return Err(format!(
-                    "latency bucket {low} ns is not a bucket lower bound of this layout"
+                    "buckets: latency bucket {low} ns is not a bucket lower bound of this layout"
                 ));
             }
             let index = index as u32;
             if previous.is_some_and(|p| p >= index) {
                 return Err(format!(
-                    "latency bucket {low} ns is out of order (buckets must increase)"
+                    "buckets: latency bucket {low} ns is out of order (buckets must increase)"
                 ));
             }
             if n == 0 {
-                return Err(format!("latency bucket {low} ns has a count of 0"));
+                return Err(format!("buckets: latency bucket {low} ns has a count of 0"));
             }
+            total = total.checked_add(n).ok_or_else(|| {
+                format!(
+                    "buckets: the bucket counts add up to more than {}",
+                    u64::MAX
+                )
+            })?;
             previous = Some(index);
             buckets.push((index, n));
         }
-        let histogram =
-            LatencyHistogram::from_sparse(buckets, repr.sum_ns, repr.min_ns, repr.max_ns);
-        if histogram.count != repr.count {
+        if total != repr.count {
             return Err(format!(
-                "latency count {} differs from the sum of its buckets, {}",
-                repr.count, histogram.count
+                "count: latency count {} differs from the sum of its buckets, {total}",
+                repr.count
             ));
         }
-        Ok(histogram)
+        match (buckets.first(), buckets.last()) {
+            (Some(&(first, _)), Some(&(last, _))) => {
+                if repr.min_ns > repr.max_ns {
+                    return Err(format!(
+                        "min_ns: {} is above max_ns, {}",
+                        repr.min_ns, repr.max_ns
+                    ));
+                }
+                let (low, high) = bounds(first as usize);
+                if !(low..=high).contains(&repr.min_ns) {
+                    return Err(format!(
+                        "min_ns: {} is outside the lowest bucket, {low}..={high} ns",
+                        repr.min_ns
+                    ));
+                }
+                let (low, high) = bounds(last as usize);
+                if !(low..=high).contains(&repr.max_ns) {
+                    return Err(format!(
+                        "max_ns: {} is outside the highest bucket, {low}..={high} ns",
+                        repr.max_ns
+                    ));
+                }
+            }
+            _ => {
+                for (field, value) in [
+                    ("sum_ns", repr.sum_ns),
+                    ("min_ns", repr.min_ns),
+                    ("max_ns", repr.max_ns),
+                ] {
+                    if value != 0 {
+                        return Err(format!(
+                            "{field}: {value} in an empty histogram (must be 0)"
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(LatencyHistogram {
+            count: total,
+            sum_ns: repr.sum_ns,
+            min_ns: repr.min_ns,
+            max_ns: repr.max_ns,
+            buckets,
+        })
     }
 }
 
@@ -596,11 +695,66 @@ mod tests {
                 r#"{"count":0,"sum_ns":0,"min_ns":0,"max_ns":0,"buckets":[[5,0]]}"#,
                 "count of 0",
             ),
+            (
+                r#"{"count":2,"sum_ns":9,"min_ns":6,"max_ns":5,"buckets":[[5,1],[6,1]]}"#,
+                "min_ns: 6 is above max_ns, 5",
+            ),
+            (
+                r#"{"count":1,"sum_ns":9,"min_ns":3,"max_ns":5,"buckets":[[5,1]]}"#,
+                "min_ns: 3 is outside the lowest bucket",
+            ),
+            (
+                r#"{"count":2,"sum_ns":9,"min_ns":5,"max_ns":900,"buckets":[[5,1],[6,1]]}"#,
+                "max_ns: 900 is outside the highest bucket",
+            ),
+            (
+                r#"{"count":0,"sum_ns":0,"min_ns":0,"max_ns":0,"buckets":[[5,18446744073709551615],[6,1]]}"#,
+                "bucket counts add up to more than",
+            ),
+            (
+                r#"{"count":0,"sum_ns":7,"min_ns":0,"max_ns":0,"buckets":[]}"#,
+                "sum_ns: 7 in an empty histogram",
+            ),
+            (
+                r#"{"count":-1,"sum_ns":0,"min_ns":0,"max_ns":0,"buckets":[]}"#,
+                "invalid value: integer `-1`",
+            ),
+            (
+                r#"{"count":0,"sum_ns":0,"min_ns":0,"max_ns":0}"#,
+                "missing field `buckets`",
+            ),
         ];
         for &(json, message) in bad {
             let err = serde_json::from_str::<LatencyHistogram>(json).unwrap_err();
             assert!(err.to_string().contains(message), "{json}: {err}");
         }
+    }
+
+    /// Issue 11: a record straddling `reset` left a stripe's min at
+    /// `u64::MAX` and max at 0; clamped into one wide bucket they crossed
+    /// (min 257 > max 256) and `quantile`'s `clamp(min, max)` panicked.
+    #[test]
+    fn reset_race_extremes_crossed_in_one_bucket_do_not_panic_quantile() {
+        let mut dense = vec![0u64; BUCKETS];
+        dense[index_of(256)] = 3;
+        let h = LatencyHistogram::from_dense(&dense, 770, u64::MAX, 0);
+        assert_eq!((h.min_ns, h.max_ns), (256, 257), "widened to the bucket");
+        for q in [0.0, 0.5, 1.0] {
+            let answer = h.quantile(q).unwrap();
+            assert!((256..=257).contains(&(answer.as_nanos() as u64)));
+        }
+        // Even a histogram whose extremes cross (no constructor makes one)
+        // answers instead of panicking.
+        let crossed = LatencyHistogram {
+            count: 1,
+            sum_ns: 300,
+            min_ns: 400,
+            max_ns: 300,
+            buckets: vec![(index_of(300) as u32, 1)],
+        };
+        assert_eq!(crossed.quantile(0.5), Some(Duration::from_nanos(300)));
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(serde_json::from_str::<LatencyHistogram>(&json).unwrap(), h);
     }
 
     #[test]

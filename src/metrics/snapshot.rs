@@ -14,7 +14,19 @@ use crate::clock::{from_unix_ms, unix_ms};
 /// Fields are public so that tests and simulations can build snapshots by
 /// hand; [`record`](ArmMetrics::record) keeps `latency` consistent with the
 /// counts (its count equals [`judged`](ArmMetrics::judged)).
+///
+/// # Reading
+///
+/// Deserializing checks what every snapshot of this crate satisfies, and
+/// refuses the rest with an error naming the field: the four outcome counts
+/// add up without overflowing `u64`, `complaints <= uploads` (the
+/// accumulator and [`since`](ArmMetrics::since) cap complaints at uploads),
+/// and `latency` is present and valid (see [`LatencyHistogram`]). The
+/// latency count is not compared with `judged`: a snapshot taken while
+/// uploads are being recorded may hold an outcome without its latency yet,
+/// or the reverse.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ArmRepr")]
 pub struct ArmMetrics {
     /// Uploads stored and acknowledged.
     pub success: u64,
@@ -107,16 +119,23 @@ impl ArmMetrics {
     }
 
     /// What happened after `earlier` (counts subtract, never below zero).
+    ///
+    /// Complaints are capped at the window's uploads: a complaint that
+    /// arrives in a window without uploads on its arm (about an upload of an
+    /// earlier stage, say) is not one about this window's traffic, and a
+    /// window never claims more than one complaint per upload.
     #[must_use]
     pub fn since(&self, earlier: &ArmMetrics) -> ArmMetrics {
-        ArmMetrics {
+        let mut window = ArmMetrics {
             success: self.success.saturating_sub(earlier.success),
             error: self.error.saturating_sub(earlier.error),
             critical: self.critical.saturating_sub(earlier.critical),
             rejected: self.rejected.saturating_sub(earlier.rejected),
             complaints: self.complaints.saturating_sub(earlier.complaints),
             latency: self.latency.since(&earlier.latency),
-        }
+        };
+        window.complaints = window.complaints.min(window.uploads());
+        window
     }
 
     /// Whether any count of `self` is below the same count of `earlier`:
@@ -127,7 +146,48 @@ impl ArmMetrics {
             || self.critical < earlier.critical
             || self.rejected < earlier.rejected
             || self.complaints < earlier.complaints
-            || self.latency.count() < earlier.latency.count()
+            || self.latency.went_down_from(&earlier.latency)
+    }
+}
+
+/// The serialized form of [`ArmMetrics`], checked by its `TryFrom`.
+#[derive(Deserialize)]
+struct ArmRepr {
+    success: u64,
+    error: u64,
+    critical: u64,
+    rejected: u64,
+    complaints: u64,
+    latency: LatencyHistogram,
+}
+
+impl TryFrom<ArmRepr> for ArmMetrics {
+    type Error = String;
+
+    fn try_from(repr: ArmRepr) -> Result<ArmMetrics, String> {
+        let uploads = [repr.success, repr.error, repr.critical, repr.rejected]
+            .into_iter()
+            .try_fold(0u64, u64::checked_add)
+            .ok_or_else(|| {
+                format!(
+                    "success, error, critical, rejected: the outcome counts add up to more than {}",
+                    u64::MAX
+                )
+            })?;
+        if repr.complaints > uploads {
+            return Err(format!(
+                "complaints: {} complaints for {uploads} uploads (at most one per upload)",
+                repr.complaints
+            ));
+        }
+        Ok(ArmMetrics {
+            success: repr.success,
+            error: repr.error,
+            critical: repr.critical,
+            rejected: repr.rejected,
+            complaints: repr.complaints,
+            latency: repr.latency,
+        })
     }
 }
 
@@ -138,7 +198,10 @@ fn ratio(numerator: u64, denominator: u64) -> Option<f64> {
 
 /// Process memory in bytes over one period: the first sample (baseline), the
 /// last one, and the largest.
+///
+/// Deserializing checks that `peak` is at least `baseline` and `current`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "MemoryRepr")]
 pub struct MemoryStats {
     /// The first sample after the accumulator's creation or last reset.
     pub baseline: u64,
@@ -171,6 +234,32 @@ impl MemoryStats {
             current: self.current.saturating_add(other.current),
             peak: self.peak.saturating_add(other.peak),
         }
+    }
+}
+
+/// The serialized form of [`MemoryStats`], checked by its `TryFrom`.
+#[derive(Deserialize)]
+struct MemoryRepr {
+    baseline: u64,
+    current: u64,
+    peak: u64,
+}
+
+impl TryFrom<MemoryRepr> for MemoryStats {
+    type Error = String;
+
+    fn try_from(repr: MemoryRepr) -> Result<MemoryStats, String> {
+        if repr.peak < repr.baseline.max(repr.current) {
+            return Err(format!(
+                "peak: {} bytes is below the baseline ({}) or current ({}) sample",
+                repr.peak, repr.baseline, repr.current
+            ));
+        }
+        Ok(MemoryStats {
+            baseline: repr.baseline,
+            current: repr.current,
+            peak: repr.peak,
+        })
     }
 }
 
@@ -481,6 +570,43 @@ mod tests {
         let window = lower.since(&before);
         assert_eq!(window.arm(Arm::Sync).success, 1);
         assert_eq!(window.generation, 1);
+    }
+
+    /// Found by fuzzing (snapshot_algebra): a histogram whose total count
+    /// grew while one bucket shrank passed for a later state, so `since`
+    /// subtracted buckets with saturation and `earlier.merge(window)` no
+    /// longer gave the later counts back.
+    #[test]
+    fn since_detects_a_bucket_that_went_down() {
+        let mut earlier = MetricsSnapshot::default();
+        let mut later = MetricsSnapshot::default();
+        for _ in 0..3 {
+            earlier
+                .arm_mut(Arm::Async)
+                .record(Outcome::Success, Duration::from_millis(5));
+        }
+        for ms in [9, 9, 9, 9, 5] {
+            later
+                .arm_mut(Arm::Async)
+                .record(Outcome::Success, Duration::from_millis(ms));
+        }
+        later.generation = earlier.generation;
+        let window = later.since(&earlier);
+        assert_eq!(
+            window.generation, 1,
+            "not a later state: treated as a reset"
+        );
+        assert_eq!(window.uploads(Arm::Async), 5);
+        // And a sum that went down.
+        let mut lower_sum = earlier.clone();
+        lower_sum.arm_mut(Arm::Async).latency = {
+            let mut h = LatencyHistogram::new();
+            for _ in 0..3 {
+                h.record(Duration::from_millis(4));
+            }
+            h
+        };
+        assert_eq!(lower_sum.since(&earlier).generation, 1);
     }
 
     #[test]
