@@ -8,6 +8,7 @@
 
 pub(crate) mod bucket;
 pub(crate) mod config;
+pub(crate) mod overrides;
 pub(crate) mod percent;
 pub(crate) mod rollout;
 

@@ -1,15 +1,15 @@
 //! [`Rollout`]: the hot-path decision behind an atomically swappable config.
 
 use std::cell::RefCell;
-use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::{ArcSwap, Cache};
 
-use crate::decide::bucket::{BUCKETS, BucketHasher};
+use crate::decide::bucket::{BUCKETS, BucketHasher, map_to_bucket};
 use crate::decide::config::{ConfigError, RolloutConfig};
+use crate::decide::overrides::Overrides;
 use crate::decide::percent::Percent;
 
 /// Decides, per upload id, whether an upload takes the new async path.
@@ -61,16 +61,16 @@ thread_local! {
 /// Source of [`Rollout::id`]s.
 static NEXT_ROLLOUT_ID: AtomicU64 = AtomicU64::new(0);
 
-/// A config prepared for the hot path: keys derived, lists hashed, the
-/// threshold resolved. Immutable once built; replaced whole.
+/// A config prepared for the hot path: keys derived, lists keyed by the same
+/// hash, the threshold resolved. Immutable once built; replaced whole.
 struct Compiled {
     config: Arc<RolloutConfig>,
     /// Set by [`Rollout::halt`]: nothing async, force lists included.
     halted: bool,
     hasher: BucketHasher,
     rule: Rule,
-    force_async: HashSet<Box<[u8]>>,
-    force_sync: HashSet<Box<[u8]>>,
+    /// `force_sync` and `force_async`.
+    overrides: Overrides,
 }
 
 /// The percent part of a decision, resolved at compile time so that 0% and
@@ -101,13 +101,11 @@ impl Compiled {
             BUCKETS => Rule::Everybody,
             ppm => Rule::Below(ppm),
         };
-        let ids = |list: &[String]| list.iter().map(|id| id.as_bytes().into()).collect();
         Compiled {
             halted,
             hasher,
             rule,
-            force_async: ids(&config.force_async),
-            force_sync: ids(&config.force_sync),
+            overrides: Overrides::new(hasher, &config.force_async, &config.force_sync),
             config,
         }
     }
@@ -117,18 +115,24 @@ impl Compiled {
         if self.rule == Rule::Killed {
             return false;
         }
-        // `is_empty` first: an empty list costs a length check, not a hash.
-        if !self.force_sync.is_empty() && self.force_sync.contains(id) {
-            return false;
-        }
-        if !self.force_async.is_empty() && self.force_async.contains(id) {
-            return true;
+        if !self.overrides.is_empty() {
+            return self.decide_listed(id);
         }
         match self.rule {
             Rule::Killed | Rule::Nobody => false,
             Rule::Everybody => true,
             Rule::Below(ppm) => self.hasher.bucket(id) < ppm,
         }
+    }
+
+    /// The decision of a config with override lists, not killed: one hash
+    /// finds the id in the lists and, if it is not there, buckets it.
+    #[inline(never)]
+    fn decide_listed(&self, id: &[u8]) -> bool {
+        let hash = self.hasher.hash(id);
+        self.overrides
+            .get(hash, id)
+            .unwrap_or_else(|| map_to_bucket(hash) < self.config.percent.ppm())
     }
 
     /// [`decide`](Compiled::decide) with its reason: the same precedence,
@@ -146,13 +150,13 @@ impl Compiled {
         if self.rule == Rule::Killed {
             return forced(false, DecisionReason::KillSwitch);
         }
-        if self.force_sync.contains(id) {
-            return forced(false, DecisionReason::ForceSync);
+        let hash = self.hasher.hash(id);
+        match self.overrides.get(hash, id) {
+            Some(false) => return forced(false, DecisionReason::ForceSync),
+            Some(true) => return forced(true, DecisionReason::ForceAsync),
+            None => {}
         }
-        if self.force_async.contains(id) {
-            return forced(true, DecisionReason::ForceAsync);
-        }
-        let bucket = self.hasher.bucket(id);
+        let bucket = map_to_bucket(hash);
         Decision {
             use_async: bucket < self.config.percent.ppm(),
             reason: DecisionReason::Bucket,
