@@ -34,10 +34,11 @@ const KEY_DOMAIN: &[u8] = b"async-upload-rollout/bucket/v1\0";
 
 /// The SipHash-1-3 keys of a salt, derived once per config.
 ///
-/// Hashing an id builds the SipHash state from them (four xors) and hashes
-/// the id in one shot, which is the same function as writing it to a
-/// streaming hasher and finishing (checked below): no 72-byte streaming
-/// state to copy per id, and no tail bookkeeping.
+/// Two words, so that the hot path can read them from plain atomics (see
+/// `decide::snapshot`). Hashing an id builds the SipHash state from them
+/// (four xors) and hashes the id in one shot, which is the same function as
+/// writing it to a streaming hasher and finishing (checked below): no 72-byte
+/// streaming state to copy per id, and no tail bookkeeping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BucketHasher {
     k0: u64,
@@ -49,6 +50,17 @@ impl BucketHasher {
     pub(crate) fn new(salt: &str) -> BucketHasher {
         let (k0, k1) = derive_keys(salt);
         BucketHasher { k0, k1 }
+    }
+
+    /// A hasher with keys derived earlier by [`BucketHasher::new`].
+    #[inline]
+    pub(crate) const fn from_keys(k0: u64, k1: u64) -> BucketHasher {
+        BucketHasher { k0, k1 }
+    }
+
+    /// The keys, to publish them.
+    pub(crate) const fn keys(self) -> (u64, u64) {
+        (self.k0, self.k1)
     }
 
     /// The bucket of `id` in `0..1_000_000` (steps 2 and 3).

@@ -11,6 +11,7 @@ pub(crate) mod config;
 pub(crate) mod overrides;
 pub(crate) mod percent;
 pub(crate) mod rollout;
+pub(crate) mod snapshot;
 
 pub use config::{ConfigError, DEFAULT_SALT, ROLLOUT_ENV_VAR, RolloutConfig};
 pub use percent::{ParsePercentError, ParsePercentErrorKind, Percent, PercentOutOfRange};
