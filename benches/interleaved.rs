@@ -1,7 +1,7 @@
 //! Every decision variant beside the baselines it must beat, timed the way a
 //! user's binary would: in round-robin slices, in one process.
 //!
-//! `cargo bench --bench interleaved [-- --rounds 11 --slice-ms 50]`
+//! `cargo bench --bench interleaved [-- --rounds 21 --slice-ms 20 --call-per-decision]`
 //!
 //! A bench target is a separate crate that links `async_upload_rollout` as
 //! any user does, so what this measures is the code a user's call site gets.
@@ -20,6 +20,7 @@
 
 use std::hash::Hasher;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -68,9 +69,27 @@ impl BareDecision {
 /// returns how many said async (so nothing is optimised away).
 type Slice<'a> = Box<dyn FnMut(&[String], u64, usize) -> u64 + Send + 'a>;
 
-/// Wraps a decision in a monomorphised loop: the dynamic call happens once
-/// per slice, never per decision.
+/// Whether every decision is a call through a `dyn FnMut` (`--call-per-decision`).
+static CALL_PER_DECISION: AtomicBool = AtomicBool::new(false);
+
+/// Wraps a decision in a loop. By default the loop is monomorphised (the
+/// dynamic call happens once per slice, and the compiler may hoist
+/// loop-invariant loads such as the rollout's pointer); with
+/// `--call-per-decision` each decision is an opaque call through a boxed
+/// closure, as in a harness that keeps its variants in a `Vec<Box<dyn Fn>>`.
 fn slice<'a, F: FnMut(&str) -> bool + Send + 'a>(mut decide: F) -> Slice<'a> {
+    if CALL_PER_DECISION.load(Ordering::Relaxed) {
+        let mut boxed: Box<dyn FnMut(&str) -> bool + Send + 'a> = Box::new(decide);
+        return Box::new(move |ids, n, start| {
+            let mask = ids.len() - 1;
+            let decide = black_box(&mut boxed);
+            let mut yes = 0u64;
+            for k in 0..n as usize {
+                yes += u64::from(decide(black_box(ids[(start + k) & mask].as_str())));
+            }
+            yes
+        });
+    }
     Box::new(move |ids, n, start| {
         let mask = ids.len() - 1;
         let mut yes = 0u64;
@@ -116,6 +135,7 @@ impl Options {
             match arg.as_str() {
                 "--rounds" => options.rounds = value().max(1) as usize,
                 "--slice-ms" => options.slice = Duration::from_millis(value().max(1)),
+                "--call-per-decision" => CALL_PER_DECISION.store(true, Ordering::Relaxed),
                 // `cargo bench` passes `--bench`; ignore it and anything else.
                 _ => {}
             }
@@ -456,7 +476,12 @@ fn load() -> String {
 fn main() {
     let options = Options::from_args();
     let ids = uuid_ids();
-    println!("# interleaved decision bench on {}", machine());
+    let calls = if CALL_PER_DECISION.load(Ordering::Relaxed) {
+        "each decision a call through a boxed closure"
+    } else {
+        "monomorphised loops"
+    };
+    println!("# interleaved decision bench on {}; {calls}", machine());
     let one = single_thread(&options, &ids);
     let two = two_threads(&options, &ids);
     targets(&one, &two);
