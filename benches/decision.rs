@@ -2,14 +2,17 @@
 //!
 //! Every group cycles through the same 4096 UUID-shaped ids (36 bytes each).
 //!
-//! - `decision/10%`: `should_use_async` (per-thread cache),
-//!   `should_use_async_uncached` (one `ArcSwap::load`) and `RolloutHandle`
-//!   against the floor
+//! Criterion times each variant alone, one after the other; the README's
+//! "Performance of a decision" compares it with `benches/interleaved.rs`,
+//! which times them in round-robin slices as a user's binary would.
+//!
+//! - `decision/10%`: `should_use_async` and `RolloutHandle` against the floor
 //!   (a bare SipHash-1-3 of the id plus the bucket map, with no shared state),
-//!   the same decision read through `RwLock<Arc<_>>`, and the decision while a
-//!   background thread stores a new config every millisecond.
-//! - `decision/edges`: 0% and 100% (which never hash) against one bare
-//!   `ArcSwap::load`.
+//!   the same hash read through `RwLock<Arc<_>>`, `ArcSwap::load` and
+//!   `arc_swap::Cache`, both with 100+100 override ids, and the decision while
+//!   a background thread stores a new config every millisecond.
+//! - `decision/edges`: 0%, 100%, the kill switch and a halt (none of which
+//!   hash) against one bare `ArcSwap::load`.
 //! - `decision/threads`: decisions per second with 1 and 2 threads at once,
 //!   for the bare hash and for `should_use_async` on one shared `Rollout`.
 
@@ -20,7 +23,7 @@ use std::sync::{Arc, RwLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, Cache};
 use async_upload_rollout::simulation::SplitMix64;
 use async_upload_rollout::{Percent, Rollout, RolloutConfig};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -41,11 +44,13 @@ struct BareDecision {
 }
 
 impl BareDecision {
+    /// Built through `black_box`, so its keys are data read from memory (as
+    /// a real config's are), not constants folded into the code.
     fn new() -> BareDecision {
-        BareDecision {
+        black_box(BareDecision {
             seeded: SipHasher13::new_with_keys(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
             threshold: 100_000,
-        }
+        })
     }
 
     #[inline]
@@ -82,13 +87,38 @@ fn ten_percent_group(c: &mut Criterion) {
         b.iter(|| rollout.should_use_async(black_box(cycle(&ids, &mut i))))
     });
 
-    group.bench_function("Rollout::should_use_async_uncached (ArcSwap::load)", |b| {
-        b.iter(|| rollout.should_use_async_uncached(black_box(cycle(&ids, &mut i))))
+    let mut handle = rollout.handle();
+    group.bench_function("RolloutHandle::should_use_async", |b| {
+        b.iter(|| handle.should_use_async(black_box(cycle(&ids, &mut i))))
     });
 
-    let mut handle = rollout.handle();
-    group.bench_function("RolloutHandle::should_use_async (Cache)", |b| {
-        b.iter(|| handle.should_use_async(black_box(cycle(&ids, &mut i))))
+    let listed = Rollout::new(RolloutConfig {
+        force_async: (0..100).map(|i| format!("allow-{i}")).collect(),
+        force_sync: (0..100).map(|i| format!("deny-{i}")).collect(),
+        ..ten_percent()
+    });
+    group.bench_function("Rollout::should_use_async, 100+100 force ids", |b| {
+        b.iter(|| listed.should_use_async(black_box(cycle(&ids, &mut i))))
+    });
+    let mut listed_handle = listed.handle();
+    group.bench_function("RolloutHandle::should_use_async, 100+100 force ids", |b| {
+        b.iter(|| listed_handle.should_use_async(black_box(cycle(&ids, &mut i))))
+    });
+
+    let cell = ArcSwap::from_pointee(BareDecision::new());
+    group.bench_function("ArcSwap::load + hash", |b| {
+        b.iter(|| {
+            cell.load()
+                .decide(black_box(cycle(&ids, &mut i)).as_bytes())
+        })
+    });
+    let mut cache = Cache::new(&cell);
+    group.bench_function("arc_swap::Cache + hash", |b| {
+        b.iter(|| {
+            cache
+                .load()
+                .decide(black_box(cycle(&ids, &mut i)).as_bytes())
+        })
     });
 
     let locked = RwLock::new(Arc::new(BareDecision::new()));
@@ -134,9 +164,26 @@ fn edges_group(c: &mut Criterion) {
     group.bench_function("bare ArcSwap::load", |b| {
         b.iter(|| **cell.load() > black_box(cycle(&ids, &mut i)).len() as u32)
     });
-    for (name, percent) in [("0%", Percent::ZERO), ("100%", Percent::HUNDRED)] {
-        let rollout = Rollout::new(RolloutConfig::with_percent(percent));
-        group.bench_function(format!("Rollout::should_use_async at {name}"), |b| {
+    let killed = RolloutConfig {
+        kill_switch: true,
+        ..ten_percent()
+    };
+    let cases = [
+        ("at 0%", RolloutConfig::with_percent(Percent::ZERO), false),
+        (
+            "at 100%",
+            RolloutConfig::with_percent(Percent::HUNDRED),
+            false,
+        ),
+        ("with the kill switch on", killed, false),
+        ("halted", ten_percent(), true),
+    ];
+    for (name, config, halt) in cases {
+        let rollout = Rollout::new(config);
+        if halt {
+            rollout.halt();
+        }
+        group.bench_function(format!("Rollout::should_use_async {name}"), |b| {
             b.iter(|| rollout.should_use_async(black_box(cycle(&ids, &mut i))))
         });
     }

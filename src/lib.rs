@@ -17,7 +17,7 @@
 //! // In production: `Rollout::from_env()?` reads ASYNC_UPLOAD_ROLLOUT=10.
 //! let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent("10".parse()?)));
 //!
-//! // In the upload handler: one SipHash and a pointer check per decision.
+//! // In the upload handler: a few plain loads and one SipHash per decision.
 //! let upload_id = "0f8fad5b-d9cb-469f-a165-70867728950e";
 //! if rollout.should_use_async(upload_id) {
 //!     // accept, answer 202, finish in the background
@@ -29,7 +29,7 @@
 //! let bucket = rollout.bucket(upload_id);
 //! assert_eq!(rollout.should_use_async(upload_id), bucket < 100_000);
 //!
-//! // Automatic or manual rollback: one atomic store.
+//! // A halt (what a dying monitor does): every decision is sync, no hash.
 //! rollout.halt();
 //! assert!(!rollout.should_use_async(upload_id));
 //! # let _ = Percent::ZERO;

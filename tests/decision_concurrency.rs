@@ -116,3 +116,86 @@ fn concurrent_set_percent_and_set_kill_switch_lose_no_update() {
         assert!(config.kill_switch);
     }
 }
+
+/// Two configs without override lists, whose decisions come from the atomic
+/// words alone: salt `a` at 50%, and salt `b` at 50% with the kill switch.
+fn hashed_at_half(salt: &str, kill_switch: bool) -> RolloutConfig {
+    RolloutConfig {
+        percent: Percent::from_whole(50).unwrap(),
+        salt: salt.into(),
+        kill_switch,
+        ..RolloutConfig::default()
+    }
+}
+
+#[test]
+fn lock_free_readers_never_mix_keys_and_thresholds_of_two_configs() {
+    const READERS: usize = 3;
+    const DECISIONS_PER_READER: usize = 400_000;
+
+    // Probes that are out under `a` (bucket ≥ 50% under salt a) and would be
+    // in under salt b's keys: any decision that took b's keys with a's rule,
+    // or one key of each (a random bucket), says `true` for about half of
+    // them. Under either whole config every probe is `false` (`b` is killed).
+    let (a, b) = (hashed_at_half("a", false), hashed_at_half("b", true));
+    let (under_a, under_b) = (
+        Rollout::new(a.clone()),
+        Rollout::new(RolloutConfig {
+            kill_switch: false,
+            ..b.clone()
+        }),
+    );
+    let probes: Vec<String> = (0..4000)
+        .map(|i| format!("probe-{i}"))
+        .filter(|id| under_a.bucket(id) >= 500_000 && under_b.bucket(id) < 500_000)
+        .take(256)
+        .collect();
+    assert_eq!(probes.len(), 256);
+
+    let rollout = Arc::new(Rollout::new(a.clone()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stores = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (rollout, stop, stores) = (rollout.clone(), stop.clone(), stores.clone());
+        thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                rollout.store(b.clone());
+                rollout.store(a.clone());
+                // A halt and its lifting go through the same words.
+                rollout.halt();
+                rollout.set_percent(Percent::from_whole(50).unwrap());
+                stores.fetch_add(4, Ordering::Relaxed);
+            }
+        })
+    };
+    let readers: Vec<_> = (0..READERS)
+        .map(|r| {
+            let (rollout, probes, stores) = (rollout.clone(), probes.clone(), stores.clone());
+            thread::spawn(move || {
+                let mut handle = rollout.handle();
+                // Decide while the writer runs: from its first store until it
+                // has made a few thousand more.
+                while stores.load(Ordering::Relaxed) == 0 {
+                    thread::yield_now();
+                }
+                let until = stores.load(Ordering::Relaxed) + 4000;
+                let mut i = 0;
+                while i < DECISIONS_PER_READER || stores.load(Ordering::Relaxed) < until {
+                    let id = &probes[i % probes.len()];
+                    assert!(!rollout.should_use_async(id), "reader {r}: mix at {i}");
+                    assert!(
+                        !handle.should_use_async(id),
+                        "reader {r}: mix via handle at {i}"
+                    );
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.join().expect("a reader saw a mix of two configs");
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().expect("the writer panicked");
+    assert!(stores.load(Ordering::Relaxed) > 0, "the writer never ran");
+}

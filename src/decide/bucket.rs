@@ -32,32 +32,49 @@ pub(crate) const BUCKETS: u32 = 1_000_000;
 /// another use of SipHash over the bare salt.
 const KEY_DOMAIN: &[u8] = b"async-upload-rollout/bucket/v1\0";
 
-/// A SipHash-1-3 state keyed from a salt, built once and copied per id.
+/// The SipHash-1-3 keys of a salt, derived once per config.
 ///
-/// Copying the initialised state (four `u64`s and a few counters) is cheaper
-/// than re-deriving it from the keys on every call.
-#[derive(Clone, Copy, Debug)]
+/// Two words, so that the hot path can read them from plain atomics (see
+/// `decide::snapshot`). Hashing an id builds the SipHash state from them
+/// (four xors) and hashes the id in one shot, which is the same function as
+/// writing it to a streaming hasher and finishing (checked below): no 72-byte
+/// streaming state to copy per id, and no tail bookkeeping.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BucketHasher {
-    seeded: SipHasher13,
+    k0: u64,
+    k1: u64,
 }
 
 impl BucketHasher {
     /// Derives the keys for `salt` (step 1 of the module docs).
     pub(crate) fn new(salt: &str) -> BucketHasher {
         let (k0, k1) = derive_keys(salt);
-        BucketHasher {
-            seeded: SipHasher13::new_with_keys(k0, k1),
-        }
+        BucketHasher { k0, k1 }
+    }
+
+    /// A hasher with keys derived earlier by [`BucketHasher::new`].
+    #[inline]
+    pub(crate) const fn from_keys(k0: u64, k1: u64) -> BucketHasher {
+        BucketHasher { k0, k1 }
+    }
+
+    /// The keys, to publish them.
+    pub(crate) const fn keys(self) -> (u64, u64) {
+        (self.k0, self.k1)
     }
 
     /// The bucket of `id` in `0..1_000_000` (steps 2 and 3).
     #[inline]
-    pub(crate) fn bucket(&self, id: &[u8]) -> u32 {
+    pub(crate) fn bucket(self, id: &[u8]) -> u32 {
+        map_to_bucket(self.hash(id))
+    }
+
+    /// The 64-bit SipHash-1-3 of `id` (step 2), which the bucket maps.
+    #[inline]
+    pub(crate) fn hash(self, id: &[u8]) -> u64 {
         #[cfg(test)]
         tests::HASHES.with(|n| n.set(n.get() + 1));
-        let mut hasher = self.seeded;
-        hasher.write(id);
-        map_to_bucket(hasher.finish())
+        SipHasher13::new_with_keys(self.k0, self.k1).hash(id)
     }
 }
 
@@ -102,13 +119,15 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn streaming_hash_equals_one_shot_siphash13() {
+    fn one_shot_hash_equals_streaming_siphash13() {
         let (k0, k1) = derive_keys("async-upload");
-        let reference = SipHasher13::new_with_keys(k0, k1);
         let hasher = BucketHasher::new("async-upload");
-        for id in ["", "a", "upload-1", "0f8fad5b-d9cb-469f-a165-70867728950e"] {
-            let expected = map_to_bucket(reference.hash(id.as_bytes()));
-            assert_eq!(hasher.bucket(id.as_bytes()), expected, "{id:?}");
+        for len in 0..=40 {
+            let id: Vec<u8> = (0..len).map(|i| b'a' + i % 26).collect();
+            let mut reference = SipHasher13::new_with_keys(k0, k1);
+            reference.write(&id);
+            let expected = map_to_bucket(reference.finish());
+            assert_eq!(hasher.bucket(&id), expected, "length {len}");
         }
     }
 

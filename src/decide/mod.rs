@@ -8,8 +8,10 @@
 
 pub(crate) mod bucket;
 pub(crate) mod config;
+pub(crate) mod overrides;
 pub(crate) mod percent;
 pub(crate) mod rollout;
+pub(crate) mod snapshot;
 
 pub use config::{ConfigError, DEFAULT_SALT, ROLLOUT_ENV_VAR, RolloutConfig};
 pub use percent::{ParsePercentError, ParsePercentErrorKind, Percent, PercentOutOfRange};

@@ -1,24 +1,25 @@
 //! [`Rollout`]: the hot-path decision behind an atomically swappable config.
 
-use std::cell::RefCell;
-use std::collections::HashSet;
 use std::fmt;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::ops::Deref;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::{ArcSwap, Cache};
 
-use crate::decide::bucket::{BUCKETS, BucketHasher};
+use crate::decide::bucket::{BUCKETS, BucketHasher, map_to_bucket};
 use crate::decide::config::{ConfigError, RolloutConfig};
+use crate::decide::overrides::Overrides;
 use crate::decide::percent::Percent;
+use crate::decide::snapshot::{Fast, Published};
 
 /// Decides, per upload id, whether an upload takes the new async path.
 ///
-/// Holds the compiled [`RolloutConfig`] in an [`ArcSwap`]: a decision is one
-/// wait-free load and (for percents strictly between 0 and 100) one
-/// SipHash-1-3 of the id; a config change is one atomic pointer swap, and a
-/// decision always sees one whole config, never a mix of two. Share it as
-/// `Arc<Rollout>`.
+/// A decision reads the current config's salt keys and rule from three
+/// atomic words checked by a sequence number (no lock, no reference count, no
+/// thread-local) and, for percents strictly between 0 and 100, hashes the id
+/// once with SipHash-1-3. A config change is one short write under a writer
+/// lock that readers never take, and a decision always sees one whole config,
+/// never a mix of two. Share it as `Arc<Rollout>`.
 ///
 /// # Examples
 ///
@@ -34,57 +35,50 @@ use crate::decide::percent::Percent;
 ///     assert!(rollout.should_use_async("0f8fad5b-d9cb-469f-a165-70867728950e"));
 /// }
 ///
-/// // Rolling back is one atomic store.
+/// // Rolling back takes effect at the next decision, on every thread.
 /// rollout.set_percent(Percent::ZERO);
 /// assert!(!rollout.should_use_async("0f8fad5b-d9cb-469f-a165-70867728950e"));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Rollout {
-    current: Arc<ArcSwap<Compiled>>,
-    /// Unique per instance: the key of the per-thread config caches.
-    id: u64,
+    shared: Arc<Shared>,
+    /// Serialises writers, so that the published words and the compiled
+    /// config change together. Readers never take it.
+    writer: Mutex<()>,
 }
 
-/// The shared config cell and a worker's cached view of it.
-type ConfigCache = Cache<Arc<ArcSwap<Compiled>>, Arc<Compiled>>;
-
-/// Instances decided on per thread without evicting each other.
-const CACHE_SLOTS: usize = 2;
-
-thread_local! {
-    /// Per-thread caches of the configs of the last [`CACHE_SLOTS`] rollouts
-    /// this thread decided with, keyed by [`Rollout::id`], most recent first.
-    static RECENT: RefCell<[Option<(u64, ConfigCache)>; CACHE_SLOTS]> =
-        const { RefCell::new([None, None]) };
+/// What a rollout and its handles read.
+struct Shared {
+    /// The hot path's copy of `current` (see `decide::snapshot`).
+    published: Published,
+    /// The whole compiled config: override lists, the config itself, and the
+    /// decision when `published` says [`Fast::Compiled`] or is being written.
+    current: ArcSwap<Compiled>,
 }
 
-/// Source of [`Rollout::id`]s.
-static NEXT_ROLLOUT_ID: AtomicU64 = AtomicU64::new(0);
+/// `Shared`'s config cell, for [`arc_swap::Cache`].
+struct Current(Arc<Shared>);
 
-/// A config prepared for the hot path: keys derived, lists hashed, the
-/// threshold resolved. Immutable once built; replaced whole.
+impl Deref for Current {
+    type Target = ArcSwap<Compiled>;
+
+    fn deref(&self) -> &ArcSwap<Compiled> {
+        &self.0.current
+    }
+}
+
+/// A config prepared for the hot path: keys derived, lists keyed by the same
+/// hash, the decision without lists resolved. Immutable once built; replaced whole.
 struct Compiled {
     config: Arc<RolloutConfig>,
     /// Set by [`Rollout::halt`]: nothing async, force lists included.
     halted: bool,
     hasher: BucketHasher,
-    rule: Rule,
-    force_async: HashSet<Box<[u8]>>,
-    force_sync: HashSet<Box<[u8]>>,
-}
-
-/// The percent part of a decision, resolved at compile time so that 0% and
-/// 100% never hash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Rule {
-    /// Kill switch on, or the rollout halted: sync, whatever the lists say.
-    Killed,
-    /// Everyone not forced is sync (0%).
-    Nobody,
-    /// Everyone not forced is async (100%).
-    Everybody,
-    /// In iff the bucket is below this many ppm.
-    Below(u32),
+    /// The decision as far as it can be made without the lists; what
+    /// [`Published`] carries.
+    fast: Fast,
+    /// `force_sync` and `force_async`.
+    overrides: Overrides,
 }
 
 impl Compiled {
@@ -95,40 +89,37 @@ impl Compiled {
 
     /// Compiles `config` with keys already derived from its salt.
     fn with_hasher(config: Arc<RolloutConfig>, halted: bool, hasher: BucketHasher) -> Compiled {
-        let rule = match config.percent.ppm() {
-            _ if halted || config.kill_switch => Rule::Killed,
-            0 => Rule::Nobody,
-            BUCKETS => Rule::Everybody,
-            ppm => Rule::Below(ppm),
+        let overrides = Overrides::new(hasher, &config.force_async, &config.force_sync);
+        let fast = match config.percent.ppm() {
+            // Kill switch or halt: sync, whatever the lists say.
+            _ if halted || config.kill_switch => Fast::Answer(false),
+            _ if !overrides.is_empty() => Fast::Compiled,
+            0 => Fast::Answer(false),
+            BUCKETS => Fast::Answer(true),
+            ppm => Fast::Below { hasher, ppm },
         };
-        let ids = |list: &[String]| list.iter().map(|id| id.as_bytes().into()).collect();
         Compiled {
             halted,
             hasher,
-            rule,
-            force_async: ids(&config.force_async),
-            force_sync: ids(&config.force_sync),
+            fast,
+            overrides,
             config,
         }
     }
 
     #[inline]
     fn decide(&self, id: &[u8]) -> bool {
-        if self.rule == Rule::Killed {
-            return false;
-        }
-        // `is_empty` first: an empty list costs a length check, not a hash.
-        if !self.force_sync.is_empty() && self.force_sync.contains(id) {
-            return false;
-        }
-        if !self.force_async.is_empty() && self.force_async.contains(id) {
-            return true;
-        }
-        match self.rule {
-            Rule::Killed | Rule::Nobody => false,
-            Rule::Everybody => true,
-            Rule::Below(ppm) => self.hasher.bucket(id) < ppm,
-        }
+        decide_fast(self.fast, id).unwrap_or_else(|| self.decide_listed(id))
+    }
+
+    /// The decision of a config with override lists (never killed or
+    /// halted: those are [`Fast::Answer`]): one hash finds the id in the
+    /// lists and, if it is not there, buckets it.
+    fn decide_listed(&self, id: &[u8]) -> bool {
+        let hash = self.hasher.hash(id);
+        self.overrides
+            .get(hash, id)
+            .unwrap_or_else(|| map_to_bucket(hash) < self.config.percent.ppm())
     }
 
     /// [`decide`](Compiled::decide) with its reason: the same precedence,
@@ -143,21 +134,31 @@ impl Compiled {
         if self.halted {
             return forced(false, DecisionReason::Halted);
         }
-        if self.rule == Rule::Killed {
+        if self.config.kill_switch {
             return forced(false, DecisionReason::KillSwitch);
         }
-        if self.force_sync.contains(id) {
-            return forced(false, DecisionReason::ForceSync);
+        let hash = self.hasher.hash(id);
+        match self.overrides.get(hash, id) {
+            Some(false) => return forced(false, DecisionReason::ForceSync),
+            Some(true) => return forced(true, DecisionReason::ForceAsync),
+            None => {}
         }
-        if self.force_async.contains(id) {
-            return forced(true, DecisionReason::ForceAsync);
-        }
-        let bucket = self.hasher.bucket(id);
+        let bucket = map_to_bucket(hash);
         Decision {
             use_async: bucket < self.config.percent.ppm(),
             reason: DecisionReason::Bucket,
             bucket: Some(bucket),
         }
+    }
+}
+
+/// The decision `fast` makes alone, or `None` when the lists must be read.
+#[inline]
+fn decide_fast(fast: Fast, id: &[u8]) -> Option<bool> {
+    match fast {
+        Fast::Answer(yes) => Some(yes),
+        Fast::Below { hasher, ppm } => Some(hasher.bucket(id) < ppm),
+        Fast::Compiled => None,
     }
 }
 
@@ -198,13 +199,13 @@ impl Rollout {
     /// Compiles `config` and starts deciding with it.
     #[must_use]
     pub fn new(config: RolloutConfig) -> Rollout {
+        let compiled = Compiled::new(Arc::new(config), false);
         Rollout {
-            current: Arc::new(ArcSwap::from_pointee(Compiled::new(
-                Arc::new(config),
-                false,
-            ))),
-            // Relaxed: only uniqueness matters, and fetch_add gives it.
-            id: NEXT_ROLLOUT_ID.fetch_add(1, Ordering::Relaxed),
+            shared: Arc::new(Shared {
+                published: Published::new(compiled.fast),
+                current: ArcSwap::from_pointee(compiled),
+            }),
+            writer: Mutex::new(()),
         }
     }
 
@@ -220,88 +221,42 @@ impl Rollout {
 
     /// Whether the upload `upload_id` takes the async path.
     ///
-    /// Lock-free and allocation-free: for percents strictly between 0% and
-    /// 100%, one SipHash-1-3 of the id's bytes, plus a check that this
-    /// thread's cached config is still the current one (one relaxed pointer
-    /// load). While the config holds, an id always gets the same answer; a new
-    /// config is seen by the next decision on every thread.
-    ///
-    /// # The per-thread cache
-    ///
-    /// Each thread keeps an [`arc_swap::Cache`] of the configs of the last two
-    /// `Rollout`s it decided with, keyed by instance. It makes a decision cost
-    /// about what a bare hash does instead of adding an [`ArcSwap::load`]
-    /// (see the README's figures). Its price: a thread keeps the config it
-    /// last saw alive until its next decision with that rollout, until two
-    /// other rollouts push it out, or until the thread exits, and a thread
-    /// that alternates among three or more rollouts reloads on most decisions.
-    /// Decisions made while the thread is being torn down skip the cache and
-    /// use a plain load.
-    /// [`should_use_async_uncached`](Rollout::should_use_async_uncached) never
-    /// caches.
+    /// No lock, no allocation, no reference count, no thread-local: a
+    /// decision loads the salt's keys and the rule from three atomic words
+    /// (checked by a sequence number, so they always belong to one config)
+    /// and, for percents strictly between 0 and 100, hashes the id once with
+    /// SipHash-1-3. At 0%, at 100%, with the kill switch on and while halted
+    /// it answers from those words without hashing. With override lists it
+    /// decides through the compiled config instead: one
+    /// [`ArcSwap::load`] and one hash, which both finds the id in the lists
+    /// and buckets it. While the config holds, an id always gets the same
+    /// answer; a new config is seen by the next decision on every thread.
     #[inline]
     #[must_use]
     pub fn should_use_async<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> bool {
         let id = upload_id.as_ref();
-        RECENT
-            .try_with(|recent| {
-                let mut recent = recent.try_borrow_mut().ok()?;
-                Some(self.decide_cached(&mut recent, id))
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| self.should_use_async_uncached(id))
+        match self.shared.published.read() {
+            Some(Fast::Answer(yes)) => yes,
+            Some(Fast::Below { hasher, ppm }) => hasher.bucket(id) < ppm,
+            Some(Fast::Compiled) | None => self.decide_compiled(id),
+        }
     }
 
-    /// As [`should_use_async`](Rollout::should_use_async), with one
-    /// [`ArcSwap::load`] and no per-thread cache: nothing outlives the call.
+    /// The decision through the compiled config: override lists, or a
+    /// config being replaced at this instant. Out of line, so that a user's
+    /// call site holds only the fast path.
+    #[inline(never)]
+    fn decide_compiled(&self, id: &[u8]) -> bool {
+        self.shared.current.load().decide(id)
+    }
+
+    /// The same decision as [`should_use_async`](Rollout::should_use_async),
+    /// which caches nothing any more (nothing outlives a decision), so there
+    /// is nothing left to bypass. Kept so that existing callers compile.
     #[inline]
     #[must_use]
     pub fn should_use_async_uncached<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> bool {
-        self.current.load().decide(upload_id.as_ref())
-    }
-
-    /// Decides through this thread's cache slot for `self`, making one (the
-    /// least recently used) if there is none.
-    #[inline]
-    fn decide_cached(
-        &self,
-        recent: &mut [Option<(u64, ConfigCache)>; CACHE_SLOTS],
-        id: &[u8],
-    ) -> bool {
-        if let Some((owner, cache)) = &mut recent[0]
-            && *owner == self.id
-        {
-            return cache.load().decide(id);
-        }
-        self.decide_cold(recent, id)
-    }
-
-    /// Slow path of [`decide_cached`](Rollout::decide_cached): a second
-    /// instance on this thread, or the first decision.
-    #[cold]
-    fn decide_cold(
-        &self,
-        recent: &mut [Option<(u64, ConfigCache)>; CACHE_SLOTS],
-        id: &[u8],
-    ) -> bool {
-        let hit = recent
-            .iter()
-            .position(|slot| matches!(slot, Some((owner, _)) if *owner == self.id));
-        match hit {
-            // Move the hit to the front.
-            Some(at) => recent[..=at].rotate_right(1),
-            // Evict the least recently used slot, then make this one the front.
-            None => {
-                recent.rotate_right(1);
-                recent[0] = Some((self.id, Cache::new(Arc::clone(&self.current))));
-            }
-        }
-        match &mut recent[0] {
-            Some((_, cache)) => cache.load().decide(id),
-            // Unreachable: the slot was filled just above; answer safely anyway.
-            None => self.should_use_async_uncached(id),
-        }
+        self.should_use_async(upload_id)
     }
 
     /// The bucket of `upload_id` under the current salt, in `0..1_000_000`.
@@ -323,7 +278,7 @@ impl Rollout {
     /// them is a breaking change.
     #[must_use]
     pub fn bucket<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> u32 {
-        self.current.load().hasher.bucket(upload_id.as_ref())
+        self.shared.current.load().hasher.bucket(upload_id.as_ref())
     }
 
     /// The decision for `upload_id` and the rule that made it: for support
@@ -332,8 +287,7 @@ impl Rollout {
     /// It reads one config, so its answer always equals
     /// [`should_use_async`](Rollout::should_use_async)'s under that config.
     /// Unlike `should_use_async` it hashes the id whenever the bucket decides,
-    /// at 0% and 100% too (to report the bucket), and it does not use the
-    /// per-thread cache.
+    /// at 0% and 100% too (to report the bucket).
     ///
     /// # Examples
     ///
@@ -355,12 +309,12 @@ impl Rollout {
     /// ```
     #[must_use]
     pub fn decide<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> Decision {
-        self.current.load().explain(upload_id.as_ref())
+        self.shared.current.load().explain(upload_id.as_ref())
     }
 
     /// Sets the percent, keeping the rest of the config, and lifts a
     /// [`halt`](Rollout::halt); returns the previous percent. Concurrent
-    /// changes are not lost (read-copy-update).
+    /// changes are not lost: writers take turns.
     ///
     /// With a [`RolloutController`](crate::RolloutController), the percent
     /// belongs to it (it is a function of the rollout's state and plan): do
@@ -374,7 +328,8 @@ impl Rollout {
     /// [`set_percent`](Rollout::set_percent) lifts it. The config's percent
     /// reads 0% while halted. [`store`](Rollout::store) and
     /// [`update`](Rollout::update) keep the halt, so a config reload cannot
-    /// undo it. Returns whether it was already halted.
+    /// undo it. Returns whether it was already halted. A halted decision costs
+    /// what one at 0% does: no hash, no list.
     ///
     /// This is how a rolled-back, off, unknown or stale rollout state fails
     /// closed: the sync path still serves every upload.
@@ -392,7 +347,7 @@ impl Rollout {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn halt(&self) -> bool {
-        let previous = self.current.rcu(|current| {
+        let previous = self.replace(|current| {
             let mut config = RolloutConfig::clone(&current.config);
             config.percent = Percent::ZERO;
             Compiled::with_hasher(Arc::new(config), true, current.hasher)
@@ -403,7 +358,7 @@ impl Rollout {
     /// Whether the rollout is halted ([`halt`](Rollout::halt)).
     #[must_use]
     pub fn is_halted(&self) -> bool {
-        self.current.load().halted
+        self.shared.current.load().halted
     }
 
     /// Turns the kill switch on or off, keeping the rest of the config, and
@@ -420,22 +375,22 @@ impl Rollout {
     }
 
     /// Applies `change` to a copy of the current config and stores it
-    /// atomically, retrying if another writer got in first (a
-    /// [`halt`](Rollout::halt) stays, and a halted rollout keeps its 0%).
+    /// atomically (a [`halt`](Rollout::halt) stays, and a halted rollout keeps
+    /// its 0%). Writers take turns, so a concurrent change is never lost.
     /// Returns the config that was replaced.
     pub fn update(&self, change: impl FnMut(&mut RolloutConfig)) -> Arc<RolloutConfig> {
         self.swap(None, change)
     }
 
-    /// The one read-copy-update behind every change: applies `change`, then
-    /// either sets the percent and lifts a halt (`Some`), or keeps the halt
-    /// and, while halted, the 0% (`None`).
+    /// The one read-copy-update behind every config change: applies
+    /// `change`, then either sets the percent and lifts a halt (`Some`), or
+    /// keeps the halt and, while halted, the 0% (`None`).
     fn swap(
         &self,
         percent: Option<Percent>,
         mut change: impl FnMut(&mut RolloutConfig),
     ) -> Arc<RolloutConfig> {
-        let previous = self.current.rcu(|current| {
+        let previous = self.replace(|current| {
             let mut config = RolloutConfig::clone(&current.config);
             change(&mut config);
             let halted = match percent {
@@ -459,30 +414,47 @@ impl Rollout {
         Arc::clone(&previous.config)
     }
 
+    /// Replaces the compiled config with `next(current)` and publishes it;
+    /// returns the replaced one. Writers take turns on `self.writer`, so no
+    /// change is lost and the published words always belong to `current`.
+    fn replace(&self, next: impl FnOnce(&Compiled) -> Compiled) -> Arc<Compiled> {
+        // A writer that panicked (in `next`, before writing anything) leaves
+        // nothing half-done behind, so a poisoned lock is safe to take.
+        let _turn = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let current = self.shared.current.load_full();
+        let next = Arc::new(next(&current));
+        let fast = next.fast;
+        self.shared
+            .published
+            .write(fast, || self.shared.current.store(next));
+        current
+    }
+
     /// The config in force now.
     #[must_use]
     pub fn config(&self) -> Arc<RolloutConfig> {
-        Arc::clone(&self.current.load().config)
+        Arc::clone(&self.shared.current.load().config)
     }
 
     /// The percent in force now.
     #[must_use]
     pub fn percent(&self) -> Percent {
-        self.current.load().config.percent
+        self.shared.current.load().config.percent
     }
 
-    /// A per-worker decision handle that caches the config (see [`RolloutHandle`]).
+    /// A decision handle for one worker (see [`RolloutHandle`]).
     #[must_use]
     pub fn handle(&self) -> RolloutHandle {
         RolloutHandle {
-            cache: Cache::new(Arc::clone(&self.current)),
+            shared: Arc::clone(&self.shared),
+            cache: Cache::new(Current(Arc::clone(&self.shared))),
         }
     }
 }
 
 impl fmt::Debug for Rollout {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let current = self.current.load();
+        let current = self.shared.current.load();
         f.debug_struct("Rollout")
             .field("config", &current.config)
             .field("halted", &current.halted)
@@ -492,22 +464,38 @@ impl fmt::Debug for Rollout {
 
 /// A decision handle for one worker, made by [`Rollout::handle`].
 ///
-/// It keeps the current config in an [`arc_swap::Cache`]: a decision checks
-/// one pointer against the shared one and only reloads when the config has
-/// changed. It sees a new config at its next decision. The price: a handle
-/// keeps the config it last saw alive until its next decision or its drop,
-/// and it needs `&mut self`, so it belongs to one worker (it is `Send`, so it
-/// can move between threads, but it is not shared).
+/// It decides exactly as [`Rollout::should_use_async`] does, at the same
+/// cost, and it owns its share of the rollout (no borrow), so it can move
+/// into a task or thread. With override lists it also saves the
+/// [`ArcSwap::load`]: it keeps the compiled config in an [`arc_swap::Cache`]
+/// and checks one pointer against the shared one. The price: a handle keeps
+/// the compiled config it last needed (or the one current when it was made)
+/// alive until it next needs one or is dropped, and it needs `&mut self`, so
+/// it belongs to one worker (it is `Send`, not shared).
 pub struct RolloutHandle {
-    cache: Cache<Arc<ArcSwap<Compiled>>, Arc<Compiled>>,
+    shared: Arc<Shared>,
+    cache: Cache<Current, Arc<Compiled>>,
 }
 
 impl RolloutHandle {
-    /// As [`Rollout::should_use_async`], through the cached config.
+    /// As [`Rollout::should_use_async`]; with override lists, through the
+    /// cached compiled config.
     #[inline]
     #[must_use]
     pub fn should_use_async<K: AsRef<[u8]> + ?Sized>(&mut self, upload_id: &K) -> bool {
-        self.cache.load().decide(upload_id.as_ref())
+        let id = upload_id.as_ref();
+        match self.shared.published.read() {
+            Some(Fast::Answer(yes)) => yes,
+            Some(Fast::Below { hasher, ppm }) => hasher.bucket(id) < ppm,
+            Some(Fast::Compiled) | None => self.decide_cached(id),
+        }
+    }
+
+    /// The decision through the cached compiled config: override lists, or
+    /// a config being replaced at this instant.
+    #[inline(never)]
+    fn decide_cached(&mut self, id: &[u8]) -> bool {
+        self.cache.load().decide(id)
     }
 
     /// The config in force now.
@@ -545,6 +533,50 @@ mod tests {
         let half = Rollout::new(config(50));
         let _ = half.should_use_async("x");
         assert_eq!(hashes_on_this_thread(), before + 1);
+    }
+
+    #[test]
+    fn the_kill_switch_and_a_halt_never_hash_even_with_lists() {
+        let mut listed = config(50);
+        listed.force_async = vec!["allow".into()];
+        listed.force_sync = vec!["deny".into()];
+        let killed = Rollout::new(RolloutConfig {
+            kill_switch: true,
+            ..listed.clone()
+        });
+        let halted = Rollout::new(listed);
+        halted.halt();
+        let mut handle = halted.handle();
+        let before = hashes_on_this_thread();
+        for id in ["allow", "deny", "anyone"] {
+            assert!(!killed.should_use_async(id));
+            assert!(!halted.should_use_async(id));
+            assert!(!handle.should_use_async(id));
+        }
+        assert_eq!(hashes_on_this_thread(), before);
+    }
+
+    #[test]
+    fn a_decision_during_a_write_reads_the_compiled_config() {
+        let mut c = config(100);
+        c.force_sync = vec!["deny".into()];
+        for c in [config(0), config(37), config(100), c] {
+            let rollout = Rollout::new(c);
+            let mut handle = rollout.handle();
+            let ids: Vec<String> = (0..200).map(|i| format!("upload-{i}")).collect();
+            let expected: Vec<bool> = ids.iter().map(|id| rollout.decide(id).use_async).collect();
+            // Rewrite the same config's words by hand: meanwhile the words
+            // read as "write under way", so decisions take the other path.
+            let fast = rollout.shared.current.load().fast;
+            rollout.shared.published.write(fast, || {
+                assert_eq!(rollout.shared.published.read(), None);
+                for (id, &want) in ids.iter().zip(&expected) {
+                    assert_eq!(rollout.should_use_async(id), want, "{id}");
+                    assert_eq!(handle.should_use_async(id), want, "{id}");
+                }
+            });
+            assert_eq!(rollout.shared.published.read(), Some(fast));
+        }
     }
 
     #[test]
@@ -610,18 +642,25 @@ mod tests {
         listed.force_sync = vec!["upload-1".into(), "upload-2".into()];
         listed.force_async = vec!["upload-2".into(), "upload-3".into()];
         for percent in [0, 1, 37, 99, 100] {
-            for kill_switch in [false, true] {
-                let mut c = listed.clone();
+            for (kill_switch, halt, lists) in [
+                (false, false, true),
+                (true, false, true),
+                (false, true, true),
+                (false, false, false),
+            ] {
+                let mut c = if lists { listed.clone() } else { config(0) };
                 c.percent = Percent::from_whole(percent).unwrap();
                 c.kill_switch = kill_switch;
                 let rollout = Rollout::new(c);
+                if halt {
+                    rollout.halt();
+                }
+                let mut handle = rollout.handle();
                 for id in &ids {
                     let decision = rollout.decide(id);
-                    assert_eq!(
-                        decision.use_async,
-                        rollout.should_use_async(id),
-                        "{id} at {percent}%, kill switch {kill_switch}"
-                    );
+                    let case = format!("{id} at {percent}%, kill {kill_switch}, halt {halt}");
+                    assert_eq!(decision.use_async, rollout.should_use_async(id), "{case}");
+                    assert_eq!(decision.use_async, handle.should_use_async(id), "{case}");
                     if let Some(bucket) = decision.bucket {
                         assert_eq!(bucket, rollout.bucket(id));
                     }
