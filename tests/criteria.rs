@@ -445,3 +445,24 @@ fn a_fixed_baseline_judges_latency_where_no_sync_traffic_is_left() {
     );
     assert_eq!(RolloutPlan::from_toml_str(&p.to_toml_string()).unwrap(), p);
 }
+
+#[test]
+fn a_quadrillion_complaints_are_judged_at_once() {
+    // Issue 11: the complaint evidence used to cost one step per complaint.
+    let mut s = totals(10_000, 0, 0);
+    s.arm_mut(Arm::Async).complaints = 1_000_000_000_000_000;
+    s.arm_mut(Arm::Sync).complaints = 1_000_000_000_000_000;
+    let started = std::time::Instant::now();
+    let e = judge(plan(EvaluationMode::Guarded), &s);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // 10^15 complaints on 10,000 async uploads against 10^15 on 10,000 sync
+    // ones: the same rate, no evidence of an increase.
+    assert_eq!(status(&e, "review.complaints"), CheckStatus::Pass);
+    s.arm_mut(Arm::Sync).complaints = 1_000_000_000_000;
+    let e = judge(plan(EvaluationMode::Guarded), &s);
+    assert_eq!(status(&e, "review.complaints"), CheckStatus::Fail);
+}

@@ -55,7 +55,7 @@ pub fn wilson(successes: u64, trials: u64, z: f64) -> Option<Interval> {
 /// mixture over the share `θ` against `θ = p`:
 ///
 /// ```text
-/// LR = B(x + 1, n − x + 1) / (pˣ (1 − p)ⁿ⁻ˣ)
+/// LR = B(x + 1, n − x + 1) / (pˣ (1 − p)ⁿ⁻ˣ) = 1 / ((n + 1) · P(Binomial(n, p) = x))
 /// ```
 ///
 /// Under equal rates `LR` is a nonnegative martingale with mean 1 as events
@@ -64,16 +64,92 @@ pub fn wilson(successes: u64, trials: u64, z: f64) -> Option<Interval> {
 /// evaluated on every tick of a days-long stage needs; a fixed-sample p-value
 /// checked that often fires far more often than its level says. Returns 0
 /// when the observed share is not above `p` (only an increase is evidence).
+///
+/// Cost: O(1) whatever the counts. The binomial probability is computed in
+/// Loader's saddle-point form (Stirling's series for the factorials, a
+/// deviance term that stays accurate when `x` is close to `n·p`), so 10¹⁵
+/// events cost the same few dozen floating-point operations as 10. The
+/// result may be `+∞` when the evidence is overwhelming; it is never NaN.
 #[must_use]
 pub fn mixture_likelihood_ratio(n: u64, p: f64, x: u64) -> f64 {
     if n == 0 || x > n || !(p > 0.0 && p < 1.0) || (x as f64) <= p * n as f64 {
         return 0.0;
     }
-    // ln B(x + 1, n − x + 1) = ln x! + ln (n − x)! − ln (n + 1)!
-    let ln_factorial = |m: u64| (2..=m).map(|i| (i as f64).ln()).sum::<f64>();
-    let ln_beta = ln_factorial(x) + ln_factorial(n - x) - ln_factorial(n + 1);
-    let ln_null = x as f64 * p.ln() + (n - x) as f64 * (1.0 - p).ln();
-    (ln_beta - ln_null).exp()
+    let ln_lr = -((n as f64) + 1.0).ln() - ln_binomial_pmf(n, x, p);
+    ln_lr.exp()
+}
+
+/// `ln P(Binomial(n, p) = x)` in O(1), for `p` in `(0, 1)` and `x ≤ n`
+/// (C. Loader, "Fast and accurate computation of binomial probabilities", 2000).
+fn ln_binomial_pmf(n: u64, x: u64, p: f64) -> f64 {
+    let q = 1.0 - p;
+    if x == 0 {
+        return n as f64 * (-p).ln_1p();
+    }
+    if x == n {
+        return n as f64 * p.ln();
+    }
+    let (nf, xf, yf) = (n as f64, x as f64, (n - x) as f64);
+    let lc = stirling_error(nf)
+        - stirling_error(xf)
+        - stirling_error(yf)
+        - deviance(xf, nf * p)
+        - deviance(yf, nf * q);
+    lc + 0.5 * (nf / (std::f64::consts::TAU * xf * yf)).ln()
+}
+
+/// `ln(m!) − ln(√(2πm) (m/e)^m)`: the error of Stirling's formula, for a
+/// whole number `m ≥ 1`. Exact summation up to 15, Stirling's series above.
+fn stirling_error(m: f64) -> f64 {
+    const S0: f64 = 1.0 / 12.0;
+    const S1: f64 = 1.0 / 360.0;
+    const S2: f64 = 1.0 / 1260.0;
+    const S3: f64 = 1.0 / 1680.0;
+    const S4: f64 = 1.0 / 1188.0;
+    if m <= 15.0 {
+        // At most 14 terms: O(1).
+        let mut ln_factorial = 0.0;
+        let mut k = 2.0;
+        while k <= m {
+            ln_factorial += f64::ln(k);
+            k += 1.0;
+        }
+        return ln_factorial - (m + 0.5) * m.ln() + m - 0.5 * std::f64::consts::TAU.ln();
+    }
+    let mm = m * m;
+    if m > 500.0 {
+        (S0 - S1 / mm) / m
+    } else if m > 80.0 {
+        (S0 - (S1 - S2 / mm) / mm) / m
+    } else if m > 35.0 {
+        (S0 - (S1 - (S2 - S3 / mm) / mm) / mm) / m
+    } else {
+        (S0 - (S1 - (S2 - (S3 - S4 / mm) / mm) / mm) / mm) / m
+    }
+}
+
+/// `x ln(x / μ) + μ − x` (the binomial deviance term), accurate when `x` is
+/// close to `μ` where the plain formula cancels.
+fn deviance(x: f64, mu: f64) -> f64 {
+    if (x - mu).abs() < 0.1 * (x + mu) {
+        // Series in v = (x − μ)/(x + μ), |v| < 0.1: each term is at most
+        // 1% of the one before, so it converges in a handful of steps.
+        let v = (x - mu) / (x + mu);
+        let v2 = v * v;
+        let mut sum = (x - mu) * v;
+        let mut term = 2.0 * x * v;
+        for j in 1..64 {
+            term *= v2;
+            let next = sum + term / f64::from(2 * j + 1);
+            if next == sum {
+                break;
+            }
+            sum = next;
+        }
+        sum
+    } else {
+        x * (x / mu).ln() + mu - x
+    }
 }
 
 /// The standard normal quantile function (Acklam's rational approximation,
@@ -172,6 +248,65 @@ mod tests {
         assert_eq!(mixture_likelihood_ratio(10, 0.5, 5), 0.0);
         assert_eq!(mixture_likelihood_ratio(10, 0.5, 2), 0.0);
         assert_eq!(mixture_likelihood_ratio(0, 0.5, 0), 0.0);
+    }
+
+    /// The definition, one term per event: what `mixture_likelihood_ratio`
+    /// computed before it was made O(1).
+    fn mixture_ratio_by_loop(n: u64, p: f64, x: u64) -> f64 {
+        if n == 0 || x > n || !(p > 0.0 && p < 1.0) || (x as f64) <= p * n as f64 {
+            return 0.0;
+        }
+        let ln_factorial = |m: u64| (2..=m).map(|i| (i as f64).ln()).sum::<f64>();
+        let ln_beta = ln_factorial(x) + ln_factorial(n - x) - ln_factorial(n + 1);
+        let ln_null = x as f64 * p.ln() + (n - x) as f64 * (1.0 - p).ln();
+        (ln_beta - ln_null).exp()
+    }
+
+    #[test]
+    fn mixture_ratio_agrees_with_the_per_event_loop_on_small_inputs() {
+        let mut worst = 0.0f64;
+        for n in (1..=60).chain([100, 250, 999, 2_000, 5_000]) {
+            for p in [0.01, 0.1, 0.3, 0.5, 0.77, 0.95] {
+                let step = (n / 40).max(1);
+                for x in (0..=n).step_by(step as usize).chain([n]) {
+                    let (fast, slow) = (
+                        mixture_likelihood_ratio(n, p, x),
+                        mixture_ratio_by_loop(n, p, x),
+                    );
+                    if slow == 0.0 || !slow.is_finite() {
+                        assert_eq!(fast, slow, "n {n} p {p} x {x}");
+                        continue;
+                    }
+                    let rel = (fast / slow - 1.0).abs();
+                    worst = worst.max(rel);
+                    assert!(rel < 1e-9, "n {n} p {p} x {x}: {fast} vs {slow}");
+                }
+            }
+        }
+        assert!(worst < 1e-9, "worst relative difference {worst}");
+    }
+
+    #[test]
+    fn mixture_ratio_of_a_quadrillion_events_is_immediate_and_sane() {
+        let n = 1_000_000_000_000_000_u64; // 10^15 complaints
+        let started = std::time::Instant::now();
+        // Exactly the expected share: no evidence.
+        assert_eq!(mixture_likelihood_ratio(n, 0.5, n / 2), 0.0);
+        // One standard deviation above it: a modest, finite ratio (the
+        // mixture's cost is about ½·ln(n), so far below 1).
+        let sd = (n as f64 * 0.25).sqrt() as u64;
+        let lr = mixture_likelihood_ratio(n, 0.5, n / 2 + sd);
+        assert!(lr.is_finite() && lr > 0.0 && lr < 1e-5, "{lr}");
+        // Ten standard deviations above: overwhelming.
+        let lr = mixture_likelihood_ratio(n, 0.5, n / 2 + 10 * sd);
+        assert!(lr > 1e10, "{lr}");
+        // Every event on one side: beyond f64, infinite, never NaN.
+        assert_eq!(mixture_likelihood_ratio(n, 0.5, n), f64::INFINITY);
+        assert_eq!(
+            mixture_likelihood_ratio(u64::MAX, 0.3, u64::MAX / 2),
+            f64::INFINITY
+        );
+        assert!(started.elapsed() < std::time::Duration::from_millis(100));
     }
 
     #[test]
