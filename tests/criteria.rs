@@ -466,3 +466,40 @@ fn a_quadrillion_complaints_are_judged_at_once() {
     let e = judge(plan(EvaluationMode::Guarded), &s);
     assert_eq!(status(&e, "review.complaints"), CheckStatus::Fail);
 }
+
+#[test]
+fn a_critical_error_that_was_not_an_upload_rolls_back_with_its_reason() {
+    // MetricsAccumulator::record_critical: a crash is no upload, but it is
+    // a critical error of the async path.
+    let metrics = async_upload_rollout::MetricsAccumulator::new();
+    for _ in 0..1_000 {
+        metrics.record(Arm::Async, Outcome::Success, Duration::from_millis(100));
+        metrics.record(Arm::Sync, Outcome::Success, Duration::from_millis(100));
+    }
+    metrics.record_critical(Arm::Async, "async worker 3 killed: out of memory");
+    let mut s = metrics.snapshot();
+    s.at_unix_ms = T0_MS;
+    assert_eq!(s.judged(Arm::Async), 1_000, "the crash is not an upload");
+    for mode in [EvaluationMode::Literal, EvaluationMode::Guarded] {
+        let e = judge(plan(mode), &s);
+        assert_eq!(e.verdict, Verdict::Rollback, "{mode:?}");
+        assert_eq!(status(&e, "rollback.critical_errors"), CheckStatus::Fail);
+        assert!(
+            e.reason.contains("async worker 3 killed: out of memory"),
+            "{}",
+            e.reason
+        );
+    }
+    // On the sync path it is logged but does not roll the rollout back.
+    let metrics = async_upload_rollout::MetricsAccumulator::new();
+    metrics.record_critical(Arm::Sync, "sync worker crashed");
+    let mut s = totals(10_000, 0, 0);
+    s.arm_mut(Arm::Sync).critical_events = metrics.snapshot().arm(Arm::Sync).critical_events;
+    assert_eq!(
+        status(
+            &judge(plan(EvaluationMode::Guarded), &s),
+            "rollback.critical_errors"
+        ),
+        CheckStatus::Pass
+    );
+}

@@ -398,7 +398,19 @@ impl Evaluator {
     ) {
         let t = &self.plan.triggers;
 
-        let critical = totals.critical(Arm::Async);
+        // Critical uploads, and critical errors that were not an upload
+        // (`MetricsAccumulator::record_critical`), with the latest reason.
+        let arm = totals.arm(Arm::Async);
+        let (uploads, events) = (arm.critical, arm.critical_events);
+        let critical = uploads.saturating_add(events);
+        let mut what = format!("critical errors on the async path = {critical}");
+        if events > 0 {
+            what.push_str(&format!(" ({uploads} uploads, {events} reported"));
+            if let Some(reason) = arm.critical_reasons.last() {
+                what.push_str(&format!(", latest: {reason:?}"));
+            }
+            what.push(')');
+        }
         checks.push(Check {
             name: "rollback.critical_errors".into(),
             kind: CheckKind::Rollback,
@@ -412,9 +424,9 @@ impl Evaluator {
             interval: None,
             sample_size: totals.judged(Arm::Async),
             detail: if t.rollback_on_critical {
-                format!("critical errors on the async path = {critical} (any rolls back)")
+                format!("{what} (any rolls back)")
             } else {
-                format!("critical errors on the async path = {critical} (trigger off)")
+                format!("{what} (trigger off)")
             },
         });
 
