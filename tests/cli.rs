@@ -207,7 +207,7 @@ fn a_sustained_latency_regression_exits_2() {
     let out = run(&["check", path_str(&log)]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}{}", text(&out.stderr));
-    assert_eq!(row(&stdout, "review.latency_ratio")[2], "FAIL");
+    assert_eq!(row(&stdout, "review.latency_ratio[last 30m]")[2], "FAIL");
     assert!(stdout.contains("verdict: manual review"), "{stdout}");
 }
 

@@ -28,15 +28,19 @@ pub(crate) enum ValueKind {
     Minutes,
     /// A rate, ratio or growth, shown as a percentage.
     Percent,
+    /// The natural log of a likelihood ratio (sequential checks), shown as
+    /// the ratio.
+    Evidence,
 }
 
 /// The kind of value the check called `name` observes.
 pub(crate) fn value_kind(name: &str) -> ValueKind {
     if name == "uploads" || name.starts_with("rollback.critical_errors") {
         ValueKind::Count
-    } else if name.starts_with("review.success_rate_in_band")
-        || name.starts_with("review.latency_ratio")
-    {
+    } else if name.ends_with("[sequential]") {
+        ValueKind::Evidence
+    } else if name == "review.success_rate_in_band" || name == "review.latency_ratio" {
+        // Literal mode's streaks: minutes held.
         ValueKind::Minutes
     } else {
         ValueKind::Percent
@@ -48,6 +52,16 @@ pub(crate) fn format_value(kind: ValueKind, x: f64) -> String {
     match kind {
         ValueKind::Count => format!("{x:.0}"),
         ValueKind::Minutes => format!("{x:.0} min"),
+        ValueKind::Evidence => {
+            let ratio = x.exp();
+            if ratio < 10.0 {
+                format!("LR {ratio:.1}")
+            } else if ratio < 1e7 {
+                format!("LR {ratio:.0}")
+            } else {
+                format!("LR {ratio:.1e}")
+            }
+        }
         ValueKind::Percent => {
             let text = format!("{:.3}", x * 100.0);
             let text = text.trim_end_matches('0').trim_end_matches('.');
@@ -249,6 +263,13 @@ mod tests {
             ("review.complaints", 0.0002, "0.02%"),
             ("latency_ratio", 1.0123, "101.23%"),
             ("review.latency_ratio", 31.5, "32 min"),
+            ("review.latency_ratio[last 30m]", 1.25, "125%"),
+            (
+                "rollback.error_rate[sequential]",
+                100_000f64.ln(),
+                "LR 100000",
+            ),
+            ("review.success_rate_in_band[sequential]", 0.0, "LR 1.0"),
         ];
         for (name, x, want) in cases {
             assert_eq!(format_value(value_kind(name), x), want, "{name}");
