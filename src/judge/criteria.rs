@@ -11,18 +11,29 @@
 //!   2/255 ≈ 0.78% of the exact ratio (each quantile within 1/256); a mean
 //!   ratio is exact (see [`LatencyStatistic`]).
 //! - **Immediate rollback triggers** (fail → [`Verdict::Rollback`]): any
-//!   critical error, memory growth, and the success and error rates, checked
-//!   over the whole stage and over the recent window
-//!   ([`EvaluationSettings::recent_window`]), so a regression late in a long
-//!   stage is not diluted by its healthy start.
+//!   critical error (a `Critical` upload or one reported with
+//!   [`MetricsAccumulator::record_critical`](crate::MetricsAccumulator::record_critical)),
+//!   memory growth, and the success and error rates, checked over the whole
+//!   stage, over the recent window
+//!   ([`EvaluationSettings::recent_window`]) and, in guarded mode,
+//!   sequentially over the stage's history
+//!   ([`EvaluationSettings::rollback_evidence`]), so a regression late in a
+//!   long stage is judged on the uploads since it began.
 //! - **Manual-review triggers** (fail → [`Verdict::ManualReview`]): sustained
 //!   conditions (success rate in the review band, latency ratio above the
-//!   review ratio) and the complaint rate. A condition has *held for D* when it
-//!   was true on the window ending at every kept snapshot of the last D
-//!   (windows of [`EvaluationSettings::sustain_window`], each with at least
+//!   review ratio) and the complaint rate. In literal mode a condition has
+//!   *held for D* when it was true on the window ending at every kept
+//!   snapshot of the last D (windows of
+//!   [`EvaluationSettings::sustain_window`], each with at least
 //!   [`EvaluationSettings::sustain_min_uploads`] async uploads), the first of
-//!   them at least D before the latest one. A window with too few uploads
-//!   breaks the streak: silence is not evidence.
+//!   them at least D before the latest one. In guarded mode the last D is
+//!   judged as a whole: the success band sequentially over windows of D or
+//!   more ([`EvaluationSettings::review_evidence`]), the latency ratio over
+//!   the last D with its confidence interval.
+//!
+//! Where the judged data has too little sync traffic (the 100% stage has
+//! none), the latency and complaint comparisons use the carried sync
+//! baseline ([`Evaluator::set_sync_baseline`]).
 //!
 //! Severity: Rollback > ManualReview > Hold > Advance. Too little data is a
 //! Hold whose check says how many uploads are missing, never a pass and never
@@ -35,8 +46,15 @@
 //! around every rate: it rolls back on a rate only when the whole interval is
 //! on the bad side of the trigger, and advances only when the observed rate
 //! meets the target **and** the interval's bad end is within
-//! [`EvaluationSettings::advance_tolerance`] of it. Critical errors and memory
-//! growth stay immediate in both modes.
+//! [`EvaluationSettings::advance_tolerance`] of it. It adds the sequential
+//! rollback checks, judges sustained conditions on whole windows, and puts a
+//! confidence interval (order-statistic bounds per arm) around the latency
+//! ratio: the criterion needs its upper end within
+//! [`EvaluationSettings::latency_tolerance`] of the threshold. Critical
+//! errors and memory growth stay immediate in both modes.
+//!
+//! Every statistic costs O(1), O(buckets) or O(kept snapshots), whatever the
+//! counts.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -124,11 +142,14 @@ pub struct Check {
     pub kind: CheckKind,
     /// Pass, fail, or not enough data.
     pub status: CheckStatus,
-    /// The observed value (a rate, ratio, count or growth), when there is one.
+    /// The observed value (a rate, ratio, count or growth; for a
+    /// `[sequential]` check the natural log of its likelihood ratio; for a
+    /// literal sustained check the minutes it has held), when there is one.
     pub observed: Option<f64>,
-    /// The threshold it was compared with.
+    /// The threshold it was compared with (in the same unit as `observed`).
     pub threshold: f64,
-    /// The confidence interval behind a guarded decision on a rate.
+    /// The confidence interval behind a guarded decision on a rate or a
+    /// latency ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Interval>,
     /// How many async uploads the observation rests on.
