@@ -857,3 +857,30 @@ fn the_last_stage_compares_with_the_sync_baseline_carried_from_the_stage_before(
         "p50 ≈ 150 ms against a fixed 100 ms"
     );
 }
+
+#[test]
+fn a_latency_review_window_without_sync_traffic_is_not_judged_on_a_handful() {
+    // 40 minutes, async 30% slower; the sync path's only uploads (10) are in
+    // the first minute, so no 30-minute window ending now has any.
+    let mut history = History::default();
+    let mut s = MetricsSnapshot::empty_at(at(T0_MS));
+    history.push(s.clone());
+    for m in 1..=40 {
+        for i in 0..20u64 {
+            let ms = 50.0 + ((i * 37 + m * 11) % 201) as f64;
+            s.arm_mut(Arm::Async)
+                .record(Outcome::Success, Duration::from_secs_f64(ms * 1.3 / 1000.0));
+        }
+        if m == 1 {
+            add(&mut s, Arm::Sync, 10, 0, 0, 100);
+        }
+        s.at_unix_ms = T0_MS + m * MINUTE_MS;
+        history.push(s.clone());
+    }
+    let e = judge_history(EvaluationMode::Guarded, &history, &s);
+    let check = e.check("review.latency_ratio[last 30m]").unwrap();
+    assert_eq!(check.status, CheckStatus::NotEnoughData, "{}", check.detail);
+    assert!(check.detail.contains("0 sync uploads"), "{}", check.detail);
+    let e = judge_history(EvaluationMode::Literal, &history, &s);
+    assert_eq!(status(&e, "review.latency_ratio"), CheckStatus::Pass);
+}

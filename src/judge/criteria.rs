@@ -764,7 +764,7 @@ impl Evaluator {
         } else {
             let min = settings.sustain_min_uploads.max(1);
             let slow = |w: &MetricsSnapshot| -> Option<bool> {
-                if w.judged(Arm::Async) < min {
+                if w.judged(Arm::Async) < min || !self.has_latency_baseline(spec, w, min) {
                     return None;
                 }
                 self.compare_latency(spec, w, min)
@@ -906,6 +906,15 @@ impl Evaluator {
         if n < min {
             return not_enough(format!("{rule}: {n} async uploads, needs {min}"), n);
         }
+        if !self.has_latency_baseline(spec, &window, min) {
+            return not_enough(
+                format!(
+                    "{rule}: {} sync uploads in the window, needs {min} (or a carried sync baseline)",
+                    window.judged(Arm::Sync)
+                ),
+                n,
+            );
+        }
         let Some(c) = self.compare_latency(spec, &window, min) else {
             return not_enough(
                 format!("{rule}: nothing to compare with (no sync uploads, no carried baseline)"),
@@ -933,6 +942,13 @@ impl Evaluator {
                 pct(low)
             ),
         }
+    }
+
+    /// Whether `window` has something to compare its latency with: the
+    /// stage's fixed baseline, or a sync arm ([`Self::sync_arm`]) with at
+    /// least `min` judged uploads.
+    fn has_latency_baseline(&self, spec: &Stage, window: &MetricsSnapshot, min: u64) -> bool {
+        spec.criteria.baseline_latency.is_some() || self.sync_arm(window, min).0.judged() >= min
     }
 
     /// The sync arm to compare `window` with: its own when it has at least
