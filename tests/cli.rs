@@ -9,11 +9,11 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_upload_rollout::cli::{Fleet, InstanceLog};
+use async_upload_rollout::cli::{Fleet, InstanceLog, exit_code};
 use async_upload_rollout::simulation::{Fault, Simulation, SimulationConfig};
 use async_upload_rollout::{
     Arm, Evaluation, JsonlSink, LogEvent, LogRecord, ManualClock, MetricsAccumulator, Outcome,
-    Percent, Rollout, RolloutConfig, RolloutPlan, RolloutStatus, read_log,
+    Percent, Rollout, RolloutConfig, RolloutPlan, RolloutStatus, Verdict, read_log,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
@@ -88,12 +88,29 @@ fn simulate(
 
 /// Four simulated hours of a healthy 10% stage.
 fn healthy_log(path: &Path, seed: u64) {
+    healthy_log_for(path, seed, 240);
+}
+
+/// `minutes` simulated minutes of a healthy 10% stage.
+fn healthy_log_for(path: &Path, seed: u64, minutes: usize) {
     let config = SimulationConfig {
         start_stage: 1,
         seed,
         ..SimulationConfig::default()
     };
-    simulate(path, config, 240, |_| false);
+    simulate(path, config, minutes, |_| false);
+}
+
+/// The evaluation `check --json` printed, and its exit code.
+fn check_json(args: &[&str]) -> (Evaluation, Option<i32>) {
+    let mut all = vec!["check", "--json"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    let stdout = text(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one line of JSON: {stdout}");
+    let evaluation = serde_json::from_str(&stdout)
+        .unwrap_or_else(|err| panic!("{err}: {stdout}{}", text(&out.stderr)));
+    (evaluation, out.status.code())
 }
 
 /// The async path's errors jump to 10% at the start of the 10% stage.
@@ -153,7 +170,10 @@ fn a_healthy_stage_exits_0_with_every_check_in_the_table() {
     healthy_log(&log, 1);
     let out = run(&["check", path_str(&log)]);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let (evaluation, code) = check_json(&[path_str(&log)]);
+    assert_eq!(out.status.code(), code, "{stdout}{}", text(&out.stderr));
+    assert_eq!(code, Some(i32::from(exit_code(evaluation.verdict))));
+    assert!(matches!(code, Some(0 | 4)), "{stdout}");
     let header = row(&stdout, "CHECK");
     assert_eq!(
         header,
@@ -205,8 +225,45 @@ fn a_sustained_latency_regression_exits_2() {
     let out = run(&["check", path_str(&log)]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(2), "{stdout}{}", text(&out.stderr));
-    assert_eq!(row(&stdout, "review.latency_ratio")[2], "FAIL");
+    assert_eq!(row(&stdout, "review.latency_ratio[last 30m]")[2], "FAIL");
     assert!(stdout.contains("verdict: manual review"), "{stdout}");
+}
+
+#[test]
+fn check_json_prints_the_evaluation_and_the_exit_code_tells_advance_from_hold() {
+    let dir = TempDir::new("json");
+    // Half an hour of a healthy 10% stage: too few uploads, hold (4).
+    let short = dir.file("short.jsonl");
+    healthy_log_for(&short, 5, 30);
+    let (evaluation, code) = check_json(&[path_str(&short)]);
+    assert_eq!(evaluation.verdict, Verdict::Hold, "{}", evaluation.reason);
+    assert_eq!(code, Some(4));
+    // What the controller logged, field for field.
+    same_evaluation(&evaluation, &last_tick(&short).evaluation.unwrap(), "short");
+    // Ten healthy hours: every criterion met, advance (0).
+    let long = dir.file("long.jsonl");
+    healthy_log_for(&long, 5, 600);
+    let (evaluation, code) = check_json(&[path_str(&long)]);
+    assert_eq!(
+        evaluation.verdict,
+        Verdict::Advance,
+        "{}",
+        evaluation.reason
+    );
+    assert_eq!(code, Some(0));
+    // Rollback (3) and review (2) keep their codes in JSON mode too.
+    let burst = dir.file("burst.jsonl");
+    error_burst_log(&burst);
+    let (evaluation, code) = check_json(&[path_str(&burst)]);
+    assert_eq!((evaluation.verdict, code), (Verdict::Rollback, Some(3)));
+    let creep = dir.file("creep.jsonl");
+    latency_creep_log(&creep);
+    let (evaluation, code) = check_json(&[path_str(&creep)]);
+    assert_eq!((evaluation.verdict, code), (Verdict::ManualReview, Some(2)));
+    // Errors stay on stderr with exit code 1 and nothing on stdout.
+    let out = run(&["check", "--json", path_str(&dir.file("missing.jsonl"))]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
 }
 
 /// `a` and `b` agree in everything, floats to 1e-12 (the log's JSON
@@ -281,7 +338,12 @@ fn merging_two_instances_sums_their_counts() {
 
     let out = run(&["check", path_str(&a), path_str(&b)]);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(i32::from(exit_code(outcome.evaluation.verdict))),
+        "{stdout}{}",
+        text(&out.stderr)
+    );
     let sum = ta.judged(Arm::Async) + tb.judged(Arm::Async);
     assert_eq!(row(&stdout, "uploads")[3], sum.to_string());
     assert!(stdout.contains("2 instance(s)"), "{stdout}");
@@ -390,7 +452,8 @@ fn snapshot_only_logs_are_judged_at_the_stage_given() {
 
     let out = run(&["check", path_str(&log), "--stage", "1"]);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    // 98.9% success, under the 99% target: hold.
+    assert_eq!(out.status.code(), Some(4), "{stdout}{}", text(&out.stderr));
     assert_eq!(row(&stdout, "uploads")[3], "1800");
     assert!(
         text(&out.stderr).contains("cumulative"),

@@ -432,3 +432,89 @@ fn quiet_ticks_are_logged_at_the_log_interval_and_changes_always() {
     assert_eq!(last.action, Some(Action::Rollback { manual: false }));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+impl Setup {
+    /// One minute of traffic at 100%: `async_ok` healthy async uploads, no sync.
+    fn async_only_minute(&self, async_ok: u64) {
+        for _ in 0..async_ok {
+            self.metrics
+                .record(Arm::Async, Outcome::Success, Duration::from_millis(100));
+        }
+        self.clock.advance(Duration::from_secs(60));
+    }
+}
+
+/// The 100% stage has no sync traffic of its own: the controller carries the
+/// sync arm of the 50% run into it, and takes it back from the log after a
+/// restart, so the last stage can complete. Without the log (no way to
+/// recover it) the same 100% run holds forever on "not enough data".
+#[test]
+fn the_last_stage_completes_on_the_sync_baseline_carried_from_the_stage_before_even_after_a_restart()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("metrics.jsonl");
+    let store: Arc<dyn async_upload_rollout::StateStore> =
+        Arc::new(async_upload_rollout::MemoryStateStore::new());
+    let s = setup(50);
+    let mut c = s
+        .controller()
+        .plan(short_plan())
+        .auto_advance(true)
+        .state_store(Arc::clone(&store))
+        .log(JsonlSink::open(&log).unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(c.stage(), Some(2));
+    for _ in 0..40 {
+        s.minute(400, 1);
+        let _ = c.tick();
+        if c.stage() == Some(3) {
+            break;
+        }
+    }
+    assert_eq!(c.stage(), Some(3), "advanced to 100%");
+    drop(c);
+
+    // A restart with the log: the carried baseline comes back.
+    let mut restarted = s
+        .controller()
+        .plan(short_plan())
+        .auto_advance(true)
+        .state_store(Arc::clone(&store))
+        .log(JsonlSink::open(&log).unwrap())
+        .build()
+        .unwrap();
+    let mut complete_after = None;
+    for minute in 1..=60 {
+        s.async_only_minute(400);
+        let _ = restarted.tick();
+        if restarted.status() == Some(RolloutStatus::Complete) {
+            complete_after = Some(minute);
+            break;
+        }
+    }
+    assert!(
+        complete_after.is_some(),
+        "completed after {complete_after:?} minutes; last evaluation: {:#?}",
+        restarted.last_evaluation()
+    );
+    let lines = std::fs::read_to_string(&log).unwrap();
+    assert!(lines.contains("recovered the carried sync baseline"));
+
+    // The control: a fresh store at 100% with no log to recover from.
+    let bare = setup(100);
+    let mut c = bare
+        .controller()
+        .plan(short_plan())
+        .auto_advance(true)
+        .build()
+        .unwrap();
+    assert_eq!(c.stage(), Some(3));
+    for _ in 0..60 {
+        bare.async_only_minute(400);
+        let _ = c.tick();
+    }
+    assert_eq!(c.status(), Some(RolloutStatus::Running));
+    let evaluation = c.last_evaluation().unwrap();
+    assert_eq!(evaluation.verdict, Verdict::Hold, "{evaluation:#?}");
+}

@@ -291,28 +291,177 @@ fn judge_history(
 #[test]
 fn success_band_must_hold_for_30_minutes_before_review() {
     // 96% succeed every minute: in the 95–97% band, and with 2,000 async
-    // uploads a minute conclusively so for the guarded mode too. It has held
-    // from the first evaluation point (minute 1); at minute 30 it has held 29
-    // minutes, at minute 31 it has held 30.
-    for mode in [EvaluationMode::Literal, EvaluationMode::Guarded] {
-        let (h, t) = history_of(30, |_| (1_920, 80), |_| 100);
-        let e = judge_history(mode, &h, &t);
-        assert_eq!(
-            status(&e, "review.success_rate_in_band"),
-            CheckStatus::Pass,
-            "{mode:?} 29 min"
-        );
-        assert_ne!(e.verdict, Verdict::ManualReview);
+    // uploads a minute conclusively so.
+    //
+    // Literal: true on the 5-minute window ending at each snapshot; it has
+    // held from the first evaluation point (minute 1), so at minute 30 it
+    // has held 29 minutes, at minute 31 it has held 30.
+    let band = "review.success_rate_in_band";
+    let (h, t) = history_of(30, |_| (1_920, 80), |_| 100);
+    let e = judge_history(EvaluationMode::Literal, &h, &t);
+    assert_eq!(status(&e, band), CheckStatus::Pass, "literal, 29 min");
+    assert_ne!(e.verdict, Verdict::ManualReview);
+    let (h, t) = history_of(31, |_| (1_920, 80), |_| 100);
+    let e = judge_history(EvaluationMode::Literal, &h, &t);
+    assert_eq!(status(&e, band), CheckStatus::Fail, "literal, 30 min");
+    assert_eq!(e.verdict, Verdict::ManualReview, "{}", e.reason);
 
-        let (h, t) = history_of(31, |_| (1_920, 80), |_| 100);
-        let e = judge_history(mode, &h, &t);
-        assert_eq!(
-            status(&e, "review.success_rate_in_band"),
-            CheckStatus::Fail,
-            "{mode:?} 30 min"
+    // Guarded: judged on windows of 30 minutes or more as a whole; at
+    // minute 29 there is none, at minute 30 the whole history is one.
+    let band = "review.success_rate_in_band[sequential]";
+    let (h, t) = history_of(29, |_| (1_920, 80), |_| 100);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(
+        status(&e, band),
+        CheckStatus::NotEnoughData,
+        "guarded, 29 min"
+    );
+    assert_ne!(e.verdict, Verdict::ManualReview);
+    let (h, t) = history_of(30, |_| (1_920, 80), |_| 100);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(status(&e, band), CheckStatus::Fail, "guarded, 30 min");
+    assert_eq!(e.verdict, Verdict::ManualReview, "{}", e.reason);
+}
+
+/// A stage of `minutes` one-minute snapshots at the 10% stage of a
+/// 120-uploads-a-minute service: `per_minute(m)` gives the async (success,
+/// failure) of minute `m`, sync is 108 healthy uploads a minute, both at
+/// 100 ms.
+fn stage_of(minutes: u64, per_minute: impl Fn(u64) -> (u64, u64)) -> (History, MetricsSnapshot) {
+    history_of(minutes, per_minute, |_| 100)
+}
+
+/// `per 1000` failures spread evenly: minute `m`'s share of them at 12
+/// async uploads a minute.
+fn even(m: u64, per_1000: u64) -> (u64, u64) {
+    let before = (m - 1) * 12 * per_1000 / 1000;
+    let upto = m * 12 * per_1000 / 1000;
+    let failures = upto - before;
+    (12 - failures, failures)
+}
+
+#[test]
+fn a_sudden_regression_late_in_a_long_stage_is_rolled_back_within_minutes() {
+    // Ten healthy hours (0.5% failures), then every fourth upload fails.
+    let onset = 600;
+    let per_minute = |m| if m > onset { (9, 3) } else { even(m, 5) };
+    let sequential = "rollback.error_rate[sequential]";
+    let mut rolled_back_at = None;
+    for minutes in onset..onset + 10 {
+        let (h, t) = stage_of(minutes, per_minute);
+        let e = judge_history(EvaluationMode::Guarded, &h, &t);
+        if status(&e, sequential) == CheckStatus::Fail {
+            assert_eq!(e.verdict, Verdict::Rollback);
+            // Neither the stage's totals nor the last 30 minutes can tell yet.
+            assert_eq!(status(&e, "rollback.error_rate[stage]"), CheckStatus::Pass);
+            assert_eq!(
+                status(&e, "rollback.error_rate[last 30m]"),
+                CheckStatus::Pass
+            );
+            let check = e.check(sequential).unwrap();
+            assert!(
+                check.detail.contains("over the last 4m"),
+                "{}",
+                check.detail
+            );
+            rolled_back_at = Some(minutes - onset);
+            break;
+        }
+        assert_ne!(
+            e.verdict,
+            Verdict::Rollback,
+            "minute {minutes}: {}",
+            e.reason
         );
-        assert_eq!(e.verdict, Verdict::ManualReview, "{}", e.reason);
     }
+    // 3 minutes: 36 uploads, 9 failures: 9 × 1.623 − 27 × 0.085 ≈ 12.3 ≥ ln 100,000.
+    assert_eq!(rolled_back_at, Some(3));
+    // Literal mode has no sequential check.
+    let (h, t) = stage_of(onset + 3, per_minute);
+    let e = judge_history(EvaluationMode::Literal, &h, &t);
+    assert!(e.check(sequential).is_none());
+}
+
+#[test]
+fn a_step_just_above_the_trigger_is_caught_and_one_below_never() {
+    // 7% failures after ten healthy hours: the 30-minute interval keeps its
+    // low end under 5%, the stage's totals dilute it; the CUSUM climbs.
+    let onset = 600;
+    let (h, t) = stage_of(
+        onset + 60,
+        |m| if m > onset { even(m, 70) } else { even(m, 5) },
+    );
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(
+        status(&e, "rollback.error_rate[sequential]"),
+        CheckStatus::Fail
+    );
+    assert_eq!(
+        status(&e, "rollback.error_rate[last 30m]"),
+        CheckStatus::Pass
+    );
+    assert_eq!(status(&e, "rollback.error_rate[stage]"), CheckStatus::Pass);
+
+    // 4% (96% success: the review band, below the trigger) and 2% for
+    // twelve hours, failures evenly spread: the evidence never builds.
+    for per_1000 in [20, 40] {
+        let (h, t) = stage_of(719, |m| even(m, per_1000));
+        let e = judge_history(EvaluationMode::Guarded, &h, &t);
+        let check = e.check("rollback.error_rate[sequential]").unwrap();
+        assert_eq!(
+            check.status,
+            CheckStatus::Pass,
+            "{per_1000}‰: {}",
+            check.detail
+        );
+        assert!(
+            check.observed.unwrap() < 3.0,
+            "{per_1000}‰: {}",
+            check.detail
+        );
+    }
+}
+
+#[test]
+fn the_recent_window_says_when_the_history_is_too_short() {
+    let (h, t) = stage_of(10, |m| even(m, 5));
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    let check = e
+        .check("rollback.error_rate[last 30m]")
+        .expect("not left out");
+    assert_eq!(check.status, CheckStatus::NotEnoughData);
+    assert!(
+        check.detail.contains("reaches back 10m"),
+        "{}",
+        check.detail
+    );
+    assert_ne!(e.verdict, Verdict::Rollback);
+}
+
+#[test]
+fn a_path_at_96_percent_is_reviewed_and_one_at_98_never() {
+    let band = "review.success_rate_in_band[sequential]";
+    // 96% at 12 async uploads a minute, failures evenly spread: +0.63 per
+    // 100 uploads against a bar of ln 3,000 ≈ 8.0, so about 106 minutes.
+    let mut reviewed_at = None;
+    for minutes in (30..=180).step_by(5) {
+        let (h, t) = stage_of(minutes, |m| even(m, 40));
+        let e = judge_history(EvaluationMode::Guarded, &h, &t);
+        if status(&e, band) == CheckStatus::Fail {
+            assert_eq!(e.verdict, Verdict::ManualReview, "{}", e.reason);
+            reviewed_at = Some(minutes);
+            break;
+        }
+    }
+    assert!(
+        reviewed_at.is_some_and(|m| (100..=115).contains(&m)),
+        "{reviewed_at:?}"
+    );
+    // 98% for twelve hours: never.
+    let (h, t) = stage_of(719, |m| even(m, 20));
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(status(&e, band), CheckStatus::Pass);
+    assert_ne!(e.verdict, Verdict::ManualReview, "{}", e.reason);
 }
 
 #[test]
@@ -350,26 +499,127 @@ fn a_break_in_the_band_restarts_the_clock() {
 
 #[test]
 fn latency_above_120_percent_must_be_sustained() {
-    // Async at 130 ms against sync at 100 ms (p50 ratio 1.3).
-    let (h, t) = history_of(30, |_| (200, 0), |_| 130);
+    // Async at 130 ms against sync at 100 ms (p50 ratio 1.3). Literal: true on
+    // every 5-minute window of the last 30 minutes; guarded: the last 30
+    // minutes as a whole (so as soon as the history reaches back that far).
+    for (mode, name, needs) in [
+        (EvaluationMode::Literal, "review.latency_ratio", 31),
+        (
+            EvaluationMode::Guarded,
+            "review.latency_ratio[last 30m]",
+            30,
+        ),
+    ] {
+        let (h, t) = history_of(needs - 1, |_| (200, 0), |_| 130);
+        let e = judge_history(mode, &h, &t);
+        assert_ne!(status(&e, name), CheckStatus::Fail, "{mode:?}");
+        assert_eq!(
+            status(&e, "latency_ratio"),
+            CheckStatus::Fail,
+            "the stage criterion still holds it"
+        );
+        assert_eq!(e.verdict, Verdict::Hold);
+
+        let (h, t) = history_of(needs, |_| (200, 0), |_| 130);
+        let e = judge_history(mode, &h, &t);
+        assert_eq!(status(&e, name), CheckStatus::Fail, "{mode:?}");
+        assert_eq!(e.verdict, Verdict::ManualReview, "{}", e.reason);
+
+        // 115%: held as long as you like, never a review.
+        let (h, t) = history_of(60, |_| (200, 0), |_| 115);
+        let e = judge_history(mode, &h, &t);
+        assert_eq!(status(&e, name), CheckStatus::Pass, "{mode:?}");
+    }
+}
+
+/// Minute `m` of a stage where async latencies spread over 50–250 ms times
+/// `factor` and sync ones over 50–250 ms: `n_async` async and 100 sync
+/// uploads a minute, all successes.
+fn spread_minute(s: &mut MetricsSnapshot, m: u64, n_async: u64, factor: f64) {
+    for i in 0..n_async {
+        let ms = 50.0 + ((i * 37 + m * 11) % 201) as f64;
+        s.arm_mut(Arm::Async).record(
+            Outcome::Success,
+            Duration::from_secs_f64(ms * factor / 1000.0),
+        );
+    }
+    for i in 0..100 {
+        let ms = 50 + (i * 37 + m * 13) % 201;
+        s.arm_mut(Arm::Sync)
+            .record(Outcome::Success, Duration::from_millis(ms));
+    }
+}
+
+fn spread_stage(minutes: u64, n_async: u64, factor: f64) -> (History, MetricsSnapshot) {
+    let mut history = History::default();
+    let mut s = MetricsSnapshot::empty_at(at(T0_MS));
+    history.push(s.clone());
+    for m in 1..=minutes {
+        spread_minute(&mut s, m, n_async, factor);
+        s.at_unix_ms = T0_MS + m * MINUTE_MS;
+        history.push(s.clone());
+    }
+    (history, s)
+}
+
+#[test]
+fn the_latency_review_needs_its_interval_clear_of_what_the_stage_accepts() {
+    let name = "review.latency_ratio[last 30m]";
+    // 30% slower with one async upload a minute: 30 uploads cannot tell a
+    // slow path from a 5%-slower one, and a window judged on every tick
+    // needs more than that (`review_latency_min_uploads`, 200) before its
+    // interval is trusted.
+    let (h, t) = spread_stage(40, 1, 1.3);
     let e = judge_history(EvaluationMode::Guarded, &h, &t);
-    assert_eq!(status(&e, "review.latency_ratio"), CheckStatus::Pass);
-    assert_eq!(
-        status(&e, "latency_ratio"),
-        CheckStatus::Fail,
-        "the stage criterion still holds it"
+    let check = e.check(name).unwrap();
+    assert_eq!(check.status, CheckStatus::NotEnoughData, "{}", check.detail);
+    assert!(check.detail.contains("needs 200"), "{}", check.detail);
+    // 5 a minute (150 in the window) is still below the minimum; 7 a
+    // minute (210) is judged: the interval then says the path is slow.
+    let (h, t) = spread_stage(40, 5, 1.3);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(e.check(name).unwrap().status, CheckStatus::NotEnoughData);
+    let (h, t) = spread_stage(40, 7, 1.3);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    let check = e.check(name).unwrap();
+    assert!(check.observed.unwrap() > 1.2, "{}", check.detail);
+    assert_eq!(check.status, CheckStatus::Fail, "{}", check.detail);
+    // With 20 a minute it can.
+    let (h, t) = spread_stage(40, 20, 1.3);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    let check = e.check(name).unwrap();
+    assert_eq!(check.status, CheckStatus::Fail, "{}", check.detail);
+    let interval = check.interval.unwrap();
+    assert!(
+        interval.low > 1.05 && interval.low < 1.3 && interval.high > 1.3,
+        "{interval:?}"
+    );
+}
+
+#[test]
+fn the_guarded_latency_criterion_waits_for_a_tight_interval() {
+    // Same latency on both paths; 500 async uploads (the 10% stage's
+    // minimum) leave the p50 ratio's upper bound above 105% + 2%.
+    let (_, t) = spread_stage(25, 20, 1.0);
+    let e = judge(plan(EvaluationMode::Guarded), &t);
+    let check = e.check("latency_ratio").unwrap();
+    assert_eq!(check.status, CheckStatus::NotEnoughData, "{}", check.detail);
+    assert!(
+        check.detail.contains("interval still too wide"),
+        "{}",
+        check.detail
     );
     assert_eq!(e.verdict, Verdict::Hold);
-
-    let (h, t) = history_of(31, |_| (200, 0), |_| 130);
-    let e = judge_history(EvaluationMode::Guarded, &h, &t);
-    assert_eq!(status(&e, "review.latency_ratio"), CheckStatus::Fail);
-    assert_eq!(e.verdict, Verdict::ManualReview, "{}", e.reason);
-
-    // 115%: held as long as you like, never a review.
-    let (h, t) = history_of(60, |_| (200, 0), |_| 115);
-    let e = judge_history(EvaluationMode::Guarded, &h, &t);
-    assert_eq!(status(&e, "review.latency_ratio"), CheckStatus::Pass);
+    // 6,000 are enough.
+    let (_, t) = spread_stage(300, 20, 1.0);
+    let e = judge(plan(EvaluationMode::Guarded), &t);
+    let check = e.check("latency_ratio").unwrap();
+    assert_eq!(check.status, CheckStatus::Pass, "{}", check.detail);
+    assert!(check.interval.unwrap().high <= 1.07);
+    // Literal mode judges the observed ratio alone.
+    let (_, t) = spread_stage(25, 20, 1.0);
+    let e = judge(plan(EvaluationMode::Literal), &t);
+    assert_eq!(status(&e, "latency_ratio"), CheckStatus::Pass);
 }
 
 #[test]
@@ -444,4 +694,205 @@ fn a_fixed_baseline_judges_latency_where_no_sync_traffic_is_left() {
         Some(Duration::from_millis(180))
     );
     assert_eq!(RolloutPlan::from_toml_str(&p.to_toml_string()).unwrap(), p);
+}
+
+#[test]
+fn a_quadrillion_complaints_are_judged_at_once() {
+    // Issue 11: the complaint evidence used to cost one step per complaint.
+    let mut s = totals(10_000, 0, 0);
+    s.arm_mut(Arm::Async).complaints = 1_000_000_000_000_000;
+    s.arm_mut(Arm::Sync).complaints = 1_000_000_000_000_000;
+    let started = std::time::Instant::now();
+    let e = judge(plan(EvaluationMode::Guarded), &s);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    // 10^15 complaints on 10,000 async uploads against 10^15 on 10,000 sync
+    // ones: the same rate, no evidence of an increase.
+    assert_eq!(status(&e, "review.complaints"), CheckStatus::Pass);
+    s.arm_mut(Arm::Sync).complaints = 1_000_000_000_000;
+    let e = judge(plan(EvaluationMode::Guarded), &s);
+    assert_eq!(status(&e, "review.complaints"), CheckStatus::Fail);
+}
+
+#[test]
+fn a_critical_error_that_was_not_an_upload_rolls_back_with_its_reason() {
+    // MetricsAccumulator::record_critical: a crash is no upload, but it is
+    // a critical error of the async path.
+    let metrics = async_upload_rollout::MetricsAccumulator::new();
+    for _ in 0..1_000 {
+        metrics.record(Arm::Async, Outcome::Success, Duration::from_millis(100));
+        metrics.record(Arm::Sync, Outcome::Success, Duration::from_millis(100));
+    }
+    metrics.record_critical(Arm::Async, "async worker 3 killed: out of memory");
+    let mut s = metrics.snapshot();
+    s.at_unix_ms = T0_MS;
+    assert_eq!(s.judged(Arm::Async), 1_000, "the crash is not an upload");
+    for mode in [EvaluationMode::Literal, EvaluationMode::Guarded] {
+        let e = judge(plan(mode), &s);
+        assert_eq!(e.verdict, Verdict::Rollback, "{mode:?}");
+        assert_eq!(status(&e, "rollback.critical_errors"), CheckStatus::Fail);
+        assert!(
+            e.reason.contains("async worker 3 killed: out of memory"),
+            "{}",
+            e.reason
+        );
+    }
+    // On the sync path it is logged but does not roll the rollout back.
+    let metrics = async_upload_rollout::MetricsAccumulator::new();
+    metrics.record_critical(Arm::Sync, "sync worker crashed");
+    let mut s = totals(10_000, 0, 0);
+    s.arm_mut(Arm::Sync).critical_events = metrics.snapshot().arm(Arm::Sync).critical_events;
+    assert_eq!(
+        status(
+            &judge(plan(EvaluationMode::Guarded), &s),
+            "rollback.critical_errors"
+        ),
+        CheckStatus::Pass
+    );
+}
+
+/// The 100% stage: `minutes` of `n_async` async uploads a minute (latency
+/// spread over 50–250 ms times `factor`), no sync traffic.
+fn all_async_stage(minutes: u64, n_async: u64, factor: f64) -> (History, MetricsSnapshot) {
+    let mut history = History::default();
+    let mut s = MetricsSnapshot::empty_at(at(T0_MS));
+    history.push(s.clone());
+    for m in 1..=minutes {
+        for i in 0..n_async {
+            let ms = 50.0 + ((i * 37 + m * 11) % 201) as f64;
+            s.arm_mut(Arm::Async).record(
+                Outcome::Success,
+                Duration::from_secs_f64(ms * factor / 1000.0),
+            );
+        }
+        s.at_unix_ms = T0_MS + m * MINUTE_MS;
+        history.push(s.clone());
+    }
+    (history, s)
+}
+
+#[test]
+fn the_last_stage_compares_with_the_sync_baseline_carried_from_the_stage_before() {
+    // The 50% stage being left: 60,000 sync uploads over 50–250 ms, 6 complaints.
+    let (_, leaving) = spread_stage(600, 0, 1.0);
+    let mut leaving = leaving;
+    leaving.arm_mut(Arm::Sync).complaints = 6;
+    let last = 3; // the 100% stage
+    let judge_last = |evaluator: &Evaluator, h: &History, t: &MetricsSnapshot| {
+        evaluator.evaluate(last, t, h, at(t.at_unix_ms)).unwrap()
+    };
+    let plain = Evaluator::new(plan(EvaluationMode::Guarded)).unwrap();
+    let mut carried = plain.clone();
+    assert!(carried.carry_sync_baseline(&leaving));
+    assert_eq!(carried.sync_baseline().unwrap().judged(), 60_000);
+
+    // Same latency as the baseline, 30,000 async uploads: the criterion can
+    // pass only with the baseline.
+    let (h, t) = all_async_stage(300, 100, 1.0);
+    let e = judge_last(&plain, &h, &t);
+    let check = e.check("latency_ratio").unwrap();
+    assert_eq!(check.status, CheckStatus::NotEnoughData, "{}", check.detail);
+    assert!(
+        check.detail.contains("no carried sync baseline"),
+        "{}",
+        check.detail
+    );
+    let e = judge_last(&carried, &h, &t);
+    let check = e.check("latency_ratio").unwrap();
+    assert_eq!(check.status, CheckStatus::Pass, "{}", check.detail);
+    assert!(
+        check
+            .detail
+            .contains("carried sync baseline (60000 uploads)"),
+        "{}",
+        check.detail
+    );
+    assert_eq!(e.verdict, Verdict::Advance, "{}", e.reason);
+
+    // 30% slower: the criterion fails and the review fires.
+    let (h, t) = all_async_stage(300, 100, 1.3);
+    let e = judge_last(&carried, &h, &t);
+    assert_eq!(status(&e, "latency_ratio"), CheckStatus::Fail);
+    assert_eq!(
+        status(&e, "review.latency_ratio[last 30m]"),
+        CheckStatus::Fail
+    );
+    assert_eq!(e.verdict, Verdict::ManualReview, "{}", e.reason);
+    // Without the baseline the review has nothing to compare with: it says so.
+    let e = judge_last(&plain, &h, &t);
+    assert_eq!(
+        status(&e, "review.latency_ratio[last 30m]"),
+        CheckStatus::NotEnoughData
+    );
+
+    // Complaints: 30 on 30,000 async uploads against 6 on 60,000 sync ones.
+    let (h, mut t) = all_async_stage(300, 100, 1.0);
+    t.arm_mut(Arm::Async).complaints = 30;
+    assert_eq!(
+        status(&judge_last(&plain, &h, &t), "review.complaints"),
+        CheckStatus::NotEnoughData
+    );
+    let e = judge_last(&carried, &h, &t);
+    assert_eq!(
+        status(&e, "review.complaints"),
+        CheckStatus::Fail,
+        "{}",
+        e.reason
+    );
+
+    // A stage left with almost no sync traffic does not replace it.
+    let (_, tiny) = spread_stage(1, 0, 1.0);
+    let mut tiny = tiny;
+    *tiny.arm_mut(Arm::Sync) = Default::default();
+    tiny.arm_mut(Arm::Sync)
+        .record(Outcome::Success, Duration::from_millis(5));
+    assert!(!carried.carry_sync_baseline(&tiny));
+    assert_eq!(carried.sync_baseline().unwrap().judged(), 60_000);
+    // A plan's fixed baseline still wins for latency.
+    let mut p = plan(EvaluationMode::Guarded);
+    p.stages[last].criteria.baseline_latency = Some(Duration::from_millis(100));
+    let fixed = Evaluator::new(p)
+        .unwrap()
+        .with_sync_baseline(carried.sync_baseline().cloned());
+    let (h, t) = all_async_stage(300, 100, 1.0);
+    let check = judge_last(&fixed, &h, &t)
+        .check("latency_ratio")
+        .cloned()
+        .unwrap();
+    assert!(check.detail.contains("100ms"), "{}", check.detail);
+    assert_eq!(
+        check.status,
+        CheckStatus::Fail,
+        "p50 ≈ 150 ms against a fixed 100 ms"
+    );
+}
+
+#[test]
+fn a_latency_review_window_without_sync_traffic_is_not_judged_on_a_handful() {
+    // 40 minutes, async 30% slower; the sync path's only uploads (10) are in
+    // the first minute, so no 30-minute window ending now has any.
+    let mut history = History::default();
+    let mut s = MetricsSnapshot::empty_at(at(T0_MS));
+    history.push(s.clone());
+    for m in 1..=40 {
+        for i in 0..20u64 {
+            let ms = 50.0 + ((i * 37 + m * 11) % 201) as f64;
+            s.arm_mut(Arm::Async)
+                .record(Outcome::Success, Duration::from_secs_f64(ms * 1.3 / 1000.0));
+        }
+        if m == 1 {
+            add(&mut s, Arm::Sync, 10, 0, 0, 100);
+        }
+        s.at_unix_ms = T0_MS + m * MINUTE_MS;
+        history.push(s.clone());
+    }
+    let e = judge_history(EvaluationMode::Guarded, &history, &s);
+    let check = e.check("review.latency_ratio[last 30m]").unwrap();
+    assert_eq!(check.status, CheckStatus::NotEnoughData, "{}", check.detail);
+    assert!(check.detail.contains("0 sync uploads"), "{}", check.detail);
+    let e = judge_history(EvaluationMode::Literal, &history, &s);
+    assert_eq!(status(&e, "review.latency_ratio"), CheckStatus::Pass);
 }

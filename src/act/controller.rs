@@ -1068,6 +1068,16 @@ impl RolloutController {
     /// Starts a new run of the stage from now: fresh totals, history and
     /// memory baseline.
     fn restart_run(&mut self, now: SystemTime) {
+        // The run being left keeps its sync arm as the carried baseline
+        // (when it has enough sync uploads), so a stage without sync traffic
+        // of its own (100%) is still compared with the sync path.
+        let leaving = match self.source {
+            None => Some(self.run_totals(&self.metrics.snapshot())),
+            Some(_) => self.last_totals.clone(),
+        };
+        if let Some(leaving) = leaving {
+            self.evaluator.carry_sync_baseline(&leaving);
+        }
         let epoch = self.current().map_or(0, |s| s.run_epoch);
         self.run = Run::start(epoch, self.metrics.snapshot(), now, self.memory_warmup);
         self.history.clear();
@@ -1099,6 +1109,26 @@ impl RolloutController {
                 now,
                 format!(
                     "cannot recover the run's totals from {}: {err}; the run's data starts now",
+                    path.display()
+                ),
+            ),
+        }
+        let min_judged = self.plan().triggers.min_uploads.max(1);
+        match recover::sync_baseline(&path, state, min_judged) {
+            Ok(Some(sync)) => {
+                let reason = format!(
+                    "recovered the carried sync baseline from {}: {} sync uploads judged in an earlier run",
+                    path.display(),
+                    sync.judged(),
+                );
+                self.evaluator.set_sync_baseline(Some(sync));
+                self.log_state_event(now, reason);
+            }
+            Ok(None) => {}
+            Err(err) => self.log_state_event(
+                now,
+                format!(
+                    "cannot recover the carried sync baseline from {}: {err}",
                     path.display()
                 ),
             ),

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use crate::act::record::{LogEvent, LogRecord};
 use crate::act::state::RolloutState;
-use crate::metrics::MetricsSnapshot;
+use crate::metrics::{Arm, ArmMetrics, MetricsSnapshot};
 
 /// How much of the log's end is read back at most (tick lines are ~20 KiB
 /// and quiet ones are written once a minute, so this is hours of ticks).
@@ -25,10 +25,64 @@ const CHUNK: u64 = 256 * 1024;
 /// parse (a torn tail) are passed over; the scan stops at the first line of
 /// an older run, or after [`RECOVERY_SCAN_BYTES`].
 pub(crate) fn run_totals(path: &Path, state: &RolloutState) -> io::Result<Option<MetricsSnapshot>> {
+    scan_back(path, |record| {
+        let logged = record.state.as_ref()?;
+        if logged.is_new_run_since(state) {
+            return (logged.epoch < state.epoch).then_some(None);
+        }
+        match (&record.event, &record.snapshot) {
+            (LogEvent::Tick, Some(totals)) => Some(Some(totals.clone())),
+            _ => None,
+        }
+    })
+    .map(Option::flatten)
+}
+
+/// The sync arm of the newest tick line, of a run older than `state`'s,
+/// whose totals hold at least `min_judged` judged sync uploads: the
+/// carried sync baseline ([`Evaluator::carry_sync_baseline`]) a restarted
+/// controller takes back, so that a 100% stage (no sync traffic of its own)
+/// can still be judged after a restart. `Ok(None)` when the last
+/// [`RECOVERY_SCAN_BYTES`] of the log hold none.
+///
+/// [`Evaluator::carry_sync_baseline`]: crate::Evaluator::carry_sync_baseline
+pub(crate) fn sync_baseline(
+    path: &Path,
+    state: &RolloutState,
+    min_judged: u64,
+) -> io::Result<Option<ArmMetrics>> {
+    scan_back(path, |record| {
+        let logged = record.state.as_ref()?;
+        if !logged.is_new_run_since(state) || logged.epoch > state.epoch {
+            return None;
+        }
+        match (&record.event, &record.snapshot) {
+            (LogEvent::Tick, Some(totals)) if totals.arm(Arm::Sync).judged() >= min_judged => {
+                Some(totals.arm(Arm::Sync).clone())
+            }
+            _ => None,
+        }
+    })
+}
+
+/// Reads the log at `path` backwards, line by line, at most the last
+/// [`RECOVERY_SCAN_BYTES`], passing each record that parses to `found`
+/// until it returns `Some`. A missing log is `Ok(None)`.
+fn scan_back<T>(
+    path: &Path,
+    mut found: impl FnMut(&LogRecord) -> Option<T>,
+) -> io::Result<Option<T>> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err),
+    };
+    let mut judge = |line: &[u8]| {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let record = serde_json::from_slice::<LogRecord>(line).ok()?;
+        found(&record)
     };
     let len = file.metadata()?.len();
     let floor = len.saturating_sub(RECOVERY_SCAN_BYTES);
@@ -51,51 +105,17 @@ pub(crate) fn run_totals(path: &Path, state: &RolloutState) -> io::Result<Option
             Some(lines.remove(0))
         };
         for line in lines.iter().rev() {
-            match judge_line(line, state) {
-                Found::Totals(totals) => return Ok(Some(*totals)),
-                Found::OlderRun => return Ok(None),
-                Found::Other => {}
+            if let Some(value) = judge(line) {
+                return Ok(Some(value));
             }
         }
         tail = first.map(<[u8]>::to_vec).unwrap_or_default();
         end = start;
     }
-    if floor == 0
-        && !tail.is_empty()
-        && let Found::Totals(totals) = judge_line(&tail, state)
-    {
-        return Ok(Some(*totals));
+    if floor == 0 && !tail.is_empty() {
+        return Ok(judge(&tail));
     }
     Ok(None)
-}
-
-enum Found {
-    Totals(Box<MetricsSnapshot>),
-    OlderRun,
-    Other,
-}
-
-fn judge_line(line: &[u8], state: &RolloutState) -> Found {
-    if line.iter().all(u8::is_ascii_whitespace) {
-        return Found::Other;
-    }
-    let Ok(record) = serde_json::from_slice::<LogRecord>(line) else {
-        return Found::Other;
-    };
-    let Some(logged) = &record.state else {
-        return Found::Other;
-    };
-    if logged.is_new_run_since(state) {
-        return if logged.epoch < state.epoch {
-            Found::OlderRun
-        } else {
-            Found::Other
-        };
-    }
-    match (record.event, record.snapshot) {
-        (LogEvent::Tick, Some(totals)) => Found::Totals(Box::new(totals)),
-        _ => Found::Other,
-    }
 }
 
 #[cfg(test)]
@@ -103,7 +123,6 @@ mod tests {
     use super::*;
     use crate::act::log::JsonlSink;
     use crate::act::state::ChangedBy;
-    use crate::metrics::Arm;
     use std::time::{Duration, UNIX_EPOCH};
 
     fn tick(state: &RolloutState, successes: u64) -> LogRecord {

@@ -75,6 +75,21 @@ pub enum Fault {
     CriticalError,
     /// Process memory grows by 1% of its baseline every 5 simulated minutes.
     MemoryLeak,
+    /// The async error rate becomes `percent`% (a step when `lasting` is
+    /// `None`, a burst of that length otherwise), then returns to the path's own.
+    ErrorRate {
+        /// The error rate while the fault lasts, in percent (0–100).
+        percent: u8,
+        /// How long it lasts; `None`: for good.
+        lasting: Option<Duration>,
+    },
+    /// Async latency climbs steadily by `percent_per_hour`% of its baseline
+    /// every simulated hour (linearly, without a cap): 2 reaches +20% after
+    /// 10 hours.
+    LatencyClimb {
+        /// Percent of the baseline added per hour.
+        percent_per_hour: u8,
+    },
 }
 
 impl std::str::FromStr for Fault {
@@ -277,6 +292,15 @@ impl Simulation {
         {
             match fault {
                 Fault::ErrorBurst => model.error_rate = 0.10,
+                Fault::ErrorRate { percent, lasting } => {
+                    if lasting.is_none_or(|l| active < l) {
+                        model.error_rate = f64::from(percent.min(100)) / 100.0;
+                    }
+                }
+                Fault::LatencyClimb { percent_per_hour } => {
+                    let climb = active.as_secs_f64() / 3600.0 * f64::from(percent_per_hour) / 100.0;
+                    model.median_latency = model.median_latency.mul_f64(1.0 + climb);
+                }
                 Fault::LatencyCreep => {
                     let creep = (active.as_secs_f64() / 60.0 * 0.01).min(0.5);
                     model.median_latency = model.median_latency.mul_f64(1.0 + creep);

@@ -1,7 +1,7 @@
 //! `async-upload-rollout`: the operator's command line (feature `cli`).
 //!
 //! ```text
-//! async-upload-rollout check logs/async_upload_rollout/metrics.jsonl [--plan plan.toml] [--stage N]
+//! async-upload-rollout check logs/async_upload_rollout/metrics.jsonl [--plan plan.toml] [--stage N] [--json]
 //! async-upload-rollout report logs/*/metrics.jsonl -o report.html
 //! async-upload-rollout bucket 0f8fad5b-d9cb-469f-a165-70867728950e --percent 10
 //! async-upload-rollout plan --plan plan.toml
@@ -12,10 +12,14 @@
 //! async-upload-rollout controller --etcd URL --prometheus URL [--plan FILE] [--name NAME]  (feature etcd)
 //! ```
 //!
-//! Exit codes: 0 advance or hold (and success of the other commands),
-//! 2 manual review, 3 rollback, 1 usage or input error, or an operator
-//! command the state refuses. The work is done by
-//! [`async_upload_rollout::cli`]; this file parses arguments and prints.
+//! Exit codes of `check`, one per verdict: 0 advance, 4 hold, 2 manual
+//! review, 3 rollback; 1 usage or input error (every command), or an
+//! operator command the state refuses. The other commands exit 0 on
+//! success. A breaking change before 1.0: `check` used to exit 0 on hold
+//! too, so scripts that took 0 as "nothing to do" must now accept 4.
+//! `check --json` prints the evaluation as one line of JSON instead of the
+//! table. The work is done by [`async_upload_rollout::cli`]; this file
+//! parses arguments and prints.
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
@@ -25,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use async_upload_rollout::cli::{
     CliError, Fleet, InstanceLog, Operated, ReportOptions, StageSource, StatusReport,
-    describe_bucket, exit_code, operate, render_checks, report_html,
+    describe_bucket, exit_code, operate, render_checks, render_json, report_html,
 };
 use async_upload_rollout::{
     DEFAULT_SALT, DEFAULT_STATE_PATH, FileStateStore, Operation, Percent, RolloutConfig,
@@ -45,7 +49,7 @@ struct Cli {
 enum Command {
     /// Judge the latest metrics of one or more instances' logs against the plan.
     ///
-    /// Exit code: 0 advance or hold, 2 manual review, 3 rollback, 1 error.
+    /// Exit code: 0 advance, 4 hold, 2 manual review, 3 rollback, 1 error.
     Check {
         /// The instances' metrics.jsonl files (their latest totals are merged).
         #[arg(required = true, value_name = "METRICS.JSONL")]
@@ -56,6 +60,10 @@ enum Command {
         /// The stage index to judge; default: the latest line's stage.
         #[arg(long, value_name = "N")]
         stage: Option<usize>,
+        /// Print the evaluation as one line of JSON (what the controller
+        /// logs) instead of the table; notes go to stderr.
+        #[arg(long)]
+        json: bool,
     },
     /// Write the status dashboard and daily report as one HTML file.
     Report {
@@ -205,7 +213,12 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> Result<u8, CliError> {
     match command {
-        Command::Check { logs, plan, stage } => {
+        Command::Check {
+            logs,
+            plan,
+            stage,
+            json,
+        } => {
             let plan = load_plan(plan.as_deref())?;
             let fleet = read_fleet(&logs)?;
             let outcome = fleet.check(&plan, stage)?;
@@ -227,14 +240,20 @@ fn run(command: Command) -> Result<u8, CliError> {
                 ),
                 _ => String::new(),
             };
-            println!(
-                "judged stage {} ({}), {source}; {} instance(s), {} snapshots of history\n",
+            let judged = format!(
+                "judged stage {} ({}), {source}; {} instance(s), {} snapshots of history",
                 outcome.evaluation.stage,
                 outcome.evaluation.percent,
                 fleet.instances().len(),
                 outcome.history_len
             );
-            print!("{}", render_checks(&outcome.evaluation));
+            if json {
+                eprintln!("note: {judged}");
+                println!("{}", render_json(&outcome.evaluation));
+            } else {
+                println!("{judged}\n");
+                print!("{}", render_checks(&outcome.evaluation));
+            }
             Ok(exit_code(outcome.evaluation.verdict))
         }
         Command::Report {

@@ -8,15 +8,58 @@ use crate::decide::rollout::Rollout;
 use crate::judge::criteria::{Check, Evaluation, Verdict};
 use crate::metrics::Arm;
 
-/// The exit code of `check` for `verdict`: 0 for advance and hold, 2 for
-/// manual review, 3 for rollback (1 is left for usage and input errors).
+/// The exit code of `check` for `verdict`, distinct for each verdict so a
+/// script can tell "ready" from "wait":
+///
+/// | code | verdict |
+/// | --- | --- |
+/// | 0 | advance: every criterion met, no trigger fired |
+/// | 4 | hold: a criterion is not met yet, or too little data |
+/// | 2 | manual review |
+/// | 3 | rollback |
+///
+/// (1 is left for usage and input errors.) A breaking change before 1.0:
+/// hold used to exit 0 like advance, so scripts that took 0 as "nothing to
+/// do" must now accept 4.
 #[must_use]
 pub fn exit_code(verdict: Verdict) -> u8 {
     match verdict {
-        Verdict::Advance | Verdict::Hold => 0,
+        Verdict::Advance => 0,
+        Verdict::Hold => 4,
         Verdict::ManualReview => 2,
         Verdict::Rollback => 3,
     }
+}
+
+/// The evaluation as `check --json` prints it: one line of JSON, the
+/// [`Evaluation`] exactly as the controller logs it (verdict, reason, stage,
+/// percent, time, and every check with its observed value, threshold,
+/// interval, sample size and detail), so `jq` can pick any field.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::SystemTime;
+/// use async_upload_rollout::cli::render_json;
+/// use async_upload_rollout::{Evaluation, Evaluator, History, MetricsSnapshot, RolloutPlan, Verdict};
+///
+/// let evaluator = Evaluator::new(RolloutPlan::default())?;
+/// let evaluation = evaluator.evaluate(
+///     1, &MetricsSnapshot::default(), &History::default(), SystemTime::UNIX_EPOCH)?;
+/// let line = render_json(&evaluation);
+/// assert!(!line.contains('\n'));
+/// let back: Evaluation = serde_json::from_str(&line)?;
+/// assert_eq!(back.verdict, Verdict::Hold);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[must_use]
+pub fn render_json(evaluation: &Evaluation) -> String {
+    // An evaluation is plain data (finite numbers, strings): serializing it
+    // cannot fail; should it ever, say so as JSON rather than panic.
+    serde_json::to_string(evaluation).unwrap_or_else(|err| {
+        serde_json::json!({ "error": format!("cannot serialize the evaluation: {err}") })
+            .to_string()
+    })
 }
 
 /// How a check's observed value and threshold read best.
@@ -28,15 +71,19 @@ pub(crate) enum ValueKind {
     Minutes,
     /// A rate, ratio or growth, shown as a percentage.
     Percent,
+    /// The natural log of a likelihood ratio (sequential checks), shown as
+    /// the ratio.
+    Evidence,
 }
 
 /// The kind of value the check called `name` observes.
 pub(crate) fn value_kind(name: &str) -> ValueKind {
     if name == "uploads" || name.starts_with("rollback.critical_errors") {
         ValueKind::Count
-    } else if name.starts_with("review.success_rate_in_band")
-        || name.starts_with("review.latency_ratio")
-    {
+    } else if name.ends_with("[sequential]") {
+        ValueKind::Evidence
+    } else if name == "review.success_rate_in_band" || name == "review.latency_ratio" {
+        // Literal mode's streaks: minutes held.
         ValueKind::Minutes
     } else {
         ValueKind::Percent
@@ -48,6 +95,16 @@ pub(crate) fn format_value(kind: ValueKind, x: f64) -> String {
     match kind {
         ValueKind::Count => format!("{x:.0}"),
         ValueKind::Minutes => format!("{x:.0} min"),
+        ValueKind::Evidence => {
+            let ratio = x.exp();
+            if ratio < 10.0 {
+                format!("LR {ratio:.1}")
+            } else if ratio < 1e7 {
+                format!("LR {ratio:.0}")
+            } else {
+                format!("LR {ratio:.1e}")
+            }
+        }
         ValueKind::Percent => {
             let text = format!("{:.3}", x * 100.0);
             let text = text.trim_end_matches('0').trim_end_matches('.');
@@ -249,6 +306,13 @@ mod tests {
             ("review.complaints", 0.0002, "0.02%"),
             ("latency_ratio", 1.0123, "101.23%"),
             ("review.latency_ratio", 31.5, "32 min"),
+            ("review.latency_ratio[last 30m]", 1.25, "125%"),
+            (
+                "rollback.error_rate[sequential]",
+                100_000f64.ln(),
+                "LR 100000",
+            ),
+            ("review.success_rate_in_band[sequential]", 0.0, "LR 1.0"),
         ];
         for (name, x, want) in cases {
             assert_eq!(format_value(value_kind(name), x), want, "{name}");
@@ -256,9 +320,9 @@ mod tests {
     }
 
     #[test]
-    fn exit_codes_follow_severity() {
+    fn exit_codes_are_distinct_per_verdict() {
         assert_eq!(exit_code(Verdict::Advance), 0);
-        assert_eq!(exit_code(Verdict::Hold), 0);
+        assert_eq!(exit_code(Verdict::Hold), 4);
         assert_eq!(exit_code(Verdict::ManualReview), 2);
         assert_eq!(exit_code(Verdict::Rollback), 3);
     }

@@ -8,7 +8,8 @@
 //!   logged snapshots, so [`Fleet::check`] judges exactly as the
 //!   controller's evaluator does.
 //! - [`render_checks`] prints an [`Evaluation`](crate::Evaluation) as the
-//!   table `check` shows; [`exit_code`] maps its verdict to the exit code.
+//!   table `check` shows, [`render_json`] as the line `check --json`
+//!   prints; [`exit_code`] maps its verdict to the exit code.
 //! - [`report_html`] builds the status dashboard and daily report: one
 //!   self-contained HTML file with SVG charts drawn by `plotters`.
 //! - [`describe_bucket`] answers "which path does this upload take?".
@@ -32,7 +33,7 @@ mod fleet;
 mod operate;
 mod report;
 
-pub use check::{describe_bucket, exit_code, render_checks};
+pub use check::{describe_bucket, exit_code, render_checks, render_json};
 pub use error::CliError;
 pub use fleet::{CheckOutcome, Fleet, InstanceLog, StageSource};
 pub use operate::{Operated, StatusReport, operate};

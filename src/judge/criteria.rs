@@ -11,18 +11,29 @@
 //!   2/255 ≈ 0.78% of the exact ratio (each quantile within 1/256); a mean
 //!   ratio is exact (see [`LatencyStatistic`]).
 //! - **Immediate rollback triggers** (fail → [`Verdict::Rollback`]): any
-//!   critical error, memory growth, and the success and error rates, checked
-//!   over the whole stage and over the recent window
-//!   ([`EvaluationSettings::recent_window`]), so a regression late in a long
-//!   stage is not diluted by its healthy start.
+//!   critical error (a `Critical` upload or one reported with
+//!   [`MetricsAccumulator::record_critical`](crate::MetricsAccumulator::record_critical)),
+//!   memory growth, and the success and error rates, checked over the whole
+//!   stage, over the recent window
+//!   ([`EvaluationSettings::recent_window`]) and, in guarded mode,
+//!   sequentially over the stage's history
+//!   ([`EvaluationSettings::rollback_evidence`]), so a regression late in a
+//!   long stage is judged on the uploads since it began.
 //! - **Manual-review triggers** (fail → [`Verdict::ManualReview`]): sustained
 //!   conditions (success rate in the review band, latency ratio above the
-//!   review ratio) and the complaint rate. A condition has *held for D* when it
-//!   was true on the window ending at every kept snapshot of the last D
-//!   (windows of [`EvaluationSettings::sustain_window`], each with at least
+//!   review ratio) and the complaint rate. In literal mode a condition has
+//!   *held for D* when it was true on the window ending at every kept
+//!   snapshot of the last D (windows of
+//!   [`EvaluationSettings::sustain_window`], each with at least
 //!   [`EvaluationSettings::sustain_min_uploads`] async uploads), the first of
-//!   them at least D before the latest one. A window with too few uploads
-//!   breaks the streak: silence is not evidence.
+//!   them at least D before the latest one. In guarded mode the last D is
+//!   judged as a whole: the success band sequentially over windows of D or
+//!   more ([`EvaluationSettings::review_evidence`]), the latency ratio over
+//!   the last D with its confidence interval.
+//!
+//! Where the judged data has too little sync traffic (the 100% stage has
+//! none), the latency and complaint comparisons use the carried sync
+//! baseline ([`Evaluator::set_sync_baseline`]).
 //!
 //! Severity: Rollback > ManualReview > Hold > Advance. Too little data is a
 //! Hold whose check says how many uploads are missing, never a pass and never
@@ -35,8 +46,15 @@
 //! around every rate: it rolls back on a rate only when the whole interval is
 //! on the bad side of the trigger, and advances only when the observed rate
 //! meets the target **and** the interval's bad end is within
-//! [`EvaluationSettings::advance_tolerance`] of it. Critical errors and memory
-//! growth stay immediate in both modes.
+//! [`EvaluationSettings::advance_tolerance`] of it. It adds the sequential
+//! rollback checks, judges sustained conditions on whole windows, and puts a
+//! confidence interval (order-statistic bounds per arm) around the latency
+//! ratio: the criterion needs its upper end within
+//! [`EvaluationSettings::latency_tolerance`] of the threshold. Critical
+//! errors and memory growth stay immediate in both modes.
+//!
+//! Every statistic costs O(1), O(buckets) or O(kept snapshots), whatever the
+//! counts.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -46,8 +64,11 @@ use serde::{Deserialize, Serialize};
 use crate::clock::unix_ms;
 use crate::decide::percent::Percent;
 use crate::judge::plan::{EvaluationMode, LatencyStatistic, PlanError, RolloutPlan, Stage};
-use crate::judge::stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};
-use crate::metrics::{Arm, History, MetricsSnapshot};
+use crate::judge::stats::{
+    Baseline, Cusum, Interval, latency_ratio_bounds, mixture_likelihood_ratio, wilson,
+    z_for_confidence,
+};
+use crate::metrics::{Arm, ArmMetrics, History, MetricsSnapshot};
 
 /// Fewest async complaints that can show a complaint-rate increase in guarded mode.
 const MIN_COMPLAINTS: u64 = 5;
@@ -121,11 +142,14 @@ pub struct Check {
     pub kind: CheckKind,
     /// Pass, fail, or not enough data.
     pub status: CheckStatus,
-    /// The observed value (a rate, ratio, count or growth), when there is one.
+    /// The observed value (a rate, ratio, count or growth; for a
+    /// `[sequential]` check the natural log of its likelihood ratio; for a
+    /// literal sustained check the minutes it has held), when there is one.
     pub observed: Option<f64>,
-    /// The threshold it was compared with.
+    /// The threshold it was compared with (in the same unit as `observed`).
     pub threshold: f64,
-    /// The confidence interval behind a guarded decision on a rate.
+    /// The confidence interval behind a guarded decision on a rate or a
+    /// latency ratio.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval: Option<Interval>,
     /// How many async uploads the observation rests on.
@@ -169,6 +193,7 @@ impl Evaluation {
 pub struct Evaluator {
     plan: RolloutPlan,
     z: f64,
+    sync_baseline: Option<ArmMetrics>,
 }
 
 /// A stage index the plan does not have.
@@ -190,7 +215,59 @@ impl Evaluator {
     pub fn new(plan: RolloutPlan) -> Result<Evaluator, PlanError> {
         plan.validate()?;
         let z = z_for_confidence(plan.evaluation.confidence);
-        Ok(Evaluator { plan, z })
+        Ok(Evaluator {
+            plan,
+            z,
+            sync_baseline: None,
+        })
+    }
+
+    /// The same evaluator with `baseline` as its carried sync baseline (see
+    /// [`set_sync_baseline`](Self::set_sync_baseline)).
+    #[must_use]
+    pub fn with_sync_baseline(mut self, baseline: Option<ArmMetrics>) -> Evaluator {
+        self.sync_baseline = baseline;
+        self
+    }
+
+    /// Sets the **carried sync baseline**: the sync path's metrics (counts,
+    /// complaints and latency histogram) from the last stage that had sync
+    /// traffic, to compare the async path with where the judged data has too
+    /// little sync traffic of its own — the 100% stage, where there is none.
+    ///
+    /// It is used, in place of the judged window's own sync arm, when that
+    /// arm has fewer judged uploads than the rule needs
+    /// ([`triggers.min_uploads`](crate::RollbackTriggers::min_uploads) for the
+    /// stage's totals,
+    /// [`sustain_min_uploads`](crate::EvaluationSettings::sustain_min_uploads)
+    /// for a review window), by the latency criterion, the latency review
+    /// and the complaint review. A stage's fixed
+    /// [`baseline_latency`](crate::StageCriteria::baseline_latency) still
+    /// wins for latency. `None` forgets it.
+    pub fn set_sync_baseline(&mut self, baseline: Option<ArmMetrics>) {
+        self.sync_baseline = baseline;
+    }
+
+    /// The carried sync baseline, if one is set.
+    #[must_use]
+    pub fn sync_baseline(&self) -> Option<&ArmMetrics> {
+        self.sync_baseline.as_ref()
+    }
+
+    /// At a stage change: keeps the sync arm of the stage being left
+    /// (`leaving_totals`, everything recorded during it) as the carried
+    /// baseline when it has at least
+    /// [`triggers.min_uploads`](crate::RollbackTriggers::min_uploads) judged
+    /// uploads, and says whether it did. Otherwise the baseline carried so
+    /// far stays, so the 100% stage compares with the last stage that had
+    /// sync traffic.
+    pub fn carry_sync_baseline(&mut self, leaving_totals: &MetricsSnapshot) -> bool {
+        let sync = leaving_totals.arm(Arm::Sync);
+        let enough = sync.judged() >= self.plan.triggers.min_uploads.max(1);
+        if enough {
+            self.sync_baseline = Some(sync.clone());
+        }
+        enough
     }
 
     /// The plan it applies.
@@ -312,13 +389,7 @@ impl Evaluator {
             tolerance,
         }));
 
-        checks.push(latency_criterion(
-            totals,
-            c.latency_statistic,
-            c.baseline_latency,
-            c.max_latency_ratio,
-            c.min_uploads,
-        ));
+        checks.push(self.latency_criterion(spec, totals));
     }
 
     /// A stage criterion on a rate (see the module docs for the modes).
@@ -398,7 +469,19 @@ impl Evaluator {
     ) {
         let t = &self.plan.triggers;
 
-        let critical = totals.critical(Arm::Async);
+        // Critical uploads, and critical errors that were not an upload
+        // (`MetricsAccumulator::record_critical`), with the latest reason.
+        let arm = totals.arm(Arm::Async);
+        let (uploads, events) = (arm.critical, arm.critical_events);
+        let critical = uploads.saturating_add(events);
+        let mut what = format!("critical errors on the async path = {critical}");
+        if events > 0 {
+            what.push_str(&format!(" ({uploads} uploads, {events} reported"));
+            if let Some(reason) = arm.critical_reasons.last() {
+                what.push_str(&format!(", latest: {reason:?}"));
+            }
+            what.push(')');
+        }
         checks.push(Check {
             name: "rollback.critical_errors".into(),
             kind: CheckKind::Rollback,
@@ -412,9 +495,9 @@ impl Evaluator {
             interval: None,
             sample_size: totals.judged(Arm::Async),
             detail: if t.rollback_on_critical {
-                format!("critical errors on the async path = {critical} (any rolls back)")
+                format!("{what} (any rolls back)")
             } else {
-                format!("critical errors on the async path = {critical} (trigger off)")
+                format!("{what} (trigger off)")
             },
         });
 
@@ -442,35 +525,121 @@ impl Evaluator {
             },
         });
 
-        let recent = history.window(self.plan.evaluation.recent_window);
-        let recent_label = format!(
-            "last {}",
-            humantime::format_duration(self.plan.evaluation.recent_window)
-        );
-        for (label, window) in [
-            ("stage", Some(totals)),
-            (recent_label.as_str(), recent.as_ref()),
-        ] {
-            let Some(window) = window else { continue };
-            let n = window.judged(Arm::Async);
-            let successes = window.arm(Arm::Async).success;
-            checks.push(self.rate_trigger(
-                label,
-                "rollback.success_rate",
-                successes,
-                n,
-                t.min_success_rate,
-                true,
-            ));
-            checks.push(self.rate_trigger(
-                label,
-                "rollback.error_rate",
-                n - successes,
-                n,
-                t.max_error_rate,
-                false,
-            ));
+        let n = totals.judged(Arm::Async);
+        let successes = totals.arm(Arm::Async).success;
+        checks.push(self.rate_trigger(
+            "stage",
+            "rollback.success_rate",
+            successes,
+            n,
+            t.min_success_rate,
+            true,
+        ));
+        checks.push(self.rate_trigger(
+            "stage",
+            "rollback.error_rate",
+            n - successes,
+            n,
+            t.max_error_rate,
+            false,
+        ));
+
+        let recent_window = self.plan.evaluation.recent_window;
+        let recent_label = format!("last {}", humantime::format_duration(recent_window));
+        match history.window(recent_window) {
+            Some(window) => {
+                let n = window.judged(Arm::Async);
+                let successes = window.arm(Arm::Async).success;
+                checks.push(self.rate_trigger(
+                    &recent_label,
+                    "rollback.success_rate",
+                    successes,
+                    n,
+                    t.min_success_rate,
+                    true,
+                ));
+                checks.push(self.rate_trigger(
+                    &recent_label,
+                    "rollback.error_rate",
+                    n - successes,
+                    n,
+                    t.max_error_rate,
+                    false,
+                ));
+            }
+            None => {
+                // Said, not silently left out: early in a stage the stage
+                // view covers the same uploads.
+                let reach = history_reach(history);
+                for (name, rule) in [
+                    (
+                        "rollback.success_rate",
+                        format!("success_rate < {} rolls back", pct(t.min_success_rate)),
+                    ),
+                    (
+                        "rollback.error_rate",
+                        format!("error_rate > {} rolls back", pct(t.max_error_rate)),
+                    ),
+                ] {
+                    checks.push(Check {
+                        name: format!("{name}[{recent_label}]"),
+                        kind: CheckKind::Rollback,
+                        status: CheckStatus::NotEnoughData,
+                        observed: None,
+                        threshold: if name.ends_with("success_rate") {
+                            t.min_success_rate
+                        } else {
+                            t.max_error_rate
+                        },
+                        interval: None,
+                        sample_size: 0,
+                        detail: format!(
+                            "{rule}: the history reaches back {} of the {}; the stage view covers it",
+                            humantime::format_duration(reach),
+                            humantime::format_duration(recent_window)
+                        ),
+                    });
+                }
+            }
         }
+
+        if self.guarded() {
+            checks.push(self.sequential_trigger(
+                "rollback.success_rate",
+                1.0 - t.min_success_rate,
+                history,
+            ));
+            checks.push(self.sequential_trigger("rollback.error_rate", t.max_error_rate, history));
+        }
+    }
+
+    /// The sequential (CUSUM) form of a rate trigger whose failure rate
+    /// `trigger` rolls back (see
+    /// [`EvaluationSettings::rollback_evidence`](crate::EvaluationSettings::rollback_evidence)).
+    fn sequential_trigger(&self, name: &str, trigger: f64, history: &History) -> Check {
+        let bar = self.plan.evaluation.rollback_evidence;
+        let min = self.plan.triggers.min_uploads.max(1);
+        let target = (2.0 * trigger).min((1.0 + trigger) / 2.0);
+        let cusum = Cusum::with_reference(trigger, target);
+        let rule = format!(
+            "failure rate > {} rolls back (sequential: CUSUM of {} vs {} failures, +{:.2} per failure, −{:.3} per success)",
+            pct(trigger),
+            pct(cusum.p1),
+            pct(cusum.p0()),
+            cusum.up,
+            cusum.down,
+        );
+        let best = strongest_window(history, &cusum, Duration::ZERO, min);
+        evidence_check(
+            format!("{name}[sequential]"),
+            CheckKind::Rollback,
+            trigger >= 1.0,
+            &rule,
+            best,
+            bar,
+            min,
+            history,
+        )
     }
 
     /// An immediate trigger on a rate. `fires_below`: the trigger is "rate
@@ -542,68 +711,104 @@ impl Evaluator {
         let t = &self.plan.triggers;
         let settings = &self.plan.evaluation;
         let [low, high] = t.review_success_band;
-        let guarded = self.guarded();
-        let z = self.z;
 
         // Success rate in the band, sustained.
-        let in_band = |w: &MetricsSnapshot| -> Option<bool> {
-            let n = w.judged(Arm::Async);
-            if n < settings.sustain_min_uploads.max(1) {
-                return None;
-            }
-            let successes = w.arm(Arm::Async).success;
-            let p = successes as f64 / n as f64;
-            Some(if guarded {
-                // Conclusively below the band's top (below the bottom is a
-                // rollback, checked separately).
-                wilson(successes, n, z).is_some_and(|i| i.high < high)
-            } else {
-                (low..=high).contains(&p)
-            })
-        };
-        let streak = sustained(history, settings.sustain_window, in_band);
-        checks.push(sustained_check(
-            "review.success_rate_in_band",
-            &format!("success rate in {}–{}", pct(low), pct(high)),
-            streak,
-            t.review_success_sustained,
-            totals.judged(Arm::Async),
-        ));
+        if self.guarded() {
+            // Judged on windows of 30+ minutes as a whole, sequentially.
+            let min = settings.sustain_min_uploads.max(1);
+            let reference = 1.0 - high;
+            let target = (1.0 - (low + high) / 2.0).max(reference + 0.005).min(0.999);
+            let cusum = Cusum::with_reference(reference, target);
+            let rule = format!(
+                "success rate in {}–{} for {}+ (sequential over windows that long: CUSUM of {} vs {} failures, zero drift at {})",
+                pct(low),
+                pct(high),
+                humantime::format_duration(t.review_success_sustained),
+                pct(cusum.p1),
+                pct(cusum.p0()),
+                pct(reference),
+            );
+            let best = strongest_window(history, &cusum, t.review_success_sustained, min);
+            checks.push(evidence_check(
+                "review.success_rate_in_band[sequential]".into(),
+                CheckKind::Review,
+                high >= 1.0,
+                &rule,
+                best,
+                settings.review_evidence,
+                min,
+                history,
+            ));
+        } else {
+            let in_band = |w: &MetricsSnapshot| -> Option<bool> {
+                let n = w.judged(Arm::Async);
+                if n < settings.sustain_min_uploads.max(1) {
+                    return None;
+                }
+                let p = w.arm(Arm::Async).success as f64 / n as f64;
+                Some((low..=high).contains(&p))
+            };
+            let streak = sustained(history, settings.sustain_window, in_band);
+            checks.push(sustained_check(
+                "review.success_rate_in_band",
+                &format!("success rate in {}–{}", pct(low), pct(high)),
+                streak,
+                t.review_success_sustained,
+                totals.judged(Arm::Async),
+            ));
+        }
 
         // Latency ratio above the review ratio, sustained.
-        let statistic = spec.criteria.latency_statistic;
-        let baseline = spec.criteria.baseline_latency;
-        let slow = |w: &MetricsSnapshot| -> Option<bool> {
+        if self.guarded() {
+            checks.push(self.latency_review(spec, history));
+        } else {
             let min = settings.sustain_min_uploads.max(1);
-            if w.judged(Arm::Async) < min || (baseline.is_none() && w.judged(Arm::Sync) < min) {
-                return None;
-            }
-            latency_ratio(w, statistic, baseline).map(|ratio| ratio > t.review_latency_ratio)
-        };
-        let streak = sustained(history, settings.sustain_window, slow);
-        checks.push(sustained_check(
-            "review.latency_ratio",
-            &format!(
-                "{statistic} latency ratio > {}",
-                pct(t.review_latency_ratio)
-            ),
-            streak,
-            t.review_latency_sustained,
-            totals.judged(Arm::Async),
-        ));
+            let slow = |w: &MetricsSnapshot| -> Option<bool> {
+                if w.judged(Arm::Async) < min || !self.has_latency_baseline(spec, w, min) {
+                    return None;
+                }
+                self.compare_latency(spec, w, min)
+                    .map(|c| c.ratio > t.review_latency_ratio)
+            };
+            let streak = sustained(history, settings.sustain_window, slow);
+            checks.push(sustained_check(
+                "review.latency_ratio",
+                &format!(
+                    "{} latency ratio > {}",
+                    spec.criteria.latency_statistic,
+                    pct(t.review_latency_ratio)
+                ),
+                streak,
+                t.review_latency_sustained,
+                totals.judged(Arm::Async),
+            ));
+        }
 
-        // Complaints per upload, async against sync.
+        checks.push(self.complaint_review(totals));
+    }
+
+    /// Complaints per upload, async against sync (the stage's own, or the
+    /// carried baseline where the stage has too little sync traffic).
+    fn complaint_review(&self, totals: &MetricsSnapshot) -> Check {
+        let t = &self.plan.triggers;
+        let guarded = self.guarded();
         let (ca, na) = (totals.complaints(Arm::Async), totals.uploads(Arm::Async));
-        let (cs, ns) = (totals.complaints(Arm::Sync), totals.uploads(Arm::Sync));
+        let (sync, carried) = self.sync_arm(totals, t.min_uploads.max(1));
+        let (cs, ns) = (sync.complaints, sync.uploads());
+        let against = if carried {
+            "the carried sync baseline"
+        } else {
+            "sync"
+        };
         let rate = |c: u64, n: u64| (n > 0).then(|| c as f64 / n as f64);
-        let alpha = settings.complaint_significance;
+        let alpha = self.plan.evaluation.complaint_significance;
         let (status, detail) = match (rate(ca, na), rate(cs, ns)) {
             _ if !t.review_on_more_complaints => {
                 (CheckStatus::Pass, "complaint trigger off".to_owned())
             }
             (Some(a), Some(s)) if na >= t.min_uploads => {
                 let shown = format!(
-                    "complaints per upload: async {ca}/{na} ({}) vs sync {cs}/{ns} ({})",
+                    "complaints per upload: async {ca}/{na} ({}) vs {against} {cs}/{ns} ({})",
                     pct(a),
                     pct(s)
                 );
@@ -612,8 +817,8 @@ impl Evaluator {
                     // with its share of the uploads if the rates are equal.
                     // An always-valid likelihood ratio, safe to check on
                     // every tick (see `mixture_likelihood_ratio`).
-                    let share = na as f64 / (na + ns) as f64;
-                    let evidence = mixture_likelihood_ratio(ca + cs, share, ca);
+                    let share = na as f64 / (na as f64 + ns as f64);
+                    let evidence = mixture_likelihood_ratio(ca.saturating_add(cs), share, ca);
                     let more = ca >= MIN_COMPLAINTS && evidence >= 1.0 / alpha;
                     let detail = format!(
                         "{shown}, evidence ratio {evidence:.1} (review at {:.0} with ≥ {MIN_COMPLAINTS} async complaints)",
@@ -641,12 +846,12 @@ impl Evaluator {
             _ => (
                 CheckStatus::NotEnoughData,
                 format!(
-                    "complaints per upload: needs {} uploads on the async path and some on the sync path",
+                    "complaints per upload: needs {} uploads on the async path and some on the sync path (or a carried sync baseline)",
                     t.min_uploads
                 ),
             ),
         };
-        checks.push(Check {
+        Check {
             name: "review.complaints".into(),
             kind: CheckKind::Review,
             status,
@@ -655,7 +860,435 @@ impl Evaluator {
             interval: None,
             sample_size: na,
             detail,
-        });
+        }
+    }
+
+    /// `guarded` latency review: the last `review_latency_sustained` as a
+    /// whole. Fires when its ratio is above the review ratio and the low end
+    /// of its interval is above the stage's `max_latency_ratio`.
+    fn latency_review(&self, spec: &Stage, history: &History) -> Check {
+        let t = &self.plan.triggers;
+        let min = self.plan.evaluation.sustain_min_uploads.max(1);
+        let span = t.review_latency_sustained;
+        let statistic = spec.criteria.latency_statistic;
+        let accepted = spec.criteria.max_latency_ratio;
+        let rule = format!(
+            "{statistic} latency ratio > {} over the last {} (and its interval's low end > {}, what the stage accepts)",
+            pct(t.review_latency_ratio),
+            humantime::format_duration(span),
+            pct(accepted)
+        );
+        let name = format!(
+            "review.latency_ratio[last {}]",
+            humantime::format_duration(span)
+        );
+        let not_enough = |detail: String, n: u64| Check {
+            name: name.clone(),
+            kind: CheckKind::Review,
+            status: CheckStatus::NotEnoughData,
+            observed: None,
+            threshold: t.review_latency_ratio,
+            interval: None,
+            sample_size: n,
+            detail,
+        };
+        let Some(window) = history.window(span) else {
+            return not_enough(
+                format!(
+                    "{rule}: the history reaches back {} of the {}",
+                    humantime::format_duration(history_reach(history)),
+                    humantime::format_duration(span)
+                ),
+                0,
+            );
+        };
+        let n = window.judged(Arm::Async);
+        let min_async = if self.guarded() {
+            min.max(self.plan.evaluation.review_latency_min_uploads)
+        } else {
+            min
+        };
+        if n < min_async {
+            return not_enough(format!("{rule}: {n} async uploads, needs {min_async}"), n);
+        }
+        if !self.has_latency_baseline(spec, &window, min) {
+            return not_enough(
+                format!(
+                    "{rule}: {} sync uploads in the window, needs {min} (or a carried sync baseline)",
+                    window.judged(Arm::Sync)
+                ),
+                n,
+            );
+        }
+        let Some(c) = self.compare_latency(spec, &window, min) else {
+            return not_enough(
+                format!("{rule}: nothing to compare with (no sync uploads, no carried baseline)"),
+                n,
+            );
+        };
+        let low = c.bounds.map_or(0.0, |b| b.0);
+        let fired = c.ratio > t.review_latency_ratio && low > accepted;
+        Check {
+            name,
+            kind: CheckKind::Review,
+            status: if fired {
+                CheckStatus::Fail
+            } else {
+                CheckStatus::Pass
+            },
+            observed: Some(c.ratio),
+            threshold: t.review_latency_ratio,
+            interval: c.interval(),
+            sample_size: n,
+            detail: format!(
+                "{rule}: observed {} against {}, interval low end {}",
+                pct(c.ratio),
+                c.against,
+                pct(low)
+            ),
+        }
+    }
+
+    /// Whether `window` has something to compare its latency with: the
+    /// stage's fixed baseline, or a sync arm ([`Self::sync_arm`]) with at
+    /// least `min` judged uploads.
+    fn has_latency_baseline(&self, spec: &Stage, window: &MetricsSnapshot, min: u64) -> bool {
+        spec.criteria.baseline_latency.is_some() || self.sync_arm(window, min).0.judged() >= min
+    }
+
+    /// The sync arm to compare `window` with: its own when it has at least
+    /// `min` judged uploads, else the carried baseline if set, else its own.
+    /// The flag says whether it is the carried one.
+    fn sync_arm<'a>(&'a self, window: &'a MetricsSnapshot, min: u64) -> (&'a ArmMetrics, bool) {
+        let own = window.arm(Arm::Sync);
+        match &self.sync_baseline {
+            Some(carried) if own.judged() < min && carried.judged() > 0 => (carried, true),
+            _ => (own, false),
+        }
+    }
+
+    /// The async latency of `window` against the baseline: the stage's
+    /// fixed `baseline_latency`, else the sync arm ([`Self::sync_arm`]);
+    /// with the confidence interval in guarded mode. `None` when either side
+    /// has no latency.
+    fn compare_latency(
+        &self,
+        spec: &Stage,
+        window: &MetricsSnapshot,
+        min_sync: u64,
+    ) -> Option<LatencyComparison> {
+        let statistic = spec.criteria.latency_statistic;
+        let quantile = match statistic {
+            LatencyStatistic::Mean => None,
+            LatencyStatistic::Quantile(q) => Some(q),
+        };
+        let value = |h: &crate::metrics::LatencyHistogram| match quantile {
+            None => h.mean(),
+            Some(q) => h.quantile(q),
+        };
+        let async_latency = &window.arm(Arm::Async).latency;
+        let a = value(async_latency)?;
+        let (baseline, b, against) = match spec.criteria.baseline_latency {
+            Some(fixed) => (
+                Baseline::Fixed(fixed),
+                fixed,
+                format!("the fixed {fixed:?}"),
+            ),
+            None => {
+                let (sync, carried) = self.sync_arm(window, min_sync);
+                let against = if carried {
+                    format!("the carried sync baseline ({} uploads)", sync.judged())
+                } else {
+                    format!("sync ({} uploads)", sync.judged())
+                };
+                (
+                    Baseline::Measured(&sync.latency),
+                    value(&sync.latency)?,
+                    against,
+                )
+            }
+        };
+        if b.is_zero() {
+            return None;
+        }
+        let bounds = if self.guarded() {
+            latency_ratio_bounds(
+                async_latency,
+                baseline,
+                quantile,
+                self.plan.evaluation.confidence,
+            )
+        } else {
+            None
+        };
+        Some(LatencyComparison {
+            ratio: a.as_secs_f64() / b.as_secs_f64(),
+            bounds,
+            against,
+        })
+    }
+
+    fn latency_criterion(&self, spec: &Stage, totals: &MetricsSnapshot) -> Check {
+        let c = &spec.criteria;
+        let min_sync = self.plan.triggers.min_uploads.max(1);
+        let max_ratio = c.max_latency_ratio;
+        let na = totals.judged(Arm::Async);
+        let rule = match c.baseline_latency {
+            None => format!(
+                "{} latency async/sync ≤ {}",
+                c.latency_statistic,
+                pct(max_ratio)
+            ),
+            Some(b) => format!(
+                "{} latency async/{b:?} baseline ≤ {}",
+                c.latency_statistic,
+                pct(max_ratio)
+            ),
+        };
+        let comparison = self.compare_latency(spec, totals, min_sync);
+        let limit = max_ratio + self.plan.evaluation.latency_tolerance;
+        let (status, detail) = match &comparison {
+            _ if na < c.min_uploads => (
+                CheckStatus::NotEnoughData,
+                format!("{rule}: needs {} more async uploads", c.min_uploads - na),
+            ),
+            None if totals.judged(Arm::Sync) == 0 && c.baseline_latency.is_none() => (
+                CheckStatus::NotEnoughData,
+                format!(
+                    "{rule}: no sync uploads in this stage and no carried sync baseline to compare with"
+                ),
+            ),
+            None => (
+                CheckStatus::NotEnoughData,
+                format!("{rule}: no latency recorded"),
+            ),
+            Some(cmp) if cmp.ratio > max_ratio => (
+                CheckStatus::Fail,
+                format!(
+                    "{rule}: observed {} against {}",
+                    pct(cmp.ratio),
+                    cmp.against
+                ),
+            ),
+            Some(cmp) if !self.guarded() => (
+                CheckStatus::Pass,
+                format!(
+                    "{rule}: observed {} against {}",
+                    pct(cmp.ratio),
+                    cmp.against
+                ),
+            ),
+            Some(cmp) => {
+                let high = cmp.bounds.and_then(|b| b.1);
+                let shown = format!(
+                    "{rule}: observed {} against {}, upper bound {} (needs ≤ {})",
+                    pct(cmp.ratio),
+                    cmp.against,
+                    high.map_or_else(|| "unbounded".to_owned(), pct),
+                    pct(limit)
+                );
+                if high.is_some_and(|h| h <= limit) {
+                    (CheckStatus::Pass, shown)
+                } else {
+                    (
+                        CheckStatus::NotEnoughData,
+                        format!("{shown}: interval still too wide"),
+                    )
+                }
+            }
+        };
+        Check {
+            name: "latency_ratio".into(),
+            kind: CheckKind::Criterion,
+            status,
+            observed: comparison.as_ref().map(|c| c.ratio),
+            threshold: max_ratio,
+            interval: comparison.as_ref().and_then(LatencyComparison::interval),
+            sample_size: na,
+            detail,
+        }
+    }
+}
+
+/// The async latency against a baseline, for one window.
+struct LatencyComparison {
+    /// Async statistic over the baseline's: within 2/255 of the exact ratio
+    /// for a quantile, exact for the mean.
+    ratio: f64,
+    /// The confidence interval's low end and (when bounded) high end, in
+    /// guarded mode.
+    bounds: Option<(f64, Option<f64>)>,
+    /// What it was compared with, for the detail.
+    against: String,
+}
+
+impl LatencyComparison {
+    fn interval(&self) -> Option<Interval> {
+        let (low, high) = self.bounds?;
+        Some(Interval { low, high: high? })
+    }
+}
+
+/// How far back `history` reaches (latest − oldest).
+fn history_reach(history: &History) -> Duration {
+    match (history.oldest(), history.latest()) {
+        (Some(o), Some(l)) => Duration::from_millis(l.at_unix_ms.saturating_sub(o.at_unix_ms)),
+        _ => Duration::ZERO,
+    }
+}
+
+/// The async (judged, failures) between two cumulative snapshots; across a
+/// reset (generation changed or a count went down), everything in `later`.
+fn async_counts_since(later: &MetricsSnapshot, earlier: &MetricsSnapshot) -> (u64, u64) {
+    let (l, e) = (later.arm(Arm::Async), earlier.arm(Arm::Async));
+    let reset = later.generation != earlier.generation
+        || l.success < e.success
+        || l.error < e.error
+        || l.critical < e.critical;
+    let (success, failures) = if reset {
+        (l.success, l.error.saturating_add(l.critical))
+    } else {
+        (
+            l.success - e.success,
+            (l.error - e.error).saturating_add(l.critical - e.critical),
+        )
+    };
+    (success.saturating_add(failures), failures)
+}
+
+/// The window ending at the latest snapshot with the most CUSUM evidence.
+#[derive(Clone, Copy, Debug)]
+struct Strongest {
+    /// Log-likelihood ratio of the window (at least 0: no window is no evidence).
+    llr: f64,
+    /// Judged async uploads and failures in it.
+    n: u64,
+    failures: u64,
+    /// Its length.
+    span: Duration,
+}
+
+/// Over every window from a kept snapshot to the latest that is at least
+/// `min_span` long and holds at least `min_uploads` judged async uploads,
+/// the one with the largest log-likelihood ratio under `cusum`; `None` when
+/// no window qualifies. With no minimum span this is the CUSUM statistic at
+/// tick resolution (Page's `max(0, S + x)` recursion equals the maximum over
+/// start points). O(snapshots): counts only, no histogram is touched.
+fn strongest_window(
+    history: &History,
+    cusum: &Cusum,
+    min_span: Duration,
+    min_uploads: u64,
+) -> Option<Strongest> {
+    let latest = history.latest()?;
+    let min_span_ms = u64::try_from(min_span.as_millis()).unwrap_or(u64::MAX);
+    let mut best: Option<Strongest> = None;
+    for earlier in history.iter().rev().skip(1) {
+        let span_ms = latest.at_unix_ms.saturating_sub(earlier.at_unix_ms);
+        if span_ms < min_span_ms {
+            continue;
+        }
+        let (n, failures) = async_counts_since(latest, earlier);
+        if n < min_uploads {
+            continue;
+        }
+        let llr = cusum.llr(failures, n);
+        if best.is_none_or(|b| llr > b.llr) {
+            best = Some(Strongest {
+                llr,
+                n,
+                failures,
+                span: Duration::from_millis(span_ms),
+            });
+        }
+    }
+    best.map(|b| Strongest {
+        llr: b.llr.max(0.0),
+        ..b
+    })
+}
+
+/// A check on sequential evidence: fails when the strongest window's
+/// log-likelihood ratio reaches `ln(bar)`. `observed` and `threshold` are
+/// natural logs of likelihood ratios.
+#[allow(clippy::too_many_arguments)]
+fn evidence_check(
+    name: String,
+    kind: CheckKind,
+    off: bool,
+    rule: &str,
+    best: Option<Strongest>,
+    bar: f64,
+    min_uploads: u64,
+    history: &History,
+) -> Check {
+    let threshold = bar.ln();
+    let (status, observed, sample_size, detail) = match best {
+        _ if off => (
+            CheckStatus::Pass,
+            None,
+            0,
+            format!("{rule}: off (the threshold is 100%)"),
+        ),
+        None => (
+            CheckStatus::NotEnoughData,
+            None,
+            0,
+            format!(
+                "{rule}: no window of the history ({} back) has {min_uploads} async uploads yet",
+                humantime::format_duration(history_reach(history))
+            ),
+        ),
+        Some(b) => {
+            let fired = b.llr >= threshold;
+            let window = if b.llr > 0.0 {
+                format!(
+                    "over the last {} ({} async uploads, {} failures, {})",
+                    humantime::format_duration(Duration::from_secs(b.span.as_secs())),
+                    b.n,
+                    b.failures,
+                    pct(b.failures as f64 / b.n.max(1) as f64)
+                )
+            } else {
+                "(no recent window above the zero-drift rate)".to_owned()
+            };
+            (
+                if fired {
+                    CheckStatus::Fail
+                } else {
+                    CheckStatus::Pass
+                },
+                Some(b.llr),
+                b.n,
+                format!(
+                    "{rule}: likelihood ratio {} {window}; fires at {}",
+                    evidence_text(b.llr),
+                    evidence_text(threshold)
+                ),
+            )
+        }
+    };
+    Check {
+        name,
+        kind,
+        status,
+        observed,
+        threshold,
+        interval: None,
+        sample_size,
+        detail,
+    }
+}
+
+/// A log-likelihood ratio shown as the ratio: `e^4.6` → `100`.
+fn evidence_text(ln_ratio: f64) -> String {
+    let r = ln_ratio.exp();
+    if r < 10.0 {
+        format!("{r:.1}")
+    } else if r < 1e7 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1e}")
     }
 }
 
@@ -670,70 +1303,6 @@ struct RateCriterion {
     target: f64,
     higher_is_better: bool,
     tolerance: f64,
-}
-
-/// The async latency of `window` by `statistic`, over the sync path's in the
-/// same window, or over `baseline` when the plan fixes one: within 2/255 of
-/// the exact ratio for a quantile, exact for the mean.
-fn latency_ratio(
-    window: &MetricsSnapshot,
-    statistic: LatencyStatistic,
-    baseline: Option<Duration>,
-) -> Option<f64> {
-    let value = |arm| match statistic {
-        LatencyStatistic::Mean => window.mean_latency(arm),
-        LatencyStatistic::Quantile(q) => window.latency_quantile(arm, q),
-    };
-    let a = value(Arm::Async)?;
-    let s = match baseline {
-        Some(b) => b,
-        None => value(Arm::Sync)?,
-    };
-    (!s.is_zero()).then(|| a.as_secs_f64() / s.as_secs_f64())
-}
-
-fn latency_criterion(
-    totals: &MetricsSnapshot,
-    statistic: LatencyStatistic,
-    baseline: Option<Duration>,
-    max_ratio: f64,
-    min_uploads: u64,
-) -> Check {
-    let (na, ns) = (totals.judged(Arm::Async), totals.judged(Arm::Sync));
-    let rule = match baseline {
-        None => format!("{statistic} latency async/sync ≤ {}", pct(max_ratio)),
-        Some(b) => format!(
-            "{statistic} latency async/{b:?} baseline ≤ {}",
-            pct(max_ratio)
-        ),
-    };
-    let ratio = latency_ratio(totals, statistic, baseline);
-    let (status, detail) = match ratio {
-        _ if na < min_uploads => (
-            CheckStatus::NotEnoughData,
-            format!("{rule}: needs {} more async uploads", min_uploads - na),
-        ),
-        None if ns == 0 => (
-            CheckStatus::NotEnoughData,
-            format!("{rule}: no sync uploads in this stage to compare with"),
-        ),
-        None => (
-            CheckStatus::NotEnoughData,
-            format!("{rule}: no latency recorded"),
-        ),
-        Some(r) if r <= max_ratio => (CheckStatus::Pass, format!("{rule}: observed {}", pct(r))),
-        Some(r) => (CheckStatus::Fail, format!("{rule}: observed {}", pct(r))),
-    };
-    Check {
-        name: "latency_ratio".into(),
-        kind: CheckKind::Criterion,
-        status,
-        observed: ratio,
-        threshold: max_ratio,
-        interval: None,
-        sample_size: na,
-        detail,
-    }
 }
 
 /// How long a condition has held, walking back over the kept snapshots.

@@ -195,21 +195,24 @@ pub struct EvaluationSettings {
     /// least `min_success_rate - advance_tolerance` (likewise for the error
     /// rate's upper bound). Default 0.005 (half a percentage point).
     pub advance_tolerance: f64,
-    /// Length of the recent window that the immediate triggers also check,
-    /// so a regression late in a long stage is not diluted (default 30
-    /// minutes). It is re-checked on every tick, so it must hold enough
-    /// uploads for the interval to be tight: with 5 minutes (about 60 async
-    /// uploads at the 10% stage of a 120-uploads-a-minute service) a path at
-    /// 98% success, well above the 95% trigger, was rolled back in half of
-    /// the simulated runs; with 30 minutes in none, while a late jump to 10%
-    /// errors is still caught within about 15 minutes.
+    /// Length of the recent window on which the immediate rate triggers are
+    /// also judged with a Wilson interval (default 30 minutes), beside the
+    /// whole stage and the sequential check
+    /// ([`rollback_evidence`](Self::rollback_evidence)). While the history
+    /// does not reach back that far the check says so (not enough data) and
+    /// the stage view covers the same uploads.
     #[serde(with = "duration_text")]
     pub recent_window: Duration,
-    /// Length of the windows that sustained (manual-review) conditions are
-    /// checked on, one ending at each kept snapshot (default 5 minutes).
+    /// `literal` mode only: the length of the windows that sustained
+    /// (manual-review) conditions are checked on, one ending at each kept
+    /// snapshot (default 5 minutes). `guarded` mode judges a sustained
+    /// condition on its whole window instead (see
+    /// [`review_evidence`](Self::review_evidence)).
     #[serde(with = "duration_text")]
     pub sustain_window: Duration,
-    /// Fewest async uploads a sustain window needs to count (default 20).
+    /// Fewest async uploads a window needs before a sustained condition is
+    /// judged on it (default 20); in `literal` mode a sub-window with fewer
+    /// breaks the streak.
     pub sustain_min_uploads: u64,
     /// In `guarded` mode, the complaint trigger fires when the always-valid
     /// evidence ratio ([`mixture_likelihood_ratio`](crate::mixture_likelihood_ratio))
@@ -221,6 +224,53 @@ pub struct EvaluationSettings {
     /// fixed-sample test repeated on every tick fires far more often: at a
     /// p-value of 0.001 it sent 4 of 300 healthy simulated rollouts to review.
     pub complaint_significance: f64,
+    /// In `guarded` mode, the likelihood ratio at which the **sequential**
+    /// rate triggers roll back (default 100,000, i.e. `e^11.5`).
+    ///
+    /// For each rate trigger (success below 95%, errors above 5%: a failure
+    /// rate `f` = 5%) a CUSUM of the log-likelihood ratio of the failure
+    /// rate being `2f` against a rate `p₀` is kept over the stage's history,
+    /// `p₀` chosen so that its drift is zero exactly at `f`: each failure
+    /// adds `ln(2f/p₀)` (1.62), each success subtracts `ln((1−p₀)/(1−2f))`
+    /// (0.085), it never goes below 0, and it fires when it reaches
+    /// `ln(rollback_evidence)`. Its value is the evidence of the most telling
+    /// recent window, so a sudden regression is judged on the uploads since
+    /// it began, however long and healthy the stage was before; and it is
+    /// valid on every tick: above the trigger it climbs, below it it sinks,
+    /// and a false alarm needs a cluster of failures whose chance falls
+    /// exponentially with the bar. README "Sequential rollback" gives its
+    /// measured speed and false-alarm rate per stage.
+    pub rollback_evidence: f64,
+    /// In `guarded` mode, the likelihood ratio at which the sustained
+    /// success-band review fires (default 3,000, i.e. `e^8`).
+    ///
+    /// "Success in 95–97% for 30 minutes" is judged on windows of at least
+    /// [`review_success_sustained`](RollbackTriggers::review_success_sustained)
+    /// ending now, each as a whole (at least
+    /// [`sustain_min_uploads`](Self::sustain_min_uploads) async uploads): a
+    /// CUSUM of the failure rate being the band's middle (4%) against a rate
+    /// chosen so that its drift is zero at the band's top (3% failures). A
+    /// path below the band's top climbs, one above it sinks.
+    pub review_evidence: f64,
+    /// In `guarded` mode the stage's latency criterion passes when the
+    /// observed ratio meets `max_latency_ratio` **and** the upper end of its
+    /// confidence interval (order-statistic bounds on each arm's quantile,
+    /// see [`LatencyStatistic`]) is within this of it (default 0.02: at most
+    /// 107% for a 105% criterion).
+    pub latency_tolerance: f64,
+    /// In `guarded` mode, the fewest async uploads the latency review's
+    /// window needs before it is judged (default 200).
+    ///
+    /// The review looks at the same sliding window on every tick, so its
+    /// interval is tested again and again: with a few dozen uploads a window
+    /// (the 1% stage at 120 uploads a minute) a healthy path's median drifts
+    /// past 120% by chance often enough that 6 of 30 healthy simulated
+    /// week-2 rollouts were sent to review at 1%. At 200 uploads the median's
+    /// noise (σ 0.5) is about 4.4% of it, so 120% is over 4 standard errors
+    /// away; a climbing latency at 12 async uploads a minute (360 a window)
+    /// is unaffected. Below the minimum the review says "not enough data";
+    /// the stage's own latency criterion still guards every advance.
+    pub review_latency_min_uploads: u64,
 }
 
 impl Default for EvaluationSettings {
@@ -233,6 +283,10 @@ impl Default for EvaluationSettings {
             sustain_window: Duration::from_secs(5 * 60),
             sustain_min_uploads: 20,
             complaint_significance: 0.005,
+            rollback_evidence: 100_000.0,
+            review_evidence: 3_000.0,
+            latency_tolerance: 0.02,
+            review_latency_min_uploads: 200,
         }
     }
 }
@@ -578,6 +632,25 @@ impl RolloutPlan {
                 "evaluation.complaint_significance".into(),
                 &e.complaint_significance,
                 "must be between 0 and 1 (exclusive), e.g. 0.01",
+            ));
+        }
+        for (field, value) in [
+            ("evaluation.rollback_evidence", e.rollback_evidence),
+            ("evaluation.review_evidence", e.review_evidence),
+        ] {
+            if !(value.is_finite() && value > 1.0) {
+                return Err(invalid(
+                    field.into(),
+                    &value,
+                    "a likelihood ratio bar must be a finite number above 1, e.g. 1000",
+                ));
+            }
+        }
+        if !(e.latency_tolerance.is_finite() && e.latency_tolerance >= 0.0) {
+            return Err(invalid(
+                "evaluation.latency_tolerance".into(),
+                &e.latency_tolerance,
+                "must be a finite number of at least 0, e.g. 0.02",
             ));
         }
         for (field, value) in [

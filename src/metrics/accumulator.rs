@@ -176,6 +176,16 @@ struct State {
     base: Raw,
     generation: u64,
     start_unix_ms: u64,
+    /// Critical events per arm since the last reset (see `record_critical`).
+    critical: [CriticalLog; 2],
+}
+
+/// One arm's critical events that were not an upload: a count and the
+/// latest reasons.
+#[derive(Default)]
+struct CriticalLog {
+    count: u64,
+    reasons: std::collections::VecDeque<String>,
 }
 
 /// Summed counter values (cumulative since creation).
@@ -404,6 +414,8 @@ impl RawArm {
                 self.min_ns,
                 self.max_ns,
             ),
+            // Filled from `State::critical` by `snapshot`.
+            ..ArmMetrics::default()
         };
         arm.complaints = arm.complaints.min(arm.uploads());
         arm
@@ -450,6 +462,7 @@ impl MetricsAccumulator {
                 },
                 generation: 0,
                 start_unix_ms,
+                critical: Default::default(),
             }),
             clock,
         }
@@ -476,6 +489,50 @@ impl MetricsAccumulator {
     pub fn record_complaint(&self, arm: Arm) {
         let (stripe, writer) = self.stripe();
         writer.add(&stripe.arms[arm.index()].complaints, 1);
+    }
+
+    /// How many reasons of critical events a snapshot keeps per arm (the latest).
+    pub const CRITICAL_REASONS_KEPT: usize = 8;
+    /// Longest reason kept, in bytes; a longer one is cut at a character
+    /// boundary and ends with `…`.
+    pub const CRITICAL_REASON_MAX_BYTES: usize = 256;
+
+    /// Counts a critical error on `arm` that was not an upload (a crash, an
+    /// out-of-memory kill, corruption found later), with a `reason` for the
+    /// log.
+    ///
+    /// It fires the plan's critical-errors rollback trigger like a
+    /// [`Critical`](Outcome::Critical) upload does, but it is not an upload:
+    /// it counts in no upload rate and has no latency. Snapshots carry the
+    /// count in [`ArmMetrics::critical_events`] and the latest
+    /// [`CRITICAL_REASONS_KEPT`](Self::CRITICAL_REASONS_KEPT) reasons in
+    /// [`ArmMetrics::critical_reasons`]; the controller's tick line logs
+    /// both, and the rollback's reason quotes the latest.
+    ///
+    /// Not the hot path: it takes the accumulator's snapshot lock and copies
+    /// the reason (at most
+    /// [`CRITICAL_REASON_MAX_BYTES`](Self::CRITICAL_REASON_MAX_BYTES)).
+    /// [`record`](Self::record) is unchanged by it.
+    ///
+    /// ```
+    /// use async_upload_rollout::{Arm, MetricsAccumulator};
+    ///
+    /// let metrics = MetricsAccumulator::new();
+    /// metrics.record_critical(Arm::Async, "worker 3 killed: out of memory");
+    /// let snap = metrics.snapshot();
+    /// assert_eq!(snap.arm(Arm::Async).critical_events, 1);
+    /// assert_eq!(snap.arm(Arm::Async).critical_reasons, ["worker 3 killed: out of memory"]);
+    /// assert_eq!(snap.judged(Arm::Async), 0, "not an upload");
+    /// ```
+    pub fn record_critical(&self, arm: Arm, reason: &str) {
+        let reason = truncate_reason(reason, Self::CRITICAL_REASON_MAX_BYTES);
+        let mut state = self.lock_state();
+        let log = &mut state.critical[arm.index()];
+        log.count = log.count.saturating_add(1);
+        if log.reasons.len() == Self::CRITICAL_REASONS_KEPT {
+            log.reasons.pop_front();
+        }
+        log.reasons.push_back(reason);
     }
 
     /// Records the process's memory now, in bytes (for example from
@@ -525,6 +582,9 @@ impl MetricsAccumulator {
         for arm in Arm::ALL {
             let i = arm.index();
             *snapshot.arm_mut(arm) = raw.arms[i].since(&state.base.arms[i]);
+            let critical = &state.critical[i];
+            snapshot.arm_mut(arm).critical_events = critical.count;
+            snapshot.arm_mut(arm).critical_reasons = critical.reasons.iter().cloned().collect();
         }
         snapshot.memory = self.read_memory();
         snapshot
@@ -556,6 +616,7 @@ impl MetricsAccumulator {
         // After the baseline is read: see "Orderings" in the module source.
         self.epoch.store(extreme::epoch(state.generation), Release);
         state.start_unix_ms = unix_ms(self.clock.now());
+        state.critical = Default::default();
         let cells = &*self.memory;
         cells.baseline.store(NO_SAMPLE, Release);
         cells.current.store(0, Relaxed);
@@ -648,6 +709,22 @@ impl MetricsAccumulator {
         // cannot leave it half-updated.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// `reason` cut to at most `max` bytes at a character boundary, then ending
+/// with `…` (3 bytes, so within `max` when it is at least 3).
+fn truncate_reason(reason: &str, max: usize) -> String {
+    if reason.len() <= max {
+        return reason.to_owned();
+    }
+    let ellipsis = '…';
+    let mut end = max.saturating_sub(ellipsis.len_utf8());
+    while !reason.is_char_boundary(end) {
+        end -= 1; // 0 is a boundary, so this stops
+    }
+    let mut cut = reason[..end].to_owned();
+    cut.push(ellipsis);
+    cut
 }
 
 impl Default for MetricsAccumulator {
@@ -886,6 +963,64 @@ mod tests {
         assert_eq!(second.at_unix_ms - first.at_unix_ms, 1234);
         assert_eq!(second.start_unix_ms, first.at_unix_ms);
         assert_eq!(second.at(), clock.now());
+    }
+
+    #[test]
+    fn critical_events_are_counted_with_their_latest_reasons_and_reset() {
+        let (clock, acc) = manual();
+        acc.record(Arm::Async, Outcome::Success, Duration::from_millis(5));
+        let before = acc.snapshot();
+        for i in 0..10 {
+            acc.record_critical(Arm::Async, &format!("crash {i}"));
+        }
+        acc.record_critical(Arm::Sync, "sync worker OOM");
+        clock.advance(Duration::from_secs(1));
+        let snap = acc.snapshot();
+        let arm = snap.arm(Arm::Async);
+        assert_eq!(arm.critical_events, 10);
+        assert_eq!(
+            arm.critical_reasons.len(),
+            MetricsAccumulator::CRITICAL_REASONS_KEPT
+        );
+        assert_eq!(arm.critical_reasons.last().unwrap(), "crash 9");
+        assert_eq!(arm.critical_reasons[0], "crash 2");
+        assert_eq!((arm.critical, arm.judged()), (0, 1), "not an upload");
+        assert_eq!(snap.arm(Arm::Sync).critical_reasons, ["sync worker OOM"]);
+
+        // A window keeps the events inside it.
+        acc.record_critical(Arm::Async, "corrupt upload found by the nightly check");
+        let window = acc.snapshot().since(&snap);
+        assert_eq!(window.arm(Arm::Async).critical_events, 1);
+        assert_eq!(
+            window.arm(Arm::Async).critical_reasons,
+            ["corrupt upload found by the nightly check"]
+        );
+        assert_eq!(
+            acc.snapshot()
+                .since(&before)
+                .arm(Arm::Async)
+                .critical_events,
+            11
+        );
+
+        acc.reset();
+        let empty = acc.snapshot();
+        assert_eq!(empty.arm(Arm::Async).critical_events, 0);
+        assert!(empty.arm(Arm::Async).critical_reasons.is_empty());
+    }
+
+    #[test]
+    fn long_reasons_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(400); // 800 bytes
+        let cut = truncate_reason(&long, MetricsAccumulator::CRITICAL_REASON_MAX_BYTES);
+        assert!(
+            cut.len() <= MetricsAccumulator::CRITICAL_REASON_MAX_BYTES,
+            "{}",
+            cut.len()
+        );
+        assert!(cut.ends_with('…'));
+        assert_eq!(truncate_reason("short", 256), "short");
+        assert_eq!(truncate_reason("abc", 0), "…");
     }
 
     #[test]

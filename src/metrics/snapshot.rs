@@ -40,6 +40,25 @@ pub struct ArmMetrics {
     pub complaints: u64,
     /// Latency of the judged uploads (success, error, critical).
     pub latency: LatencyHistogram,
+    /// Critical errors that were not an upload (a crash, an out-of-memory
+    /// kill, corruption found later), reported with
+    /// [`MetricsAccumulator::record_critical`](crate::MetricsAccumulator::record_critical).
+    /// They fire the critical-errors rollback trigger like a `Critical`
+    /// upload, but count in no upload rate. Absent from the serialized form
+    /// when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub critical_events: u64,
+    /// The reasons of the latest of those events, oldest first (at most
+    /// [`MetricsAccumulator::CRITICAL_REASONS_KEPT`](crate::MetricsAccumulator::CRITICAL_REASONS_KEPT)).
+    /// A window keeps the reasons of the events inside it. Absent from the
+    /// serialized form when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub critical_reasons: Vec<String>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ArmMetrics {
@@ -115,6 +134,18 @@ impl ArmMetrics {
             rejected: self.rejected.saturating_add(other.rejected),
             complaints: self.complaints.saturating_add(other.complaints),
             latency: self.latency.merge(&other.latency),
+            critical_events: self.critical_events.saturating_add(other.critical_events),
+            critical_reasons: {
+                // Both lists, the latest ones kept (by position: each list
+                // is oldest first).
+                let mut reasons = self.critical_reasons.clone();
+                reasons.extend(other.critical_reasons.iter().cloned());
+                let excess = reasons
+                    .len()
+                    .saturating_sub(crate::MetricsAccumulator::CRITICAL_REASONS_KEPT);
+                reasons.drain(..excess);
+                reasons
+            },
         }
     }
 
@@ -133,6 +164,15 @@ impl ArmMetrics {
             rejected: self.rejected.saturating_sub(earlier.rejected),
             complaints: self.complaints.saturating_sub(earlier.complaints),
             latency: self.latency.since(&earlier.latency),
+            critical_events: self.critical_events.saturating_sub(earlier.critical_events),
+            critical_reasons: {
+                // The window's events are the latest ones: keep as many of
+                // the latest reasons as there are events in the window.
+                let events = self.critical_events.saturating_sub(earlier.critical_events);
+                let keep = usize::try_from(events).unwrap_or(usize::MAX);
+                let skip = self.critical_reasons.len().saturating_sub(keep);
+                self.critical_reasons[skip..].to_vec()
+            },
         };
         window.complaints = window.complaints.min(window.uploads());
         window
@@ -147,6 +187,7 @@ impl ArmMetrics {
             || self.rejected < earlier.rejected
             || self.complaints < earlier.complaints
             || self.latency.went_down_from(&earlier.latency)
+            || self.critical_events < earlier.critical_events
     }
 }
 
@@ -159,6 +200,10 @@ struct ArmRepr {
     rejected: u64,
     complaints: u64,
     latency: LatencyHistogram,
+    #[serde(default)]
+    critical_events: u64,
+    #[serde(default)]
+    critical_reasons: Vec<String>,
 }
 
 impl TryFrom<ArmRepr> for ArmMetrics {
@@ -180,6 +225,16 @@ impl TryFrom<ArmRepr> for ArmMetrics {
                 repr.complaints
             ));
         }
+        let kept = crate::MetricsAccumulator::CRITICAL_REASONS_KEPT;
+        if repr.critical_reasons.len() > kept
+            || u64::try_from(repr.critical_reasons.len()).unwrap_or(u64::MAX) > repr.critical_events
+        {
+            return Err(format!(
+                "critical_reasons: {} reasons for {} critical events (at most one per event, and at most {kept})",
+                repr.critical_reasons.len(),
+                repr.critical_events
+            ));
+        }
         Ok(ArmMetrics {
             success: repr.success,
             error: repr.error,
@@ -187,6 +242,8 @@ impl TryFrom<ArmRepr> for ArmMetrics {
             rejected: repr.rejected,
             complaints: repr.complaints,
             latency: repr.latency,
+            critical_events: repr.critical_events,
+            critical_reasons: repr.critical_reasons,
         })
     }
 }
@@ -620,6 +677,19 @@ mod tests {
         }
         assert!(json.get("memory").is_none(), "None memory is skipped");
         assert_eq!(json["async"]["success"], 1);
+        let back: MetricsSnapshot = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(back, snap);
+
+        // Critical events are absent unless there are some, so older
+        // readers and older lines keep working both ways.
+        for key in ["critical_events", "critical_reasons"] {
+            assert!(json["async"].get(key).is_none(), "{key} in {json}");
+        }
+        snap.arm_mut(Arm::Async).critical_events = 1;
+        snap.arm_mut(Arm::Async).critical_reasons = vec!["worker crashed".into()];
+        let json = serde_json::to_value(&snap).unwrap();
+        assert_eq!(json["async"]["critical_events"], 1);
+        assert_eq!(json["async"]["critical_reasons"][0], "worker crashed");
         let back: MetricsSnapshot = serde_json::from_value(json).unwrap();
         assert_eq!(back, snap);
     }

@@ -1,11 +1,17 @@
 //! Decision-quality scenarios: whole rollouts through the real controller.
 //!
 //! Shared by `tests/decision_quality.rs` (short, asserted in CI) and its
-//! `#[ignore]`d long version that produces the README's table.
+//! `#[ignore]`d long version that produces the README's tables: [`score`]
+//! runs the original scenarios (healthy, 98%, 10% errors from the start,
+//! latency +30%), [`regressions`] those of issue 12 (a step to 10% errors
+//! and a 3-minute burst of 50% at a random time, a path at 96%, a latency
+//! climbing 2% an hour, and the same without the climb).
 
 use std::time::Duration;
 
-use async_upload_rollout::simulation::{PathModel, Simulation, SimulationConfig};
+use async_upload_rollout::simulation::{
+    Fault, PathModel, Simulation, SimulationConfig, SplitMix64,
+};
 use async_upload_rollout::{Arm, EvaluationMode, RolloutPlan, Verdict};
 
 /// A way of judging: the mode and the rollback triggers' minimum sample.
@@ -77,14 +83,26 @@ pub struct Run {
 
 /// Runs until the controller advances past `last_stage`, rolls back, asks for
 /// review, or `limit` of simulated time passes.
-fn run(mut config: SimulationConfig, last_stage: usize, limit: Duration) -> Run {
+fn run(config: SimulationConfig, last_stage: usize, limit: Duration) -> Run {
+    run_through(config, last_stage, limit, false)
+}
+
+/// As [`run`]; with `through_review` a review does not end the run: the
+/// controller keeps rollback armed while a review is pending, so a
+/// regression that was first sent to review is still rolled back.
+fn run_through(
+    mut config: SimulationConfig,
+    last_stage: usize,
+    limit: Duration,
+    through_review: bool,
+) -> Run {
     config.auto_advance = true;
     let mut sim = Simulation::new(config).expect("the default plan is valid");
     let end = loop {
         let tick = sim.step();
         match tick.evaluation.map(|e| e.verdict) {
             Some(Verdict::Rollback) => break End::Rollback,
-            Some(Verdict::ManualReview) => break End::Review,
+            Some(Verdict::ManualReview) if !through_review => break End::Review,
             _ => {}
         }
         if sim
@@ -116,6 +134,8 @@ pub struct Scores {
     pub below_target_advanced: usize,
     /// Below target: runs rolled back (an over-reaction: 98% is above the 95% trigger).
     pub below_target_rolled_back: usize,
+    /// Below target: runs sent to review (98% is above the 95–97% band).
+    pub below_target_reviewed: usize,
     /// Severe regression (10% errors): runs rolled back, and the async uploads it took.
     pub severe_rolled_back: usize,
     pub severe_uploads: Vec<u64>,
@@ -148,6 +168,7 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
         healthy_advanced: 0,
         below_target_advanced: 0,
         below_target_rolled_back: 0,
+        below_target_reviewed: 0,
         severe_rolled_back: 0,
         severe_uploads: Vec::new(),
         latency_advanced: 0,
@@ -180,7 +201,8 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
         match run(below, 1, plan_hours(1) + hours(24)).end {
             End::Advanced => s.below_target_advanced += 1,
             End::Rollback => s.below_target_rolled_back += 1,
-            End::Review | End::Held => {}
+            End::Review => s.below_target_reviewed += 1,
+            End::Held => {}
         }
 
         // Severe regression at 10%: 10% errors from the first upload.
@@ -190,7 +212,10 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
             ..QUIET
         };
         severe.sync = QUIET;
-        let r = run(severe, 1, hours(24));
+        // Followed through a review: in about 1 run in 300 the 30-minute
+        // band review fires before the rollback (when the first half hour
+        // held few errors), and the rollback follows.
+        let r = run_through(severe, 1, hours(24), true);
         if r.end == End::Rollback {
             s.severe_rolled_back += 1;
             s.severe_uploads.push(r.async_uploads);
@@ -215,21 +240,280 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
 pub fn table(rows: &[(Judge, &Scores)]) -> String {
     let pct = |n: usize, d: usize| format!("{:.1}% ({n}/{d})", 100.0 * n as f64 / d.max(1) as f64);
     let mut out = String::from(
-        "| mode | healthy: wrongly rolled back or reviewed | of which rolled back | healthy: completed 10% and 50% | 98% success: wrongly advanced | 98% success: rolled back | 10% errors: rolled back | 10% errors: median async uploads to rollback | latency +30%: advanced | latency +30%: review or rollback |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| mode | healthy: wrongly rolled back or reviewed | of which rolled back | healthy: completed 10% and 50% | 98% success: wrongly advanced | 98% success: rolled back | 98% success: reviewed | 10% errors: rolled back | 10% errors: median async uploads to rollback | latency +30%: advanced | latency +30%: review or rollback |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for (judge, s) in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             judge.name,
             pct(s.healthy_wrong, s.runs),
             pct(s.healthy_rolled_back, s.runs),
             pct(s.healthy_advanced, s.runs),
             pct(s.below_target_advanced, s.runs),
             pct(s.below_target_rolled_back, s.runs),
+            pct(s.below_target_reviewed, s.runs),
             pct(s.severe_rolled_back, s.runs),
             s.severe_median(),
             pct(s.latency_advanced, s.runs),
             pct(s.latency_caught, s.runs),
+        ));
+    }
+    out
+}
+
+/// How a run with an injected fault ended, and how long after the fault
+/// began (the fault's own uploads included: a rollback at the first faulty
+/// tick is one tick after it began).
+#[derive(Clone, Copy, Debug)]
+pub struct Timed {
+    pub end: End,
+    /// Time from the fault's start to the tick that ended the run; `None`
+    /// when the fault had not started.
+    pub after: Option<Duration>,
+}
+
+impl Timed {
+    /// Whether the run ended with `end` within `limit` of the fault's start.
+    pub fn within(&self, end: End, limit: Duration) -> bool {
+        self.end == end && self.after.is_some_and(|a| a <= limit)
+    }
+}
+
+/// Runs `config` (at the 10% stage) until a rollback, the fault having been
+/// active for `after_fault`, or `limit` of simulated time; and unless
+/// `until_rollback`, until a review or an advance past the 10% stage. With
+/// `until_rollback` a regression is followed wherever the controller takes
+/// it: rollback stays armed while a review is pending, and a regression that
+/// began just before the stage's end is judged on at 50%.
+fn run_fault(
+    mut config: SimulationConfig,
+    until_rollback: bool,
+    after_fault: Duration,
+    limit: Duration,
+) -> Timed {
+    config.auto_advance = true;
+    let tick = config.tick;
+    let mut sim = Simulation::new(config).expect("the default plan is valid");
+    loop {
+        let t = sim.step();
+        let after = sim.fault_active_for().map(|a| a + tick);
+        let end = match t.evaluation.map(|e| e.verdict) {
+            Some(Verdict::Rollback) => Some(End::Rollback),
+            Some(Verdict::ManualReview) if !until_rollback => Some(End::Review),
+            _ if !until_rollback && sim.controller().stage().is_some_and(|stage| stage > 1) => {
+                Some(End::Advanced)
+            }
+            _ if after.is_some_and(|a| a >= after_fault) || sim.elapsed() >= limit => {
+                Some(End::Held)
+            }
+            _ => None,
+        };
+        if let Some(end) = end {
+            return Timed { end, after };
+        }
+    }
+}
+
+/// The regression scenarios of issue 12, for one judge.
+pub struct Regressions {
+    pub runs: usize,
+    /// A step to 10% async errors at a uniformly random time in the 10% stage.
+    pub step: Vec<Timed>,
+    /// A burst of 50% async errors lasting 3 minutes, at a random time in the 10% stage.
+    pub burst: Vec<Timed>,
+    /// A path at 96% success (4% errors) from the start of the 10% stage.
+    pub band: Vec<Timed>,
+    /// Async latency climbing 2% of the baseline an hour from the start of the 10% stage.
+    pub climb: Vec<Timed>,
+    /// The same two paths without the climb (latency ratio 1.00), as long.
+    pub flat: Vec<Timed>,
+}
+
+/// Percent added to the async latency per hour in the climb scenario.
+pub const CLIMB_PER_HOUR: u8 = 2;
+
+impl Regressions {
+    /// The true latency ratio when a climb run ended.
+    pub fn climb_ratio(t: &Timed) -> Option<f64> {
+        t.after
+            .map(|a| 1.0 + a.as_secs_f64() / 3600.0 * f64::from(CLIMB_PER_HOUR) / 100.0)
+    }
+}
+
+/// Counts `runs` that satisfy `f`.
+pub fn count(runs: &[Timed], f: impl Fn(&Timed) -> bool) -> usize {
+    runs.iter().filter(|t| f(t)).count()
+}
+
+/// The `q` quantile (0..=1) of the times to `end`, runs that ended otherwise
+/// counting as never (`None` when more than `1 − q` of them did).
+pub fn quantile_time(runs: &[Timed], end: End, q: f64) -> Option<Duration> {
+    let mut times: Vec<Duration> = runs
+        .iter()
+        .map(|t| {
+            if t.end == end {
+                t.after.unwrap_or(Duration::MAX)
+            } else {
+                Duration::MAX
+            }
+        })
+        .collect();
+    times.sort_unstable();
+    let k = ((q * times.len() as f64).ceil() as usize).clamp(1, times.len().max(1)) - 1;
+    times.get(k).copied().filter(|&t| t != Duration::MAX)
+}
+
+/// Which regression scenarios to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// The 10% step and the 50% burst.
+    Sudden,
+    /// The 96% path, the latency climb and the flat latency.
+    Slow,
+    /// Both.
+    All,
+}
+
+/// Runs the regression scenarios `which` `runs` times each for `judge`
+/// (the others' lists stay empty).
+pub fn regressions(judge: Judge, runs: usize, stage_scale: f64, which: Which) -> Regressions {
+    let (sudden, slow) = (which != Which::Slow, which != Which::Sudden);
+    let minutes = |m: u64| Duration::from_secs(m * 60);
+    let hours = |h: u64| Duration::from_secs(h * 3600);
+    let stage_10 = RolloutPlan::default().stages[1]
+        .criteria
+        .min_duration
+        .mul_f64(stage_scale);
+    // A uniformly random start in the 10% stage, whole minutes.
+    let onset = |seed: u64| {
+        let u = SplitMix64::new(seed).next_f64();
+        Duration::from_secs((stage_10.as_secs_f64() * u / 60.0).floor() as u64 * 60)
+    };
+    let faulty = |seed: u64, fault: Fault, after: Duration| {
+        let mut c = config(judge, seed, stage_scale);
+        c.async_path = QUIET;
+        c.sync = QUIET;
+        c.fault = Some((fault, 1));
+        c.fault_after = after;
+        c
+    };
+    let mut r = Regressions {
+        runs,
+        step: Vec::with_capacity(runs),
+        burst: Vec::with_capacity(runs),
+        band: Vec::with_capacity(runs),
+        climb: Vec::with_capacity(runs),
+        flat: Vec::with_capacity(runs),
+    };
+    for seed in (0..runs as u64).filter(|_| sudden) {
+        let step = faulty(
+            4_000_000 + seed,
+            Fault::ErrorRate {
+                percent: 10,
+                lasting: None,
+            },
+            onset(4_500_000 + seed),
+        );
+        r.step.push(run_fault(step, true, hours(2), hours(24 * 30)));
+
+        let burst = faulty(
+            5_000_000 + seed,
+            Fault::ErrorRate {
+                percent: 50,
+                lasting: Some(minutes(3)),
+            },
+            onset(5_500_000 + seed),
+        );
+        r.burst
+            .push(run_fault(burst, true, hours(2), hours(24 * 30)));
+    }
+    for seed in (0..runs as u64).filter(|_| slow) {
+        // 4% errors from the stage's start (a fault active from the start,
+        // so its time counts from there).
+        let band = faulty(
+            6_000_000 + seed,
+            Fault::ErrorRate {
+                percent: 4,
+                lasting: None,
+            },
+            Duration::ZERO,
+        );
+        r.band
+            .push(run_fault(band, false, hours(8), hours(24 * 30)));
+
+        let climb = faulty(
+            7_000_000 + seed,
+            Fault::LatencyClimb {
+                percent_per_hour: CLIMB_PER_HOUR,
+            },
+            Duration::ZERO,
+        );
+        r.climb
+            .push(run_fault(climb, false, hours(14), hours(24 * 30)));
+
+        let flat = faulty(
+            8_000_000 + seed,
+            Fault::LatencyClimb {
+                percent_per_hour: 0,
+            },
+            Duration::ZERO,
+        );
+        r.flat
+            .push(run_fault(flat, false, hours(14), hours(24 * 30)));
+    }
+    r
+}
+
+/// The regression scenarios as a Markdown table, one row per judge.
+pub fn regressions_table(rows: &[(Judge, &Regressions)]) -> String {
+    let pct = |n: usize, d: usize| format!("{:.1}% ({n}/{d})", 100.0 * n as f64 / d.max(1) as f64);
+    let mins = |d: Option<Duration>| {
+        d.map_or_else(|| "—".to_owned(), |d| format!("{} min", d.as_secs() / 60))
+    };
+    let mut out = String::from(
+        "| mode | 10% step: rolled back within 5 min | within 15 min | median / 99th percentile time to rollback | 50% burst for 3 min: rolled back | 96% success: reviewed within 1 h | within 3 h | rolled back instead | latency +2%/h: reviewed before the ratio reached 1.25 | median ratio at review | flat latency: reviewed or rolled back |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    let m = Duration::from_secs(60);
+    for (judge, r) in rows {
+        let n = r.runs;
+        let pct = |k: usize, list: &[Timed]| {
+            if list.is_empty() {
+                "—".to_owned()
+            } else {
+                pct(k, n)
+            }
+        };
+        let mut ratios: Vec<f64> = r
+            .climb
+            .iter()
+            .filter(|t| t.end == End::Review)
+            .filter_map(Regressions::climb_ratio)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let median_ratio = ratios
+            .get(ratios.len() / 2)
+            .map_or_else(|| "—".to_owned(), |x| format!("{x:.3}"));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            judge.name,
+            pct(count(&r.step, |t| t.within(End::Rollback, 5 * m)), &r.step),
+            pct(count(&r.step, |t| t.within(End::Rollback, 15 * m)), &r.step),
+            mins(quantile_time(&r.step, End::Rollback, 0.5)),
+            mins(quantile_time(&r.step, End::Rollback, 0.99)),
+            pct(count(&r.burst, |t| t.end == End::Rollback), &r.burst),
+            pct(count(&r.band, |t| t.within(End::Review, 60 * m)), &r.band),
+            pct(count(&r.band, |t| t.within(End::Review, 180 * m)), &r.band),
+            pct(count(&r.band, |t| t.end == End::Rollback), &r.band),
+            pct(
+                count(&r.climb, |t| t.end == End::Review
+                    && Regressions::climb_ratio(t).is_some_and(|x| x < 1.25)),
+                &r.climb
+            ),
+            median_ratio,
+            pct(
+                count(&r.flat, |t| matches!(t.end, End::Review | End::Rollback)),
+                &r.flat
+            ),
         ));
     }
     out
