@@ -117,6 +117,7 @@ mod judge;
 mod metrics;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+mod trace;
 
 pub use act::simulation;
 pub use act::{

@@ -64,6 +64,7 @@ use crate::decide::rollout::Rollout;
 use crate::judge::criteria::{Evaluation, Evaluator, Verdict};
 use crate::judge::plan::{PlanError, RolloutPlan};
 use crate::metrics::{History, MetricsAccumulator, MetricsSnapshot};
+use crate::trace::{self, Severity};
 
 /// How often [`RolloutController`] logs a quiet tick unless told otherwise.
 pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -511,6 +512,13 @@ impl RolloutControllerBuilder {
             stage: state.as_ref().and_then(|s| s.stage),
             percent,
         });
+        if let Some(action) = &record.action {
+            if controller.stored.is_none() && controller.pending.is_none() {
+                // Unreadable or not yet written by the leader: nothing async.
+                trace::state_event(Severity::FailClosed, &reason, None);
+            }
+            trace::action(action, &reason, state.as_ref(), percent, false);
+        }
         record.reason = Some(reason);
         if let Some(err) = controller.append(&record) {
             return Err(err.into());
@@ -633,7 +641,7 @@ impl RolloutController {
                     let message = format!("{}: {err}", self.store.describe());
                     self.stored = None;
                     let reason = self.unknown(message.clone());
-                    self.log_state_event(now, reason);
+                    self.log_state_event_at(Severity::FailClosed, now, reason);
                     return Err(StoreError::Corrupt {
                         store: self.store.describe(),
                         message,
@@ -672,6 +680,17 @@ impl RolloutController {
                 current.force_async.clone_from(&config.force_async);
                 current.force_sync.clone_from(&config.force_sync);
             });
+            trace::state_event(
+                Severity::Info,
+                &format!(
+                    "applied the shared config from {} (kill switch {}, {} force_async and {} force_sync ids)",
+                    self.store.describe(),
+                    if config.kill_switch { "on" } else { "off" },
+                    config.force_async.len(),
+                    config.force_sync.len()
+                ),
+                self.current(),
+            );
             self.applied_config = Some(config);
         }
         Ok(())
@@ -764,7 +783,12 @@ impl RolloutController {
     fn store_failed(&mut self, err: StoreError, now: SystemTime) -> StoreError {
         let message = err.to_string();
         if self.state_error.as_deref() != Some(message.as_str()) {
-            self.log_state_event(now, format!("cannot read the state: {message}"));
+            let severity = if matches!(err, StoreError::Corrupt { .. }) {
+                Severity::FailClosed
+            } else {
+                Severity::Warn
+            };
+            self.log_state_event_at(severity, now, format!("cannot read the state: {message}"));
         }
         self.state_error = Some(message.clone());
         if matches!(err, StoreError::Corrupt { .. }) {
@@ -775,7 +799,8 @@ impl RolloutController {
             && now.duration_since(self.last_contact).unwrap_or_default() > self.stale_after
         {
             self.stale = true;
-            self.log_state_event(
+            self.log_state_event_at(
+                Severity::FailClosed,
                 now,
                 format!(
                     "the state store has not answered for more than {}: nothing is async until it does",
@@ -858,6 +883,11 @@ impl RolloutController {
             },
         };
         if let Err(err) = &result {
+            trace::state_event(
+                Severity::Warn,
+                &format!("cannot write the rollout state (retried): {err}"),
+                self.current(),
+            );
             if err.is_conflict() {
                 // Someone wrote in between: read it, try again next time.
                 let _ = self.reload(now);
@@ -927,6 +957,7 @@ impl RolloutController {
                     Some(totals)
                 }
                 Err(err) => {
+                    trace::metrics_error(&err);
                     metrics_error = Some(err);
                     None
                 }
@@ -953,10 +984,22 @@ impl RolloutController {
         let action = self.act(&evaluation, now, &mut store_error);
         self.apply();
         self.acknowledge();
+        let verdict_changed = self.last.as_ref().map(|e| e.verdict) != Some(evaluation.verdict);
+        trace::evaluation(&evaluation, verdict_changed);
+        if let Some(action) = &action {
+            let percent = self.rollout.percent();
+            trace::action(
+                action,
+                &evaluation.reason,
+                self.current(),
+                percent,
+                !verdict_changed,
+            );
+        }
         let notable = action
             .as_ref()
             .is_some_and(|a| !matches!(a, Action::Ready { .. }))
-            || self.last.as_ref().map(|e| e.verdict) != Some(evaluation.verdict);
+            || verdict_changed;
         let due = self
             .last_logged_tick
             .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= self.log_interval);
@@ -1055,6 +1098,14 @@ impl RolloutController {
         match self.commit(next) {
             Ok(()) => Some(action),
             Err(err) => {
+                trace::state_event(
+                    Severity::Warn,
+                    &format!(
+                        "cannot write the rollout state for {}: {err}",
+                        action.name()
+                    ),
+                    self.current(),
+                );
                 if err.is_conflict() {
                     let _ = self.reload(now);
                 }
@@ -1105,7 +1156,8 @@ impl RolloutController {
                 self.log_state_event(now, reason);
             }
             Ok(None) => {}
-            Err(err) => self.log_state_event(
+            Err(err) => self.log_state_event_at(
+                Severity::Warn,
                 now,
                 format!(
                     "cannot recover the run's totals from {}: {err}; the run's data starts now",
@@ -1125,7 +1177,8 @@ impl RolloutController {
                 self.log_state_event(now, reason);
             }
             Ok(None) => {}
-            Err(err) => self.log_state_event(
+            Err(err) => self.log_state_event_at(
+                Severity::Warn,
                 now,
                 format!(
                     "cannot recover the carried sync baseline from {}: {err}",
@@ -1445,6 +1498,13 @@ impl RolloutController {
     }
 
     fn log_action(&mut self, action: &Action, reason: &str, now: SystemTime) -> Option<LogError> {
+        trace::action(
+            action,
+            reason,
+            self.current(),
+            self.rollout.percent(),
+            false,
+        );
         let mut record = self.record(LogEvent::Action, now);
         record.action = Some(action.clone());
         record.reason = Some(reason.to_owned());
@@ -1452,6 +1512,11 @@ impl RolloutController {
     }
 
     fn log_state_event(&mut self, now: SystemTime, reason: String) {
+        self.log_state_event_at(Severity::Info, now, reason);
+    }
+
+    fn log_state_event_at(&mut self, severity: Severity, now: SystemTime, reason: String) {
+        trace::state_event(severity, &reason, self.current());
         let mut record = self.record(LogEvent::State, now);
         record.reason = Some(reason);
         if let Some(err) = self.append(&record) {

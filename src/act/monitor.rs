@@ -13,6 +13,7 @@ use crate::act::controller::{ControllerView, RolloutController};
 use crate::act::log::LogError;
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::decide::rollout::Rollout;
+use crate::trace::{self, Severity};
 
 /// How the background monitor is doing, from [`MonitorHandle::health`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +60,8 @@ impl Health {
         self.set_error(err.to_string());
     }
 
-    fn failed(&self, message: String) {
+    fn failed(&self, severity: Severity, message: String) {
+        trace::monitor(severity, &message);
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
         self.set_error(message);
@@ -167,9 +169,10 @@ impl MonitorHandle {
             Ok(thread) => threads.push(thread),
             Err(err) => {
                 shared.rollout.halt();
-                shared
-                    .health
-                    .failed(format!("cannot start the monitor thread: {err}"));
+                shared.health.failed(
+                    Severity::FailClosed,
+                    format!("cannot start the monitor thread: {err}"),
+                );
             }
         }
         let stuck_after = interval.saturating_mul(3) + Duration::from_secs(5);
@@ -247,13 +250,15 @@ impl Shared {
             match outcome {
                 Ok(None) if ticking => self.health.succeeded(),
                 Ok(None) => {}
-                Ok(Some(message)) => self.health.failed(message),
+                Ok(Some(message)) => self.health.failed(Severity::Warn, message),
                 Err(payload) => {
                     // Nothing async until a tick completes again.
                     self.rollout.halt();
                     self.health.panics.fetch_add(1, Ordering::Relaxed);
-                    self.health
-                        .failed(format!("a tick panicked: {}", panic_message(&*payload)));
+                    self.health.failed(
+                        Severity::FailClosed,
+                        format!("a tick panicked: {}", panic_message(&*payload)),
+                    );
                 }
             }
             self.beat();
@@ -285,7 +290,7 @@ impl Shared {
             if silent > stuck_after && !self.stalled.swap(true, Ordering::AcqRel) {
                 self.rollout.halt();
                 self.health.stalls.fetch_add(1, Ordering::Relaxed);
-                self.health.failed(format!(
+                self.health.failed(Severity::FailClosed, format!(
                     "the monitor has not finished a tick or poll for {}: nothing is async until it does",
                     humantime::format_duration(Duration::from_secs(silent.as_secs()))
                 ));
@@ -324,6 +329,10 @@ impl Drop for MonitorHandle {
         }
         // No monitor, no automatic rollback: nothing async.
         self.shared.rollout.halt();
+        trace::monitor(
+            Severity::Info,
+            "the monitor stopped (its handle was dropped): nothing is async",
+        );
     }
 }
 

@@ -178,3 +178,22 @@ pub enum Action {
     /// The last stage met its criteria.
     Complete,
 }
+
+impl Action {
+    /// The action's name, as its `action` tag in the log: `start`,
+    /// `advance`, `ready`, `rollback`, `review_requested`, `pause`,
+    /// `resume` or `complete`.
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Start { .. } => "start",
+            Action::Advance { .. } => "advance",
+            Action::Ready { .. } => "ready",
+            Action::Rollback { .. } => "rollback",
+            Action::ReviewRequested => "review_requested",
+            Action::Pause => "pause",
+            Action::Resume { .. } => "resume",
+            Action::Complete => "complete",
+        }
+    }
+}

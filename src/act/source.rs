@@ -77,6 +77,7 @@ use crate::act::log::JsonlSink;
 use crate::act::record::{LogEvent, LogRecord};
 use crate::decide::config::{ConfigError, ROLLOUT_ENV_VAR, RolloutConfig, parse_percent_var};
 use crate::decide::rollout::Rollout;
+use crate::trace::{self, Severity};
 
 /// The syntax of a config file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -401,6 +402,7 @@ impl ConfigWatcher {
                     config.force_sync.len(),
                     config.percent,
                 );
+                trace::config(Severity::Info, &self.path, &reason);
                 self.log(reason);
             }
             Ok(PollOutcome::Unchanged) => {}
@@ -408,6 +410,11 @@ impl ConfigWatcher {
                 self.stats.errors.fetch_add(1, Ordering::Relaxed);
                 let message = err.to_string();
                 *self.stats.lock_last_error() = Some(message.clone());
+                trace::config(
+                    Severity::Warn,
+                    &self.path,
+                    &format!("{message} (the config in force stays)"),
+                );
                 self.log(message);
             }
         }

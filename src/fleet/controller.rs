@@ -14,6 +14,7 @@ use crate::fleet::etcd::{DEFAULT_LEASE_TTL, EtcdStateStore};
 use crate::fleet::prometheus::PrometheusSource;
 use crate::judge::plan::RolloutPlan;
 use crate::metrics::MetricsAccumulator;
+use crate::trace::{self, Severity};
 
 /// How a [`FleetController`] runs.
 #[derive(Clone, Debug)]
@@ -122,6 +123,10 @@ impl FleetController {
             match self.store.campaign(self.config.lease_ttl) {
                 Ok(Some(leadership)) => {
                     following = None;
+                    trace::fleet(
+                        Severity::Info,
+                        &format!("leading the rollout {}", self.config.name),
+                    );
                     events(FleetEvent::Leading);
                     let monitor = self.lead()?;
                     while !leadership.is_lost() && !stop.load(Ordering::Acquire) {
@@ -130,6 +135,13 @@ impl FleetController {
                     // Stop acting before anything else.
                     drop(monitor);
                     if leadership.is_lost() {
+                        trace::fleet(
+                            Severity::Warn,
+                            &format!(
+                                "lost the leadership of the rollout {}: stopped acting",
+                                self.config.name
+                            ),
+                        );
                         events(FleetEvent::LostLeadership);
                     }
                     drop(leadership);
@@ -143,6 +155,7 @@ impl FleetController {
                     std::thread::sleep(poll);
                 }
                 Err(err) => {
+                    trace::fleet(Severity::Warn, &format!("cannot campaign: {err}"));
                     events(FleetEvent::Error(err.to_string()));
                     std::thread::sleep(poll);
                 }

@@ -35,6 +35,7 @@ use etcd_client::{
 use crate::act::state::RolloutState;
 use crate::act::store::{Revision, StateStore, StoreError, Stored};
 use crate::decide::config::RolloutConfig;
+use crate::trace::{self, Severity};
 
 /// The default rollout name (`--name`).
 pub const DEFAULT_ROLLOUT_NAME: &str = "async-upload";
@@ -334,8 +335,23 @@ impl Inner {
     async fn watch_loop(self: Arc<Self>) {
         let mut backoff = Duration::from_millis(50);
         while !self.closed.load(Ordering::Acquire) {
-            if let Err(err) = self.watch_once().await {
-                let _ = err; // the next load asks etcd directly and reports it
+            // The next load asks etcd directly and reports an error to the
+            // controller; here it is only traced.
+            match self.watch_once().await {
+                Err(err) => trace::fleet(
+                    Severity::Warn,
+                    &format!(
+                        "the etcd watch on {} broke: {err}; reading again and re-watching",
+                        self.prefix
+                    ),
+                ),
+                Ok(()) => trace::fleet(
+                    Severity::Info,
+                    &format!(
+                        "the etcd watch on {} ended (compacted or closed); reading again and re-watching",
+                        self.prefix
+                    ),
+                ),
             }
             lock(&self.cache).watching = false;
             tokio::time::sleep(backoff).await;

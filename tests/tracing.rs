@@ -1,0 +1,273 @@
+//! `tracing` events (feature `tracing`): the controller's actions and
+//! verdict changes, state and config changes, and fail-closed events reach
+//! a subscriber as structured fields at the levels an operator expects.
+//!
+//! The subscriber here is hand-written (no `tracing-subscriber`): it keeps
+//! every event's level, target and fields. Everything runs on the test's
+//! thread under `tracing::subscriber::with_default`.
+#![cfg(feature = "tracing")]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_upload_rollout::*;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Level, Metadata, Subscriber};
+
+#[derive(Clone, Debug)]
+struct Captured {
+    level: Level,
+    target: String,
+    fields: BTreeMap<String, String>,
+}
+
+impl Captured {
+    fn field(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).map(String::as_str)
+    }
+}
+
+#[derive(Clone, Default)]
+struct Capture {
+    events: Arc<Mutex<Vec<Captured>>>,
+    spans: Arc<AtomicU64>,
+}
+
+impl Capture {
+    fn events(&self) -> Vec<Captured> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn with_field(&self, name: &str, value: &str) -> Vec<Captured> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.field(name) == Some(value))
+            .collect()
+    }
+}
+
+struct Fields<'a>(&'a mut BTreeMap<String, String>);
+
+impl Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl Subscriber for Capture {
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(self.spans.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+
+    fn event(&self, event: &Event<'_>) {
+        let mut fields = BTreeMap::new();
+        event.record(&mut Fields(&mut fields));
+        self.events.lock().unwrap().push(Captured {
+            level: *event.metadata().level(),
+            target: event.metadata().target().to_owned(),
+            fields,
+        });
+    }
+
+    fn enter(&self, _: &Id) {}
+
+    fn exit(&self, _: &Id) {}
+}
+
+const CONTROLLER: &str = "async_upload_rollout::controller";
+const MS: Duration = Duration::from_millis(100);
+
+struct Setup {
+    clock: ManualClock,
+    rollout: Arc<Rollout>,
+    metrics: Arc<MetricsAccumulator>,
+}
+
+impl Setup {
+    fn new(percent: u32) -> Setup {
+        let clock = ManualClock::default();
+        Setup {
+            rollout: Arc::new(Rollout::new(RolloutConfig::with_percent(
+                Percent::from_whole(percent).unwrap(),
+            ))),
+            metrics: Arc::new(MetricsAccumulator::with_clock(Arc::new(clock.clone()))),
+            clock,
+        }
+    }
+
+    fn controller(&self) -> RolloutControllerBuilder {
+        RolloutController::builder(self.rollout.clone(), self.metrics.clone())
+            .clock(Arc::new(self.clock.clone()))
+    }
+
+    fn minute(&self, async_ok: u64, async_err: u64) {
+        for _ in 0..async_ok {
+            self.metrics.record(Arm::Async, Outcome::Success, MS);
+        }
+        for _ in 0..async_err {
+            self.metrics.record(Arm::Async, Outcome::Error, MS);
+        }
+        for _ in 0..200 {
+            self.metrics.record(Arm::Sync, Outcome::Success, MS);
+        }
+        self.clock.advance(Duration::from_secs(60));
+    }
+}
+
+#[test]
+fn an_automatic_rollback_is_an_error_event_with_its_fields_and_quiet_ticks_are_debug() {
+    let capture = Capture::default();
+    let s = Setup::new(10);
+    tracing::subscriber::with_default(capture.clone(), || {
+        let mut c = s.controller().build().unwrap();
+        for _ in 0..5 {
+            s.minute(100, 0);
+            let _ = c.tick();
+        }
+        for _ in 0..30 {
+            s.minute(50, 50);
+            if c.tick().action == Some(Action::Rollback { manual: false }) {
+                break;
+            }
+        }
+        assert_eq!(c.status(), Some(RolloutStatus::RolledBack));
+    });
+
+    let starts = capture.with_field("action", "start");
+    assert_eq!(starts.len(), 1, "{:#?}", capture.events());
+    assert_eq!(starts[0].level, Level::INFO);
+    assert_eq!(starts[0].target, CONTROLLER);
+    assert_eq!(starts[0].field("stage"), Some("1"));
+
+    let rollbacks = capture.with_field("action", "rollback");
+    assert_eq!(rollbacks.len(), 1, "{:#?}", capture.events());
+    let rollback = &rollbacks[0];
+    assert_eq!(rollback.level, Level::ERROR);
+    assert_eq!(rollback.target, CONTROLLER);
+    assert_eq!(rollback.field("manual"), Some("false"));
+    assert_eq!(rollback.field("stage"), Some("1"));
+    assert_eq!(rollback.field("status"), Some("rolled_back"));
+    assert_eq!(rollback.field("percent"), Some("0.0"));
+    assert!(
+        rollback
+            .field("reason")
+            .is_some_and(|r| r.contains("error")),
+        "{rollback:?}"
+    );
+
+    let ticks: Vec<_> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.field("message") == Some("tick"))
+        .collect();
+    assert!(!ticks.is_empty());
+    assert!(ticks.iter().all(|t| t.level == Level::DEBUG), "{ticks:#?}");
+    assert!(ticks.iter().all(|t| t.field("verdict").is_some()));
+    let changes: Vec<_> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.field("message") == Some("verdict changed"))
+        .collect();
+    assert!(
+        changes
+            .iter()
+            .any(|e| e.level == Level::INFO && e.field("verdict") == Some("rollback")),
+        "{changes:#?}"
+    );
+}
+
+#[test]
+fn an_operators_rollback_is_a_warning_and_a_resume_is_info() {
+    let capture = Capture::default();
+    let s = Setup::new(10);
+    tracing::subscriber::with_default(capture.clone(), || {
+        let mut c = s.controller().build().unwrap();
+        c.rollback("error spike after deploy 4512").unwrap();
+        c.resume("fixed in 4513").unwrap();
+    });
+    let rollback = &capture.with_field("action", "rollback")[0];
+    assert_eq!(rollback.level, Level::WARN);
+    assert_eq!(rollback.field("manual"), Some("true"));
+    assert_eq!(
+        rollback.field("reason"),
+        Some("error spike after deploy 4512")
+    );
+    let resume = &capture.with_field("action", "resume")[0];
+    assert_eq!(resume.level, Level::INFO);
+    assert_eq!(resume.field("status"), Some("running"));
+}
+
+#[test]
+fn an_unreadable_state_is_a_fail_closed_error() {
+    let capture = Capture::default();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    std::fs::write(&path, "{\"epoch\": 3, \"stage\": 1, \"status\": \"runn").unwrap();
+    let s = Setup::new(50);
+    tracing::subscriber::with_default(capture.clone(), || {
+        let _c = s
+            .controller()
+            .state_store(Arc::new(FileStateStore::new(&path)))
+            .build()
+            .unwrap();
+    });
+    let closed = capture.with_field("fail_closed", "true");
+    assert_eq!(closed.len(), 1, "{:#?}", capture.events());
+    assert_eq!(closed[0].level, Level::ERROR);
+    assert_eq!(closed[0].target, CONTROLLER);
+    assert!(
+        closed[0]
+            .field("reason")
+            .is_some_and(|r| r.contains("state.json")),
+        "{closed:?}"
+    );
+}
+
+#[test]
+fn a_config_file_applied_is_info_and_one_refused_is_a_warning() {
+    let capture = Capture::default();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rollout.json");
+    std::fs::write(&path, r#"{"percent": 10, "force_sync": ["a"]}"#).unwrap();
+    let rollout = Arc::new(Rollout::new(RolloutConfig::default()));
+    tracing::subscriber::with_default(capture.clone(), || {
+        let mut watcher = ConfigWatcher::new(&path, rollout).unwrap();
+        assert!(matches!(watcher.poll_once().unwrap(), PollOutcome::Applied(_)));
+        // An editor truncated the file: refused, the last good config stays.
+        std::fs::write(&path, "").unwrap();
+        assert!(watcher.poll_once().is_err());
+    });
+    let events: Vec<_> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.target == "async_upload_rollout::config")
+        .collect();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(events[0].level, Level::INFO);
+    assert!(events[0].field("path").unwrap().ends_with("rollout.json"));
+    assert!(events[0].field("detail").unwrap().contains("applied"));
+    assert_eq!(events[1].level, Level::WARN);
+    assert!(
+        events[1]
+            .field("detail")
+            .unwrap()
+            .contains("config in force stays"),
+        "{events:#?}"
+    );
+}
