@@ -248,7 +248,10 @@ fn a_config_file_applied_is_info_and_one_refused_is_a_warning() {
     let rollout = Arc::new(Rollout::new(RolloutConfig::default()));
     tracing::subscriber::with_default(capture.clone(), || {
         let mut watcher = ConfigWatcher::new(&path, rollout).unwrap();
-        assert!(matches!(watcher.poll_once().unwrap(), PollOutcome::Applied(_)));
+        assert!(matches!(
+            watcher.poll_once().unwrap(),
+            PollOutcome::Applied(_)
+        ));
         // An editor truncated the file: refused, the last good config stays.
         std::fs::write(&path, "").unwrap();
         assert!(watcher.poll_once().is_err());

@@ -1144,47 +1144,48 @@ impl RolloutController {
         let Some(path) = self.sink.as_ref().map(|s| s.path().to_path_buf()) else {
             return;
         };
-        match recover::run_totals(&path, state) {
+        let display = path.display();
+        let recovered = match recover::run_totals(&path, state) {
             Ok(Some(totals)) => {
                 let reason = format!(
-                    "recovered the run's totals from {}: {} async and {} sync uploads judged before the restart",
-                    path.display(),
+                    "recovered the run's totals from {display}: {} async and {} sync uploads judged before the restart",
                     totals.judged(crate::metrics::Arm::Async),
                     totals.judged(crate::metrics::Arm::Sync),
                 );
                 self.run.view = self.run.view.clone().carrying(state.run_epoch, totals);
-                self.log_state_event(now, reason);
+                Ok(Some(reason))
             }
-            Ok(None) => {}
-            Err(err) => self.log_state_event_at(
-                Severity::Warn,
-                now,
-                format!(
-                    "cannot recover the run's totals from {}: {err}; the run's data starts now",
-                    path.display()
-                ),
-            ),
-        }
+            Ok(None) => Ok(None),
+            Err(err) => Err(format!(
+                "cannot recover the run's totals from {display}: {err}; the run's data starts now"
+            )),
+        };
+        self.log_recovery(recovered, now);
         let min_judged = self.plan().triggers.min_uploads.max(1);
-        match recover::sync_baseline(&path, state, min_judged) {
+        let recovered = match recover::sync_baseline(&path, state, min_judged) {
             Ok(Some(sync)) => {
                 let reason = format!(
-                    "recovered the carried sync baseline from {}: {} sync uploads judged in an earlier run",
-                    path.display(),
+                    "recovered the carried sync baseline from {display}: {} sync uploads judged in an earlier run",
                     sync.judged(),
                 );
                 self.evaluator.set_sync_baseline(Some(sync));
-                self.log_state_event(now, reason);
+                Ok(Some(reason))
             }
+            Ok(None) => Ok(None),
+            Err(err) => Err(format!(
+                "cannot recover the carried sync baseline from {display}: {err}"
+            )),
+        };
+        self.log_recovery(recovered, now);
+    }
+
+    /// Logs what a recovery from the log found (`INFO`) or why it failed
+    /// (`WARN`); nothing when there was nothing to recover.
+    fn log_recovery(&mut self, recovered: Result<Option<String>, String>, now: SystemTime) {
+        match recovered {
+            Ok(Some(reason)) => self.log_state_event(now, reason),
             Ok(None) => {}
-            Err(err) => self.log_state_event_at(
-                Severity::Warn,
-                now,
-                format!(
-                    "cannot recover the carried sync baseline from {}: {err}",
-                    path.display()
-                ),
-            ),
+            Err(reason) => self.log_state_event_at(Severity::Warn, now, reason),
         }
     }
 
