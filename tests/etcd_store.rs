@@ -38,8 +38,17 @@ fn writers_racing_on_etcd_exactly_one_wins_the_others_get_conflict() {
         .map(|i| store(&etcd, "race", &format!("w{i}")))
         .collect();
     for round in 0..10 {
-        let current = first.load().unwrap().unwrap();
-        assert_eq!(current.revision, revision);
+        // Another store's write reaches `first` through its watch: bounded.
+        let mut current = None;
+        wait_until(
+            "the last round's write to reach the first store",
+            Duration::from_secs(5),
+            || {
+                current = first.load().unwrap();
+                current.as_ref().is_some_and(|c| c.revision == revision)
+            },
+        );
+        let current = current.unwrap();
         let barrier = Arc::new(Barrier::new(writers.len()));
         let wins = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = writers

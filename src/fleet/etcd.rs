@@ -70,6 +70,10 @@ struct Cache {
     watching: bool,
     /// When etcd last answered (a read, a watch event or progress).
     contact: Option<Instant>,
+    /// The etcd revision the cached state is as of: a read, watch event or
+    /// own write older than it does not replace it (a write of this store
+    /// shows in its next `load` even before the watch delivers it).
+    state_as_of: i64,
 }
 
 /// What the store's background tasks share with it (no runtime: a task
@@ -287,13 +291,21 @@ impl Inner {
         let revision = response.header().map_or(0, |h| h.revision());
         let (state_key, config_key) = (self.key("state"), self.key("config"));
         let mut cache = lock(&self.cache);
-        cache.state = None;
-        cache.state_error = None;
+        // A read older than what the cache holds (an own write that
+        // finished while it was under way) leaves the state alone.
+        let state_current = revision >= cache.state_as_of;
+        if state_current {
+            cache.state = None;
+            cache.state_error = None;
+            cache.state_as_of = revision;
+        }
         cache.config = None;
         cache.config_error = None;
         for kv in response.kvs() {
             if kv.key() == state_key.as_bytes() {
-                self.cache_state(&mut cache, kv.value(), kv.mod_revision());
+                if state_current {
+                    self.cache_state(&mut cache, kv.value(), kv.mod_revision());
+                }
             } else if kv.key() == config_key.as_bytes() {
                 self.cache_config(&mut cache, kv.value());
             }
@@ -388,11 +400,15 @@ impl Inner {
                         let Some(kv) = event.kv() else { continue };
                         let deleted = event.event_type() == EventType::Delete;
                         if kv.key() == state_key.as_bytes() {
-                            if deleted {
+                            if kv.mod_revision() <= cache.state_as_of {
+                                // Already in the cache (an own write, or a read since).
+                            } else if deleted {
                                 cache.state = None;
                                 cache.state_error = None;
+                                cache.state_as_of = kv.mod_revision();
                             } else {
                                 self.cache_state(&mut cache, kv.value(), kv.mod_revision());
+                                cache.state_as_of = kv.mod_revision();
                             }
                         } else if kv.key() == config_key.as_bytes() {
                             if deleted {
@@ -729,6 +745,15 @@ impl StateStore for EtcdStateStore {
             Ok((response.succeeded(), revision, found, leader))
         })?;
         if succeeded {
+            let mut cache = lock(&self.inner.cache);
+            if revision > cache.state_as_of {
+                cache.state = Some(Stored {
+                    state: state.clone(),
+                    revision: Revision(u64::try_from(revision).unwrap_or(0)),
+                });
+                cache.state_error = None;
+                cache.state_as_of = revision;
+            }
             return Ok(Revision(u64::try_from(revision).unwrap_or(0)));
         }
         if let Some(fence_revision) = fence_revision
