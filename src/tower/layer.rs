@@ -22,6 +22,44 @@ use crate::{Arm, MetricsAccumulator, Outcome, Rollout};
 ///
 /// Cheap to clone; every service it makes shares one set of counters
 /// ([`handle`](Self::handle)).
+///
+/// # Examples
+///
+/// The record is made when the response body has been read to its end:
+///
+/// ```
+/// use std::sync::Arc;
+/// use async_upload_rollout::tower::{RolloutDecision, RolloutLayer};
+/// use async_upload_rollout::{Arm, MetricsAccumulator, Outcome, Rollout, RolloutConfig};
+/// use axum::body::Body;
+/// use axum::http::{Request, StatusCode};
+/// use axum::{Extension, Router, routing::post};
+/// use tower_service::Service;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent("100".parse()?)));
+/// let metrics = Arc::new(MetricsAccumulator::new());
+/// let layer = RolloutLayer::new(rollout, Arc::clone(&metrics));
+/// let handler = |Extension(decision): Extension<RolloutDecision>| async move {
+///     (StatusCode::CREATED, format!("stored on the {} path", decision.arm.as_str()))
+/// };
+/// let mut app: Router = Router::new().route("/uploads", post(handler).layer(layer));
+///
+/// let runtime = tokio::runtime::Builder::new_current_thread().build()?;
+/// runtime.block_on(async {
+///     let request = Request::post("/uploads").header("upload-id", "u-1").body(Body::empty())?;
+///     let response = app.call(request).await?;
+///     assert_eq!(response.status(), StatusCode::CREATED);
+///     assert_eq!(metrics.snapshot().uploads(Arm::Async), 0, "the body is not sent yet");
+///
+///     let body = axum::body::to_bytes(response.into_body(), 1024).await?;
+///     assert_eq!(body, "stored on the async path");
+///     let snapshot = metrics.snapshot();
+///     assert_eq!(snapshot.arm(Arm::Async).count(Outcome::Success), 1);
+///     Ok(())
+/// })
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct RolloutLayer<I = FromHeader> {
     id: I,
