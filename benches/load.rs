@@ -3,7 +3,7 @@
 //! server (in this process, its own runtime), at 50%: half the uploads are
 //! stored before the answer (201), half in the background (202).
 //!
-//! `cargo bench --features prometheus --bench load [-- SECONDS]` (default 10).
+//! `cargo bench --features prometheus,tower --bench load [-- SECONDS]` (default 10).
 
 #[allow(dead_code)]
 #[path = "../examples/upload_server.rs"]

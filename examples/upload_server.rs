@@ -2,7 +2,7 @@
 //! rollout picks, with the controller judging them in the background.
 //!
 //! ```text
-//! cargo run --release --features prometheus --example upload_server -- --admin-token secret
+//! cargo run --release --features prometheus,tower --example upload_server -- --admin-token secret
 //! ```
 //!
 //! Routes:
@@ -11,11 +11,16 @@
 //!   in the `Upload-Id` response header and the JSON body. The **sync** path
 //!   stores the body (written, fsynced, renamed into place) and answers
 //!   `201 Created`; the **async** path answers `202 Accepted` at once and
-//!   stores it in a background task. Either way the outcome and the latency
-//!   *from the request's start to the upload being stored* are recorded on
-//!   the arm that took it. An empty body, an over-large body or an id that
-//!   is not a safe file name is `400` / `413` and recorded as
-//!   [`Outcome::Rejected`] (the client's fault, not judged).
+//!   stores it in a background task. The route is behind the crate's
+//!   [`RolloutLayer`] (feature `tower`): it decides the path from the id,
+//!   and records the outcome and the latency on the arm that took it, for
+//!   the sync path when the response has been sent (201 `Success`, 500
+//!   `Error`), for the async path when the background store ends (the
+//!   handler takes the outcome over with [`LayerHandle::defer`]); so the
+//!   latency runs *from the request's start to the upload being stored*
+//!   either way. An empty body, an over-large body or an id that is not a
+//!   safe file name is `400` / `413` and recorded as [`Outcome::Rejected`]
+//!   (the client's fault, not judged).
 //! - `GET /metrics`: the crate's Prometheus exporter, in OpenMetrics when the
 //!   scraper asks for it (`Accept: application/openmetrics-text`), else the
 //!   Prometheus text format 0.0.4.
@@ -104,11 +109,12 @@ use std::pin::pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_upload_rollout::export::prometheus::{
     ControllerStatus, OPENMETRICS_CONTENT_TYPE, PROMETHEUS_TEXT_CONTENT_TYPE, PrometheusExporter,
 };
+use async_upload_rollout::tower::{FromFn, LayerHandle, RolloutDecision, RolloutLayer};
 use async_upload_rollout::{
     Arm, ConfigWatcher, ControllerError, DEFAULT_LOG_PATH, DEFAULT_STATE_PATH, Evaluation,
     FileStateStore, JsonlSink, LogError, MetricsAccumulator, MonitorHandle, Operation,
@@ -116,12 +122,12 @@ use async_upload_rollout::{
     RolloutController, RolloutPlan, RolloutState, SourceError, StateStore, WatcherHandle,
     process_memory_bytes,
 };
-use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -258,6 +264,8 @@ struct Inner {
     rollout: Arc<Rollout>,
     metrics: Arc<MetricsAccumulator>,
     exporter: PrometheusExporter,
+    /// Decides and records each upload (the `POST /uploads` route's layer).
+    layer: RolloutLayer<FromFn<IdFinder>>,
     monitor: MonitorHandle,
     _watcher: Option<WatcherHandle>,
     admin_token: Option<Vec<u8>>,
@@ -325,8 +333,12 @@ impl AppState {
             );
         }
         let monitor = controller.spawn_with_poll(config.tick, config.state_poll);
+        let layer = RolloutLayer::builder(Arc::clone(&rollout), Arc::clone(&metrics))
+            .id(FromFn(request_upload_id as IdFinder))
+            .build();
         Ok(AppState {
             inner: Arc::new(Inner {
+                layer,
                 exporter: PrometheusExporter::new(Arc::clone(&rollout), Arc::clone(&metrics))
                     .with_rollout_name(&rollout_name),
                 rollout,
@@ -356,6 +368,13 @@ impl AppState {
     #[must_use]
     pub fn metrics(&self) -> &Arc<MetricsAccumulator> {
         &self.inner.metrics
+    }
+
+    /// The upload route's layer: its counters (requests without an id,
+    /// cancelled, deferred) and the metrics it records into.
+    #[must_use]
+    pub fn rollout_layer(&self) -> LayerHandle {
+        self.inner.layer.handle()
     }
 
     /// The background controller: [`MonitorHandle::view`] for status,
@@ -407,8 +426,13 @@ fn state_store(config: &ServerConfig) -> Result<(Arc<dyn StateStore>, String), S
 
 /// The server's routes over `state`.
 pub fn app(state: AppState) -> Router {
+    // The layer decides and records; outside it, requests without an id
+    // get a generated one first, so every upload is bucketed.
+    let uploads = post(upload).layer(state.inner.layer.clone()).layer(
+        axum::middleware::map_request_with_state(state.clone(), assign_upload_id),
+    );
     Router::new()
-        .route("/uploads", post(upload))
+        .route("/uploads", uploads)
         .route("/metrics", get(metrics))
         .route("/rollout", get(rollout_status).put(change_rollout))
         .route("/rollout/{operation}", post(operate))
@@ -470,22 +494,48 @@ struct UploadReply<'a> {
     error: Option<String>,
 }
 
-async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    let started = Instant::now();
+/// The id the layer decides with: the first upload-id header's bytes.
+type IdFinder = for<'r> fn(&'r Request) -> Option<&'r [u8]>;
+
+fn request_upload_id(request: &Request) -> Option<&[u8]> {
+    UPLOAD_ID_HEADERS
+        .iter()
+        .find_map(|name| request.headers().get(*name))
+        .map(HeaderValue::as_bytes)
+}
+
+/// Gives a request without an upload id a generated one (in the
+/// `upload-id` header), before the layer decides.
+async fn assign_upload_id(State(state): State<AppState>, mut request: Request) -> Request {
+    if request_upload_id(&request).is_none() {
+        // Generated ids are header-safe (letters, digits, `-`).
+        if let Ok(id) = HeaderValue::from_str(&state.inner.ids.next()) {
+            request.headers_mut().insert(UPLOAD_ID_HEADERS[0], id);
+        }
+    }
+    request
+}
+
+/// `POST /uploads`, behind the [`RolloutLayer`]: it took the decision and
+/// records the response's outcome (the status: 201 success, 4xx rejected,
+/// 500 error) when it has been sent; the async path defers it to the
+/// background store.
+async fn upload(
+    State(state): State<AppState>,
+    Extension(decision): Extension<RolloutDecision>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let inner = &state.inner;
-    let id = match upload_id(&headers) {
-        Some(id) => id.to_owned(),
-        None => inner.ids.next(),
-    };
-    let arm = Arm::from_use_async(inner.rollout.should_use_async(&id));
+    // `assign_upload_id` saw to it that there is one; a non-text id is
+    // refused by `check_id`.
+    let id = upload_id(&headers).unwrap_or("");
+    let arm = decision.arm;
     let reject = |status: StatusCode, bytes: usize, message: String| {
-        inner
-            .metrics
-            .record(arm, Outcome::Rejected, started.elapsed());
-        reply(status, &id, arm, "rejected", bytes, Some(message))
+        reply(status, id, arm, "rejected", bytes, Some(message))
     };
 
-    if let Err(problem) = check_id(&id) {
+    if let Err(problem) = check_id(id) {
         return reject(StatusCode::BAD_REQUEST, 0, problem);
     }
     let body = match axum::body::to_bytes(body, inner.max_upload_bytes).await {
@@ -514,21 +564,13 @@ async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Body) -
 
     let bytes = body.len();
     match arm {
-        Arm::Sync => match store(&inner.store_dir, &id, &body).await {
-            Ok(()) => {
-                inner
-                    .metrics
-                    .record(Arm::Sync, Outcome::Success, started.elapsed());
-                reply(StatusCode::CREATED, &id, arm, "stored", bytes, None)
-            }
+        Arm::Sync => match store(&inner.store_dir, id, &body).await {
+            Ok(()) => reply(StatusCode::CREATED, id, arm, "stored", bytes, None),
             Err(err) => {
-                inner
-                    .metrics
-                    .record(Arm::Sync, Outcome::Error, started.elapsed());
                 let message = format!("cannot store the upload: {err}");
                 reply(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    &id,
+                    id,
                     arm,
                     "failed",
                     bytes,
@@ -538,11 +580,14 @@ async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Body) -
         },
         Arm::Async => {
             let guard = InFlightGuard::start(&state);
+            let mut response = reply(StatusCode::ACCEPTED, id, arm, "accepted", bytes, None);
+            // The upload is not stored yet: the background task records it.
+            let outcome = inner.layer.handle().defer(decision, &mut response);
             let task_state = state.clone();
-            let task_id = id.clone();
+            let task_id = id.to_owned();
             tokio::spawn(async move {
                 let inner = &task_state.inner;
-                let outcome = match store(&inner.store_dir, &task_id, &body).await {
+                let stored = match store(&inner.store_dir, &task_id, &body).await {
                     Ok(()) if inner.inject_failure() => Outcome::Error,
                     Ok(()) => Outcome::Success,
                     Err(err) => {
@@ -550,10 +595,10 @@ async fn upload(State(state): State<AppState>, headers: HeaderMap, body: Body) -
                         Outcome::Error
                     }
                 };
-                inner.metrics.record(Arm::Async, outcome, started.elapsed());
+                outcome.finish(stored);
                 drop(guard);
             });
-            reply(StatusCode::ACCEPTED, &id, arm, "accepted", bytes, None)
+            response
         }
     }
 }

@@ -86,6 +86,9 @@
 //!   OpenMetrics text format, read at scrape time.
 //! - Feature `openfeature`: `openfeature::RolloutProvider`, the decision as
 //!   an OpenFeature boolean flag for the targeting key.
+//! - Feature `tower`: `tower::RolloutLayer`, a tower (axum) layer that
+//!   decides each request's path and records its outcome and latency to the
+//!   end of the response body.
 //!
 //! # Guarantees
 //!
@@ -117,6 +120,8 @@ mod judge;
 mod metrics;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
+#[cfg(feature = "tower")]
+pub mod tower;
 mod trace;
 
 pub use act::simulation;

@@ -5,7 +5,7 @@
 //! controller tick, and spoken to by a minimal hand-written HTTP/1.1 client
 //! (one connection per request, `Connection: close`). Every test stops its
 //! server and is bounded by [`DEADLINE`].
-#![cfg(feature = "prometheus")]
+#![cfg(all(feature = "prometheus", feature = "tower"))]
 
 #[allow(dead_code)] // `main` and the flag parsing are not used here.
 #[path = "../examples/upload_server.rs"]
@@ -669,6 +669,8 @@ async fn uploads_without_an_id_get_a_unique_one_that_decides_their_path() {
             )
             .await;
         assert_eq!(reply.header("upload-id"), Some("legacy-client-1"));
+        // The generated ids reached the layer: it saw no request without one.
+        assert_eq!(server.state.rollout_layer().counts().no_id, 0);
         server.stop().await;
     })
     .await;
@@ -749,6 +751,17 @@ async fn many_concurrent_clients_every_upload_is_stored_and_counted_exactly_once
         let text = server.metrics_text().await;
         assert_eq!(uploads_total(&text, "async", "success"), accepted);
         assert_eq!(uploads_total(&text, "sync", "success"), stored);
+        // ...by the route's layer: every async upload's outcome deferred to
+        // its background store, none cancelled, every upload with an id.
+        let counts = server.state.rollout_layer().counts();
+        assert_eq!(counts.deferred(Arm::Async), accepted);
+        assert_eq!(counts.deferred(Arm::Sync), 0);
+        assert_eq!(counts.abandoned(Arm::Async), 0);
+        assert_eq!(
+            counts.cancelled(Arm::Async) + counts.cancelled(Arm::Sync),
+            0
+        );
+        assert_eq!(counts.no_id, 0);
         // ...and in the controller's run totals in the log.
         loop {
             tokio::time::sleep(TICK).await;
