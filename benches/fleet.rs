@@ -10,7 +10,7 @@
 //!    fleet's totals, and the evaluation) with 3 and with 30 replicas'
 //!    series.
 //!
-//! `cargo bench --features etcd,cli --bench fleet` (needs `etcd` and
+//! `cargo bench --features etcd,cli,tower --bench fleet` (needs `etcd` and
 //! `prometheus` installed: `apt-get install etcd-server prometheus`). The
 //! replicas are this binary started again as the upload_server example.
 

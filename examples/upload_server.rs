@@ -418,7 +418,7 @@ fn state_store(config: &ServerConfig) -> Result<(Arc<dyn StateStore>, String), S
         }
         #[cfg(not(feature = "etcd"))]
         Some(_) => Err(StartError::Usage(
-            "--etcd needs the `etcd` feature: cargo run --features etcd --example upload_server"
+            "--etcd needs the `etcd` feature: cargo run --features etcd,tower --example upload_server"
                 .to_owned(),
         )),
     }
