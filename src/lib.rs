@@ -122,7 +122,6 @@ mod metrics;
 pub mod openfeature;
 #[cfg(feature = "tower")]
 pub mod tower;
-mod trace;
 
 pub use act::simulation;
 pub use act::{

@@ -48,14 +48,15 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::act::health::Health;
 use crate::act::log::{JsonlSink, LogError};
 use crate::act::metrics_source::MetricsSource;
-use crate::act::monitor::{Health, MonitorHandle};
 use crate::act::record::{Action, LogEvent, LogRecord};
 use crate::act::recover;
 use crate::act::run::RunView;
 use crate::act::state::{ChangedBy, Operation, Refused, RolloutState, RolloutStatus};
 use crate::act::store::{MemoryStateStore, Revision, StateStore, StoreError, Stored};
+use crate::act::trace::{self, Severity};
 use crate::clock::unix_ms;
 use crate::clock::{Clock, SystemClock};
 use crate::decide::config::RolloutConfig;
@@ -64,7 +65,6 @@ use crate::decide::rollout::Rollout;
 use crate::judge::criteria::{Evaluation, Evaluator, Verdict};
 use crate::judge::plan::{PlanError, RolloutPlan};
 use crate::metrics::{History, MetricsAccumulator, MetricsSnapshot};
-use crate::trace::{self, Severity};
 
 /// How often [`RolloutController`] logs a quiet tick unless told otherwise.
 pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -144,7 +144,7 @@ pub enum OperatorError {
 /// What the controller shows to readers that must not wait for a tick:
 /// HTTP handlers, exporters, health checks. Published after every tick, poll
 /// and operator action; read it with [`RolloutController::view`] or
-/// [`MonitorHandle::view`] (a lock-free load).
+/// [`MonitorHandle::view`](crate::MonitorHandle::view) (a lock-free load).
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct ControllerView {
@@ -1562,18 +1562,6 @@ impl RolloutController {
         self.sink
             .as_mut()
             .and_then(|sink| sink.append(record).err())
-    }
-
-    /// Runs [`tick`](Self::tick) every `interval` on a background thread,
-    /// and reads the store for changes every [`DEFAULT_STATE_POLL`] between
-    /// ticks. See [`MonitorHandle`] for how it fails safe.
-    pub fn spawn(self, interval: Duration) -> MonitorHandle {
-        MonitorHandle::spawn(self, interval, DEFAULT_STATE_POLL)
-    }
-
-    /// As [`spawn`](Self::spawn), reading the store every `poll`.
-    pub fn spawn_with_poll(self, interval: Duration, poll: Duration) -> MonitorHandle {
-        MonitorHandle::spawn(self, interval, poll)
     }
 }
 

@@ -9,6 +9,7 @@
 //! [`LogRecord`]; [`simulation`] runs whole rollouts in simulated time.
 
 pub(crate) mod controller;
+pub(crate) mod health;
 pub(crate) mod log;
 pub(crate) mod metrics_source;
 pub(crate) mod monitor;
@@ -19,6 +20,7 @@ pub mod simulation;
 pub(crate) mod source;
 pub(crate) mod state;
 pub(crate) mod store;
+pub(crate) mod trace;
 pub(crate) mod validate;
 
 pub use controller::{
@@ -26,11 +28,12 @@ pub use controller::{
     DEFAULT_STALE_AFTER, DEFAULT_STATE_POLL, OperatorError, RolloutController,
     RolloutControllerBuilder, Tick,
 };
+pub use health::MonitorHealth;
 pub use log::{
     DEFAULT_LOG_PATH, JsonlSink, LogError, LogRead, MAX_LINE_BYTES, TornLine, log_files, read_log,
 };
 pub use metrics_source::MetricsSource;
-pub use monitor::{MonitorHandle, MonitorHealth};
+pub use monitor::MonitorHandle;
 pub use record::{Action, LOG_SCHEMA_VERSION, LogEvent, LogRecord};
 pub use run::RunView;
 pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};

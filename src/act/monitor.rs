@@ -5,98 +5,26 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
-use crate::act::controller::{ControllerView, RolloutController};
-use crate::act::log::LogError;
-use crate::clock::{from_unix_ms, unix_ms};
+use crate::act::controller::{ControllerView, DEFAULT_STATE_POLL, RolloutController};
+use crate::act::health::{Health, MonitorHealth};
+use crate::act::trace::{self, Severity};
 use crate::decide::rollout::Rollout;
-use crate::trace::{self, Severity};
 
-/// How the background monitor is doing, from [`MonitorHandle::health`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct MonitorHealth {
-    /// Whether the monitor thread is alive.
-    pub running: bool,
-    /// When the last tick finished (the controller's clock).
-    pub last_tick: Option<SystemTime>,
-    /// Ticks run.
-    pub ticks: u64,
-    /// Ticks that failed (a log or store error) or panicked, in total.
-    pub failures: u64,
-    /// Failed ticks in a row up to now (0 after a good tick).
-    pub consecutive_failures: u64,
-    /// Ticks that panicked (each one halted the rollout until the next good
-    /// tick).
-    pub panics: u64,
-    /// Times the watchdog found the monitor stuck and halted the rollout.
-    pub stalls: u64,
-    /// The latest failure's message.
-    pub last_error: Option<String>,
-}
-
-/// Counters the controller and the monitor share.
-#[derive(Debug, Default)]
-pub(crate) struct Health {
-    last_tick_ms: AtomicU64,
-    ticks: AtomicU64,
-    failures: AtomicU64,
-    consecutive_failures: AtomicU64,
-    panics: AtomicU64,
-    stalls: AtomicU64,
-    last_error: Mutex<Option<String>>,
-}
-
-impl Health {
-    pub(crate) fn ticked(&self, now: SystemTime) {
-        self.last_tick_ms.store(unix_ms(now), Ordering::Relaxed);
-        self.ticks.fetch_add(1, Ordering::Relaxed);
+impl RolloutController {
+    /// Runs [`tick`](Self::tick) every `interval` on a background thread,
+    /// and reads the store for changes every [`DEFAULT_STATE_POLL`] between
+    /// ticks. See [`MonitorHandle`] for how it fails safe.
+    pub fn spawn(self, interval: Duration) -> MonitorHandle {
+        MonitorHandle::spawn(self, interval, DEFAULT_STATE_POLL)
     }
 
-    pub(crate) fn log_failed(&self, err: &LogError) {
-        self.set_error(err.to_string());
-    }
-
-    fn failed(&self, severity: Severity, message: String) {
-        trace::monitor(severity, &message);
-        self.failures.fetch_add(1, Ordering::Relaxed);
-        self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
-        self.set_error(message);
-    }
-
-    fn succeeded(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
-    }
-
-    fn set_error(&self, message: String) {
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(message);
-    }
-
-    fn report(&self, running: bool) -> MonitorHealth {
-        let last_tick = match self.last_tick_ms.load(Ordering::Relaxed) {
-            0 => None,
-            ms => Some(from_unix_ms(ms)),
-        };
-        MonitorHealth {
-            running,
-            last_tick,
-            ticks: self.ticks.load(Ordering::Relaxed),
-            failures: self.failures.load(Ordering::Relaxed),
-            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
-            panics: self.panics.load(Ordering::Relaxed),
-            stalls: self.stalls.load(Ordering::Relaxed),
-            last_error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone(),
-        }
+    /// As [`spawn`](Self::spawn), reading the store every `poll`.
+    pub fn spawn_with_poll(self, interval: Duration, poll: Duration) -> MonitorHandle {
+        MonitorHandle::spawn(self, interval, poll)
     }
 }
 
@@ -254,7 +182,7 @@ impl Shared {
                 Err(payload) => {
                     // Nothing async until a tick completes again.
                     self.rollout.halt();
-                    self.health.panics.fetch_add(1, Ordering::Relaxed);
+                    self.health.panicked();
                     self.health.failed(
                         Severity::FailClosed,
                         format!("a tick panicked: {}", panic_message(&*payload)),
@@ -289,7 +217,7 @@ impl Shared {
             let silent = self.started.elapsed().saturating_sub(beat);
             if silent > stuck_after && !self.stalled.swap(true, Ordering::AcqRel) {
                 self.rollout.halt();
-                self.health.stalls.fetch_add(1, Ordering::Relaxed);
+                self.health.stalled();
                 self.health.failed(Severity::FailClosed, format!(
                     "the monitor has not finished a tick or poll for {}: nothing is async until it does",
                     humantime::format_duration(Duration::from_secs(silent.as_secs()))

@@ -75,9 +75,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::act::log::JsonlSink;
 use crate::act::record::{LogEvent, LogRecord};
+use crate::act::trace::{self, Severity};
 use crate::decide::config::{ConfigError, ROLLOUT_ENV_VAR, RolloutConfig, parse_percent_var};
 use crate::decide::rollout::Rollout;
-use crate::trace::{self, Severity};
 
 /// The syntax of a config file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::act::controller::{ControllerError, RolloutController};
 use crate::act::log::JsonlSink;
+use crate::act::trace::{self, Severity};
 use crate::decide::config::RolloutConfig;
 use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
@@ -14,7 +15,6 @@ use crate::fleet::etcd::{DEFAULT_LEASE_TTL, EtcdStateStore};
 use crate::fleet::prometheus::PrometheusSource;
 use crate::judge::plan::RolloutPlan;
 use crate::metrics::MetricsAccumulator;
-use crate::trace::{self, Severity};
 
 /// How a [`FleetController`] runs.
 #[derive(Clone, Debug)]

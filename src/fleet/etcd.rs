@@ -34,8 +34,8 @@ use etcd_client::{
 
 use crate::act::state::RolloutState;
 use crate::act::store::{Revision, StateStore, StoreError, Stored};
+use crate::act::trace::{self, Severity};
 use crate::decide::config::RolloutConfig;
-use crate::trace::{self, Severity};
 
 /// The default rollout name (`--name`).
 pub const DEFAULT_ROLLOUT_NAME: &str = "async-upload";
