@@ -18,8 +18,7 @@
 //! the median ns per request over the rounds, and the median (min–max) of
 //! the per-round differences and ratios. Rollout at 10%, 1024 ids.
 
-use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
 use std::sync::Arc;
@@ -32,49 +31,15 @@ use axum::Router;
 use axum::body::Body;
 use axum::routing::post;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body::Frame;
 use tower_layer::Layer;
 use tower_service::Service;
 
 const IDS: usize = 1024;
 
-/// A body of one static chunk.
-struct Chunk(Option<&'static [u8]>);
+#[path = "../tests/support/answer.rs"]
+mod answer;
 
-impl http_body::Body for Chunk {
-    type Data = &'static [u8];
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<&'static [u8]>, Infallible>>> {
-        Poll::Ready(self.0.take().map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-/// 200 with one chunk, at once.
-#[derive(Clone, Copy)]
-struct Answer;
-
-impl<B> Service<Request<B>> for Answer {
-    type Response = Response<Chunk>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<Chunk>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        black_box(&request);
-        ready(Ok(Response::new(Chunk(Some(b"stored")))))
-    }
-}
+use answer::Answer;
 
 async fn upload() -> StatusCode {
     StatusCode::CREATED

@@ -7,7 +7,7 @@
 #![cfg(feature = "tower")]
 
 use std::convert::Infallible;
-use std::future::{Future, Ready, ready};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -560,42 +560,10 @@ use alloc::allocations;
 #[global_allocator]
 static GLOBAL: alloc::Counting = alloc::Counting;
 
-/// A body of one static chunk (no allocation of its own).
-struct Chunk(Option<&'static [u8]>);
+#[path = "support/answer.rs"]
+mod answer;
 
-impl http_body::Body for Chunk {
-    type Data = &'static [u8];
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<&'static [u8]>, Infallible>>> {
-        Poll::Ready(self.0.take().map(|chunk| Ok(Frame::data(chunk))))
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.0.is_none()
-    }
-}
-
-/// A service answering every request with 200 and one chunk, at once.
-#[derive(Clone, Copy)]
-struct Answer;
-
-impl Service<Request<()>> for Answer {
-    type Response = Response<Chunk>;
-    type Error = Infallible;
-    type Future = Ready<Result<Response<Chunk>, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: Request<()>) -> Self::Future {
-        ready(Ok(Response::new(Chunk(Some(b"stored")))))
-    }
-}
+use answer::Answer;
 
 /// Calls `service` with `request`, reads the body to its end (or, with
 /// `hang_up`, drops it unread) and drops the response.

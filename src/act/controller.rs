@@ -1122,15 +1122,16 @@ impl RolloutController {
         // The run being left keeps its sync arm as the carried baseline
         // (when it has enough sync uploads), so a stage without sync traffic
         // of its own (100%) is still compared with the sync path.
+        let snapshot = self.metrics.snapshot();
         let leaving = match self.source {
-            None => Some(self.run_totals(&self.metrics.snapshot())),
+            None => Some(self.run_totals(&snapshot)),
             Some(_) => self.last_totals.clone(),
         };
         if let Some(leaving) = leaving {
             self.evaluator.carry_sync_baseline(&leaving);
         }
         let epoch = self.current().map_or(0, |s| s.run_epoch);
-        self.run = Run::start(epoch, self.metrics.snapshot(), now, self.memory_warmup);
+        self.run = Run::start(epoch, snapshot, now, self.memory_warmup);
         self.history.clear();
         self.last = None;
         self.last_totals = None;
