@@ -7,10 +7,11 @@
 //! decision_quality -- --ignored --nocapture` runs the long version on the
 //! plan's real stage durations and prints the README's tables.
 //!
-//! Where issue 12 asked for more than 12 async uploads a minute can show,
-//! the assertions hold what is reached and the README says why the rest is
-//! out of reach (a step to 10% errors rolled back within 5 minutes in 99% of
-//! runs; a path at 96% reviewed within an hour in 95% of runs).
+//! Where issue 12 asked for more than 12 async uploads a minute can show
+//! (a step to 10% errors rolled back within 5 minutes in 99% of runs; a path
+//! at 96% reviewed within an hour in 95% of runs), the assertions hold what
+//! is reached; `tests/decision_limits.rs` computes the ceilings no rule can
+//! pass (72.1% and 82.7%).
 
 mod support;
 
@@ -95,11 +96,14 @@ fn slow_regressions_are_reviewed_and_steady_paths_are_not() {
     let r = regressions(GUARDED, runs, 0.25, Which::Slow);
     println!("{}", regressions_table(&[(GUARDED, &r)]));
 
-    // 96% success: reviewed (not held forever); most within 3 hours. Some
-    // are rolled back first: 4% failures sometimes cluster past the
-    // sequential rollback's bar.
+    // 96% success: reviewed (not held forever); about half within an hour
+    // (the stage as a whole: no rule passes 82.7% here, see
+    // tests/decision_limits.rs), most within 3 hours. Some are rolled back
+    // first: 4% failures sometimes cluster past the sequential rollback's bar.
+    let hour = count(&r.band, |t| t.within(End::Review, 60 * MINUTE));
+    assert!(hour * 100 >= runs * 40, "{hour} of {runs}");
     let reviewed = count(&r.band, |t| t.within(End::Review, 180 * MINUTE));
-    assert!(reviewed * 100 >= runs * 70, "{reviewed} of {runs}");
+    assert!(reviewed * 100 >= runs * 80, "{reviewed} of {runs}");
     let rolled_back = count(&r.band, |t| t.end == End::Rollback);
     assert!(rolled_back * 100 <= runs * 25, "{rolled_back} of {runs}");
     let held = count(&r.band, |t| t.end == End::Held);

@@ -80,7 +80,7 @@ pub(crate) enum ValueKind {
 pub(crate) fn value_kind(name: &str) -> ValueKind {
     if name == "uploads" || name.starts_with("rollback.critical_errors") {
         ValueKind::Count
-    } else if name.ends_with("[sequential]") {
+    } else if name.contains("[sequential") {
         ValueKind::Evidence
     } else if name == "review.success_rate_in_band" || name == "review.latency_ratio" {
         // Literal mode's streaks: minutes held.
@@ -313,6 +313,11 @@ mod tests {
                 "LR 100000",
             ),
             ("review.success_rate_in_band[sequential]", 0.0, "LR 1.0"),
+            (
+                "review.success_rate_in_band[sequential, stage]",
+                200f64.ln(),
+                "LR 200",
+            ),
         ];
         for (name, x, want) in cases {
             assert_eq!(format_value(value_kind(name), x), want, "{name}");

@@ -28,8 +28,9 @@
 //!   [`EvaluationSettings::sustain_min_uploads`] async uploads), the first of
 //!   them at least D before the latest one. In guarded mode the last D is
 //!   judged as a whole: the success band sequentially over windows of D or
-//!   more ([`EvaluationSettings::review_evidence`]), the latency ratio over
-//!   the last D with its confidence interval.
+//!   more ([`EvaluationSettings::review_evidence`]) and over the stage's
+//!   totals ([`EvaluationSettings::review_stage_evidence`]), the latency
+//!   ratio over the last D with its confidence interval.
 //!
 //! Where the judged data has too little sync traffic (the 100% stage has
 //! none), the latency and complaint comparisons use the carried sync
@@ -739,6 +740,7 @@ impl Evaluator {
                 min,
                 history,
             ));
+            checks.push(self.stage_band_review(totals, history));
         } else {
             let in_band = |w: &MetricsSnapshot| -> Option<bool> {
                 let n = w.judged(Arm::Async);
@@ -785,6 +787,69 @@ impl Evaluator {
         }
 
         checks.push(self.complaint_review(totals));
+    }
+
+    /// The success band judged on the stage as a whole (see
+    /// [`EvaluationSettings::review_stage_evidence`](crate::EvaluationSettings::review_stage_evidence)):
+    /// one likelihood ratio on the stage's totals, the band's middle against
+    /// its mirror image across the band's top.
+    fn stage_band_review(&self, totals: &MetricsSnapshot, history: &History) -> Check {
+        let t = &self.plan.triggers;
+        let settings = &self.plan.evaluation;
+        let [low, high] = t.review_success_band;
+        let top = 1.0 - high;
+        let p1 = 1.0 - (low + high) / 2.0;
+        let p0 = if 2.0 * top - p1 > 0.0 {
+            2.0 * top - p1
+        } else {
+            top / 2.0
+        };
+        let sprt = Cusum::new(p0, p1);
+        let rule = format!(
+            "success rate in {}–{} over the stage ({}+; likelihood ratio of {} vs {} failures)",
+            pct(low),
+            pct(high),
+            humantime::format_duration(t.review_success_sustained),
+            pct(sprt.p1),
+            pct(sprt.p0()),
+        );
+        let min = settings.sustain_min_uploads.max(1);
+        let a = totals.arm(Arm::Async);
+        let failures = a.error.saturating_add(a.critical);
+        let n = a.success.saturating_add(failures);
+        let span = totals.span();
+        if high < 1.0 && (n < min || span < t.review_success_sustained) {
+            return Check {
+                name: "review.success_rate_in_band[sequential, stage]".into(),
+                kind: CheckKind::Review,
+                status: CheckStatus::NotEnoughData,
+                observed: None,
+                threshold: settings.review_stage_evidence.ln(),
+                interval: None,
+                sample_size: n,
+                detail: format!(
+                    "{rule}: the stage has {n} async uploads over {}; judged from {min} over {}",
+                    humantime::format_duration(Duration::from_secs(span.as_secs())),
+                    humantime::format_duration(t.review_success_sustained),
+                ),
+            };
+        }
+        let whole = Strongest {
+            llr: sprt.llr(failures, n).max(0.0),
+            n,
+            failures,
+            span,
+        };
+        evidence_check(
+            "review.success_rate_in_band[sequential, stage]".into(),
+            CheckKind::Review,
+            high >= 1.0,
+            &rule,
+            Some(whole),
+            settings.review_stage_evidence,
+            min,
+            history,
+        )
     }
 
     /// Complaints per upload, async against sync (the stage's own, or the

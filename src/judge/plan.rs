@@ -242,7 +242,8 @@ pub struct EvaluationSettings {
     /// measured speed and false-alarm rate per stage.
     pub rollback_evidence: f64,
     /// In `guarded` mode, the likelihood ratio at which the sustained
-    /// success-band review fires (default 3,000, i.e. `e^8`).
+    /// success-band review fires on sliding windows (default 10,000, i.e.
+    /// `e^9.2`).
     ///
     /// "Success in 95–97% for 30 minutes" is judged on windows of at least
     /// [`review_success_sustained`](RollbackTriggers::review_success_sustained)
@@ -250,8 +251,32 @@ pub struct EvaluationSettings {
     /// [`sustain_min_uploads`](Self::sustain_min_uploads) async uploads): a
     /// CUSUM of the failure rate being the band's middle (4%) against a rate
     /// chosen so that its drift is zero at the band's top (3% failures). A
-    /// path below the band's top climbs, one above it sinks.
+    /// path below the band's top climbs, one above it sinks. The windows
+    /// catch a path that enters the band late in a stage; one in the band
+    /// from the stage's start is caught sooner by
+    /// [`review_stage_evidence`](Self::review_stage_evidence). The bar is
+    /// high because the maximum over many windows is tested: at 3,000
+    /// (`e^8`) a path at 98% success was reviewed in about 0.9% of 48-hour
+    /// stages at 12 async uploads a minute, and together with the stage's
+    /// own test that would exceed 1%.
     pub review_evidence: f64,
+    /// In `guarded` mode, the likelihood ratio at which the success-band
+    /// review fires on the **stage as a whole** (default 200).
+    ///
+    /// Beside the sliding windows of [`review_evidence`](Self::review_evidence),
+    /// the stage's own totals (once they span
+    /// [`review_success_sustained`](RollbackTriggers::review_success_sustained)
+    /// and hold [`sustain_min_uploads`](Self::sustain_min_uploads) async
+    /// uploads) are tested as one window: the likelihood ratio of the failure
+    /// rate being the band's middle (4%) against its mirror image across the
+    /// band's top (2% failures, 98% success). Only one window is tested, so
+    /// the bar can be low: by Ville's inequality a path at 98% success or
+    /// better reaches it with probability at most `1 / review_stage_evidence`
+    /// per stage (0.5%), however long the stage and however often it is
+    /// checked. A path in the band from the stage's start is reviewed about
+    /// four times sooner than by the sliding windows alone; a path that
+    /// enters the band late in a long stage is left to them.
+    pub review_stage_evidence: f64,
     /// In `guarded` mode the stage's latency criterion passes when the
     /// observed ratio meets `max_latency_ratio` **and** the upper end of its
     /// confidence interval (order-statistic bounds on each arm's quantile,
@@ -284,7 +309,8 @@ impl Default for EvaluationSettings {
             sustain_min_uploads: 20,
             complaint_significance: 0.005,
             rollback_evidence: 100_000.0,
-            review_evidence: 3_000.0,
+            review_evidence: 10_000.0,
+            review_stage_evidence: 200.0,
             latency_tolerance: 0.02,
             review_latency_min_uploads: 200,
         }
@@ -637,6 +663,7 @@ impl RolloutPlan {
         for (field, value) in [
             ("evaluation.rollback_evidence", e.rollback_evidence),
             ("evaluation.review_evidence", e.review_evidence),
+            ("evaluation.review_stage_evidence", e.review_stage_evidence),
         ] {
             if !(value.is_finite() && value > 1.0) {
                 return Err(invalid(
