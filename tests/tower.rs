@@ -59,6 +59,8 @@ fn app(layer: RolloutLayer, release: Arc<Notify>) -> Router {
         .route("/slow", post(slow))
         .route("/stream/{chunks}", get(stream))
         .route("/defer/{finish}", post(defer))
+        .route("/defer-then-panic", post(defer_then_panic))
+        .route("/defer-finished", post(defer_finished))
         .layer(layer)
         .with_state(state)
 }
@@ -114,6 +116,35 @@ async fn defer(
             drop(outcome);
         }
     });
+    response
+}
+
+/// Defers, finishes the outcome as a success, then panics: the marked
+/// response never reaches the layer.
+async fn defer_then_panic(
+    State(state): State<AppState>,
+    Extension(decision): Extension<RolloutDecision>,
+) -> Response<Body> {
+    let mut response = (StatusCode::ACCEPTED, "accepted").into_response();
+    state
+        .layer
+        .defer(decision, &mut response)
+        .finish(Outcome::Success);
+    panic!("the handler panics after deferring (on purpose, tests/tower.rs)");
+}
+
+/// Defers and finishes the outcome (a critical error) before the layer
+/// sees the response.
+async fn defer_finished(
+    State(state): State<AppState>,
+    Extension(decision): Extension<RolloutDecision>,
+) -> Response<Body> {
+    let mut response = (StatusCode::ACCEPTED, "accepted").into_response();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    state
+        .layer
+        .defer(decision, &mut response)
+        .finish(Outcome::Critical);
     response
 }
 
@@ -548,6 +579,46 @@ async fn a_deferred_outcome_is_recorded_when_the_background_work_ends() {
     let counts = server.counts();
     assert_eq!(counts.abandoned(Arm::Async), 1);
     assert_eq!(counts.cancelled(Arm::Async), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_request_is_recorded_once_whichever_end_comes_first() {
+    let server = Server::with_defaults(100).await;
+    // The work ends before the layer sees the response: the layer records
+    // the outcome the work reported, with its latency.
+    let (status, _) = server.request("POST", "/defer-finished", Some("u-9")).await;
+    assert_eq!(status, 202);
+    server
+        .until("the outcome recorded", |s, _| s.uploads(Arm::Async) == 1)
+        .await;
+    let snapshot = server.snapshot();
+    assert_eq!(outcomes(&snapshot, Arm::Async), [0, 0, 1, 0]);
+    assert!(snapshot.mean_latency(Arm::Async).unwrap() >= Duration::from_millis(100));
+    assert_eq!(server.counts().deferred(Arm::Async), 1);
+
+    // The handler finishes the outcome, then panics: the marked response
+    // never reaches the layer, which records the panic; the outcome is
+    // dropped, not recorded a second time.
+    let mut stream = server.send("POST", "/defer-then-panic", Some("u-9")).await;
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut raw)).await;
+    assert!(read.is_ok() && raw.is_empty(), "no response");
+    server
+        .until("the panic recorded", |s, _| s.uploads(Arm::Async) == 2)
+        .await;
+    // A later request is recorded after it, so a second record of the
+    // panicked one would have shown by then.
+    let (status, _) = server.request("POST", "/status/200", Some("u-9")).await;
+    assert_eq!(status, 200);
+    server
+        .until("the next request recorded", |s, _| {
+            s.uploads(Arm::Async) >= 3
+        })
+        .await;
+    assert_eq!(outcomes(&server.snapshot(), Arm::Async), [1, 1, 1, 0]);
+    let counts = server.counts();
+    assert_eq!(counts.panicked(Arm::Async), 1);
+    assert_eq!(counts.deferred(Arm::Async), 1);
 }
 
 // ---------------------------------------------------------------- allocations

@@ -70,10 +70,11 @@ where
             }
         };
         let extensions = response.extensions_mut();
-        if extensions.remove::<DeferredMark>().is_some() {
-            // The handler records it (LayerHandle::defer); drop the mark
-            // only, so an outer layer cannot record it again.
-            pending.defer();
+        if let Some(DeferredMark(handoff)) = extensions.remove::<DeferredMark>() {
+            // The handler's DeferredOutcome records it (LayerHandle::defer),
+            // or this record does if the outcome came first; the mark goes,
+            // so an outer layer cannot record it again.
+            pending.defer(handoff.take());
             return Poll::Ready(Ok(response.map(RolloutBody::unrecorded)));
         }
         let outcome = match extensions.remove::<RecordAs>() {

@@ -20,15 +20,17 @@
 //! | gets a response, body sent to the end | the status's outcome: 5xx `Error`, 4xx `Rejected`, else `Success` ([`classify_status`], or [`RolloutLayerBuilder::classify`]) | the body's last frame | |
 //! | ... with [`RecordAs`] in the response's extensions | that outcome (e.g. `Critical`) | the body's last frame | |
 //! | ... whose body fails | `Error` (a `Critical` stays `Critical`) | the error | |
-//! | ... whose handler called [`LayerHandle::defer`] | what [`DeferredOutcome::finish`] says (`Error` if dropped unfinished) | `finish` | [`deferred`](LayerCounts::deferred) ([`abandoned`](LayerCounts::abandoned)) |
+//! | ... whose handler called [`LayerHandle::defer`] | what [`DeferredOutcome::finish`] says (`Error` if dropped unfinished) | `finish`, or the response if that came first | [`deferred`](LayerCounts::deferred) ([`abandoned`](LayerCounts::abandoned)) |
 //! | is dropped before its response or its body's end (the client went away) | `Rejected`: counted, not judged | the drop | [`cancelled`](LayerCounts::cancelled) |
 //! | panics in the handler or its body (the future is dropped unwinding) | `Error` | the drop | [`panicked`](LayerCounts::panicked) |
 //! | fails in the inner service (`Err`) | `Error` | the error | |
 //! | has no id (no header, or empty) | takes the **sync** path, recorded on `Sync` as above | as above | [`no_id`](LayerCounts::no_id) |
 //!
 //! Each decided request is recorded exactly once: the record travels with
-//! the request (future, then body, or the [`DeferredOutcome`]) and is made
-//! when that is dropped. A HEAD request, a 204 and a 304 end with the head.
+//! the request (future, then body) and is made when that is dropped; a
+//! deferred one is recorded by whichever of the layer and the
+//! [`DeferredOutcome`] ends second, or, if the marked response never reaches
+//! the layer (the handler panicked after deferring), as the request ended. A HEAD request, a 204 and a 304 end with the head.
 //!
 //! **Cancelled requests** are `Rejected` because the crate's outcomes are
 //! judgments of the path, and a client hanging up says nothing about it; the
