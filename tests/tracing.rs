@@ -2,93 +2,22 @@
 //! verdict changes, state and config changes, and fail-closed events reach
 //! a subscriber as structured fields at the levels an operator expects.
 //!
-//! The subscriber here is hand-written (no `tracing-subscriber`): it keeps
-//! every event's level, target and fields. Everything runs on the test's
-//! thread under `tracing::subscriber::with_default`.
+//! The subscriber is hand-written (`tests/support/capture.rs`, no
+//! `tracing-subscriber`): it keeps every event's level, target and fields.
+//! Everything runs on the test's thread under
+//! `tracing::subscriber::with_default`; `tests/tracing_monitor.rs` covers
+//! the monitor's own threads.
 #![cfg(feature = "tracing")]
 
-use std::collections::BTreeMap;
-use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+#[path = "support/capture.rs"]
+mod capture;
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_upload_rollout::*;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Metadata, Subscriber};
-
-#[derive(Clone, Debug)]
-struct Captured {
-    level: Level,
-    target: String,
-    fields: BTreeMap<String, String>,
-}
-
-impl Captured {
-    fn field(&self, name: &str) -> Option<&str> {
-        self.fields.get(name).map(String::as_str)
-    }
-}
-
-#[derive(Clone, Default)]
-struct Capture {
-    events: Arc<Mutex<Vec<Captured>>>,
-    spans: Arc<AtomicU64>,
-}
-
-impl Capture {
-    fn events(&self) -> Vec<Captured> {
-        self.events.lock().unwrap().clone()
-    }
-
-    fn with_field(&self, name: &str, value: &str) -> Vec<Captured> {
-        self.events()
-            .into_iter()
-            .filter(|e| e.field(name) == Some(value))
-            .collect()
-    }
-}
-
-struct Fields<'a>(&'a mut BTreeMap<String, String>);
-
-impl Visit for Fields<'_> {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.0.insert(field.name().to_owned(), format!("{value:?}"));
-    }
-
-    fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.insert(field.name().to_owned(), value.to_owned());
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(self.spans.fetch_add(1, Ordering::Relaxed) + 1)
-    }
-
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-
-    fn event(&self, event: &Event<'_>) {
-        let mut fields = BTreeMap::new();
-        event.record(&mut Fields(&mut fields));
-        self.events.lock().unwrap().push(Captured {
-            level: *event.metadata().level(),
-            target: event.metadata().target().to_owned(),
-            fields,
-        });
-    }
-
-    fn enter(&self, _: &Id) {}
-
-    fn exit(&self, _: &Id) {}
-}
+use capture::Capture;
+use tracing::Level;
 
 const CONTROLLER: &str = "async_upload_rollout::controller";
 const MS: Duration = Duration::from_millis(100);
