@@ -477,6 +477,24 @@ fn a_path_at_96_percent_is_reviewed_and_one_at_98_never() {
 }
 
 #[test]
+fn a_band_of_no_width_is_still_judged_on_the_stage() {
+    // review_success_band = [97%, 97%]: the stage's view tests 3.5% against
+    // 2.5% failures; a path at 95% success crosses its bar within two hours.
+    let mut plan = plan(EvaluationMode::Guarded);
+    plan.triggers.review_success_band = [0.97, 0.97];
+    let (h, t) = stage_of(120, |m| even(m, 50));
+    let e = Evaluator::new(plan)
+        .unwrap()
+        .evaluate(1, &t, &h, at(t.at_unix_ms))
+        .unwrap();
+    let check = e
+        .check("review.success_rate_in_band[sequential, stage]")
+        .expect("guarded mode has it");
+    assert_eq!(check.status, CheckStatus::Fail, "{}", check.detail);
+    assert!(check.detail.contains("3.5% vs 2.5%"), "{}", check.detail);
+}
+
+#[test]
 fn the_stage_band_review_waits_for_30_minutes_and_names_what_it_has() {
     let stage = "review.success_rate_in_band[sequential, stage]";
     // 90% success for 20 minutes: far in the band's bad side, but not yet

@@ -738,3 +738,46 @@ fn the_layer_allocates_only_the_decisions_extension() {
         2 * N as u64 / 4
     );
 }
+
+// ---------------------------------------------------------------- a panic caught inside
+
+/// What tower-http's `CatchPanicLayer` does, by hand: the handler inside
+/// panics, and the panic becomes a 500 response before the layer sees it.
+#[derive(Clone, Copy)]
+struct CatchPanic;
+
+impl<B> Service<Request<B>> for CatchPanic {
+    type Response = Response<answer::Chunk>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Response<answer::Chunk>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Request<B>) -> Self::Future {
+        let caught = std::panic::catch_unwind(|| -> Response<answer::Chunk> {
+            panic!("the handler panics (on purpose, tests/tower.rs)")
+        });
+        std::future::ready(Ok(caught.unwrap_or_else(|_| {
+            let mut response = Response::new(answer::Chunk(Some(b"internal error")));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        })))
+    }
+}
+
+#[test]
+fn a_panic_caught_inside_the_layer_is_one_error_not_a_panicked_request() {
+    let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(
+        Percent::from_whole(100).unwrap(),
+    )));
+    let metrics = Arc::new(MetricsAccumulator::new());
+    let layer = RolloutLayer::new(rollout, Arc::clone(&metrics));
+    let mut layered = tower_layer::Layer::layer(&layer, CatchPanic);
+    for request in requests(3, false) {
+        exchange(&mut layered, request, false);
+    }
+    assert_eq!(outcomes(&metrics.snapshot(), Arm::Async), [0, 3, 0, 0]);
+    assert_eq!(layer.handle().counts().panicked(Arm::Async), 0);
+}

@@ -798,7 +798,9 @@ impl Evaluator {
         let settings = &self.plan.evaluation;
         let [low, high] = t.review_success_band;
         let top = 1.0 - high;
-        let p1 = 1.0 - (low + high) / 2.0;
+        // The band's middle, as the sliding windows take it (a band of no
+        // width still gets a rate above its top).
+        let p1 = (1.0 - (low + high) / 2.0).max(top + 0.005).min(0.999);
         let p0 = if 2.0 * top - p1 > 0.0 {
             2.0 * top - p1
         } else {
