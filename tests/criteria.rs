@@ -446,7 +446,8 @@ fn a_path_at_96_percent_is_reviewed_and_one_at_98_never() {
     // evenly spread. On the stage's totals (4% against 2% failures): +0.79
     // per 100 uploads against a bar of ln 200 ≈ 5.3, so about 56 minutes.
     // On sliding windows (4% against 2.18%): +0.61 per 100 against
-    // ln 10,000 ≈ 9.2, so about 126 minutes.
+    // ln 10,000 ≈ 9.2, so about 126 minutes. The failures come whole (0.48
+    // a minute), so the checks fire at 62 and 122 minutes here.
     let first_failing = |name: &str| {
         (30..=180).step_by(2).find(|&minutes| {
             let (h, t) = stage_of(minutes, |m| even(m, 40));

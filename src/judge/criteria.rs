@@ -630,7 +630,8 @@ impl Evaluator {
             cusum.up,
             cusum.down,
         );
-        let best = strongest_window(history, &cusum, Duration::ZERO, min);
+        let best = strongest_window(history, &cusum, Duration::ZERO, min)
+            .ok_or_else(|| no_window_yet(history, min));
         evidence_check(
             format!("{name}[sequential]"),
             CheckKind::Rollback,
@@ -638,8 +639,6 @@ impl Evaluator {
             &rule,
             best,
             bar,
-            min,
-            history,
         )
     }
 
@@ -718,8 +717,7 @@ impl Evaluator {
             // Judged on windows of 30+ minutes as a whole, sequentially.
             let min = settings.sustain_min_uploads.max(1);
             let reference = 1.0 - high;
-            let target = (1.0 - (low + high) / 2.0).max(reference + 0.005).min(0.999);
-            let cusum = Cusum::with_reference(reference, target);
+            let cusum = Cusum::with_reference(reference, band_middle_failures(low, high));
             let rule = format!(
                 "success rate in {}–{} for {}+ (sequential over windows that long: CUSUM of {} vs {} failures, zero drift at {})",
                 pct(low),
@@ -729,7 +727,8 @@ impl Evaluator {
                 pct(cusum.p0()),
                 pct(reference),
             );
-            let best = strongest_window(history, &cusum, t.review_success_sustained, min);
+            let best = strongest_window(history, &cusum, t.review_success_sustained, min)
+                .ok_or_else(|| no_window_yet(history, min));
             checks.push(evidence_check(
                 "review.success_rate_in_band[sequential]".into(),
                 CheckKind::Review,
@@ -737,10 +736,8 @@ impl Evaluator {
                 &rule,
                 best,
                 settings.review_evidence,
-                min,
-                history,
             ));
-            checks.push(self.stage_band_review(totals, history));
+            checks.push(self.stage_band_review(totals));
         } else {
             let in_band = |w: &MetricsSnapshot| -> Option<bool> {
                 let n = w.judged(Arm::Async);
@@ -793,14 +790,12 @@ impl Evaluator {
     /// [`EvaluationSettings::review_stage_evidence`](crate::EvaluationSettings::review_stage_evidence)):
     /// one likelihood ratio on the stage's totals, the band's middle against
     /// its mirror image across the band's top.
-    fn stage_band_review(&self, totals: &MetricsSnapshot, history: &History) -> Check {
+    fn stage_band_review(&self, totals: &MetricsSnapshot) -> Check {
         let t = &self.plan.triggers;
         let settings = &self.plan.evaluation;
         let [low, high] = t.review_success_band;
         let top = 1.0 - high;
-        // The band's middle, as the sliding windows take it (a band of no
-        // width still gets a rate above its top).
-        let p1 = (1.0 - (low + high) / 2.0).max(top + 0.005).min(0.999);
+        let p1 = band_middle_failures(low, high);
         let p0 = if 2.0 * top - p1 > 0.0 {
             2.0 * top - p1
         } else {
@@ -816,41 +811,29 @@ impl Evaluator {
             pct(sprt.p0()),
         );
         let min = settings.sustain_min_uploads.max(1);
-        let a = totals.arm(Arm::Async);
-        let failures = a.error.saturating_add(a.critical);
-        let n = a.success.saturating_add(failures);
+        let (n, failures) = judged_and_failures(totals.arm(Arm::Async));
         let span = totals.span();
-        if high < 1.0 && (n < min || span < t.review_success_sustained) {
-            return Check {
-                name: "review.success_rate_in_band[sequential, stage]".into(),
-                kind: CheckKind::Review,
-                status: CheckStatus::NotEnoughData,
-                observed: None,
-                threshold: settings.review_stage_evidence.ln(),
-                interval: None,
-                sample_size: n,
-                detail: format!(
-                    "{rule}: the stage has {n} async uploads over {}; judged from {min} over {}",
-                    humantime::format_duration(Duration::from_secs(span.as_secs())),
-                    humantime::format_duration(t.review_success_sustained),
-                ),
-            };
-        }
-        let whole = Strongest {
-            llr: sprt.llr(failures, n).max(0.0),
-            n,
-            failures,
-            span,
+        let best = if n < min || span < t.review_success_sustained {
+            Err(format!(
+                "the stage has {n} async uploads over {}; judged from {min} over {}",
+                humantime::format_duration(Duration::from_secs(span.as_secs())),
+                humantime::format_duration(t.review_success_sustained),
+            ))
+        } else {
+            Ok(Strongest {
+                llr: sprt.llr(failures, n).max(0.0),
+                n,
+                failures,
+                span,
+            })
         };
         evidence_check(
             "review.success_rate_in_band[sequential, stage]".into(),
             CheckKind::Review,
             high >= 1.0,
             &rule,
-            Some(whole),
+            best,
             settings.review_stage_evidence,
-            min,
-            history,
         )
     }
 
@@ -1212,15 +1195,27 @@ fn async_counts_since(later: &MetricsSnapshot, earlier: &MetricsSnapshot) -> (u6
         || l.success < e.success
         || l.error < e.error
         || l.critical < e.critical;
-    let (success, failures) = if reset {
-        (l.success, l.error.saturating_add(l.critical))
-    } else {
-        (
-            l.success - e.success,
-            (l.error - e.error).saturating_add(l.critical - e.critical),
-        )
-    };
-    (success.saturating_add(failures), failures)
+    if reset {
+        return judged_and_failures(l);
+    }
+    // Counts only: `ArmMetrics::since` would also subtract the histograms.
+    let failures = (l.error - e.error).saturating_add(l.critical - e.critical);
+    ((l.success - e.success).saturating_add(failures), failures)
+}
+
+/// An arm's judged uploads and failures (errors and critical uploads).
+fn judged_and_failures(arm: &ArmMetrics) -> (u64, u64) {
+    let failures = arm.error.saturating_add(arm.critical);
+    (arm.success.saturating_add(failures), failures)
+}
+
+/// The failure rate the success-band reviews are tuned to: the band's
+/// middle, at least half a point above its top (so a band of no width
+/// still has one), at most 99.9%.
+fn band_middle_failures(low: f64, high: f64) -> f64 {
+    (1.0 - (low + high) / 2.0)
+        .max(1.0 - high + 0.005)
+        .min(0.999)
 }
 
 /// The window ending at the latest snapshot with the most CUSUM evidence.
@@ -1277,17 +1272,15 @@ fn strongest_window(
 
 /// A check on sequential evidence: fails when the strongest window's
 /// log-likelihood ratio reaches `ln(bar)`. `observed` and `threshold` are
-/// natural logs of likelihood ratios.
-#[allow(clippy::too_many_arguments)]
+/// natural logs of likelihood ratios. `best` is `Err(what is missing)` while
+/// no window can be judged.
 fn evidence_check(
     name: String,
     kind: CheckKind,
     off: bool,
     rule: &str,
-    best: Option<Strongest>,
+    best: Result<Strongest, String>,
     bar: f64,
-    min_uploads: u64,
-    history: &History,
 ) -> Check {
     let threshold = bar.ln();
     let (status, observed, sample_size, detail) = match best {
@@ -1297,16 +1290,13 @@ fn evidence_check(
             0,
             format!("{rule}: off (the threshold is 100%)"),
         ),
-        None => (
+        Err(missing) => (
             CheckStatus::NotEnoughData,
             None,
             0,
-            format!(
-                "{rule}: no window of the history ({} back) has {min_uploads} async uploads yet",
-                humantime::format_duration(history_reach(history))
-            ),
+            format!("{rule}: {missing}"),
         ),
-        Some(b) => {
+        Ok(b) => {
             let fired = b.llr >= threshold;
             let window = if b.llr > 0.0 {
                 format!(
@@ -1345,6 +1335,15 @@ fn evidence_check(
         sample_size,
         detail,
     }
+}
+
+/// What a sequential check on `history`'s windows lacks while
+/// [`strongest_window`] finds none.
+fn no_window_yet(history: &History, min_uploads: u64) -> String {
+    format!(
+        "no window of the history ({} back) has {min_uploads} async uploads yet",
+        humantime::format_duration(history_reach(history))
+    )
 }
 
 /// A log-likelihood ratio shown as the ratio: `e^4.6` → `100`.

@@ -30,7 +30,8 @@
 //! the request (future, then body) and is made when that is dropped; a
 //! deferred one is recorded by whichever of the layer and the
 //! [`DeferredOutcome`] ends second, or, if the marked response never reaches
-//! the layer (the handler panicked after deferring), as the request ended. A HEAD request, a 204 and a 304 end with the head.
+//! the layer (the handler panicked after deferring), as the request ended.
+//! A HEAD request, a 204 and a 304 end with the head.
 //!
 //! **Cancelled requests** are `Rejected` because the crate's outcomes are
 //! judgments of the path, and a client hanging up says nothing about it; the
