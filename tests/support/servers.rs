@@ -87,7 +87,12 @@ impl Etcd {
             .spawn()
             .expect("start etcd");
         let addr: SocketAddr = format!("127.0.0.1:{client}").parse().unwrap();
-        wait_for_port(addr, Duration::from_secs(20), "etcd");
+        wait_for_port(addr, READY_WITHIN, "etcd");
+        // Listening is not ready either: until the member has elected
+        // itself leader, gRPC calls can be reset. `/health` answers 200 with
+        // `"health":"true"` once it serves requests; a refused or reset
+        // connection meanwhile means "not yet".
+        wait_ready(addr, "/health", "\"health\":\"true\"", "etcd");
         Etcd {
             child,
             url,
@@ -139,14 +144,10 @@ impl Prometheus {
             .spawn()
             .expect("start prometheus");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_for_port(addr, Duration::from_secs(30), "prometheus");
+        wait_for_port(addr, READY_WITHIN, "prometheus");
         // Listening is not ready: the query API answers 503 until the
         // storage is open.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !http_ok(addr, "/-/ready") {
-            assert!(Instant::now() < deadline, "prometheus never became ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_ready(addr, "/-/ready", "", "prometheus");
         Prometheus {
             child,
             url,
@@ -218,18 +219,44 @@ impl Proxy {
     }
 }
 
-/// Whether `GET path` on `addr` answers 200.
-fn http_ok(addr: SocketAddr, path: &str) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
+/// How long a server may take to become ready: generous, because a 2-core
+/// machine building something beside the tests starts servers slowly.
+pub const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Waits until `GET path` on `addr` answers 200 with `body_has` in its
+/// body, at most [`READY_WITHIN`]. Refused, reset or timed-out connections
+/// and other answers mean "not ready yet"; the panic names the last one.
+pub fn wait_ready(addr: SocketAddr, path: &str, body_has: &str, what: &str) {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let last = match http_get(addr, path) {
+            Ok((200, body)) if body.contains(body_has) => return,
+            Ok((status, body)) => format!("{status} {}", body.trim()),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{what} on {addr} was not ready within {READY_WITHIN:?}: GET {path}: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
-    let mut head = [0u8; 12];
-    stream.read_exact(&mut head).is_ok() && head.ends_with(b"200")
+}
+
+/// `GET path` on `addr`: the status code and the body.
+fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {response:?}")))?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_owned()))
 }
 
 fn pipe(mut from: TcpStream, mut to: TcpStream) {
