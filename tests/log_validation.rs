@@ -352,10 +352,14 @@ mod command_line {
         }
         assert!(dir.path().join("metrics.jsonl.2").is_file());
         let log = InstanceLog::read(&path, &mut |_, _| {}).unwrap();
-        assert_eq!(log.records().len(), total);
-        let stamps: Vec<u64> = log.records().iter().map(|(_, r)| r.at_unix_ms).collect();
+        assert_eq!(log.record_count(), total);
+        let records = read_log::<LogRecord>(&path).unwrap().records;
+        let stamps: Vec<u64> = records.iter().map(|r| r.at_unix_ms).collect();
         assert!(stamps.is_sorted(), "oldest first");
-        assert_eq!(read_log::<LogRecord>(&path).unwrap().records.len(), total);
+        assert_eq!(records.len(), total);
+        // The latest line is the current file's last, a tick.
+        assert_eq!(log.latest_line().unwrap().path, path);
+        assert_eq!(log.last_verdict().unwrap().path, path);
         let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
         assert_eq!(
             out.status.code(),
@@ -363,9 +367,6 @@ mod command_line {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(
-            log.records().last().map(|(_, r)| r.event),
-            Some(LogEvent::Tick)
-        );
+        assert_eq!(records.last().map(|r| r.event), Some(LogEvent::Tick));
     }
 }

@@ -28,8 +28,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::cli::{
-    CliError, Fleet, InstanceLog, Operated, ReportOptions, StageSource, StatusReport,
-    describe_bucket, exit_code, operate, render_checks, render_json, report_html,
+    CliError, Fleet, InstanceLog, Operated, ReadOptions, ReportOptions, StageSource, StatusReport,
+    describe_bucket, operate, render_checks, render_controller, render_outcome_json, report_html,
 };
 use async_upload_rollout::{
     DEFAULT_SALT, DEFAULT_STATE_PATH, FileStateStore, Operation, Percent, RolloutConfig,
@@ -57,7 +57,9 @@ enum Command {
         /// The plan (TOML, or JSON when the name ends in .json); default: the week-2 plan.
         #[arg(long, value_name = "FILE")]
         plan: Option<PathBuf>,
-        /// The stage index to judge; default: the latest line's stage.
+        /// The stage index to judge (its criteria); default: the stage of
+        /// the logs' current run. With logs at different stages or runs,
+        /// which are otherwise refused, judges those at stage N.
         #[arg(long, value_name = "N")]
         stage: Option<usize>,
         /// Print the evaluation as one line of JSON (what the controller
@@ -220,7 +222,7 @@ fn run(command: Command) -> Result<u8, CliError> {
             json,
         } => {
             let plan = load_plan(plan.as_deref())?;
-            let fleet = read_fleet(&logs)?;
+            let fleet = read_fleet(&logs, &ReadOptions::default())?;
             let outcome = fleet.check(&plan, stage)?;
             for note in &outcome.notes {
                 eprintln!("note: {note}");
@@ -248,13 +250,18 @@ fn run(command: Command) -> Result<u8, CliError> {
                 outcome.history_len
             );
             if json {
+                eprintln!("note: {}", outcome.headline());
                 eprintln!("note: {judged}");
-                println!("{}", render_json(&outcome.evaluation));
+                println!("{}", render_outcome_json(&outcome));
             } else {
-                println!("{judged}\n");
+                println!("{}\n{judged}\n", outcome.headline());
                 print!("{}", render_checks(&outcome.evaluation));
+                let controller = render_controller(&outcome);
+                if !controller.is_empty() {
+                    print!("\n{controller}");
+                }
             }
-            Ok(exit_code(outcome.evaluation.verdict))
+            Ok(outcome.exit_code())
         }
         Command::Report {
             logs,
@@ -265,7 +272,9 @@ fn run(command: Command) -> Result<u8, CliError> {
             let mut options = ReportOptions::default();
             options.plan = load_plan(plan.as_deref())?;
             options.table_span = table_span;
-            let fleet = read_fleet(&logs)?;
+            let mut read = ReadOptions::default();
+            read.table_span = table_span;
+            let fleet = read_fleet(&logs, &read)?;
             let html = report_html(&fleet, &options)?;
             std::fs::write(&output, html).map_err(|source| CliError::Write {
                 path: output.clone(),
@@ -439,7 +448,7 @@ fn load_plan(path: Option<&Path>) -> Result<RolloutPlan, CliError> {
 
 /// Reads every log, showing progress on stderr when it is a terminal, and
 /// reporting torn last lines and skipped records (with file and line).
-fn read_fleet(paths: &[PathBuf]) -> Result<Fleet, CliError> {
+fn read_fleet(paths: &[PathBuf], options: &ReadOptions) -> Result<Fleet, CliError> {
     let terminal = std::io::stderr().is_terminal();
     let mut instances = Vec::with_capacity(paths.len());
     for path in paths {
@@ -458,7 +467,7 @@ fn read_fleet(paths: &[PathBuf]) -> Result<Fleet, CliError> {
                 );
             }
         };
-        let log = InstanceLog::read(path, &mut progress);
+        let log = InstanceLog::read_with(path, options, &mut progress);
         if shown {
             // Clear the progress line.
             let _ = write!(std::io::stderr(), "\r\x1b[2K");

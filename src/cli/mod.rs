@@ -31,10 +31,15 @@ mod check;
 mod error;
 mod fleet;
 mod operate;
+mod read;
 mod report;
+mod timeline;
 
-pub use check::{describe_bucket, exit_code, render_checks, render_json};
+pub use check::{
+    describe_bucket, exit_code, render_checks, render_controller, render_json, render_outcome_json,
+};
 pub use error::CliError;
-pub use fleet::{CheckOutcome, Fleet, InstanceLog, StageSource};
+pub use fleet::{CheckOutcome, Comparison, ControllerAnswer, Fleet, StageSource};
 pub use operate::{Operated, StatusReport, operate};
+pub use read::{InstanceLog, Logged, ReadOptions};
 pub use report::{ReportOptions, report_html};
