@@ -27,8 +27,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use async_upload_rollout::cli::{Fleet, InstanceLog};
 use async_upload_rollout::simulation::{Simulation, SimulationConfig};
-use async_upload_rollout::{JsonlSink, LogRecord};
+use async_upload_rollout::{JsonlSink, LogRecord, RolloutPlan};
 
 const BIN: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
 
@@ -36,6 +37,8 @@ struct Args {
     days: u64,
     rounds: usize,
     log: Option<PathBuf>,
+    /// `floor` or `library`: that alone, once (for `perf stat`).
+    only: Option<String>,
 }
 
 fn args() -> Args {
@@ -43,6 +46,7 @@ fn args() -> Args {
         days: 7,
         rounds: 5,
         log: None,
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +54,7 @@ fn args() -> Args {
             "--days" => args.days = it.next().and_then(|v| v.parse().ok()).unwrap_or(7),
             "--rounds" => args.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(5),
             "--log" => args.log = it.next().map(PathBuf::from),
+            "--only" => args.only = it.next(),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -69,6 +74,11 @@ fn main() {
         }
         path
     });
+    match args.only.as_deref() {
+        Some("floor") => return println!("floor: {:?}", floor_parse(&log)),
+        Some("library") => return println!("library: {:?}", library_check(&log)),
+        _ => {}
+    }
     let bytes = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     let lines = BufReader::new(File::open(&log).expect("open the log"))
         .lines()
@@ -85,10 +95,12 @@ fn main() {
 
     let html = std::env::temp_dir().join(format!("aur-log-size-{}.html", std::process::id()));
     let mut floor = Vec::new();
+    let mut library = Vec::new();
     let mut check = Vec::new();
     let mut report = Vec::new();
     for round in 0..args.rounds {
         let f = floor_parse(&log);
+        let l = library_check(&log);
         let c = run(Command::new(BIN).arg("check").arg(&log), "check");
         let r = run(
             Command::new(BIN)
@@ -99,9 +111,11 @@ fn main() {
             "report",
         );
         println!(
-            "round {}: floor {:>7.3} s | check {:>7.3} s ({:.3}×), peak {:>6.1} MiB | report {:>7.3} s ({:.3}×), peak {:>6.1} MiB",
+            "round {}: floor {:>6.3} s | library {:>6.3} s ({:.3}×) | check {:>6.3} s ({:.3}×), peak {:>5.1} MiB | report {:>6.3} s ({:.3}×), peak {:>5.1} MiB",
             round + 1,
             f.as_secs_f64(),
+            l.as_secs_f64(),
+            l.as_secs_f64() / f.as_secs_f64(),
             c.0.as_secs_f64(),
             c.0.as_secs_f64() / f.as_secs_f64(),
             mib(c.1),
@@ -110,6 +124,7 @@ fn main() {
             mib(r.1),
         );
         floor.push(f);
+        library.push((l, 0));
         check.push(c);
         report.push(r);
     }
@@ -128,6 +143,11 @@ fn main() {
         "\nmedians of {} rounds: floor (typed parse, in-process) {:.3} s",
         args.rounds,
         secs(floor.clone())
+    );
+    println!(
+        "  InstanceLog::read + Fleet::check in-process: {:.3} s, {:.3}× the floor",
+        secs(library.iter().map(|c| c.0).collect()),
+        ratio(&library)
     );
     println!(
         "  check:  {:.3} s, {:.3}× the floor (goal ≤ 1.3×), peak RSS {:.1} MiB (goal < 64 MiB)",
@@ -189,6 +209,17 @@ fn floor_parse(path: &Path) -> Duration {
         std::hint::black_box(&record);
     }
     std::hint::black_box(records);
+    started.elapsed()
+}
+
+/// What `check` does, in this process: read the log, judge it.
+fn library_check(path: &Path) -> Duration {
+    let started = Instant::now();
+    let log = InstanceLog::read(path, &mut |_, _| {}).expect("a valid log");
+    let outcome = Fleet::new(vec![log])
+        .and_then(|fleet| fleet.check(&RolloutPlan::default(), None))
+        .expect("a judgement");
+    std::hint::black_box(&outcome);
     started.elapsed()
 }
 

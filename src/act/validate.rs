@@ -140,6 +140,11 @@ pub(crate) fn first_decrease(
                 return Some((format!("{}.{name}", arm.as_str()), from, to));
             }
         }
+        // Bucket by bucket on the layout's indices first (every line of a
+        // log goes through here); by lower bound only to name the bucket.
+        if !b.latency.went_down_from(&a.latency) {
+            continue;
+        }
         let mut buckets = b.latency.buckets().peekable();
         for bucket in a.latency.buckets() {
             while buckets.next_if(|l| l.low < bucket.low).is_some() {}

@@ -1,5 +1,6 @@
 //! Putting instances' logs together and judging them: [`Fleet`].
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -417,7 +418,7 @@ impl Fleet {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(history_of(&series))
+        Ok(history_of(&series).into_owned())
     }
 
     /// Judges the instances' current run against `plan` at stage `stage`
@@ -581,15 +582,15 @@ impl Fleet {
     }
 }
 
-/// The history of `series` merged: one series' own, or the merge (see
-/// [`merged_history`]).
-fn history_of(series: &[&Series]) -> History {
+/// The history of `series` merged: one series' own (not copied: it is the
+/// largest thing kept), or the merge (see [`merged_history`]).
+fn history_of<'a>(series: &[&'a Series]) -> Cow<'a, History> {
     match series {
-        [one] => one.history.clone(),
+        [one] => Cow::Borrowed(&one.history),
         many => {
             let all: Vec<Vec<&MetricsSnapshot>> =
                 many.iter().map(|s| s.history.iter().collect()).collect();
-            merged_history(&all)
+            Cow::Owned(merged_history(&all))
         }
     }
 }

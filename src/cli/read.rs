@@ -173,8 +173,8 @@ impl InstanceLog {
     /// - within one series (the same event kind, stage, run start and
     ///   generation) no count, sum or bucket goes down from the line before.
     ///
-    /// [`LATENCY_SLACK`]: crate::LATENCY_SLACK
-    /// [`LATENCY_SLACK_PER_MILLE`]: crate::LATENCY_SLACK_PER_MILLE
+    /// [`LATENCY_SLACK`]: super::LATENCY_SLACK
+    /// [`LATENCY_SLACK_PER_MILLE`]: super::LATENCY_SLACK_PER_MILLE
     ///
     /// # Errors
     ///

@@ -15,6 +15,7 @@
 //! the whole chart (the rollback or review trigger); stage changes, rollbacks,
 //! reviews and resumes are vertical lines.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -32,9 +33,7 @@ use crate::metrics::{Arm, MetricsSnapshot};
 use super::check::{interval_text, observed_text, threshold_text};
 use super::error::CliError;
 use super::fleet::{CheckOutcome, Fleet};
-use super::timeline::{
-    BIN_MINUTES, Cell, CellKey, MAX_TABLE_ROWS, MarkKind, Row, TARGET_BINS, bin_at_least,
-};
+use super::timeline::{BIN_MINUTES, MAX_TABLE_ROWS, MarkKind, Row, TARGET_BINS, bin_at_least};
 
 /// Chart size in pixels.
 const CHART_SIZE: (u32, u32) = (1200, 300);
@@ -518,15 +517,16 @@ fn mark_color(kind: MarkKind) -> RGBColor {
 
 /// One bin's data for one stage.
 #[derive(Default)]
-struct Bin {
+struct Bin<'a> {
     /// Uploads in the bin, summed over instances.
     window: MetricsSnapshot,
-    /// The stage's cumulative totals at the bin's end, summed over instances.
-    cumulative: MetricsSnapshot,
+    /// The stage's cumulative totals at the bin's end, summed over instances
+    /// (one instance's own, borrowed).
+    cumulative: Option<Cow<'a, MetricsSnapshot>>,
 }
 
 /// Everything the charts draw, computed once.
-struct ReportData {
+struct ReportData<'a> {
     t_min: u64,
     t_max: u64,
     /// The right end of the time axis: a little after `t_max`, so that
@@ -535,15 +535,15 @@ struct ReportData {
     bin_ms: u64,
     min_n: u64,
     /// `(bin, stage)` → data; stage `None` for logs of plain snapshots.
-    bins: BTreeMap<(u64, Option<usize>), Bin>,
+    bins: BTreeMap<(u64, Option<usize>), Bin<'a>>,
     /// Each instance's percent in force over time: `(at, percent %)`.
     percents: Vec<Vec<(u64, f64)>>,
     /// Marked actions: `(at, label, color)`.
     marks: Vec<(u64, String, RGBColor)>,
 }
 
-impl ReportData {
-    fn build(fleet: &Fleet, plan: &RolloutPlan) -> ReportData {
+impl<'a> ReportData<'a> {
+    fn build(fleet: &'a Fleet, plan: &RolloutPlan) -> ReportData<'a> {
         let spans: Vec<(u64, u64)> = fleet.instances().iter().filter_map(|l| l.span()).collect();
         let t_min = spans.iter().map(|s| s.0).min().unwrap_or(0);
         let t_max = spans.iter().map(|s| s.1).max().unwrap_or(0).max(t_min);
@@ -580,52 +580,40 @@ impl ReportData {
         };
 
         // Per instance: its bins at the chosen length.
-        let cells: Vec<BTreeMap<CellKey, Cell>> = fleet
-            .instances()
-            .iter()
-            .zip(&ticks)
-            .map(|(l, &tick)| {
-                let mut timeline = l.timeline.clone();
-                timeline.rebin(bin_ms);
-                timeline
-                    .cells
-                    .into_iter()
-                    .filter(|((t, ..), _)| *t == tick)
-                    .collect()
-            })
-            .collect();
-        for instance in &cells {
-            for (&(_, bin, stage), cell) in instance {
-                let entry = data.bins.entry((bin, stage)).or_default();
-                entry.window = if entry.window == MetricsSnapshot::default() {
-                    cell.window.clone()
+        let mut cells: Vec<BTreeMap<(u64, Option<usize>), &MetricsSnapshot>> = Vec::new();
+        for (log, &tick) in fleet.instances().iter().zip(&ticks) {
+            let mut lasts = BTreeMap::new();
+            for (key, (window, last)) in log.timeline.cells_at(bin_ms, tick) {
+                let bin = data.bins.entry(key).or_default();
+                bin.window = if bin.window == MetricsSnapshot::default() {
+                    window
                 } else {
-                    entry.window.merge(&cell.window)
+                    bin.window.merge(&window)
                 };
+                lasts.insert(key, last);
             }
+            cells.push(lasts);
         }
         // Cumulative: every instance's latest totals of the bin's stage.
-        let mut keys: Vec<(u64, Option<usize>)> = data.bins.keys().copied().collect();
-        keys.sort_unstable();
+        let keys: Vec<(u64, Option<usize>)> = data.bins.keys().copied().collect();
         let mut carry: Vec<Option<(Option<usize>, &MetricsSnapshot)>> = vec![None; cells.len()];
         for key in keys {
-            let mut cumulative: Option<MetricsSnapshot> = None;
-            for (i, instance) in cells.iter().enumerate() {
-                let own = instance
-                    .iter()
-                    .find(|((_, bin, stage), _)| (*bin, *stage) == key)
-                    .map(|(_, cell)| &cell.last);
-                if let Some(s) = own {
+            let mut cumulative: Option<Cow<'a, MetricsSnapshot>> = None;
+            for (i, lasts) in cells.iter().enumerate() {
+                if let Some(&s) = lasts.get(&key) {
                     carry[i] = Some((key.1, s));
                 }
                 if let Some((stage, s)) = carry[i]
                     && stage == key.1
                 {
-                    cumulative = Some(cumulative.map_or_else(|| s.clone(), |c| c.merge(s)));
+                    cumulative = Some(match cumulative {
+                        None => Cow::Borrowed(s),
+                        Some(c) => Cow::Owned(c.merge(s)),
+                    });
                 }
             }
-            if let Some(c) = cumulative {
-                data.bins.entry(key).or_default().cumulative = c;
+            if let Some(bin) = data.bins.get_mut(&key) {
+                bin.cumulative = cumulative;
             }
         }
 
@@ -767,7 +755,7 @@ fn draw_chart(
         })
     };
     let cumulative = |f: fn(&MetricsSnapshot, Arm) -> Option<f64>| {
-        data.series(move |b, _| f(&b.cumulative, Arm::Async))
+        data.series(move |b, _| b.cumulative.as_ref().and_then(|c| f(c, Arm::Async)))
     };
     // Per-stage threshold runs, and whole-chart triggers.
     let per_stage = |f: &dyn Fn(&crate::judge::plan::Stage) -> f64| -> Vec<Vec<(f64, f64)>> {
@@ -909,8 +897,11 @@ fn draw_chart(
                     .then(|| ratio_of(&b.window, statistic_of(plan, stage)))
                     .flatten()
             });
-            let cumulative =
-                data.series(|b, stage| ratio_of(&b.cumulative, statistic_of(plan, stage)));
+            let cumulative = data.series(|b, stage| {
+                b.cumulative
+                    .as_ref()
+                    .and_then(|c| ratio_of(c, statistic_of(plan, stage)))
+            });
             (
                 format!("Latency ratio async / sync ({stat})"),
                 "async / sync",

@@ -29,8 +29,10 @@ pub(crate) const BIN_MINUTES: [u64; 9] = [1, 5, 10, 30, 60, 120, 360, 720, 1440]
 /// About this many bins over the log's span.
 pub(crate) const TARGET_BINS: u64 = 240;
 /// Bins (of each stage) kept while reading before they are merged into
-/// longer ones.
-const MAX_CELLS: usize = 2 * TARGET_BINS as usize;
+/// longer ones. Above the [`TARGET_BINS`] the report draws, so that the
+/// drawn bins are rarely longer than the span asks for; each holds two
+/// snapshots (a window and the latest totals), so this bounds the memory.
+const MAX_CELLS: usize = TARGET_BINS as usize * 5 / 4;
 /// Most percent steps and action marks kept (the latest).
 const MAX_POINTS: usize = 4096;
 /// At most this many rows in the verdict table (the latest are kept).
@@ -361,7 +363,7 @@ impl Timeline {
 
     /// Merges the bins into bins of `bin_ms` (a multiple of the current
     /// length): windows add, the latest totals stay.
-    pub(crate) fn rebin(&mut self, bin_ms: u64) {
+    fn rebin(&mut self, bin_ms: u64) {
         if bin_ms <= self.bin_ms {
             return;
         }
@@ -381,6 +383,37 @@ impl Timeline {
             }
         }
         self.bin_ms = bin_ms;
+    }
+
+    /// The bins of `tick` lines (or plain snapshot lines) merged into bins
+    /// of `bin_ms` (a multiple of the current length): by bin and stage,
+    /// the uploads in it and the latest totals (borrowed).
+    pub(crate) fn cells_at(
+        &self,
+        bin_ms: u64,
+        tick: bool,
+    ) -> BTreeMap<(u64, Option<usize>), (MetricsSnapshot, &MetricsSnapshot)> {
+        let mut out: BTreeMap<(u64, Option<usize>), (MetricsSnapshot, &MetricsSnapshot)> =
+            BTreeMap::new();
+        let bin_ms = bin_ms.max(1);
+        for ((t, _, stage), cell) in &self.cells {
+            if *t != tick {
+                continue;
+            }
+            let key = (cell.last.at_unix_ms / bin_ms, *stage);
+            match out.get_mut(&key) {
+                Some((window, last)) => {
+                    *window = window.merge(&cell.window);
+                    if cell.last.at_unix_ms >= last.at_unix_ms {
+                        *last = &cell.last;
+                    }
+                }
+                None => {
+                    out.insert(key, (cell.window.clone(), &cell.last));
+                }
+            }
+        }
+        out
     }
 
     /// After the last line.
