@@ -224,6 +224,7 @@ fn library_check(path: &Path) -> Duration {
 }
 
 /// Runs `command` to its end: wall time and peak resident set in bytes.
+#[expect(clippy::zombie_processes, reason = "wait4 reaps the child")]
 fn run(command: &mut Command, what: &str) -> (Duration, u64) {
     let started = Instant::now();
     let child = command

@@ -1030,6 +1030,7 @@ fn a_lone_point_is_drawn_as_a_marker() {
 /// Runs the binary with `args` to its end: its exit code and its peak
 /// resident set in bytes (`ru_maxrss` of `wait4`: the `VmHWM` the kernel
 /// kept for it).
+#[expect(clippy::zombie_processes, reason = "wait4 reaps the child")]
 fn run_peak(args: &[&str]) -> (Option<i32>, u64) {
     let child = Command::new(BIN)
         .args(args)

@@ -209,8 +209,10 @@ mod tests {
             "{reason}"
         );
         // Rejected uploads have no latency and do not count.
-        let mut rejected = ArmMetrics::default();
-        rejected.rejected = 1_000_000;
+        let rejected = ArmMetrics {
+            rejected: 1_000_000,
+            ..ArmMetrics::default()
+        };
         assert!(record_contradiction(&tick_with(rejected)).is_none());
     }
 }

@@ -340,24 +340,19 @@ impl InstanceLog {
     /// where it was logged. `None` when no earlier run had enough.
     #[must_use]
     pub fn carried_sync_baseline(&self, min_judged: u64) -> Option<Logged<ArmMetrics>> {
-        self.carried_baseline(min_judged, self.current_series())
-    }
-
-    fn carried_baseline(
-        &self,
-        min_judged: u64,
-        current: Option<&Series>,
-    ) -> Option<Logged<ArmMetrics>> {
-        let carried = self.baselines.carried(min_judged);
-        // A current tick series that ended (the state moved on to a new run)
-        // is carried too.
-        let ended = current
-            .filter(|s| s.event == LogEvent::Tick && self.moved_on(s))
+        // A current tick run that has ended (the controller's state moved on
+        // to a new run) is carried too.
+        let ended = self
+            .current_series()
+            .filter(|s| self.moved_on(s))
             .and_then(|s| s.latest().map(|l| (s.last, l.arm(Arm::Sync))))
             .filter(|(_, sync)| sync.judged() >= min_judged.max(1));
         match ended {
             Some((place, sync)) => Some(self.logged(place, sync.clone())),
-            None => carried.map(|(place, sync)| self.logged(*place, sync.clone())),
+            None => self
+                .baselines
+                .carried(min_judged)
+                .map(|(place, sync)| self.logged(*place, sync.clone())),
         }
     }
 
@@ -391,12 +386,11 @@ impl InstanceLog {
         let Some(state) = self.last_state.as_ref() else {
             return false;
         };
-        let moved = state.value.stage.is_some()
+        state.value.stage.is_some()
             && (state.value.stage != series.key.stage
                 || series.run_state.as_ref().is_some_and(|run| {
                     state.value.is_new_run_since(run) && state.value.epoch > run.epoch
-                }));
-        moved
+                }))
     }
 
     fn logged<T>(&self, place: Place, value: T) -> Logged<T> {

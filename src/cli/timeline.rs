@@ -56,21 +56,15 @@ pub(crate) fn bin_at_least(ms: u64) -> u64 {
     bin
 }
 
-/// Where an open series' next window starts.
-#[derive(Clone, Debug)]
-enum From {
-    /// The series started inside the log: its first totals are uploads.
-    Zero,
-    /// The series' last snapshot before the current bin (or its first
-    /// snapshot, when it started before the log's first line).
-    Snapshot(MetricsSnapshot),
-}
-
 /// A series whose snapshots are still coming.
 #[derive(Clone, Debug)]
 struct Open {
     seq: u32,
-    from: From,
+    /// Where its next window starts: its last snapshot before the current
+    /// bin (or its first, when it started before the log's first line);
+    /// `None` while its first totals are uploads (it started inside the
+    /// log).
+    from: Option<MetricsSnapshot>,
 }
 
 /// One bin of one stage: the uploads in it and the totals at its end.
@@ -294,11 +288,7 @@ impl Timeline {
     /// A new series `seq` starts with `first`: its uploads count from zero
     /// when it started inside the log, else from `first`.
     pub(crate) fn open(&mut self, seq: u32, first: &MetricsSnapshot, started_inside: bool) {
-        let from = if started_inside {
-            From::Zero
-        } else {
-            From::Snapshot(first.clone())
-        };
+        let from = (!started_inside).then(|| first.clone());
         self.open.retain(|o| o.seq != seq);
         self.open.push(Open { seq, from });
     }
@@ -337,10 +327,10 @@ impl Timeline {
             return;
         };
         let window = match &open.from {
-            From::Zero => last.clone(),
-            From::Snapshot(before) => last.since(before),
+            None => last.clone(),
+            Some(before) => last.since(before),
         };
-        open.from = From::Snapshot(last.clone());
+        open.from = Some(last.clone());
         let key = (
             event == LogEvent::Tick,
             last.at_unix_ms / self.bin_ms,
