@@ -460,6 +460,16 @@ fn snapshot_only_logs_are_judged_at_the_stage_given() {
         "{}",
         text(&out.stderr)
     );
+    // No controller state: the headline is the recomputed verdict.
+    assert!(stdout.starts_with("stage 1 (10%): verdict hold"), "{stdout}");
+
+    // The report draws them too: a point a minute, in 1-minute bins.
+    let html_path = dir.file("report.html");
+    let out = run(&["report", path_str(&log), "-o", path_str(&html_path)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let html = fs::read_to_string(&html_path).unwrap();
+    let drawn = points_in(figure(&html, "chart-success-rate"), "stroke=\"#1F77B4\"").len();
+    assert!(drawn >= 50, "{drawn} points");
 }
 
 #[test]
