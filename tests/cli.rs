@@ -461,7 +461,10 @@ fn snapshot_only_logs_are_judged_at_the_stage_given() {
         text(&out.stderr)
     );
     // No controller state: the headline is the recomputed verdict.
-    assert!(stdout.starts_with("stage 1 (10%): verdict hold"), "{stdout}");
+    assert!(
+        stdout.starts_with("stage 1 (10%): verdict hold"),
+        "{stdout}"
+    );
 
     // The report draws them too: a point a minute, in 1-minute bins.
     let html_path = dir.file("report.html");

@@ -15,7 +15,7 @@ use crate::metrics::{ArmMetrics, History, MetricsSnapshot};
 
 use super::check::exit_code;
 use super::error::CliError;
-use super::read::{InstanceLog, Logged, Series};
+use super::read::{InstanceLog, Logged, Series, time_text};
 
 /// Where the stage that was judged came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -143,7 +143,7 @@ impl CheckOutcome {
                 }
             },
         );
-        let since = humantime::format_rfc3339_seconds(s.changed_at);
+        let since = time_text(unix_ms(s.changed_at));
         let by = format!("since {since}, by the {}", s.changed_by);
         let recomputed = format!("recomputed from the log: {}", e.verdict);
         match s.status {

@@ -602,11 +602,11 @@ impl InstanceLog {
     fn restart(&mut self, place: Place) {
         let from = self.logged(place, ());
         self.warnings.push(format!(
-            "{}, line {}: a controller starts at {} ms since 1970, before lines already read (up to {} ms): another run was appended to this log; only the lines from here on are judged and drawn",
+            "{}, line {}: a controller starts at {}, before lines already read (up to {}): another run was appended to this log; only the lines from here on are judged and drawn",
             from.path.display(),
             from.line,
-            place.at_unix_ms,
-            self.max_at.unwrap_or_default()
+            time_text(place.at_unix_ms),
+            time_text(self.max_at.unwrap_or_default())
         ));
         self.first_at = None;
         self.max_at = None;
@@ -639,5 +639,33 @@ impl InstanceLog {
     /// The status of the controller's last logged state.
     pub(crate) fn status(&self) -> Option<RolloutStatus> {
         self.last_state.as_ref().map(|s| s.value.status)
+    }
+}
+
+/// `2025-11-05T00:00:00Z`, or past year 9999 (which RFC 3339 cannot write:
+/// a log line may say anything) `18446744073709551615 ms since 1970`.
+pub(crate) fn time_text(ms: u64) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    if write!(
+        text,
+        "{}",
+        humantime::format_rfc3339_seconds(crate::clock::from_unix_ms(ms))
+    )
+    .is_err()
+    {
+        return format!("{ms} ms since 1970");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_past_year_9999_are_written_in_ms() {
+        assert_eq!(time_text(1_762_300_800_000), "2025-11-05T00:00:00Z");
+        assert_eq!(time_text(u64::MAX), "18446744073709551615 ms since 1970");
     }
 }
