@@ -43,7 +43,7 @@ mod read;
 mod report;
 mod timeline;
 
-pub use crate::act::validate::{LATENCY_SLACK, LATENCY_SLACK_PER_MILLE};
+pub use crate::act::validate::lines::{LATENCY_SLACK, LATENCY_SLACK_PER_MILLE};
 pub use check::{
     describe_bucket, exit_code, render_checks, render_controller, render_json, render_outcome_json,
 };
