@@ -19,6 +19,7 @@
 //! cargo bench --features cli --bench log_size                   # 7 days, 5 rounds
 //! cargo bench --features cli --bench log_size -- --days 30 --rounds 3
 //! cargo bench --features cli --bench log_size -- --log FILE     # any log
+//! cargo bench --features cli --bench log_size -- --binary PATH  # another build's binary
 //! ```
 
 use std::fs::File;
@@ -39,6 +40,8 @@ struct Args {
     log: Option<PathBuf>,
     /// `floor` or `library`: that alone, once (for `perf stat`).
     only: Option<String>,
+    /// The binary to time instead of this build's (say an older build).
+    binary: Option<PathBuf>,
 }
 
 fn args() -> Args {
@@ -47,6 +50,7 @@ fn args() -> Args {
         rounds: 5,
         log: None,
         only: None,
+        binary: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,6 +59,7 @@ fn args() -> Args {
             "--rounds" => args.rounds = it.next().and_then(|v| v.parse().ok()).unwrap_or(5),
             "--log" => args.log = it.next().map(PathBuf::from),
             "--only" => args.only = it.next(),
+            "--binary" => args.binary = it.next().map(PathBuf::from),
             _ => {} // cargo bench passes --bench
         }
     }
@@ -93,6 +98,8 @@ fn main() {
     let mb = bytes as f64 / 1e6;
     println!("log: {} ({mb:.1} MB, {lines} lines)\n", log.display());
 
+    let binary = args.binary.clone().unwrap_or_else(|| PathBuf::from(BIN));
+    println!("binary: {}", binary.display());
     let html = std::env::temp_dir().join(format!("aur-log-size-{}.html", std::process::id()));
     let mut floor = Vec::new();
     let mut library = Vec::new();
@@ -101,9 +108,9 @@ fn main() {
     for round in 0..args.rounds {
         let f = floor_parse(&log);
         let l = library_check(&log);
-        let c = run(Command::new(BIN).arg("check").arg(&log), "check");
+        let c = run(Command::new(&binary).arg("check").arg(&log), "check");
         let r = run(
-            Command::new(BIN)
+            Command::new(&binary)
                 .arg("report")
                 .arg(&log)
                 .arg("-o")
