@@ -13,13 +13,16 @@
 //! ```
 //!
 //! Exit codes of `check`, one per verdict: 0 advance, 4 hold, 2 manual
-//! review, 3 rollback; 1 usage or input error (every command), or an
-//! operator command the state refuses. The other commands exit 0 on
-//! success. A breaking change before 1.0: `check` used to exit 0 on hold
-//! too, so scripts that took 0 as "nothing to do" must now accept 4.
-//! `check --json` prints the evaluation as one line of JSON instead of the
-//! table. The work is done by [`async_upload_rollout::cli`]; this file
-//! parses arguments and prints.
+//! review, 3 rollback (while the controller's logged state is
+//! `awaiting_review` or `rolled_back`, 2 or 3 whatever the recomputation
+//! says); 1 usage or input error (every command), or an operator command
+//! the state refuses. The other commands exit 0 on success. A breaking
+//! change before 1.0: `check` used to exit 0 on hold too, so scripts that
+//! took 0 as "nothing to do" must now accept 4. `check` prints the
+//! controller's state first, then the recomputed checks and whether they
+//! agree with the controller's; `check --json` prints the evaluation as one
+//! line of JSON with a `controller` member instead. The work is done by
+//! [`async_upload_rollout::cli`]; this file parses arguments and prints.
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
@@ -47,9 +50,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Judge the latest metrics of one or more instances' logs against the plan.
+    /// Judge the latest metrics of one or more instances' logs against the
+    /// plan, beside the controller's own last logged state and verdict.
     ///
-    /// Exit code: 0 advance, 4 hold, 2 manual review, 3 rollback, 1 error.
+    /// Exit code: 0 advance, 4 hold, 2 manual review, 3 rollback (2 or 3
+    /// while the controller's logged state is awaiting_review or
+    /// rolled_back), 1 error.
     Check {
         /// The instances' metrics.jsonl files (their latest totals are merged).
         #[arg(required = true, value_name = "METRICS.JSONL")]
