@@ -460,6 +460,19 @@ fn snapshot_only_logs_are_judged_at_the_stage_given() {
         "{}",
         text(&out.stderr)
     );
+    // No controller state: the headline is the recomputed verdict.
+    assert!(
+        stdout.starts_with("stage 1 (10%): verdict hold"),
+        "{stdout}"
+    );
+
+    // The report draws them too: a point a minute, in 1-minute bins.
+    let html_path = dir.file("report.html");
+    let out = run(&["report", path_str(&log), "-o", path_str(&html_path)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let html = fs::read_to_string(&html_path).unwrap();
+    let drawn = points_in(figure(&html, "chart-success-rate"), "stroke=\"#1F77B4\"").len();
+    assert!(drawn >= 50, "{drawn} points");
 }
 
 #[test]
@@ -588,4 +601,560 @@ fn report_writes_one_html_file_with_charts_thresholds_and_verdicts() {
     // Reasons are escaped: "success_rate < 95% rolls back".
     assert!(html.contains("&lt; 95% rolls back"));
     assert!(!html.contains("< 95% rolls back"));
+}
+
+// ---------------------------------------------------------------------------
+// Issue 21: `check` and `report` tell the controller's truth, at the size of
+// a real log.
+// ---------------------------------------------------------------------------
+
+/// The log `examples/week2_rollout.rs` writes with `--fault KIND
+/// --fault-stage PERCENT` (or no fault): the same simulation settings (the
+/// default plan and seed, ticks every simulated minute, quiet ticks logged
+/// every 30 minutes, the fault 2 h into its stage) and the same stopping
+/// rules (two ticks after a rollback, at a review, or once past the 50%
+/// stage), through the real controller and `JsonlSink`.
+fn week2_example_log(path: &Path, fault: Option<(Fault, Percent)>) {
+    let mut config = SimulationConfig {
+        log_interval: Duration::from_secs(30 * 60),
+        ..SimulationConfig::default()
+    };
+    if let Some((fault, percent)) = fault {
+        let stage = config.plan.stage_at(percent).expect("a stage of the plan");
+        config.fault = Some((fault, stage));
+    }
+    let last_stage = config
+        .plan
+        .stage_at(Percent::from_whole(50).unwrap())
+        .unwrap();
+    let sink = JsonlSink::open(path).unwrap();
+    let mut sim = Simulation::with_log(config, Some(sink)).unwrap();
+    let mut after_rollback = 0;
+    for _ in 0..14 * 24 * 60 {
+        assert!(sim.step().log_error.is_none());
+        match sim.controller().status() {
+            Some(RolloutStatus::RolledBack) => {
+                after_rollback += 1;
+                if after_rollback > 2 {
+                    break;
+                }
+            }
+            Some(RolloutStatus::AwaitingReview) => break,
+            _ => {}
+        }
+        if sim.controller().stage().is_some_and(|s| s > last_stage) {
+            break;
+        }
+    }
+}
+
+/// The controller's last logged state in the log at `path`.
+fn last_state(path: &Path) -> async_upload_rollout::RolloutState {
+    read_log::<LogRecord>(path)
+        .unwrap()
+        .records
+        .into_iter()
+        .rev()
+        .find_map(|r| r.state)
+        .expect("a controller state")
+}
+
+/// `check --json`'s `controller` member.
+fn check_controller_json(log: &Path) -> (serde_json::Value, Option<i32>) {
+    let out = run(&["check", "--json", path_str(log)]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|err| panic!("{err}: {}", text(&out.stderr)));
+    (value["controller"].clone(), out.status.code())
+}
+
+#[test]
+fn check_answers_with_the_controllers_held_state_on_the_week2_example_logs() {
+    let dir = TempDir::new("week2");
+    let ten = Percent::from_whole(10).unwrap();
+    let fifty = Percent::from_whole(50).unwrap();
+    let mut seen = Vec::new();
+    for (fault, percent) in [
+        (Fault::ErrorBurst, ten),
+        (Fault::ErrorBurst, fifty),
+        (Fault::LatencyCreep, ten),
+        (Fault::LatencyCreep, fifty),
+        (Fault::CriticalError, ten),
+        (Fault::CriticalError, fifty),
+        (Fault::MemoryLeak, ten),
+        (Fault::MemoryLeak, fifty),
+    ] {
+        let what = format!("--fault {fault:?} --fault-stage {percent}");
+        let log = dir.file(&format!("{fault:?}-{}.jsonl", percent.ppm()));
+        week2_example_log(&log, Some((fault, percent)));
+        let state = last_state(&log);
+        let (headline, code) = match state.status {
+            RolloutStatus::RolledBack => ("ROLLED BACK at stage", 3),
+            RolloutStatus::AwaitingReview => ("AWAITING REVIEW at stage", 2),
+            other => panic!("{what}: the controller ended {other}, not held"),
+        };
+        seen.push(state.status);
+        let out = run(&["check", path_str(&log)]);
+        let stdout = text(&out.stdout);
+        assert_eq!(out.status.code(), Some(code), "{what}:\n{stdout}");
+        let first = stdout.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with(&format!("{headline} {}", state.stage.unwrap())),
+            "{what}: {first}"
+        );
+        // The controller's state and last verdict are shown, and whether
+        // the recomputation agrees with its verdict on the same totals.
+        assert!(stdout.contains("controller's state ("), "{what}:\n{stdout}");
+        let logged = last_tick(&log).evaluation.unwrap();
+        assert!(
+            stdout.contains(&format!("controller's last verdict ({}", path_str(&log))),
+            "{what}:\n{stdout}"
+        );
+        let (controller, json_code) = check_controller_json(&log);
+        assert_eq!(json_code, Some(code), "{what}");
+        assert_eq!(
+            controller["state"]["status"],
+            state.status.as_str(),
+            "{what}"
+        );
+        assert_eq!(
+            controller["verdict"],
+            serde_json::to_value(logged.verdict).unwrap(),
+            "{what}"
+        );
+        let agrees = controller["agrees"].as_bool().expect("compared");
+        assert_eq!(
+            agrees,
+            !stdout.contains("DIFFERS from the controller's"),
+            "{what}:\n{stdout}"
+        );
+    }
+    assert!(seen.contains(&RolloutStatus::RolledBack), "{seen:?}");
+    assert!(seen.contains(&RolloutStatus::AwaitingReview), "{seen:?}");
+
+    // Healthy: the example stops on the tick that starts 100%; that run
+    // has no tick yet, so it is judged on no data: hold, not the 50%
+    // stage's advance that the controller already acted on.
+    let log = dir.file("healthy.jsonl");
+    week2_example_log(&log, None);
+    assert_eq!(last_state(&log).stage, Some(3));
+    let out = run(&["check", path_str(&log)]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(4), "{stdout}");
+    assert!(
+        stdout.starts_with("RUNNING at stage 3 (100%): verdict hold"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("logged no tick in it yet"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_sparse_latency_review_is_answered_as_the_controller_logged_it() {
+    // The issue's case: on this log the recomputation from 30-minute
+    // snapshots says hold where the controller asked for a review.
+    let dir = TempDir::new("creep50");
+    let log = dir.file("metrics.jsonl");
+    week2_example_log(
+        &log,
+        Some((Fault::LatencyCreep, Percent::from_whole(50).unwrap())),
+    );
+    assert_eq!(last_state(&log).status, RolloutStatus::AwaitingReview);
+    let out = run(&["check", path_str(&log)]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    assert!(
+        stdout.starts_with("AWAITING REVIEW at stage 2 (50%)"),
+        "{stdout}"
+    );
+    let (controller, _) = check_controller_json(&log);
+    assert_eq!(controller["answer"], "manual_review");
+    assert_eq!(controller["verdict"], "manual_review");
+    // The report's badge is the controller's state too.
+    let html_path = dir.file("report.html");
+    let out = run(&["report", path_str(&log), "-o", path_str(&html_path)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let html = fs::read_to_string(&html_path).unwrap();
+    assert!(
+        html.contains(
+            "<span class=\"verdict manual_review\" id=\"state-badge\">AWAITING REVIEW</span>"
+        ),
+        "no state badge"
+    );
+}
+
+#[test]
+fn a_completed_multi_day_log_is_judged_complete_with_the_carried_sync_baseline() {
+    let dir = TempDir::new("complete");
+    let log = dir.file("metrics.jsonl");
+    // The default plan to its end (1% a day, 10% two, 50% three, then 100%),
+    // quiet ticks logged every 30 minutes; half a day at 100%.
+    let config = SimulationConfig {
+        log_interval: Duration::from_secs(30 * 60),
+        ..SimulationConfig::default()
+    };
+    let sink = JsonlSink::open(&log).unwrap();
+    let mut sim = Simulation::with_log(config, Some(sink)).unwrap();
+    let mut complete_for = 0;
+    for _ in 0..10 * 24 * 60 {
+        assert!(sim.step().log_error.is_none());
+        if sim.controller().status() == Some(RolloutStatus::Complete) {
+            complete_for += 1;
+            if complete_for >= 12 * 60 {
+                break;
+            }
+        }
+    }
+    assert_eq!(complete_for, 12 * 60, "the rollout completes");
+    let logged = last_tick(&log).evaluation.unwrap();
+    assert_eq!((logged.stage, logged.verdict), (3, Verdict::Advance));
+
+    let out = run(&["check", path_str(&log)]);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("COMPLETE at stage 3 (100%): verdict advance"),
+        "{stdout}"
+    );
+    // The 100% stage has no sync traffic: the latency criterion compares
+    // with the sync arm carried from the 50% stage, as the controller did.
+    assert!(
+        !stdout.contains("no carried sync baseline"),
+        "the carried baseline was not rebuilt:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("sync baseline carried from an earlier run"),
+        "{stderr}"
+    );
+    let (evaluation, code) = check_json(&[path_str(&log)]);
+    assert_eq!(code, Some(0));
+    assert_eq!(evaluation.verdict, logged.verdict);
+    assert_eq!(
+        evaluation.check("latency_ratio").map(|c| c.status),
+        logged.check("latency_ratio").map(|c| c.status)
+    );
+}
+
+#[test]
+fn logs_at_different_stages_or_runs_are_not_merged_unless_a_stage_is_picked() {
+    let dir = TempDir::new("mixed");
+    // Rolled back at 10%, and running at 50%.
+    let burst = dir.file("burst.jsonl");
+    error_burst_log(&burst);
+    let fifty = dir.file("fifty.jsonl");
+    simulate(
+        &fifty,
+        SimulationConfig {
+            start_stage: 2,
+            ..SimulationConfig::default()
+        },
+        120,
+        |_| false,
+    );
+    let out = run(&["check", path_str(&burst), path_str(&fifty)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr.contains("cannot merge logs at different stages"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{}: stage 1 (10%)", path_str(&burst)))
+            && stderr.contains(&format!("{}: stage 2 (50%)", path_str(&fifty))),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rolled_back"), "{stderr}");
+    // --stage picks one: the 50% log is judged, the other left out.
+    let out = run(&["check", path_str(&burst), path_str(&fifty), "--stage", "2"]);
+    let stdout = text(&out.stdout);
+    assert_ne!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        stdout.contains("judged stage 2 (50%), from --stage; 2 instance(s)"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains(&format!("{}: left out", path_str(&burst))),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // The same stage in different runs (one resumed after a rollback).
+    let resumed = dir.file("resumed.jsonl");
+    {
+        let config = SimulationConfig {
+            start_stage: 1,
+            fault: Some((Fault::ErrorBurst, 1)),
+            fault_after: Duration::ZERO,
+            ..SimulationConfig::default()
+        };
+        let sink = JsonlSink::open(&resumed).unwrap();
+        let mut sim = Simulation::with_log(config, Some(sink)).unwrap();
+        for _ in 0..600 {
+            assert!(sim.step().log_error.is_none());
+            if sim.controller().status() == Some(RolloutStatus::RolledBack) {
+                break;
+            }
+        }
+        sim.controller_mut().resume("fixed").unwrap();
+        for _ in 0..5 {
+            assert!(sim.step().log_error.is_none());
+        }
+    }
+    let healthy = dir.file("healthy.jsonl");
+    healthy_log_for(&healthy, 9, 30);
+    let out = run(&["check", path_str(&healthy), path_str(&resumed)]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{}: stage 1 (10%), run of epoch",
+            path_str(&healthy)
+        )) && stderr.contains(&format!(
+            "{}: stage 1 (10%), run of epoch",
+            path_str(&resumed)
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn stage_errors_name_the_plans_stage_indices() {
+    let dir = TempDir::new("range");
+    let log = dir.file("metrics.jsonl");
+    healthy_log_for(&log, 4, 30);
+    let out = run(&["check", path_str(&log), "--stage", "9"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("--stage 9: the plan has 4 stages (0 to 3)"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0..4"), "{stderr}");
+}
+
+/// The points drawn in color `color` in `svg`: every polyline's points and
+/// every marker's centre, as `(x, y)` pixels.
+fn points_in(svg: &str, color: &str) -> Vec<(f64, f64)> {
+    let mut points = Vec::new();
+    for element in svg.split('<').filter(|e| e.contains(color)) {
+        if element.starts_with("polyline") {
+            let list = element
+                .split("points=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default();
+            for pair in list.split_whitespace() {
+                let (x, y) = pair.split_once(',').unwrap();
+                points.push((x.parse().unwrap(), y.parse().unwrap()));
+            }
+        } else if element.starts_with("circle") {
+            let attr = |name: &str| -> f64 {
+                element
+                    .split(&format!(" {name}=\""))
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            points.push((attr("cx"), attr("cy")));
+        }
+    }
+    points
+}
+
+#[test]
+fn report_draws_every_chart_on_a_sparse_log_and_the_percent_drops_at_a_rollback() {
+    // The README's own `--fault error-burst --fault-stage 10` log: a day
+    // at 1% logged every 30 minutes, then 10% until the rollback.
+    let dir = TempDir::new("sparse");
+    let log = dir.file("metrics.jsonl");
+    week2_example_log(
+        &log,
+        Some((Fault::ErrorBurst, Percent::from_whole(10).unwrap())),
+    );
+    let html_path = dir.file("report.html");
+    let out = run(&["report", path_str(&log), "-o", path_str(&html_path)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let html = fs::read_to_string(&html_path).unwrap();
+    let async_color = "stroke=\"#1F77B4\"";
+    let sync_color = "stroke=\"#7F7F7F\"";
+    // Over a day at 1% (48 ticks 30 minutes apart), each chart of the
+    // uploads per bin has most of its points: bins are never narrower than
+    // the ticks.
+    for id in [
+        "chart-success-rate",
+        "chart-error-rate",
+        "chart-latency-ratio",
+        "chart-latency",
+    ] {
+        let svg = figure(&html, id);
+        let drawn = points_in(svg, async_color).len();
+        assert!(drawn >= 30, "{id}: {drawn} async points");
+        if id != "chart-latency-ratio" {
+            let drawn = points_in(svg, sync_color).len();
+            assert!(drawn >= 30, "{id}: {drawn} sync points");
+        }
+    }
+    // The percent in force: 1%, 10%, then 0 from the rollback on.
+    let percent = points_in(figure(&html, "chart-percent"), async_color);
+    let ys: Vec<f64> = percent.iter().map(|p| p.1).collect();
+    let (one, last) = (ys[0], ys[ys.len() - 1]);
+    assert!(ys.iter().any(|&y| y < one), "10% is above 1%: {ys:?}");
+    assert!(
+        last > one,
+        "after the rollback the line is below 1%: {ys:?}"
+    );
+    // The rollback is not the chart's right edge: 0% is drawn after it.
+    let (x_rollback, x_end) = (percent[percent.len() - 2].0, percent[percent.len() - 1].0);
+    assert!(x_end - x_rollback >= 10.0, "{percent:?}");
+    assert!(html.contains("id=\"state-badge\">ROLLED BACK</span>"));
+}
+
+#[test]
+fn a_lone_point_is_drawn_as_a_marker() {
+    // One tick line per stage run: nothing to join, a marker each.
+    let dir = TempDir::new("lone");
+    let log = dir.file("metrics.jsonl");
+    let config = SimulationConfig {
+        start_stage: 2,
+        uploads_per_minute: 6000,
+        log_interval: Duration::from_secs(24 * 3600),
+        ..SimulationConfig::default()
+    };
+    simulate(&log, config, 3, |_| false);
+    let lines = fs::read_to_string(&log).unwrap().lines().count();
+    assert!(lines <= 3, "{lines} lines");
+    let html_path = dir.file("report.html");
+    let out = run(&["report", path_str(&log), "-o", path_str(&html_path)]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let html = fs::read_to_string(&html_path).unwrap();
+    let svg = figure(&html, "chart-success-rate");
+    assert!(
+        svg.contains("<circle") && svg.contains("fill=\"#1F77B4\""),
+        "no marker for the lone async point"
+    );
+}
+
+/// Runs the binary with `args` to its end: its exit code and its peak
+/// resident set in bytes (`ru_maxrss` of `wait4`: the `VmHWM` the kernel
+/// kept for it).
+#[expect(clippy::zombie_processes, reason = "wait4 reaps the child")]
+fn run_peak(args: &[&str]) -> (Option<i32>, u64) {
+    let child = Command::new(BIN)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("run the binary");
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data; all zeros is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child, writing into the two locals; the
+    // `Child` is not waited on again.
+    let waited = unsafe { libc::wait4(pid, &raw mut status, 0, &raw mut usage) };
+    assert_eq!(waited, pid);
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    // Linux counts ru_maxrss in KiB.
+    (code, u64::try_from(usage.ru_maxrss).unwrap() * 1024)
+}
+
+/// `days` of a rollout from the 1% stage (or of the 10% stage only, with
+/// `stay`), the controller ticking every `tick` and logging quiet ticks
+/// every `log_every`.
+fn long_log(path: &Path, days: u64, tick: Duration, log_every: Duration, stay: bool) -> u64 {
+    let mut config = SimulationConfig {
+        tick,
+        log_interval: log_every,
+        ..SimulationConfig::default()
+    };
+    if stay {
+        config.start_stage = 1;
+        config.plan.stages[1].criteria.min_duration = Duration::from_secs(90 * 24 * 3600);
+    }
+    let sink = JsonlSink::open(path).unwrap();
+    let mut sim = Simulation::with_log(config, Some(sink)).unwrap();
+    while sim.elapsed() < Duration::from_secs(days * 24 * 3600) {
+        assert!(sim.step().log_error.is_none());
+    }
+    fs::metadata(path).unwrap().len()
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// `check` and `report` on `log`: their peak resident sets.
+fn peaks(dir: &TempDir, log: &Path) -> (u64, u64) {
+    let (code, check) = run_peak(&["check", path_str(log)]);
+    assert!(matches!(code, Some(0 | 2 | 3 | 4)), "check: {code:?}");
+    let html = dir.file("report.html");
+    let (code, report) = run_peak(&["report", path_str(log), "-o", path_str(&html)]);
+    assert_eq!(code, Some(0), "report");
+    (check, report)
+}
+
+#[test]
+fn check_and_report_memory_does_not_grow_with_the_log() {
+    // One and three days of the 10% stage, every tick of a minute logged:
+    // about 35 MB a day. Keeping the lines would take about that much more
+    // memory per day.
+    let dir = TempDir::new("memory");
+    let (one, two) = (dir.file("one.jsonl"), dir.file("three.jsonl"));
+    let minute = Duration::from_secs(60);
+    let size_one = long_log(&one, 1, minute, Duration::ZERO, true);
+    let size_two = long_log(&two, 3, minute, Duration::ZERO, true);
+    assert!(
+        size_two - size_one > 60 * MIB,
+        "{size_one} → {size_two} bytes"
+    );
+    let (check_one, report_one) = peaks(&dir, &one);
+    let (check_two, report_two) = peaks(&dir, &two);
+    let what = format!(
+        "logs of {} and {} MiB: check {} → {} MiB, report {} → {} MiB",
+        size_one / MIB,
+        size_two / MIB,
+        check_one / MIB,
+        check_two / MIB,
+        report_one / MIB,
+        report_two / MIB
+    );
+    eprintln!("{what}");
+    for peak in [check_one, check_two, report_one, report_two] {
+        assert!(peak < 64 * MIB, "{what}");
+    }
+    // Two days more of log (over 60 MiB) cost a few MiB at most: the
+    // history and the bins fill up within hours, then only their
+    // histograms widen a little (a run's totals reach more buckets).
+    let grown = (size_two - size_one) / 6;
+    assert!(check_two < check_one + grown, "{what}");
+    assert!(report_two < report_one + grown, "{what}");
+}
+
+#[test]
+#[ignore = "writes a log of about 330 MB (10 simulated days): cargo test --features cli --test cli -- --ignored"]
+fn check_and_report_stay_under_64_mib_on_a_log_of_a_few_hundred_mb() {
+    let dir = TempDir::new("memory-long");
+    let log = dir.file("metrics.jsonl");
+    // Ticks every 10 s, quiet ones logged once a minute, as a real service.
+    let size = long_log(
+        &log,
+        10,
+        Duration::from_secs(10),
+        Duration::from_secs(60),
+        false,
+    );
+    assert!(size > 300_000_000, "{size} bytes");
+    let (check, report) = peaks(&dir, &log);
+    eprintln!(
+        "{} MB log: check peak {:.1} MiB, report peak {:.1} MiB",
+        size / 1_000_000,
+        check as f64 / MIB as f64,
+        report as f64 / MIB as f64
+    );
+    assert!(check < 64 * MIB, "check: {check} bytes");
+    assert!(report < 64 * MIB, "report: {report} bytes");
 }

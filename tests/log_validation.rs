@@ -249,6 +249,7 @@ mod command_line {
     use super::*;
     use async_upload_rollout::LogEvent;
     use async_upload_rollout::cli::InstanceLog;
+    use async_upload_rollout::simulation::Fault;
     use std::process::Command;
 
     const BIN: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
@@ -304,6 +305,137 @@ mod command_line {
         check_refuses(&path, "stage", at + 1, "`stage`");
     }
 
+    /// A log whose controller changes the state on a tick (`fault` makes
+    /// it roll back or ask for a review; none: it advances), every tick
+    /// logged, cut two ticks after that one; and the index of that tick.
+    fn state_changing_log(path: &Path, fault: Option<Fault>) -> (Vec<String>, usize) {
+        let config = SimulationConfig {
+            start_stage: 1,
+            uploads_per_minute: 600,
+            log_interval: std::time::Duration::ZERO,
+            fault: fault.map(|f| (f, 1)),
+            fault_after: std::time::Duration::ZERO,
+            plan: {
+                let mut plan = async_upload_rollout::RolloutPlan::default();
+                plan.stages[1].criteria.min_duration = std::time::Duration::from_secs(3600);
+                plan
+            },
+            ..SimulationConfig::default()
+        };
+        let _ = fs::remove_file(path);
+        let sink = JsonlSink::open(path).unwrap();
+        let mut sim = Simulation::with_log(config, Some(sink)).unwrap();
+        let mut after = None;
+        for _ in 0..24 * 60 {
+            let tick = sim.step();
+            assert!(tick.log_error.is_none());
+            if after.is_none() && tick.action.as_ref().is_some_and(|a| a.name() != "ready") {
+                after = Some(0);
+            }
+            if let Some(n) = &mut after {
+                *n += 1;
+                if *n > 2 {
+                    break;
+                }
+            }
+        }
+        let lines: Vec<String> = fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        let at = lines
+            .iter()
+            .position(|l| {
+                l.contains(r#""event":"tick""#)
+                    && (l.contains(r#""action":"rollback""#)
+                        || l.contains(r#""action":"review_requested""#)
+                        || l.contains(r#""action":"advance""#))
+            })
+            .expect("a tick that changed the state");
+        (lines, at)
+    }
+
+    #[test]
+    fn run_totals_that_shrink_on_a_tick_that_changed_the_state_are_refused() {
+        // The tick that rolls back, asks for review or advances is written
+        // under the new state; its totals are still the run's and may not
+        // be below the tick before.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        for (fault, action) in [
+            (Some(Fault::ErrorBurst), "rollback"),
+            (Some(Fault::LatencyCreep), "review_requested"),
+            (None, "advance"),
+        ] {
+            let (lines, at) = state_changing_log(&path, fault);
+            assert!(lines[at].contains(action), "{action}: {}", lines[at]);
+            let shrunk = edited(&lines, at, |v| {
+                let n = v["snapshot"]["async"]["success"].as_u64().unwrap();
+                v["snapshot"]["async"]["success"] = (n / 2).into();
+            });
+            fs::write(&path, shrunk).unwrap();
+            check_refuses(&path, action, at + 1, "snapshot.async.success");
+            let err = InstanceLog::read(&path, &mut |_, _| {}).unwrap_err();
+            assert!(err.to_string().contains("went down"), "{action}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_tick_without_its_totals_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let lines = real_log(&path);
+        let at = last_tick(&lines) - 3;
+        assert!(lines[at].contains(r#""event":"tick""#));
+        for (name, edit) in [
+            ("null", (|v| v["snapshot"] = Value::Null) as Edit),
+            ("missing", |v| {
+                v.as_object_mut().unwrap().remove("snapshot");
+            }),
+        ] {
+            fs::write(&path, edited(&lines, at, edit)).unwrap();
+            check_refuses(&path, name, at + 1, "`snapshot`");
+            let err = InstanceLog::read(&path, &mut |_, _| {}).unwrap_err();
+            assert!(
+                matches!(&err, LogError::Inconsistent { line, field, .. } if *line == at + 1 && field == "snapshot"),
+                "{name}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn latency_counts_that_disagree_with_their_outcomes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        let lines = real_log(&path);
+        let at = last_tick(&lines);
+        // Ten times the successes of the latencies described (the last
+        // tick, so that nothing after it goes down).
+        let more = edited(&lines, at, |v| {
+            let n = v["snapshot"]["sync"]["success"].as_u64().unwrap();
+            v["snapshot"]["sync"]["success"] = (n * 10).into();
+        });
+        fs::write(&path, more).unwrap();
+        check_refuses(&path, "ten times", at + 1, "snapshot.sync.latency.count");
+        let err = InstanceLog::read(&path, &mut |_, _| {}).unwrap_err();
+        assert!(err.to_string().contains("latencies for"), "{err}");
+        // A histogram emptied of its latencies (count and buckets agree).
+        let emptied = edited(&lines, at, |v| {
+            v["snapshot"]["async"]["latency"] = serde_json::json!({
+                "count": 0, "sum_ns": 0, "min_ns": 0, "max_ns": 0, "buckets": []
+            });
+        });
+        fs::write(&path, emptied).unwrap();
+        let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains(&format!("line {}", at + 1)), "{stderr}");
+        // The earlier line's buckets went down, or the count disagrees:
+        // either way the line is named.
+        assert!(stderr.contains("snapshot.async.latency"), "{stderr}");
+    }
+
     /// Issue 11: `report` on a log whose last tick is stamped
     /// 18446744073709551615 ms panicked (exit 101) printing the date, and
     /// then laid out billions of axis labels.
@@ -352,10 +484,14 @@ mod command_line {
         }
         assert!(dir.path().join("metrics.jsonl.2").is_file());
         let log = InstanceLog::read(&path, &mut |_, _| {}).unwrap();
-        assert_eq!(log.records().len(), total);
-        let stamps: Vec<u64> = log.records().iter().map(|(_, r)| r.at_unix_ms).collect();
+        assert_eq!(log.record_count(), total);
+        let records = read_log::<LogRecord>(&path).unwrap().records;
+        let stamps: Vec<u64> = records.iter().map(|r| r.at_unix_ms).collect();
         assert!(stamps.is_sorted(), "oldest first");
-        assert_eq!(read_log::<LogRecord>(&path).unwrap().records.len(), total);
+        assert_eq!(records.len(), total);
+        // The latest line is the current file's last, a tick.
+        assert_eq!(log.latest_line().unwrap().path, path);
+        assert_eq!(log.last_verdict().unwrap().path, path);
         let out = Command::new(BIN).arg("check").arg(&path).output().unwrap();
         assert_eq!(
             out.status.code(),
@@ -363,9 +499,6 @@ mod command_line {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(
-            log.records().last().map(|(_, r)| r.event),
-            Some(LogEvent::Tick)
-        );
+        assert_eq!(records.last().map(|r| r.event), Some(LogEvent::Tick));
     }
 }

@@ -20,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let read = plain.expect("what the command line reads, read_log reads");
-    assert_eq!(read.records.len(), log.records().len());
+    assert_eq!(read.records.len(), log.record_count());
     let fleet = Fleet::new(vec![log]).expect("one log");
     let plan = RolloutPlan::default();
     let _ = fleet.check(&plan, None);

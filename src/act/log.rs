@@ -32,6 +32,9 @@ pub const DEFAULT_LOG_PATH: &str = "logs/async_upload_rollout/metrics.jsonl";
 /// Longest preview of a torn line kept in a [`TornLine`], in bytes.
 const PREVIEW_BYTES: usize = 120;
 
+/// The reader's buffer: a few log lines.
+const READ_BUFFER_BYTES: usize = 128 * 1024;
+
 /// Longest line [`read_log`] reads, in bytes (4 MiB): a log line of this
 /// crate is a few kilobytes (a snapshot's non-empty buckets and an
 /// evaluation), so a longer one is corrupt, and reading stops there instead
@@ -549,12 +552,14 @@ pub fn read_log<T: DeserializeOwned>(path: impl AsRef<Path>) -> Result<LogRead<T
     let mut records = Vec::new();
     let mut torn_tail = None;
     for (i, file) in files.iter().enumerate() {
-        let read = read_log_numbered(file, &mut |_, _| {})?;
+        let torn = for_each_record::<T>(file, &mut |_, _| {}, &mut |_, record| {
+            records.push(record);
+            Ok(())
+        })?;
         if i + 1 < files.len() {
-            check_not_torn(file, read.torn_tail.as_ref())?;
+            check_not_torn(file, torn.as_ref())?;
         }
-        records.extend(read.records.into_iter().map(|(_, record)| record));
-        torn_tail = read.torn_tail;
+        torn_tail = torn;
     }
     Ok(LogRead { records, torn_tail })
 }
@@ -572,34 +577,55 @@ pub(crate) fn check_not_torn(file: &Path, torn: Option<&TornLine>) -> Result<(),
 }
 
 /// Parses one line as a `T`; on failure, the path of the field to blame.
-fn parse_line<T: DeserializeOwned>(line: &[u8]) -> Result<T, (String, serde_json::Error)> {
-    let mut de = serde_json::Deserializer::from_slice(line);
-    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let field = e.path().to_string();
-        (field, e.into_inner())
-    })?;
-    de.end().map_err(|e| (".".to_owned(), e))?;
-    Ok(value)
+///
+/// The plain typed parse first: naming the field (`serde_path_to_error`)
+/// costs about as much as the parse itself, so it is done only for a line
+/// that failed, by parsing it again. Both parses run the same deserializer
+/// over the same bytes, so they fail alike.
+pub(crate) fn parse_line<T: DeserializeOwned>(
+    line: &[u8],
+) -> Result<T, (String, serde_json::Error)> {
+    // The whole line's UTF-8 checked at once (vectorised) is cheaper than
+    // string by string; a line that is not UTF-8 is parsed as bytes, so
+    // that the error names the field holding the bad bytes.
+    let parsed = match std::str::from_utf8(line) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(line),
+    };
+    parsed.map_err(|first| field_of_failure::<T>(line).unwrap_or_else(|| (".".to_owned(), first)))
 }
 
-/// As [`read_log`] for one file (no rotated ones), keeping each record's
-/// 1-based line number (so later errors can name it) and calling
-/// `progress(lines, bytes)` after every line read (the command line shows
-/// it on a terminal).
+/// Parses `line` again, tracking the path to the field where it fails:
+/// `None` if it does not fail this time.
+fn field_of_failure<T: DeserializeOwned>(line: &[u8]) -> Option<(String, serde_json::Error)> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        Err(e) => Some((e.path().to_string(), e.into_inner())),
+        Ok(_) => de.end().err().map(|e| (".".to_owned(), e)),
+    }
+}
+
+/// Reads one file of a log (no rotated ones) line by line, without keeping
+/// them: calls `progress(lines, bytes)` after every line read and
+/// `on_record(line number, record)` for every whole record, in file order,
+/// stopping at the first error either returns. Returns the torn last line,
+/// if any (see [`read_log`]).
 ///
 /// # Errors
 ///
-/// As [`read_log`].
-pub(crate) fn read_log_numbered<T: DeserializeOwned>(
+/// As [`read_log`], and whatever `on_record` returns.
+pub(crate) fn for_each_record<T: DeserializeOwned>(
     path: &Path,
     progress: &mut dyn FnMut(usize, u64),
-) -> Result<LogRead<(usize, T)>, LogError> {
+    on_record: &mut dyn FnMut(usize, T) -> Result<(), LogError>,
+) -> Result<Option<TornLine>, LogError> {
     let read_error = |source| LogError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let mut reader = BufReader::new(File::open(path).map_err(read_error)?);
-    let mut records = Vec::new();
+    // Lines are ~20 KiB: a larger buffer than the default 8 KiB saves reads.
+    let mut reader =
+        BufReader::with_capacity(READ_BUFFER_BYTES, File::open(path).map_err(read_error)?);
     let mut torn_tail = None;
     let mut buf = Vec::new();
     let mut number = 0usize;
@@ -630,7 +656,7 @@ pub(crate) fn read_log_numbered<T: DeserializeOwned>(
             continue;
         }
         match parse_line::<T>(line) {
-            Ok(record) => records.push((number, record)),
+            Ok(record) => on_record(number, record)?,
             // No `\n`: the end of the file, cut short by a crash.
             Err((_, source)) if !whole => {
                 torn_tail = Some(TornLine::new(number, line, source.to_string()));
@@ -645,5 +671,5 @@ pub(crate) fn read_log_numbered<T: DeserializeOwned>(
             }
         }
     }
-    Ok(LogRead { records, torn_tail })
+    Ok(torn_tail)
 }

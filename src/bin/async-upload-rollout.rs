@@ -13,13 +13,16 @@
 //! ```
 //!
 //! Exit codes of `check`, one per verdict: 0 advance, 4 hold, 2 manual
-//! review, 3 rollback; 1 usage or input error (every command), or an
-//! operator command the state refuses. The other commands exit 0 on
-//! success. A breaking change before 1.0: `check` used to exit 0 on hold
-//! too, so scripts that took 0 as "nothing to do" must now accept 4.
-//! `check --json` prints the evaluation as one line of JSON instead of the
-//! table. The work is done by [`async_upload_rollout::cli`]; this file
-//! parses arguments and prints.
+//! review, 3 rollback (while the controller's logged state is
+//! `awaiting_review` or `rolled_back`, 2 or 3 whatever the recomputation
+//! says); 1 usage or input error (every command), or an operator command
+//! the state refuses. The other commands exit 0 on success. A breaking
+//! change before 1.0: `check` used to exit 0 on hold too, so scripts that
+//! took 0 as "nothing to do" must now accept 4. `check` prints the
+//! controller's state first, then the recomputed checks and whether they
+//! agree with the controller's; `check --json` prints the evaluation as one
+//! line of JSON with a `controller` member instead. The work is done by
+//! [`async_upload_rollout::cli`]; this file parses arguments and prints.
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
@@ -28,8 +31,8 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::cli::{
-    CliError, Fleet, InstanceLog, Operated, ReportOptions, StageSource, StatusReport,
-    describe_bucket, exit_code, operate, render_checks, render_json, report_html,
+    CliError, Fleet, InstanceLog, Operated, ReadOptions, ReportOptions, StageSource, StatusReport,
+    describe_bucket, operate, render_checks, render_controller, render_outcome_json, report_html,
 };
 use async_upload_rollout::{
     DEFAULT_SALT, DEFAULT_STATE_PATH, FileStateStore, Operation, Percent, RolloutConfig,
@@ -47,9 +50,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Judge the latest metrics of one or more instances' logs against the plan.
+    /// Judge the latest metrics of one or more instances' logs against the
+    /// plan, beside the controller's own last logged state and verdict.
     ///
-    /// Exit code: 0 advance, 4 hold, 2 manual review, 3 rollback, 1 error.
+    /// Exit code: 0 advance, 4 hold, 2 manual review, 3 rollback (2 or 3
+    /// while the controller's logged state is awaiting_review or
+    /// rolled_back), 1 error.
     Check {
         /// The instances' metrics.jsonl files (their latest totals are merged).
         #[arg(required = true, value_name = "METRICS.JSONL")]
@@ -57,7 +63,9 @@ enum Command {
         /// The plan (TOML, or JSON when the name ends in .json); default: the week-2 plan.
         #[arg(long, value_name = "FILE")]
         plan: Option<PathBuf>,
-        /// The stage index to judge; default: the latest line's stage.
+        /// The stage index to judge (its criteria); default: the stage of
+        /// the logs' current run. With logs at different stages or runs,
+        /// which are otherwise refused, judges those at stage N.
         #[arg(long, value_name = "N")]
         stage: Option<usize>,
         /// Print the evaluation as one line of JSON (what the controller
@@ -220,7 +228,7 @@ fn run(command: Command) -> Result<u8, CliError> {
             json,
         } => {
             let plan = load_plan(plan.as_deref())?;
-            let fleet = read_fleet(&logs)?;
+            let fleet = read_fleet(&logs, &ReadOptions::default())?;
             let outcome = fleet.check(&plan, stage)?;
             for note in &outcome.notes {
                 eprintln!("note: {note}");
@@ -248,13 +256,18 @@ fn run(command: Command) -> Result<u8, CliError> {
                 outcome.history_len
             );
             if json {
+                eprintln!("note: {}", outcome.headline());
                 eprintln!("note: {judged}");
-                println!("{}", render_json(&outcome.evaluation));
+                println!("{}", render_outcome_json(&outcome));
             } else {
-                println!("{judged}\n");
+                println!("{}\n{judged}\n", outcome.headline());
                 print!("{}", render_checks(&outcome.evaluation));
+                let controller = render_controller(&outcome);
+                if !controller.is_empty() {
+                    print!("\n{controller}");
+                }
             }
-            Ok(exit_code(outcome.evaluation.verdict))
+            Ok(outcome.exit_code())
         }
         Command::Report {
             logs,
@@ -265,7 +278,9 @@ fn run(command: Command) -> Result<u8, CliError> {
             let mut options = ReportOptions::default();
             options.plan = load_plan(plan.as_deref())?;
             options.table_span = table_span;
-            let fleet = read_fleet(&logs)?;
+            let mut read = ReadOptions::default();
+            read.table_span = table_span;
+            let fleet = read_fleet(&logs, &read)?;
             let html = report_html(&fleet, &options)?;
             std::fs::write(&output, html).map_err(|source| CliError::Write {
                 path: output.clone(),
@@ -439,7 +454,7 @@ fn load_plan(path: Option<&Path>) -> Result<RolloutPlan, CliError> {
 
 /// Reads every log, showing progress on stderr when it is a terminal, and
 /// reporting torn last lines and skipped records (with file and line).
-fn read_fleet(paths: &[PathBuf]) -> Result<Fleet, CliError> {
+fn read_fleet(paths: &[PathBuf], options: &ReadOptions) -> Result<Fleet, CliError> {
     let terminal = std::io::stderr().is_terminal();
     let mut instances = Vec::with_capacity(paths.len());
     for path in paths {
@@ -458,7 +473,7 @@ fn read_fleet(paths: &[PathBuf]) -> Result<Fleet, CliError> {
                 );
             }
         };
-        let log = InstanceLog::read(path, &mut progress);
+        let log = InstanceLog::read_with(path, options, &mut progress);
         if shown {
             // Clear the progress line.
             let _ = write!(std::io::stderr(), "\r\x1b[2K");

@@ -2,6 +2,7 @@
 
 use std::fmt::Write as _;
 
+use super::fleet::CheckOutcome;
 use crate::decide::config::RolloutConfig;
 use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
@@ -60,6 +61,121 @@ pub fn render_json(evaluation: &Evaluation) -> String {
         serde_json::json!({ "error": format!("cannot serialize the evaluation: {err}") })
             .to_string()
     })
+}
+
+/// What `check --json` prints: the recomputed evaluation as
+/// [`render_json`] prints it, with one more member, `controller`: what
+/// `check` answers (`answer`, the verdict its exit code stands for, which
+/// follows the controller's state while it is `rolled_back` or
+/// `awaiting_review`), the `headline`, the controller's last logged `state`
+/// (the [`RolloutState`](crate::RolloutState) object) and `verdict` with the
+/// file and line of each, and whether the recomputation `agrees` with the
+/// controller's evaluation of the same totals (`null` when there is none to
+/// compare with) with the `differences`.
+#[must_use]
+pub fn render_outcome_json(outcome: &CheckOutcome) -> String {
+    let mut value = match serde_json::to_value(&outcome.evaluation) {
+        Ok(value) => value,
+        Err(err) => {
+            return serde_json::json!({ "error": format!("cannot serialize the evaluation: {err}") })
+                .to_string();
+        }
+    };
+    let place = |path: &std::path::Path, line: usize| serde_json::json!({ "file": path.display().to_string(), "line": line });
+    let state = outcome.state.as_ref();
+    let verdict = outcome
+        .controllers
+        .iter()
+        .filter_map(|c| c.verdict.as_ref())
+        .max_by_key(|v| v.at_unix_ms);
+    let controller = serde_json::json!({
+        "answer": outcome.verdict(),
+        "headline": outcome.headline(),
+        "state": state.map(|s| &s.value),
+        "state_line": state.map(|s| place(&s.path, s.line)),
+        "verdict": verdict.map(|v| v.value.verdict),
+        "verdict_reason": verdict.map(|v| v.value.reason.as_str()),
+        "verdict_line": verdict.map(|v| place(&v.path, v.line)),
+        "agrees": outcome.comparison.as_ref().map(super::fleet::Comparison::agrees),
+        "differences": outcome.comparison.as_ref().map_or(&[][..], |c| &c.differences[..]),
+    });
+    if let Some(object) = value.as_object_mut() {
+        object.insert("controller".to_owned(), controller);
+    }
+    value.to_string()
+}
+
+/// The controller's answer beside the recomputation, as `check` prints it
+/// below the table: the controller's last logged state, its last logged
+/// verdict, and whether the recomputation from the log agrees with it
+/// (naming every difference).
+#[must_use]
+pub fn render_controller(outcome: &CheckOutcome) -> String {
+    let mut out = String::new();
+    for c in &outcome.controllers {
+        match &c.state {
+            Some(state) => {
+                let _ = writeln!(
+                    out,
+                    "controller's state ({}, line {}): {}",
+                    state.path.display(),
+                    state.line,
+                    state.value
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "controller's state: none logged in {} (no controller lines)",
+                    c.path.display()
+                );
+            }
+        }
+        if let Some(verdict) = &c.verdict {
+            let _ = writeln!(
+                out,
+                "controller's last verdict ({}, line {}): {} at stage {}: {}",
+                verdict.path.display(),
+                verdict.line,
+                verdict.value.verdict,
+                verdict.value.stage,
+                verdict.value.reason
+            );
+        }
+    }
+    match &outcome.comparison {
+        Some(comparison) if comparison.agrees() => {
+            let _ = writeln!(
+                out,
+                "recomputed from the log: {}, as the controller judged the same totals",
+                outcome.evaluation.verdict
+            );
+        }
+        Some(comparison) => {
+            let _ = writeln!(
+                out,
+                "recomputed from the log: {}: DIFFERS from the controller's evaluation of the same totals (line {}):",
+                outcome.evaluation.verdict, comparison.logged.line
+            );
+            for difference in &comparison.differences {
+                let _ = writeln!(out, "  - {difference}");
+            }
+            let _ = writeln!(
+                out,
+                "  The controller judged its own history (every tick); the log keeps fewer snapshots (quiet ticks every log interval), so windowed checks can come out otherwise. The controller acted on its evaluation."
+            );
+        }
+        None => {}
+    }
+    let verdict = outcome.verdict();
+    if verdict != outcome.evaluation.verdict {
+        let _ = writeln!(
+            out,
+            "answer: {verdict} (exit {}): the controller's state holds until a person acts",
+            exit_code(verdict)
+        );
+    }
+    out
 }
 
 /// How a check's observed value and threshold read best.

@@ -31,7 +31,7 @@ pub enum CliError {
         records: usize,
     },
     /// A logged stage index is not one of the plan's stages.
-    #[error("{}, line {line}: stage {stage} is not in the plan, which has {stages} stages (0..{stages}); pass --plan or --stage", path.display())]
+    #[error("{}, line {line}: stage {stage} is not in the plan, which has {stages} stages ({}); pass --plan or --stage", path.display(), stage_range(*stages))]
     StageNotInPlan {
         /// The log.
         path: PathBuf,
@@ -43,7 +43,7 @@ pub enum CliError {
         stages: usize,
     },
     /// `--stage` names a stage the plan does not have.
-    #[error("--stage {stage}: the plan has {stages} stages (0..{stages})")]
+    #[error("--stage {stage}: the plan has {stages} stages ({})", stage_range(*stages))]
     UnknownStage {
         /// The index asked for.
         stage: usize,
@@ -88,6 +88,17 @@ pub enum CliError {
     /// A fleet controller could not run.
     #[error("the controller stopped: {0}")]
     Controller(String),
+    /// Several logs are at different stages, or in different runs of a
+    /// stage: their totals are not one run's, so they are not merged.
+    #[error(
+        "cannot merge logs at different stages or runs: {}; pass --stage N to judge the logs at stage N",
+        describe_logs(logs)
+    )]
+    MixedRuns {
+        /// Each log and where it stands (`stage 1 (10%), run of epoch 3,
+        /// rolled_back`).
+        logs: Vec<(PathBuf, String)>,
+    },
     /// A chart could not be drawn.
     #[error("cannot draw the chart {chart:?}: {message}")]
     Chart {
@@ -96,4 +107,36 @@ pub enum CliError {
         /// The drawing library's message.
         message: String,
     },
+}
+
+/// `0 to 3` for a plan of 4 stages (`none` for 0).
+fn stage_range(stages: usize) -> String {
+    match stages {
+        0 => "none".to_owned(),
+        1 => "0".to_owned(),
+        n => format!("0 to {}", n - 1),
+    }
+}
+
+/// `a.jsonl: stage 1 (10%); b.jsonl: stage 2 (50%)`.
+fn describe_logs(logs: &[(PathBuf, String)]) -> String {
+    logs.iter()
+        .map(|(path, what)| format!("{}: {what}", path.display()))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_ranges_name_the_last_index() {
+        let err = CliError::UnknownStage {
+            stage: 9,
+            stages: 4,
+        };
+        assert_eq!(err.to_string(), "--stage 9: the plan has 4 stages (0 to 3)");
+        assert_eq!(stage_range(1), "0");
+    }
 }

@@ -1,289 +1,21 @@
-//! Reading instances' logs and putting them together: [`InstanceLog`], [`Fleet`].
+//! Putting instances' logs together and judging them: [`Fleet`].
 
-use std::path::{Path, PathBuf};
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
-use crate::act::log::{LogError, TornLine, check_not_torn, log_files, read_log_numbered};
-use crate::act::record::{LogEvent, LogRecord};
-use crate::clock::from_unix_ms;
+use crate::act::record::LogEvent;
+use crate::act::state::{RolloutState, RolloutStatus};
+use crate::clock::{from_unix_ms, unix_ms};
 use crate::decide::percent::Percent;
-use crate::judge::criteria::{Evaluation, Evaluator};
+use crate::judge::criteria::{CheckStatus, Evaluation, Evaluator, Verdict};
 use crate::judge::plan::RolloutPlan;
-use crate::metrics::{Arm, History, MetricsSnapshot, Outcome};
+use crate::metrics::{ArmMetrics, History, MetricsSnapshot};
 
+use super::check::exit_code;
 use super::error::CliError;
-
-/// One instance's `metrics.jsonl` (with its rotated files, oldest first):
-/// every record with its 1-based line number in its file.
-#[derive(Clone, Debug)]
-pub struct InstanceLog {
-    path: PathBuf,
-    records: Vec<(usize, LogRecord)>,
-    /// Each file read, oldest first, and how many records came from it.
-    files: Vec<(PathBuf, usize)>,
-    torn_tail: Option<TornLine>,
-    warnings: Vec<String>,
-}
-
-impl InstanceLog {
-    /// Reads the log at `path` and its rotated files before it
-    /// ([`log_files`](crate::log_files)), calling `progress(lines, bytes)`
-    /// after every line of each.
-    ///
-    /// A torn last line (no `\n`: a crash cut it short) is skipped and kept
-    /// in [`torn_tail`](Self::torn_tail). Every other line must be a valid
-    /// record (a known schema version, valid snapshots and percent), and
-    /// the records must agree with each other: within one run (the same
-    /// event, stage, controller state, stage start and generation) no
-    /// counter of the snapshots goes down, and a tick's `stage` is the stage
-    /// its evaluation judged.
-    ///
-    /// # Errors
-    ///
-    /// [`LogError::Read`] when a file cannot be read, [`LogError::BadLine`]
-    /// and [`LogError::LineTooLong`] (naming the file, line and field) for a
-    /// line that is not a valid record, [`LogError::Inconsistent`] for
-    /// records that contradict each other, [`LogError::TornRotated`] for an
-    /// unfinished line in a rotated file.
-    pub fn read(
-        path: impl AsRef<Path>,
-        progress: &mut dyn FnMut(usize, u64),
-    ) -> Result<InstanceLog, LogError> {
-        let path = path.as_ref();
-        let files = log_files(path);
-        let mut log = InstanceLog {
-            path: path.to_path_buf(),
-            records: Vec::new(),
-            files: Vec::with_capacity(files.len()),
-            torn_tail: None,
-            warnings: Vec::new(),
-        };
-        let (mut lines_before, mut bytes_before) = (0usize, 0u64);
-        for (i, file) in files.iter().enumerate() {
-            let (mut lines, mut bytes) = (0, 0);
-            let read = read_log_numbered::<LogRecord>(file, &mut |l, b| {
-                (lines, bytes) = (l, b);
-                progress(lines_before + l, bytes_before + b);
-            })?;
-            (lines_before, bytes_before) = (lines_before + lines, bytes_before + bytes);
-            if i + 1 < files.len() {
-                check_not_torn(file, read.torn_tail.as_ref())?;
-            }
-            log.files.push((file.clone(), read.records.len()));
-            log.records.extend(read.records);
-            log.torn_tail = read.torn_tail;
-        }
-        log.check_consistency()?;
-        Ok(log)
-    }
-
-    /// The file that record `index` (of [`records`](Self::records)) came from.
-    fn file_of(&self, index: usize) -> &Path {
-        let mut end = 0;
-        for (file, n) in &self.files {
-            end += n;
-            if index < end {
-                return file;
-            }
-        }
-        &self.path
-    }
-
-    /// The cross-line and record-level checks of [`read`](Self::read).
-    fn check_consistency(&self) -> Result<(), LogError> {
-        // Per event kind: the run key, snapshot and index of the latest
-        // record with a snapshot.
-        let mut last: Vec<(LogEvent, String, &MetricsSnapshot, usize)> = Vec::new();
-        for (index, (line, record)) in self.records.iter().enumerate() {
-            let inconsistent = |field: &str, reason: String| LogError::Inconsistent {
-                path: self.file_of(index).to_path_buf(),
-                line: *line,
-                field: field.to_owned(),
-                reason,
-            };
-            if let (Some(stage), Some(evaluation)) = (record.stage, &record.evaluation)
-                && record.event == LogEvent::Tick
-                && stage != evaluation.stage
-            {
-                return Err(inconsistent(
-                    "stage",
-                    format!(
-                        "stage {stage} but the evaluation judged stage {}",
-                        evaluation.stage
-                    ),
-                ));
-            }
-            let Some(snapshot) = &record.snapshot else {
-                continue;
-            };
-            let key = run_key(record, snapshot);
-            let previous = last.iter_mut().find(|(event, ..)| *event == record.event);
-            if let Some((_, previous_key, earlier, earlier_index)) = &previous
-                && *previous_key == key
-                && let Some((field, from, to)) = first_decrease(earlier, snapshot)
-            {
-                let earlier_line = self.records[*earlier_index].0;
-                return Err(inconsistent(
-                    &format!("snapshot.{field}"),
-                    format!(
-                        "went down from {from} (line {earlier_line} of {}) to {to} within one stage run; counters only grow",
-                        self.file_of(*earlier_index).display()
-                    ),
-                ));
-            }
-            match previous {
-                Some(entry) => *entry = (record.event, key, snapshot, index),
-                None => last.push((record.event, key, snapshot, index)),
-            }
-        }
-        Ok(())
-    }
-
-    /// A log made of `records` (in file order, with their line numbers), as
-    /// if read from `path`.
-    #[must_use]
-    pub fn from_records(path: impl Into<PathBuf>, records: Vec<(usize, LogRecord)>) -> InstanceLog {
-        let path = path.into();
-        InstanceLog {
-            files: vec![(path.clone(), records.len())],
-            path,
-            records,
-            torn_tail: None,
-            warnings: Vec::new(),
-        }
-    }
-
-    /// The file it was read from.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The records, in file order, each with its 1-based line number.
-    #[must_use]
-    pub fn records(&self) -> &[(usize, LogRecord)] {
-        &self.records
-    }
-
-    /// The torn last line that was skipped, if any.
-    #[must_use]
-    pub fn torn_tail(&self) -> Option<&TornLine> {
-        self.torn_tail.as_ref()
-    }
-
-    /// Lines that were skipped for another reason, one sentence each, naming
-    /// the file and line.
-    #[must_use]
-    pub fn warnings(&self) -> &[String] {
-        &self.warnings
-    }
-
-    /// The snapshots of the current series, oldest first, with their lines.
-    ///
-    /// The series is the trailing run of records of the same kind as the
-    /// latest record with a snapshot: for `tick` lines, those of the same
-    /// stage whose totals start at the same time (one run of one stage: a
-    /// new stage or a resume after a rollback starts the totals afresh); for
-    /// `snapshot` lines, those of the same accumulator lifetime (same start
-    /// and generation). Windows between any two of them are exact.
-    #[must_use]
-    pub fn current_series(&self) -> Vec<(usize, &MetricsSnapshot)> {
-        let mut with_snapshot = self
-            .records
-            .iter()
-            .rev()
-            .filter_map(|(line, r)| r.snapshot.as_ref().map(|s| (*line, r, s)));
-        let Some((line, latest, snapshot)) = with_snapshot.next() else {
-            return Vec::new();
-        };
-        let key = |r: &LogRecord, s: &MetricsSnapshot| (r.stage, s.start_unix_ms, s.generation);
-        let want = key(latest, snapshot);
-        let mut series = vec![(line, snapshot)];
-        for (line, r, s) in with_snapshot {
-            if r.event != latest.event {
-                continue;
-            }
-            if key(r, s) != want || s.at_unix_ms > series[series.len() - 1].1.at_unix_ms {
-                break;
-            }
-            series.push((line, s));
-        }
-        series.reverse();
-        series
-    }
-
-    /// The latest record with a `stage` field and a snapshot, and its line:
-    /// the stage whose data is judged (an action line after an advance names
-    /// the new stage, which has no data yet).
-    fn latest_with_stage(&self) -> Option<(usize, &LogRecord)> {
-        self.records
-            .iter()
-            .rev()
-            .find(|(_, r)| r.stage.is_some() && r.snapshot.is_some())
-            .map(|(line, r)| (*line, r))
-    }
-
-    /// The latest record with a `percent` field and a snapshot, and its line.
-    fn latest_with_percent(&self) -> Option<(usize, &LogRecord)> {
-        self.records
-            .iter()
-            .rev()
-            .find(|(_, r)| r.percent.is_some() && r.snapshot.is_some())
-            .map(|(line, r)| (*line, r))
-    }
-}
-
-/// What makes two records with snapshots parts of one run, whose counters
-/// only grow: the same stage, controller state (as written), stage start and
-/// generation. The event kind is compared by the caller.
-fn run_key(record: &LogRecord, snapshot: &MetricsSnapshot) -> String {
-    // Serialized, so that it follows the state's type wherever it goes.
-    let state = serde_json::to_string(&record.state).unwrap_or_default();
-    format!(
-        "{:?}/{state}/{}/{}",
-        record.stage, snapshot.start_unix_ms, snapshot.generation
-    )
-}
-
-/// The first counter of `later` below the same counter of `earlier`, as
-/// `(field path, earlier value, later value)`.
-fn first_decrease(
-    earlier: &MetricsSnapshot,
-    later: &MetricsSnapshot,
-) -> Option<(String, u64, u64)> {
-    for arm in Arm::ALL {
-        let (a, b) = (earlier.arm(arm), later.arm(arm));
-        let counters = Outcome::ALL
-            .into_iter()
-            .map(|o| (o.as_str(), a.count(o), b.count(o)))
-            .chain([
-                ("complaints", a.complaints, b.complaints),
-                ("latency.count", a.latency.count(), b.latency.count()),
-                ("latency.sum_ns", a.latency.sum_ns(), b.latency.sum_ns()),
-            ]);
-        for (name, from, to) in counters {
-            if to < from {
-                return Some((format!("{}.{name}", arm.as_str()), from, to));
-            }
-        }
-        let mut buckets = b.latency.buckets().peekable();
-        for bucket in a.latency.buckets() {
-            while buckets.next_if(|l| l.low < bucket.low).is_some() {}
-            let now = buckets
-                .next_if(|l| l.low == bucket.low)
-                .map_or(0, |l| l.count);
-            if now < bucket.count {
-                let field = format!(
-                    "{}.latency.buckets[{} ns]",
-                    arm.as_str(),
-                    bucket.low.as_nanos()
-                );
-                return Some((field, bucket.count, now));
-            }
-        }
-    }
-    None
-}
+use super::read::{InstanceLog, Logged, Series, time_text};
 
 /// Where the stage that was judged came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -309,13 +41,46 @@ pub enum StageSource {
     },
 }
 
+/// The controller's own answer, as one instance's log has it.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ControllerAnswer {
+    /// The instance's log.
+    pub path: PathBuf,
+    /// Its last logged state (the `state` of the latest line with one).
+    pub state: Option<Logged<RolloutState>>,
+    /// Its last logged verdict (the evaluation of the latest tick line).
+    pub verdict: Option<Logged<Evaluation>>,
+}
+
+/// How the recomputed evaluation compares with the controller's own
+/// evaluation of the same totals (its last tick).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Comparison {
+    /// The controller's evaluation, and where it was logged.
+    pub logged: Logged<Evaluation>,
+    /// What differs, one sentence each (the verdict, then each check whose
+    /// status differs); empty when they agree.
+    pub differences: Vec<String>,
+}
+
+impl Comparison {
+    /// Whether the recomputation gives the controller's verdict and every
+    /// check the controller's status.
+    #[must_use]
+    pub fn agrees(&self) -> bool {
+        self.differences.is_empty()
+    }
+}
+
 /// What [`Fleet::check`] found.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct CheckOutcome {
-    /// The verdict and every check behind it.
+    /// The recomputed verdict and every check behind it.
     pub evaluation: Evaluation,
-    /// The merged stage totals that were judged.
+    /// The merged totals of the run that was judged.
     pub totals: MetricsSnapshot,
     /// Where the stage index came from.
     pub stage_source: StageSource,
@@ -324,12 +89,117 @@ pub struct CheckOutcome {
     /// Things the operator should know (which data was used, disagreements),
     /// one sentence each.
     pub notes: Vec<String>,
+    /// Each judged instance's controller answer, in the order given.
+    pub controllers: Vec<ControllerAnswer>,
+    /// The controller's state the headline and exit code follow: the
+    /// newest (highest epoch) of the judged instances' last logged states.
+    pub state: Option<Logged<RolloutState>>,
+    /// The recomputation beside the controller's own evaluation of the same
+    /// totals; `None` when there is none to compare with (several
+    /// instances, plain snapshot lines, or a run with no tick logged yet).
+    pub comparison: Option<Comparison>,
+    /// The sync baseline carried from an earlier run, when one was used.
+    pub carried_baseline: Option<Logged<ArmMetrics>>,
+}
+
+impl CheckOutcome {
+    /// The verdict `check` answers with: while the controller's state is
+    /// `rolled_back` or `awaiting_review` (both hold until a person acts),
+    /// that state's verdict (rollback, manual review); otherwise the
+    /// recomputed one.
+    #[must_use]
+    pub fn verdict(&self) -> Verdict {
+        match self.state.as_ref().map(|s| s.value.status) {
+            Some(RolloutStatus::RolledBack) => Verdict::Rollback,
+            Some(RolloutStatus::AwaitingReview) => Verdict::ManualReview,
+            _ => self.evaluation.verdict,
+        }
+    }
+
+    /// `check`'s exit code: [`exit_code`] of [`verdict`](Self::verdict).
+    #[must_use]
+    pub fn exit_code(&self) -> u8 {
+        exit_code(self.verdict())
+    }
+
+    /// One line that says where the rollout stands, the controller's state
+    /// first: `ROLLED BACK at stage 1 (10%): …`, `AWAITING REVIEW …`,
+    /// `COMPLETE …`, `RUNNING …`, or for logs without a controller state the
+    /// recomputed verdict.
+    #[must_use]
+    pub fn headline(&self) -> String {
+        let e = &self.evaluation;
+        let Some(state) = &self.state else {
+            return format!("stage {} ({}): verdict {}", e.stage, e.percent, e.verdict);
+        };
+        let s = &state.value;
+        let stage = s.stage.map_or_else(
+            || "no stage".to_owned(),
+            |stage| {
+                if stage == e.stage {
+                    format!("stage {stage} ({})", e.percent)
+                } else {
+                    format!("stage {stage}")
+                }
+            },
+        );
+        let since = time_text(unix_ms(s.changed_at));
+        let by = format!("since {since}, by the {}", s.changed_by);
+        let recomputed = format!("recomputed from the log: {}", e.verdict);
+        match s.status {
+            RolloutStatus::RolledBack => format!(
+                "ROLLED BACK at {stage}: nothing async until a person resumes ({by}); {recomputed}"
+            ),
+            RolloutStatus::AwaitingReview => format!(
+                "AWAITING REVIEW at {stage}: automatic advancing stopped until a person resumes or advances ({by}); {recomputed}"
+            ),
+            RolloutStatus::Complete => format!("COMPLETE at {stage}: verdict {} ({by})", e.verdict),
+            RolloutStatus::Paused => format!("PAUSED at {stage}: verdict {} ({by})", e.verdict),
+            RolloutStatus::Off => format!("OFF: nothing async ({by}); {recomputed}"),
+            RolloutStatus::Running => format!("RUNNING at {stage}: verdict {}", e.verdict),
+        }
+    }
 }
 
 /// Several instances' logs, judged together.
 #[derive(Clone, Debug)]
 pub struct Fleet {
     instances: Vec<InstanceLog>,
+}
+
+/// What one instance's log says is being judged now.
+struct Current<'a> {
+    log: &'a InstanceLog,
+    /// The series whose totals are judged; `None` when the controller moved
+    /// on to a run with no tick logged yet.
+    series: Option<&'a Series>,
+    /// The state that started a run after the series' data.
+    moved_on: Option<Logged<RolloutState>>,
+    /// The stage, and where it came from.
+    stage: Option<(usize, StageSource)>,
+    /// The run: `(run_epoch, run_started_at)` from the controller's state.
+    run: Option<(u64, Option<SystemTime>)>,
+    status: Option<RolloutStatus>,
+}
+
+impl Current<'_> {
+    /// `stage 1 (10%), run of epoch 3, rolled_back (a.jsonl, line 57)`.
+    fn describe(&self, plan: &RolloutPlan) -> String {
+        let mut text = match &self.stage {
+            Some((stage, _)) => match plan.stages.get(*stage) {
+                Some(spec) => format!("stage {stage} ({})", spec.percent),
+                None => format!("stage {stage}"),
+            },
+            None => "no stage".to_owned(),
+        };
+        if let Some((epoch, _)) = self.run {
+            let _ = write!(text, ", run of epoch {epoch}");
+        }
+        if let Some(status) = self.status {
+            let _ = write!(text, ", {status}");
+        }
+        text
+    }
 }
 
 impl Fleet {
@@ -351,72 +221,176 @@ impl Fleet {
         &self.instances
     }
 
-    /// The stage to judge: `flag` if given, else the `stage` field of the
-    /// latest line (over all instances) that has one, else the plan's stage
-    /// at the `percent` of the latest line that has one.
+    fn current<'a>(log: &'a InstanceLog, plan: &RolloutPlan) -> Current<'a> {
+        let series = log.current_series();
+        let moved_on = series
+            .filter(|s| log.moved_on(s))
+            .and_then(|_| log.last_state());
+        let stage = match (&moved_on, series) {
+            (Some(state), _) => state.value.stage.map(|stage| {
+                (
+                    stage,
+                    StageSource::Logged {
+                        path: state.path.clone(),
+                        line: state.line,
+                    },
+                )
+            }),
+            (None, Some(series)) if series.key.stage.is_some() => {
+                log.current_series_lines().and_then(|(_, last, _)| {
+                    series.key.stage.map(|stage| {
+                        (
+                            stage,
+                            StageSource::Logged {
+                                path: last.path,
+                                line: last.line,
+                            },
+                        )
+                    })
+                })
+            }
+            _ => log.latest_percent().and_then(|logged| {
+                plan.stage_at(logged.value).map(|stage| {
+                    (
+                        stage,
+                        StageSource::Percent {
+                            path: logged.path,
+                            line: logged.line,
+                            percent: logged.value,
+                        },
+                    )
+                })
+            }),
+        };
+        let run = match &moved_on {
+            Some(state) => Some((state.value.run_epoch, state.value.run_started_at)),
+            None => series
+                .and_then(|s| s.run_state.as_ref())
+                .map(|s| (s.run_epoch, s.run_started_at)),
+        };
+        Current {
+            log,
+            series: if moved_on.is_some() { None } else { series },
+            moved_on,
+            stage,
+            run,
+            status: log.status(),
+        }
+    }
+
+    /// The stage to judge: `flag` if given, else the stage of the
+    /// instances' current runs (the `stage` field of the latest line with
+    /// one and a snapshot, or of the controller's state when it moved on to
+    /// a run with no tick logged yet), else the plan's stage at the
+    /// `percent` of the latest line that has one.
     ///
     /// # Errors
     ///
     /// [`CliError::UnknownStage`] for a `flag` outside the plan,
     /// [`CliError::StageNotInPlan`] for a logged stage outside the plan,
-    /// [`CliError::NoStage`] when nothing tells the stage.
+    /// [`CliError::MixedRuns`] when the instances are at different stages
+    /// or runs and no `flag` picks one, [`CliError::NoStage`] when nothing
+    /// tells the stage.
     pub fn stage(
         &self,
         plan: &RolloutPlan,
         flag: Option<usize>,
     ) -> Result<(usize, StageSource), CliError> {
+        let current: Vec<Current<'_>> = self
+            .instances
+            .iter()
+            .map(|log| Fleet::current(log, plan))
+            .collect();
+        Fleet::stage_of(&current, plan, flag).map(|(stage, source, _)| (stage, source))
+    }
+
+    /// The stage, where it came from, and which of `current` to judge.
+    fn stage_of(
+        current: &[Current<'_>],
+        plan: &RolloutPlan,
+        flag: Option<usize>,
+    ) -> Result<(usize, StageSource, Vec<usize>), CliError> {
         let stages = plan.stages.len();
+        for c in current {
+            if let Some((stage, StageSource::Logged { path, line })) = &c.stage
+                && *stage >= stages
+                && flag.is_none()
+            {
+                return Err(CliError::StageNotInPlan {
+                    path: path.clone(),
+                    line: *line,
+                    stage: *stage,
+                    stages,
+                });
+            }
+        }
+        let mixed = {
+            let mut known_stages: Vec<usize> = current
+                .iter()
+                .filter_map(|c| c.stage.as_ref().map(|s| s.0))
+                .collect();
+            known_stages.dedup();
+            let mut runs: Vec<(u64, Option<SystemTime>)> =
+                current.iter().filter_map(|c| c.run).collect();
+            runs.dedup();
+            let distinct_stages = known_stages.iter().any(|s| *s != known_stages[0]);
+            let distinct_runs = runs.iter().any(|r| *r != runs[0]);
+            distinct_stages || distinct_runs
+        };
+        let mixed_error = || CliError::MixedRuns {
+            logs: current
+                .iter()
+                .map(|c| (c.log.path().to_path_buf(), c.describe(plan)))
+                .collect(),
+        };
         if let Some(stage) = flag {
             if stage >= stages {
                 return Err(CliError::UnknownStage { stage, stages });
             }
-            return Ok((stage, StageSource::Flag));
+            let chosen: Vec<usize> = if mixed && current.len() > 1 {
+                (0..current.len())
+                    .filter(|&i| current[i].stage.as_ref().is_none_or(|s| s.0 == stage))
+                    .collect()
+            } else {
+                (0..current.len()).collect()
+            };
+            if chosen.is_empty() {
+                return Err(mixed_error());
+            }
+            return Ok((stage, StageSource::Flag, chosen));
         }
-        let latest = |pick: fn(&InstanceLog) -> Option<(usize, &LogRecord)>| {
-            self.instances
-                .iter()
-                .filter_map(|log| pick(log).map(|(line, r)| (log, line, r)))
-                .max_by_key(|(_, _, r)| r.at_unix_ms)
-        };
-        if let Some((log, line, record)) = latest(InstanceLog::latest_with_stage) {
-            let stage = record.stage.unwrap_or_default();
+        if mixed {
+            return Err(mixed_error());
+        }
+        let all = (0..current.len()).collect();
+        // The latest line that tells the stage, over every instance.
+        let latest = current
+            .iter()
+            .filter_map(|c| c.stage.clone().map(|s| (c, s)))
+            .max_by_key(|(c, _)| c.log.latest_line().map(|l| l.at_unix_ms));
+        if let Some((_, (stage, source))) = latest {
             if stage >= stages {
-                return Err(CliError::StageNotInPlan {
-                    path: log.path.clone(),
-                    line,
-                    stage,
-                    stages,
+                return Err(CliError::NoStage {
+                    detail: format!("stage {stage} is not in the plan"),
                 });
             }
-            let source = StageSource::Logged {
-                path: log.path.clone(),
-                line,
-            };
-            return Ok((stage, source));
+            return Ok((stage, source, all));
         }
-        if let Some((log, line, record)) = latest(InstanceLog::latest_with_percent) {
-            let percent = record.percent.unwrap_or_default();
-            return match plan.stage_at(percent) {
-                Some(stage) => Ok((
-                    stage,
-                    StageSource::Percent {
-                        path: log.path.clone(),
-                        line,
-                        percent,
-                    },
-                )),
-                None => Err(CliError::NoStage {
-                    detail: format!(
-                        "{}, line {line}: percent {percent} is not a stage of the plan",
-                        log.path.display()
-                    ),
-                }),
-            };
+        if let Some(c) = current.iter().find(|c| c.log.latest_percent().is_some())
+            && let Some(logged) = c.log.latest_percent()
+        {
+            return Err(CliError::NoStage {
+                detail: format!(
+                    "{}, line {}: percent {} is not a stage of the plan",
+                    logged.path.display(),
+                    logged.line,
+                    logged.value
+                ),
+            });
         }
-        let files: Vec<String> = self
-            .instances
+        let files: Vec<String> = current
             .iter()
-            .map(|l| l.path.display().to_string())
+            .map(|c| c.log.path().display().to_string())
             .collect();
         Err(CliError::NoStage {
             detail: format!(
@@ -434,75 +408,128 @@ impl Fleet {
     ///
     /// [`CliError::NoSnapshot`] naming the first log without a snapshot.
     pub fn history(&self) -> Result<History, CliError> {
-        let mut series = Vec::with_capacity(self.instances.len());
-        for log in &self.instances {
-            let s: Vec<&MetricsSnapshot> =
-                log.current_series().into_iter().map(|(_, s)| s).collect();
-            if s.is_empty() {
-                return Err(CliError::NoSnapshot {
-                    path: log.path.clone(),
-                    records: log.records.len(),
-                });
-            }
-            series.push(s);
-        }
-        Ok(merged_history(&series))
+        let series: Vec<&Series> = self
+            .instances
+            .iter()
+            .map(|log| {
+                log.current_series().ok_or_else(|| CliError::NoSnapshot {
+                    path: log.path().to_path_buf(),
+                    records: log.record_count(),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(history_of(&series).into_owned())
     }
 
-    /// Judges the instances' latest data against `plan` at stage `stage`
+    /// Judges the instances' current run against `plan` at stage `stage`
     /// (or as [`stage`](Self::stage) finds it), with the history rebuilt from
-    /// the logs, stamped with the latest snapshot's time.
+    /// the logs and the sync baseline the controller carried from earlier
+    /// runs, stamped with the latest snapshot's time; and puts the
+    /// controllers' own last logged state and verdict beside it.
     ///
-    /// For one instance whose log has controller ticks this is the
-    /// evaluation of its latest tick, as the controller made it.
+    /// For one instance whose log has every controller tick, the evaluation
+    /// is the one its latest tick logged, as the controller made it.
     ///
     /// # Errors
     ///
-    /// [`CliError::Plan`] for an invalid plan, and as [`stage`](Self::stage)
-    /// and [`history`](Self::history).
+    /// [`CliError::Plan`] for an invalid plan, [`CliError::MixedRuns`] for
+    /// instances at different stages or runs without `stage`, and as
+    /// [`stage`](Self::stage) and [`history`](Self::history).
     pub fn check(
         &self,
         plan: &RolloutPlan,
         stage: Option<usize>,
     ) -> Result<CheckOutcome, CliError> {
         let evaluator = Evaluator::new(plan.clone())?;
-        let (stage, stage_source) = self.stage(plan, stage)?;
-        let history = self.history()?;
-        let totals = history.latest().cloned().unwrap_or_default();
+        let current: Vec<Current<'_>> = self
+            .instances
+            .iter()
+            .map(|log| Fleet::current(log, plan))
+            .collect();
+        let (stage, stage_source, chosen) = Fleet::stage_of(&current, plan, stage)?;
+        let judged: Vec<&Current<'_>> = chosen.iter().map(|&i| &current[i]).collect();
         let mut notes = Vec::new();
-        for log in &self.instances {
-            let series = log.current_series();
-            if let Some((line, _)) = series.last() {
-                let first = series.first().map_or(*line, |(l, _)| *l);
-                let record = log.records.iter().find(|(l, _)| l == line).map(|(_, r)| r);
-                let what = match record.map(|r| r.event) {
-                    Some(LogEvent::Tick) => "the stage's totals from controller ticks",
-                    _ => {
-                        "cumulative totals since the instance started (snapshot lines, not controller ticks)"
-                    }
-                };
+        for (i, c) in current.iter().enumerate() {
+            if !chosen.contains(&i) {
                 notes.push(format!(
-                    "{}: {what}, lines {first}–{line} ({} snapshots)",
-                    log.path.display(),
-                    series.len()
+                    "{}: left out, at {}",
+                    c.log.path().display(),
+                    c.describe(plan)
                 ));
             }
         }
-        let stages: Vec<Option<usize>> = self
-            .instances
-            .iter()
-            .map(|l| l.latest_with_stage().and_then(|(_, r)| r.stage))
-            .collect();
-        if stages.iter().flatten().any(|s| Some(*s) != stages[0]) {
-            notes.push(format!(
-                "the instances' latest lines are at different stages ({}); judged stage {stage}",
-                stages
-                    .iter()
-                    .map(|s| s.map_or_else(|| "none".to_owned(), |s| s.to_string()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+        // Every judged instance needs data, unless its run has just begun.
+        for c in &judged {
+            if c.series.is_none() && c.moved_on.is_none() {
+                return Err(CliError::NoSnapshot {
+                    path: c.log.path().to_path_buf(),
+                    records: c.log.record_count(),
+                });
+            }
         }
+        let series: Vec<&Series> = judged.iter().filter_map(|c| c.series).collect();
+        let history = history_of(&series);
+        let latest_at = judged
+            .iter()
+            .filter_map(|c| c.log.latest_line().map(|l| l.at_unix_ms))
+            .max()
+            .unwrap_or_default();
+        let totals = match history.latest() {
+            Some(latest) => latest.clone(),
+            None => {
+                // The controller moved on to a run with no tick logged yet:
+                // that run is judged, on no data.
+                let start = judged
+                    .iter()
+                    .filter_map(|c| c.moved_on.as_ref())
+                    .filter_map(|s| s.value.run_started_at)
+                    .max()
+                    .map_or(latest_at, unix_ms);
+                let mut empty = MetricsSnapshot::empty_at(from_unix_ms(start));
+                empty.at_unix_ms = latest_at.max(start);
+                empty
+            }
+        };
+        for c in &judged {
+            if let Some(state) = &c.moved_on {
+                notes.push(format!(
+                    "{}: the controller started a new run at line {} ({}) and logged no tick in it yet: the run is judged on no data",
+                    state.path.display(),
+                    state.line,
+                    state.value
+                ));
+            } else if let Some(series) = c.series
+                && let Some((first, last, n)) = c.log.current_series_lines()
+            {
+                let what = if series.event == LogEvent::Tick {
+                    "the run's totals from controller ticks"
+                } else {
+                    "cumulative totals since the instance started (snapshot lines, not controller ticks)"
+                };
+                notes.push(format!(
+                    "{}: {what}, lines {}–{} ({n} snapshots)",
+                    c.log.path().display(),
+                    first.line,
+                    last.line
+                ));
+            }
+        }
+        // What the controller carried into this run from earlier runs.
+        let min_judged = plan.triggers.min_uploads;
+        let baselines: Vec<Logged<ArmMetrics>> = judged
+            .iter()
+            .filter_map(|c| c.log.carried_sync_baseline(min_judged))
+            .collect();
+        let carried = baselines
+            .iter()
+            .skip(1)
+            .fold(baselines.first().cloned(), |acc, b| {
+                acc.map(|mut acc| {
+                    acc.value = acc.value.merge(&b.value);
+                    acc
+                })
+            });
+        let evaluator = evaluator.with_sync_baseline(carried.as_ref().map(|c| c.value.clone()));
         let now: SystemTime = from_unix_ms(totals.at_unix_ms);
         let evaluation = evaluator
             .evaluate(stage, &totals, &history, now)
@@ -510,14 +537,110 @@ impl Fleet {
                 stage: e.index,
                 stages: e.stages,
             })?;
+        if let Some(c) = &carried
+            && evaluation
+                .checks
+                .iter()
+                .any(|check| check.detail.contains("the carried sync baseline"))
+        {
+            notes.push(format!(
+                "compared with the sync baseline carried from an earlier run: {} sync uploads judged, logged at {}, line {}",
+                c.value.judged(),
+                c.path.display(),
+                c.line
+            ));
+        }
+        let controllers: Vec<ControllerAnswer> = judged
+            .iter()
+            .map(|c| ControllerAnswer {
+                path: c.log.path().to_path_buf(),
+                state: c.log.last_state(),
+                verdict: c.log.last_verdict(),
+            })
+            .collect();
+        let state = controllers
+            .iter()
+            .filter_map(|c| c.state.clone())
+            .max_by_key(|s| (s.value.epoch, s.at_unix_ms));
+        let comparison = match judged.as_slice() {
+            [c] => c
+                .series
+                .and_then(|series| compare(c.log, series, &evaluation)),
+            _ => None,
+        };
         Ok(CheckOutcome {
             evaluation,
             totals,
             stage_source,
             history_len: history.len(),
             notes,
+            controllers,
+            state,
+            comparison,
+            carried_baseline: carried,
         })
     }
+}
+
+/// The history of `series` merged: one series' own (not copied: it is the
+/// largest thing kept), or the merge (see [`merged_history`]).
+fn history_of<'a>(series: &[&'a Series]) -> Cow<'a, History> {
+    match series {
+        [one] => Cow::Borrowed(&one.history),
+        many => {
+            let all: Vec<Vec<&MetricsSnapshot>> =
+                many.iter().map(|s| s.history.iter().collect()).collect();
+            Cow::Owned(merged_history(&all))
+        }
+    }
+}
+
+/// The recomputed `evaluation` beside the controller's own evaluation of the
+/// same totals: the latest tick of `series`, when it is the log's last
+/// verdict.
+fn compare(log: &InstanceLog, series: &Series, evaluation: &Evaluation) -> Option<Comparison> {
+    let logged = log.last_verdict()?;
+    let (_, last, _) = log.current_series_lines()?;
+    if series.event != LogEvent::Tick
+        || (logged.path.as_path(), logged.line) != (last.path.as_path(), last.line)
+    {
+        return None;
+    }
+    let mut differences = Vec::new();
+    let theirs = &logged.value;
+    if theirs.stage != evaluation.stage {
+        differences.push(format!(
+            "the controller judged stage {}, the recomputation stage {}",
+            theirs.stage, evaluation.stage
+        ));
+    }
+    if theirs.verdict != evaluation.verdict {
+        differences.push(format!(
+            "verdict: the controller's {}, recomputed {}",
+            theirs.verdict, evaluation.verdict
+        ));
+    }
+    for check in &theirs.checks {
+        let status = |s: CheckStatus| s.to_string();
+        match evaluation.check(&check.name) {
+            Some(ours) if ours.status != check.status => differences.push(format!(
+                "{}: the controller's {}, recomputed {}",
+                check.name,
+                status(check.status),
+                status(ours.status)
+            )),
+            None => differences.push(format!(
+                "{}: the controller's {}, not recomputed",
+                check.name,
+                status(check.status)
+            )),
+            _ => {}
+        }
+    }
+    Some(Comparison {
+        logged,
+        differences,
+    })
 }
 
 /// Merges several instances' series into one history: an entry at every
@@ -566,6 +689,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::act::log::LogError;
+    use crate::act::record::LogRecord;
     use crate::act::state::{ChangedBy, RolloutState};
     use crate::metrics::{Arm, Outcome};
 
@@ -590,11 +715,15 @@ mod tests {
         record
     }
 
-    fn log(records: Vec<LogRecord>) -> InstanceLog {
+    fn try_log(records: Vec<LogRecord>) -> Result<InstanceLog, LogError> {
         InstanceLog::from_records(
             "a.jsonl",
             records.into_iter().zip(1..).map(|(r, l)| (l, r)).collect(),
         )
+    }
+
+    fn log(records: Vec<LogRecord>) -> InstanceLog {
+        try_log(records).unwrap()
     }
 
     #[test]
@@ -607,8 +736,8 @@ mod tests {
             tick(4, 1, 4, 1),
             tick(5, 1, 4, 3),
         ]);
-        let lines: Vec<usize> = log.current_series().iter().map(|(l, _)| *l).collect();
-        assert_eq!(lines, [4, 5]);
+        let (first, last, n) = log.current_series_lines().unwrap();
+        assert_eq!((first.line, last.line, n), (4, 5, 2));
     }
 
     #[test]
@@ -624,9 +753,7 @@ mod tests {
         snapshot
             .arm_mut(Arm::Async)
             .record(Outcome::Success, Duration::from_millis(100));
-        let err = log(vec![earlier.clone(), later.clone()])
-            .check_consistency()
-            .unwrap_err();
+        let err = try_log(vec![earlier.clone(), later.clone()]).unwrap_err();
         match err {
             LogError::Inconsistent { line, field, .. } => {
                 assert_eq!(line, 2);
@@ -639,7 +766,7 @@ mod tests {
         }
         // A new run (another stage start) may start lower.
         later.snapshot.as_mut().unwrap().start_unix_ms = 60_000;
-        assert!(log(vec![earlier, later]).check_consistency().is_ok());
+        assert!(try_log(vec![earlier, later]).is_ok());
     }
 
     #[test]
@@ -666,7 +793,7 @@ mod tests {
     }
 
     #[test]
-    fn stage_comes_from_the_flag_then_the_latest_stage_field() {
+    fn stage_comes_from_the_flag_then_the_current_run() {
         let plan = RolloutPlan::default();
         let fleet = Fleet::new(vec![log(vec![tick(1, 0, 0, 1), tick(2, 2, 2, 1)])]).unwrap();
         assert_eq!(fleet.stage(&plan, Some(1)).unwrap(), (1, StageSource::Flag));
@@ -680,5 +807,82 @@ mod tests {
                 stages: 4
             })
         ));
+    }
+
+    #[test]
+    fn logs_at_different_stages_are_not_merged_unless_a_stage_is_picked() {
+        let plan = RolloutPlan::default();
+        let a = log(vec![tick(1, 1, 0, 5), tick(2, 1, 0, 9)]);
+        let b = InstanceLog::from_records(
+            "b.jsonl",
+            vec![(1, tick(1, 2, 0, 50)), (2, tick(2, 2, 0, 90))],
+        )
+        .unwrap();
+        let fleet = Fleet::new(vec![a, b]).unwrap();
+        let err = fleet.check(&plan, None).unwrap_err();
+        let text = err.to_string();
+        assert!(matches!(err, CliError::MixedRuns { .. }), "{text}");
+        assert!(
+            text.contains("a.jsonl: stage 1 (10%)") && text.contains("b.jsonl: stage 2 (50%)"),
+            "{text}"
+        );
+        // --stage 2 judges the log at stage 2, and says which was left out.
+        let outcome = fleet.check(&plan, Some(2)).unwrap();
+        assert_eq!(outcome.totals.judged(Arm::Async), 90);
+        assert!(
+            outcome
+                .notes
+                .iter()
+                .any(|n| n.contains("a.jsonl: left out")),
+            "{:?}",
+            outcome.notes
+        );
+    }
+
+    #[test]
+    fn a_run_started_after_the_last_tick_is_judged_on_no_data() {
+        let plan = RolloutPlan::default();
+        let mut advancing = tick(2, 1, 0, 900);
+        let mut next = RolloutState::running(
+            2,
+            crate::clock::from_unix_ms(2 * 60_000),
+            ChangedBy::Controller,
+            "advanced",
+        );
+        next.epoch = 2;
+        next.run_epoch = 2;
+        advancing.state = Some(next);
+        let fleet = Fleet::new(vec![log(vec![tick(1, 1, 0, 500), advancing])]).unwrap();
+        let outcome = fleet.check(&plan, None).unwrap();
+        assert_eq!(outcome.evaluation.stage, 2);
+        assert_eq!(outcome.evaluation.verdict, Verdict::Hold);
+        assert_eq!(outcome.totals.judged(Arm::Async), 0);
+        assert!(outcome.comparison.is_none());
+        assert!(
+            outcome.headline().starts_with("RUNNING at stage 2"),
+            "{}",
+            outcome.headline()
+        );
+    }
+
+    #[test]
+    fn a_held_state_decides_the_answer() {
+        let plan = RolloutPlan::default();
+        let mut last = tick(2, 1, 0, 9);
+        if let Some(state) = &mut last.state {
+            state.status = RolloutStatus::RolledBack;
+        }
+        let fleet = Fleet::new(vec![log(vec![tick(1, 1, 0, 5), last])]).unwrap();
+        let outcome = fleet.check(&plan, None).unwrap();
+        assert_eq!(outcome.evaluation.verdict, Verdict::Hold, "too few uploads");
+        assert_eq!(
+            (outcome.verdict(), outcome.exit_code()),
+            (Verdict::Rollback, 3)
+        );
+        assert!(
+            outcome
+                .headline()
+                .starts_with("ROLLED BACK at stage 1 (10%)")
+        );
     }
 }

@@ -1,15 +1,23 @@
 //! What the operator's command line (`async-upload-rollout`, feature `cli`)
 //! does, as a library so that it can be tested without a process.
 //!
-//! - [`InstanceLog`] reads one instance's `metrics.jsonl` (every record with
-//!   its line number; a torn last line is kept aside, not fatal).
-//! - [`Fleet`] puts several instances' logs together: the current stage, the
-//!   merged stage totals, and a [`History`](crate::History) rebuilt from the
-//!   logged snapshots, so [`Fleet::check`] judges exactly as the
-//!   controller's evaluator does.
+//! - [`InstanceLog`] reads one instance's `metrics.jsonl` in one pass,
+//!   validating every line alone and against the one before, and keeps only
+//!   what the judgement and the report need (its memory does not grow with
+//!   the log; a torn last line is kept aside, not fatal).
+//! - [`Fleet`] puts several instances' logs together: the current run (its
+//!   stage, merged totals, and a [`History`](crate::History) rebuilt from the
+//!   logged snapshots), the sync baseline the controller carried from earlier
+//!   runs, and each controller's own last logged state and verdict, so
+//!   [`Fleet::check`] judges as the controller's evaluator does and puts the
+//!   controller's answer beside it ([`CheckOutcome`]). Logs at different
+//!   stages or runs are not merged.
 //! - [`render_checks`] prints an [`Evaluation`](crate::Evaluation) as the
-//!   table `check` shows, [`render_json`] as the line `check --json`
-//!   prints; [`exit_code`] maps its verdict to the exit code.
+//!   table `check` shows, [`render_controller`] the controller's answer
+//!   beside it, [`render_outcome_json`] the line `check --json` prints
+//!   ([`render_json`]: the evaluation alone); [`exit_code`] maps a verdict
+//!   to the exit code, [`CheckOutcome::exit_code`] gives `check`'s (which
+//!   follows a `rolled_back` or `awaiting_review` state).
 //! - [`report_html`] builds the status dashboard and daily report: one
 //!   self-contained HTML file with SVG charts drawn by `plotters`.
 //! - [`describe_bucket`] answers "which path does this upload take?".
@@ -31,10 +39,16 @@ mod check;
 mod error;
 mod fleet;
 mod operate;
+mod read;
 mod report;
+mod timeline;
 
-pub use check::{describe_bucket, exit_code, render_checks, render_json};
+pub use crate::act::validate::lines::{LATENCY_SLACK, LATENCY_SLACK_PER_MILLE};
+pub use check::{
+    describe_bucket, exit_code, render_checks, render_controller, render_json, render_outcome_json,
+};
 pub use error::CliError;
-pub use fleet::{CheckOutcome, Fleet, InstanceLog, StageSource};
+pub use fleet::{CheckOutcome, Comparison, ControllerAnswer, Fleet, StageSource};
 pub use operate::{Operated, StatusReport, operate};
+pub use read::{InstanceLog, Logged, ReadOptions};
 pub use report::{ReportOptions, report_html};

@@ -15,6 +15,7 @@
 //! the whole chart (the rollback or review trigger); stage changes, rollbacks,
 //! reviews and resumes are vertical lines.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::ops::Range;
@@ -23,8 +24,7 @@ use std::time::Duration;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::act::record::Action;
-use crate::act::record::{LogEvent, LogRecord};
+use crate::act::state::RolloutStatus;
 use crate::clock::from_unix_ms;
 use crate::judge::criteria::{CheckStatus, Evaluation, Verdict};
 use crate::judge::plan::{LatencyStatistic, RolloutPlan};
@@ -32,16 +32,13 @@ use crate::metrics::{Arm, MetricsSnapshot};
 
 use super::check::{interval_text, observed_text, threshold_text};
 use super::error::CliError;
-use super::fleet::Fleet;
+use super::fleet::{CheckOutcome, Fleet};
+use super::timeline::{BIN_MINUTES, MAX_TABLE_ROWS, MarkKind, Row, TARGET_BINS, bin_at_least};
 
 /// Chart size in pixels.
 const CHART_SIZE: (u32, u32) = (1200, 300);
-/// Bin lengths to choose from, in minutes.
-const BIN_MINUTES: [u64; 12] = [1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440];
-/// About this many bins over the log's span.
-const TARGET_BINS: u64 = 240;
-/// At most this many rows in the verdict table (the latest are kept).
-const MAX_TABLE_ROWS: usize = 400;
+/// Radius of the marker that shows a point with no neighbour to join.
+const MARKER_RADIUS: u32 = 3;
 
 const ASYNC_COLOR: RGBColor = RGBColor(31, 119, 180);
 const SYNC_COLOR: RGBColor = RGBColor(127, 127, 127);
@@ -236,6 +233,26 @@ fn verdict_badge(verdict: Verdict) -> String {
     )
 }
 
+/// The controller's state as a badge: its status, in the verdict colors
+/// (rolled back red, awaiting review orange, complete green, others gray).
+fn state_badge(status: RolloutStatus) -> String {
+    let class = match status {
+        RolloutStatus::RolledBack => "rollback",
+        RolloutStatus::AwaitingReview => "manual_review",
+        RolloutStatus::Complete => "advance",
+        RolloutStatus::Running | RolloutStatus::Paused | RolloutStatus::Off => "hold",
+    };
+    let text = match status {
+        RolloutStatus::RolledBack => "ROLLED BACK",
+        RolloutStatus::AwaitingReview => "AWAITING REVIEW",
+        RolloutStatus::Complete => "COMPLETE",
+        RolloutStatus::Running => "RUNNING",
+        RolloutStatus::Paused => "PAUSED",
+        RolloutStatus::Off => "OFF",
+    };
+    format!("<span class=\"verdict {class}\" id=\"state-badge\">{text}</span>")
+}
+
 fn status_section(html: &mut String, fleet: &Fleet, options: &ReportOptions) {
     html.push_str("<h2>Status now</h2>\n");
     let outcome = match fleet.check(&options.plan, None) {
@@ -249,17 +266,33 @@ fn status_section(html: &mut String, fleet: &Fleet, options: &ReportOptions) {
             return;
         }
     };
+    controller_paragraph(html, &outcome);
     let e = &outcome.evaluation;
     let _ = writeln!(
         html,
-        "<p>Stage {} ({}): {} <span class=\"reason\">{}</span></p>",
+        "<p>Recomputed from the log, stage {} ({}): {} <span class=\"reason\">{}</span></p>",
         e.stage,
         escape(&e.percent.to_string()),
         verdict_badge(e.verdict),
         escape(&e.reason)
     );
+    if let Some(comparison) = &outcome.comparison {
+        if comparison.agrees() {
+            html.push_str("<p class=\"note\">The recomputation agrees with the controller's own evaluation of the same totals.</p>\n");
+        } else {
+            let _ = write!(
+                html,
+                "<p class=\"warn\">The recomputation differs from the controller's own evaluation of the same totals (line {}); the controller acted on its own, which judged its full history:</p><ul class=\"warn\">",
+                comparison.logged.line
+            );
+            for d in &comparison.differences {
+                let _ = write!(html, "<li>{}</li>", escape(d));
+            }
+            html.push_str("</ul>\n");
+        }
+    }
     checks_table(html, e);
-    html.push_str("<table class=\"totals\"><tr><th>stage totals</th><th>uploads</th><th>judged</th><th>success rate</th><th>error rate</th><th>critical</th><th>complaints</th><th>p50</th><th>p95</th></tr>\n");
+    html.push_str("<table class=\"totals\"><tr><th>run totals</th><th>uploads</th><th>judged</th><th>success rate</th><th>error rate</th><th>critical</th><th>complaints</th><th>p50</th><th>p95</th></tr>\n");
     for arm in Arm::ALL {
         let t = &outcome.totals;
         let rate =
@@ -290,6 +323,50 @@ fn status_section(html: &mut String, fleet: &Fleet, options: &ReportOptions) {
     }
 }
 
+/// The controller's answer first: its state as the badge, its last
+/// verdict, and what `check` answers.
+fn controller_paragraph(html: &mut String, outcome: &CheckOutcome) {
+    let verdict = outcome.verdict();
+    match &outcome.state {
+        Some(state) => {
+            let _ = writeln!(
+                html,
+                "<p class=\"controller\">Controller: {} {} <span class=\"reason\">({}, line {})</span></p>",
+                state_badge(state.value.status),
+                escape(&state.value.to_string()),
+                escape(&state.path.display().to_string()),
+                state.line
+            );
+        }
+        None => {
+            let _ = writeln!(
+                html,
+                "<p class=\"controller\">No controller state in the log (plain snapshot lines): {}</p>",
+                verdict_badge(verdict)
+            );
+        }
+    }
+    for c in &outcome.controllers {
+        if let Some(v) = &c.verdict {
+            let _ = writeln!(
+                html,
+                "<p>The controller's last verdict, stage {} ({}, line {}): {} <span class=\"reason\">{}</span></p>",
+                v.value.stage,
+                escape(&v.path.display().to_string()),
+                v.line,
+                verdict_badge(v.value.verdict),
+                escape(&v.value.reason)
+            );
+        }
+    }
+    let _ = writeln!(
+        html,
+        "<p class=\"note\">What <code>check</code> answers: {} (exit code {}).</p>",
+        escape(&verdict.to_string()),
+        outcome.exit_code()
+    );
+}
+
 fn checks_table(html: &mut String, e: &Evaluation) {
     html.push_str("<table class=\"checks\"><tr><th>check</th><th>kind</th><th>status</th><th>observed</th><th>threshold</th><th>interval</th><th>sample</th><th>detail</th></tr>\n");
     for c in &e.checks {
@@ -317,34 +394,18 @@ fn checks_table(html: &mut String, e: &Evaluation) {
 fn instances_section(html: &mut String, fleet: &Fleet) {
     html.push_str("<h2>Logs</h2>\n<table class=\"logs\"><tr><th>log</th><th>records</th><th>latest line</th><th>stage</th><th>percent</th><th>state</th><th>notes</th></tr>\n");
     for log in fleet.instances() {
-        let latest = log.records().last();
-        let (line, at, stage, percent, state) = latest.map_or_else(
-            || {
-                (
-                    "—".to_owned(),
-                    "—".to_owned(),
-                    "—".to_owned(),
-                    "—".to_owned(),
-                    "—".to_owned(),
-                )
-            },
-            |(line, r)| {
-                let latest_with = |f: fn(&LogRecord) -> Option<String>| {
-                    log.records()
-                        .iter()
-                        .rev()
-                        .find_map(|(_, r)| f(r))
-                        .unwrap_or_else(|| "—".to_owned())
-                };
-                (
-                    line.to_string(),
-                    date_time(r.at_unix_ms),
-                    latest_with(|r| r.stage.map(|s| s.to_string())),
-                    latest_with(|r| r.percent.map(|p| p.to_string())),
-                    latest_with(|r| r.state.as_ref().map(ToString::to_string)),
-                )
-            },
+        let dash = || "—".to_owned();
+        let (line, at) = log.latest_line().map_or_else(
+            || (dash(), dash()),
+            |l| (l.line.to_string(), date_time(l.at_unix_ms)),
         );
+        let stage = log
+            .latest_stage()
+            .map_or_else(dash, |s| s.value.to_string());
+        let percent = log
+            .latest_percent()
+            .map_or_else(dash, |p| p.value.to_string());
+        let state = log.last_state().map_or_else(dash, |s| s.value.to_string());
         let mut notes = Vec::new();
         if let Some(torn) = log.torn_tail() {
             notes.push(format!(
@@ -357,7 +418,7 @@ fn instances_section(html: &mut String, fleet: &Fleet) {
             html,
             "<tr><td>{}</td><td class=\"num\">{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td class=\"warn\">{}</td></tr>",
             escape(&log.path().display().to_string()),
-            log.records().len(),
+            log.record_count(),
             escape(&line),
             escape(&at),
             escape(&stage),
@@ -369,19 +430,6 @@ fn instances_section(html: &mut String, fleet: &Fleet) {
     html.push_str("</table>\n");
 }
 
-/// One row of the verdict table.
-struct Row {
-    from: u64,
-    to: u64,
-    instance: String,
-    percent: String,
-    state: String,
-    what: String,
-    verdict: Option<Verdict>,
-    ticks: usize,
-    reason: String,
-}
-
 fn verdict_table(html: &mut String, fleet: &Fleet, data: &ReportData, options: &ReportOptions) {
     let span_ms = u64::try_from(options.table_span.as_millis()).unwrap_or(u64::MAX);
     let since = data.t_max.saturating_sub(span_ms);
@@ -391,88 +439,31 @@ fn verdict_table(html: &mut String, fleet: &Fleet, data: &ReportData, options: &
         date_time(since),
         date_time(data.t_max)
     );
-    let mut rows: Vec<Row> = Vec::new();
+    let several = fleet.instances().len() > 1;
+    let mut rows: Vec<(String, &Row)> = Vec::new();
+    let mut dropped = 0;
     for log in fleet.instances() {
-        let instance = log.path().file_name().map_or_else(
-            || log.path().display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        let instance = if fleet.instances().len() > 1 {
+        let instance = if several {
             log.path().display().to_string()
         } else {
-            instance
+            log.path().file_name().map_or_else(
+                || log.path().display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
         };
-        let mut run: Option<Row> = None;
-        for (_, r) in log.records() {
-            if r.at_unix_ms < since {
-                continue;
-            }
-            if let Some((label, _)) = r.action.as_ref().and_then(action_label) {
-                rows.push(Row {
-                    from: r.at_unix_ms,
-                    to: r.at_unix_ms,
-                    instance: instance.clone(),
-                    percent: r.percent.map(|p| p.to_string()).unwrap_or_default(),
-                    state: r
-                        .state
-                        .as_ref()
-                        .map(ToString::to_string)
-                        .unwrap_or_default(),
-                    what: format!("action: {label}"),
-                    verdict: None,
-                    ticks: 0,
-                    reason: r.reason.clone().unwrap_or_default(),
-                });
-            }
-            if r.event != LogEvent::Tick {
-                continue;
-            }
-            let Some(e) = &r.evaluation else { continue };
-            let state = r
-                .state
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default();
-            let percent = r.percent.map(|p| p.to_string()).unwrap_or_default();
-            let what = format!(
-                "stage {}",
-                r.stage.map_or_else(|| "?".to_owned(), |s| s.to_string())
-            );
-            match &mut run {
-                Some(row)
-                    if row.verdict == Some(e.verdict)
-                        && row.state == state
-                        && row.what == what
-                        && row.percent == percent =>
-                {
-                    row.to = r.at_unix_ms;
-                    row.ticks += 1;
-                    row.reason.clone_from(&e.reason);
-                }
-                _ => {
-                    if let Some(done) = run.take() {
-                        rows.push(done);
-                    }
-                    run = Some(Row {
-                        from: r.at_unix_ms,
-                        to: r.at_unix_ms,
-                        instance: instance.clone(),
-                        percent,
-                        state,
-                        what,
-                        verdict: Some(e.verdict),
-                        ticks: 1,
-                        reason: e.reason.clone(),
-                    });
-                }
-            }
-        }
-        if let Some(done) = run.take() {
-            rows.push(done);
-        }
+        let timeline = &log.timeline;
+        dropped += timeline.dropped.iter().filter(|&&to| to >= since).count();
+        rows.extend(
+            timeline
+                .rows
+                .iter()
+                .filter(|r| r.to >= since)
+                .map(|r| (instance.clone(), r)),
+        );
     }
-    rows.sort_by_key(|r| (r.from, r.verdict.is_some()));
-    let dropped = rows.len().saturating_sub(MAX_TABLE_ROWS);
+    rows.sort_by_key(|(_, r)| (r.from, r.verdict.is_some()));
+    let over = rows.len().saturating_sub(MAX_TABLE_ROWS);
+    dropped += over;
     if dropped > 0 {
         let _ = writeln!(
             html,
@@ -480,17 +471,29 @@ fn verdict_table(html: &mut String, fleet: &Fleet, data: &ReportData, options: &
         );
     }
     html.push_str("<table class=\"verdicts\"><tr><th>from</th><th>to</th><th>log</th><th>what</th><th>percent</th><th>state</th><th>verdict</th><th>ticks</th><th>reason</th></tr>\n");
-    for row in &rows[dropped..] {
+    for (instance, row) in &rows[over..] {
         let verdict = row.verdict.map(verdict_badge).unwrap_or_default();
+        let what = match &row.action {
+            Some(label) => format!("action: {label}"),
+            None => format!(
+                "stage {}",
+                row.stage.map_or_else(|| "?".to_owned(), |s| s.to_string())
+            ),
+        };
+        let state = row
+            .state
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let _ = writeln!(
             html,
             "<tr><td class=\"time\">{}</td><td class=\"time\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{verdict}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             date_time(row.from),
             date_time(row.to),
-            escape(&row.instance),
-            escape(&row.what),
+            escape(instance),
+            escape(&what),
             escape(&row.percent),
-            escape(&row.state),
+            escape(&state),
             if row.verdict.is_some() {
                 row.ticks.to_string()
             } else {
@@ -502,70 +505,73 @@ fn verdict_table(html: &mut String, fleet: &Fleet, data: &ReportData, options: &
     html.push_str("</table>\n");
 }
 
-/// A short label and a color for the actions worth marking (not `ready`,
-/// which a waiting stage logs on every tick).
-fn action_label(action: &Action) -> Option<(String, RGBColor)> {
-    match action {
-        Action::Start { percent, .. } => Some((format!("start {percent}"), MARK_COLOR)),
-        Action::Advance {
-            percent, manual, ..
-        } => Some((
-            format!("→ {percent}{}", if *manual { " (manual)" } else { "" }),
-            MARK_COLOR,
-        )),
-        Action::Rollback { manual } => Some((
-            format!("rollback{}", if *manual { " (manual)" } else { "" }),
-            TRIGGER_COLOR,
-        )),
-        Action::ReviewRequested => Some(("review".to_owned(), REVIEW_COLOR)),
-        Action::Pause => Some(("pause".to_owned(), SYNC_COLOR)),
-        Action::Resume { percent, .. } => Some((format!("resume {percent}"), MARK_COLOR)),
-        Action::Complete => Some(("complete".to_owned(), TARGET_COLOR)),
-        Action::Ready { .. } => None,
+fn mark_color(kind: MarkKind) -> RGBColor {
+    match kind {
+        MarkKind::Stage => MARK_COLOR,
+        MarkKind::Rollback => TRIGGER_COLOR,
+        MarkKind::Review => REVIEW_COLOR,
+        MarkKind::Pause => SYNC_COLOR,
+        MarkKind::Complete => TARGET_COLOR,
     }
 }
 
 /// One bin's data for one stage.
 #[derive(Default)]
-struct Bin {
+struct Bin<'a> {
     /// Uploads in the bin, summed over instances.
     window: MetricsSnapshot,
-    /// The stage's cumulative totals at the bin's end, summed over instances.
-    cumulative: MetricsSnapshot,
+    /// The stage's cumulative totals at the bin's end, summed over instances
+    /// (one instance's own, borrowed).
+    cumulative: Option<Cow<'a, MetricsSnapshot>>,
 }
 
 /// Everything the charts draw, computed once.
-struct ReportData {
+struct ReportData<'a> {
     t_min: u64,
     t_max: u64,
+    /// The right end of the time axis: a little after `t_max`, so that
+    /// what happened on the last line (a rollback) shows.
+    x_end: u64,
     bin_ms: u64,
     min_n: u64,
     /// `(bin, stage)` → data; stage `None` for logs of plain snapshots.
-    bins: BTreeMap<(u64, Option<usize>), Bin>,
-    /// Each instance's percent over time: `(at, percent %)`.
+    bins: BTreeMap<(u64, Option<usize>), Bin<'a>>,
+    /// Each instance's percent in force over time: `(at, percent %)`.
     percents: Vec<Vec<(u64, f64)>>,
     /// Marked actions: `(at, label, color)`.
     marks: Vec<(u64, String, RGBColor)>,
 }
 
-impl ReportData {
-    fn build(fleet: &Fleet, plan: &RolloutPlan) -> ReportData {
-        let all = fleet
+impl<'a> ReportData<'a> {
+    fn build(fleet: &'a Fleet, plan: &RolloutPlan) -> ReportData<'a> {
+        let spans: Vec<(u64, u64)> = fleet.instances().iter().filter_map(|l| l.span()).collect();
+        let t_min = spans.iter().map(|s| s.0).min().unwrap_or(0);
+        let t_max = spans.iter().map(|s| s.1).max().unwrap_or(0).max(t_min);
+        let span = t_max - t_min;
+        // Bins: about TARGET_BINS over the span, never narrower than the
+        // gaps between most ticks (a 30-minute log interval with 10-minute
+        // bins would leave two bins in three empty), nor than what the
+        // reader merged them into.
+        let ticks: Vec<bool> = fleet
             .instances()
             .iter()
-            .flat_map(|l| l.records().iter().map(|(_, r)| r.at_unix_ms));
-        let t_min = all.clone().min().unwrap_or(0);
-        let t_max = all.max().unwrap_or(0).max(t_min);
-        let span = t_max - t_min;
-        let bin_ms = BIN_MINUTES
+            .map(|l| l.timeline.has_ticks())
+            .collect();
+        let bin_ms = fleet
+            .instances()
             .iter()
-            .map(|m| m * 60_000)
-            .find(|b| span / b <= TARGET_BINS)
-            .unwrap_or(BIN_MINUTES[BIN_MINUTES.len() - 1] * 60_000);
-        let bin_of = |at: u64| (at - t_min) / bin_ms;
+            .zip(&ticks)
+            .map(|(l, &tick)| l.timeline.bin_ms.max(l.timeline.typical_gap_ms(tick)))
+            .chain([bin_at_least(span / TARGET_BINS), BIN_MINUTES[0] * 60_000])
+            .max()
+            .unwrap_or(60_000);
+        let x_end = t_max
+            .saturating_add((span / 50).max(bin_ms / 2))
+            .max(t_min.saturating_add(60_000));
         let mut data = ReportData {
             t_min,
             t_max,
+            x_end,
             bin_ms,
             min_n: plan.evaluation.sustain_min_uploads.max(1),
             bins: BTreeMap::new(),
@@ -573,103 +579,61 @@ impl ReportData {
             marks: Vec::new(),
         };
 
-        // Per instance: the last totals in each (bin, stage), for the cumulative line.
-        let mut lasts: Vec<BTreeMap<(u64, Option<usize>), &MetricsSnapshot>> = Vec::new();
-        for log in fleet.instances() {
-            let first_at = log.records().first().map_or(0, |(_, r)| r.at_unix_ms);
-            let has_ticks = log
-                .records()
-                .iter()
-                .any(|(_, r)| r.event == LogEvent::Tick && r.snapshot.is_some());
-            let wanted = if has_ticks {
-                LogEvent::Tick
-            } else {
-                LogEvent::Snapshot
-            };
-            let mut last = BTreeMap::new();
-            let mut prev: Option<(&LogRecord, &MetricsSnapshot)> = None;
-            for (_, r) in log.records() {
-                let Some(s) = r.snapshot.as_ref().filter(|_| r.event == wanted) else {
-                    continue;
+        // Per instance: its bins at the chosen length.
+        let mut cells: Vec<BTreeMap<(u64, Option<usize>), &MetricsSnapshot>> = Vec::new();
+        for (log, &tick) in fleet.instances().iter().zip(&ticks) {
+            let mut lasts = BTreeMap::new();
+            for (key, (window, last)) in log.timeline.cells_at(bin_ms, tick) {
+                let bin = data.bins.entry(key).or_default();
+                bin.window = if bin.window == MetricsSnapshot::default() {
+                    window
+                } else {
+                    bin.window.merge(&window)
                 };
-                let same_run = |p: &LogRecord, ps: &MetricsSnapshot| {
-                    p.stage == r.stage
-                        && ps.start_unix_ms == s.start_unix_ms
-                        && ps.generation == s.generation
-                        && ps.at_unix_ms <= s.at_unix_ms
-                };
-                let window = match prev {
-                    Some((p, ps)) if same_run(p, ps) => Some(s.since(ps)),
-                    // A run that starts inside the log: its first totals are a window too.
-                    _ if s.start_unix_ms >= first_at => Some(s.clone()),
-                    _ => None,
-                };
-                let stage = if has_ticks { r.stage } else { None };
-                let key = (bin_of(s.at_unix_ms.clamp(t_min, t_max)), stage);
-                if let Some(w) = window {
-                    let bin = data.bins.entry(key).or_default();
-                    bin.window = bin.window.merge(&w);
-                }
-                last.insert(key, s);
-                prev = Some((r, s));
+                lasts.insert(key, last);
             }
-            lasts.push(last);
-
-            let mut percents: Vec<(u64, f64)> = Vec::new();
-            for (_, r) in log.records() {
-                if let Some(p) = r.percent {
-                    let p = p.as_percent_f64();
-                    if let Some(&(_, before)) = percents.last() {
-                        if (before - p).abs() > f64::EPSILON {
-                            percents.push((r.at_unix_ms, before));
-                            percents.push((r.at_unix_ms, p));
-                        }
-                    } else {
-                        percents.push((r.at_unix_ms, p));
-                    }
-                }
-                if let Some((label, color)) = r.action.as_ref().and_then(action_label) {
-                    let duplicate = data
-                        .marks
-                        .iter()
-                        .any(|(at, l, _)| *l == label && bin_of(*at) == bin_of(r.at_unix_ms));
-                    if !duplicate {
-                        data.marks.push((r.at_unix_ms, label, color));
-                    }
-                }
-            }
-            if let Some(&(_, p)) = percents.last() {
-                let end = log.records().last().map_or(t_max, |(_, r)| r.at_unix_ms);
-                percents.push((end, p));
-            }
-            data.percents.push(percents);
+            cells.push(lasts);
         }
-
         // Cumulative: every instance's latest totals of the bin's stage.
-        let keys: Vec<(u64, Option<usize>)> = data
-            .bins
-            .keys()
-            .copied()
-            .chain(lasts.iter().flat_map(|l| l.keys().copied()))
-            .collect();
-        let mut carry: Vec<Option<(Option<usize>, &MetricsSnapshot)>> = vec![None; lasts.len()];
-        let mut keys = keys;
-        keys.sort_unstable();
-        keys.dedup();
+        let keys: Vec<(u64, Option<usize>)> = data.bins.keys().copied().collect();
+        let mut carry: Vec<Option<(Option<usize>, &MetricsSnapshot)>> = vec![None; cells.len()];
         for key in keys {
-            let mut cumulative: Option<MetricsSnapshot> = None;
-            for (i, last) in lasts.iter().enumerate() {
-                if let Some(s) = last.get(&key) {
+            let mut cumulative: Option<Cow<'a, MetricsSnapshot>> = None;
+            for (i, lasts) in cells.iter().enumerate() {
+                if let Some(&s) = lasts.get(&key) {
                     carry[i] = Some((key.1, s));
                 }
                 if let Some((stage, s)) = carry[i]
                     && stage == key.1
                 {
-                    cumulative = Some(cumulative.map_or_else(|| s.clone(), |c| c.merge(s)));
+                    cumulative = Some(match cumulative {
+                        None => Cow::Borrowed(s),
+                        Some(c) => Cow::Owned(c.merge(s)),
+                    });
                 }
             }
-            if let Some(c) = cumulative {
-                data.bins.entry(key).or_default().cumulative = c;
+            if let Some(bin) = data.bins.get_mut(&key) {
+                bin.cumulative = cumulative;
+            }
+        }
+
+        for log in fleet.instances() {
+            let timeline = &log.timeline;
+            let mut percents: Vec<(u64, f64)> = timeline.percents.iter().copied().collect();
+            if let Some(&(_, p)) = percents.last() {
+                // The percent in force holds until the next change: to the
+                // axis' end.
+                percents.push((x_end, p));
+            }
+            data.percents.push(percents);
+            for (at, label, kind) in &timeline.marks {
+                let duplicate = data
+                    .marks
+                    .iter()
+                    .any(|(t, l, _)| l == label && t / bin_ms == at / bin_ms);
+                if !duplicate {
+                    data.marks.push((*at, label.clone(), mark_color(*kind)));
+                }
             }
         }
         data
@@ -678,7 +642,10 @@ impl ReportData {
     /// The middle of `bin`, in ms since the epoch.
     #[allow(clippy::cast_precision_loss)]
     fn bin_time(&self, bin: u64) -> f64 {
-        (self.t_min + bin * self.bin_ms) as f64 + self.bin_ms as f64 / 2.0
+        let middle = bin
+            .saturating_mul(self.bin_ms)
+            .saturating_add(self.bin_ms / 2);
+        middle.clamp(self.t_min, self.x_end) as f64
     }
 
     /// Each stage's runs of consecutive bins: `(stage, first bin, last bin)`.
@@ -788,7 +755,7 @@ fn draw_chart(
         })
     };
     let cumulative = |f: fn(&MetricsSnapshot, Arm) -> Option<f64>| {
-        data.series(move |b, _| f(&b.cumulative, Arm::Async))
+        data.series(move |b, _| b.cumulative.as_ref().and_then(|c| f(c, Arm::Async)))
     };
     // Per-stage threshold runs, and whole-chart triggers.
     let per_stage = |f: &dyn Fn(&crate::judge::plan::Stage) -> f64| -> Vec<Vec<(f64, f64)>> {
@@ -799,18 +766,17 @@ fn draw_chart(
                 let y = f(spec);
                 #[allow(clippy::cast_precision_loss)]
                 let (x0, x1) = (
-                    (data.t_min + first * data.bin_ms) as f64,
-                    data.t_min
-                        .saturating_add((last + 1).saturating_mul(data.bin_ms))
-                        .min(data.t_max.max(data.t_min.saturating_add(1)))
-                        as f64,
+                    first.saturating_mul(data.bin_ms).max(data.t_min) as f64,
+                    (last + 1)
+                        .saturating_mul(data.bin_ms)
+                        .clamp(data.t_min, data.x_end) as f64,
                 );
                 Some(vec![(x0, y), (x1, y)])
             })
             .collect()
     };
     #[allow(clippy::cast_precision_loss)]
-    let x_range = data.t_min as f64..(data.t_max.max(data.t_min.saturating_add(60_000))) as f64;
+    let x_range = data.t_min as f64..data.x_end as f64;
     let across = |y: f64| vec![vec![(x_range.start, y), (x_range.end, y)]];
     let t = &plan.triggers;
     let line = |runs, color, dashed, label: &str| Line {
@@ -931,8 +897,11 @@ fn draw_chart(
                     .then(|| ratio_of(&b.window, statistic_of(plan, stage)))
                     .flatten()
             });
-            let cumulative =
-                data.series(|b, stage| ratio_of(&b.cumulative, statistic_of(plan, stage)));
+            let cumulative = data.series(|b, stage| {
+                b.cumulative
+                    .as_ref()
+                    .and_then(|c| ratio_of(c, statistic_of(plan, stage)))
+            });
             (
                 format!("Latency ratio async / sync ({stat})"),
                 "async / sync",
@@ -1042,7 +1011,10 @@ fn draw_chart(
         for l in &lines {
             let style = l.color.stroke_width(l.width);
             for run in l.runs.iter().filter(|run| !run.is_empty()) {
-                if l.dashed {
+                if let [point] = run.as_slice() {
+                    // A point with no neighbour makes no line: a marker.
+                    ctx.draw_series([Circle::new(*point, MARKER_RADIUS, l.color.filled())])
+                } else if l.dashed {
                     ctx.draw_series(DashedLineSeries::new(run.iter().copied(), 6, 4, style))
                 } else {
                     ctx.draw_series(LineSeries::new(run.iter().copied(), style))
