@@ -125,14 +125,15 @@ pub mod tower;
 
 pub use act::simulation;
 pub use act::{
-    Action, ChangedBy, ConfigFormat, ConfigWatcher, ControllerError, ControllerView,
-    DEFAULT_LOG_INTERVAL, DEFAULT_LOG_PATH, DEFAULT_MEMORY_WARMUP, DEFAULT_STALE_AFTER,
-    DEFAULT_STATE_PATH, DEFAULT_STATE_POLL, FileStateStore, InvalidState, JsonlSink,
-    LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord, MAX_LINE_BYTES, MemoryStateStore,
-    MetricsSource, MonitorHandle, MonitorHealth, Operation, OperatorError, PollOutcome, Refused,
-    Revision, RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, RunView,
-    SourceError, StateStore, StoreError, Stored, Tick, TornLine, WatcherHandle, log_files,
-    read_log,
+    ACK_REFRESH, ACK_TTL, Acknowledgement, Action, Applied, ChangedBy, ConfigFile, ConfigFormat,
+    ConfigStore, ConfigWatcher, ControllerError, ControllerView, DEFAULT_LOG_INTERVAL,
+    DEFAULT_LOG_PATH, DEFAULT_MEMORY_WARMUP, DEFAULT_STALE_AFTER, DEFAULT_STATE_PATH,
+    DEFAULT_STATE_POLL, FileStateStore, InvalidState, JsonlSink, LOG_SCHEMA_VERSION, LogError,
+    LogEvent, LogRead, LogRecord, MAX_LINE_BYTES, MemoryStateStore, MetricsSource, MonitorHandle,
+    MonitorHealth, NoOp, Operation, OperatorError, PollOutcome, Refused, Revision,
+    RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, RunView, Salvaged,
+    SourceError, StateStore, StoreError, Stored, Tick, TornLine, WatcherHandle, default_service_id,
+    log_files, read_log,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decide::{
