@@ -413,9 +413,13 @@ async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
                 break log;
             }
         };
-        let first = &log.records[0];
+        // A first start: a `state` line (the first state is being written),
+        // then the `start` action carrying it as stored.
+        assert_eq!(log.records[0].event, LogEvent::State);
+        let first = &log.records[1];
         assert_eq!(first.event, LogEvent::Action);
         assert_eq!(first.percent, Some(whole(10)), "started at the 10% stage");
+        assert_eq!(first.state.as_ref().unwrap().epoch, 1);
         let ticks: Vec<&LogRecord> = log
             .records
             .iter()
@@ -556,14 +560,25 @@ async fn admin_changes_need_the_right_token_and_bad_ones_change_nothing() {
         assert_eq!(applied.percent, whole(10), "the percent is untouched");
         assert_eq!(server.upload(Some("load-test-1"), b"x").await.status, 202);
 
-        // The kill switch sends everybody to the sync path, percent kept.
+        // The kill switch sends everybody to the sync path: the percent in
+        // force is 0 (the state's stage is kept, and says 10%).
         let reply = server
             .put_rollout(Some(TOKEN), r#"{"kill_switch": true}"#)
             .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.json()["config_written_to"],
+            "this process only (no --config file and no fleet)"
+        );
         let status = server.rollout_status().await;
-        assert!(status.config.kill_switch);
-        assert_eq!(status.percent, whole(10));
+        assert!(status.config.kill_switch && status.kill_switch);
+        assert_eq!(status.percent, Percent::ZERO);
+        assert!(
+            status.in_force.contains("kill switch"),
+            "{}",
+            status.in_force
+        );
+        assert_eq!(status.state.as_ref().unwrap().stage, Some(1));
         let mut ids: Vec<String> = (0..40).map(|i| format!("killed-{i}")).collect();
         ids.push("load-test-1".into());
         assert!(upload_all(&server, &ids).await.iter().all(|&s| s == 201));

@@ -482,7 +482,7 @@ impl RolloutState {
             Some(stage) => (stage, "its stage"),
             None => (0, "stage unknown, 0 taken"),
         };
-        let mut problem: String = salvaged.problem.chars().take(200).collect();
+        let mut problem: String = salvaged.problem.chars().take(160).collect();
         if problem.len() < salvaged.problem.len() {
             problem.push('…');
         }
