@@ -240,11 +240,11 @@ mod tests {
             ..ConfigChange::default()
         };
         let report = set_config(&file, &change, Create::No, false).unwrap();
+        assert!(report.render().contains("starting percent"));
         let config = report.config.unwrap();
         assert!(config.kill_switch);
         assert_eq!(config.force_sync, ["vip"]);
         assert_eq!(config.percent.to_string(), "10%");
-        assert!(report.render().contains("starting percent"));
     }
 
     #[test]
