@@ -362,7 +362,7 @@ fn rollback_wait_names_a_stopped_service_and_says_none_seen_when_no_service_answ
     assert_eq!(names, ["svc-a", "svc-b"]);
     for service in services {
         assert_eq!(service["epoch"], status["state"]["epoch"]);
-        assert_eq!(service["pid"].as_u64().is_some(), true);
+        assert!(service["pid"].as_u64().is_some());
         assert!(service["at"].as_str().is_some());
     }
 

@@ -251,8 +251,10 @@ mod tests {
         let path = dir.path().join("rollout.json");
         let file = ConfigFile::new(&path).unwrap();
         assert!(file.load_config_revision().unwrap().is_none());
-        let mut config = RolloutConfig::default();
-        config.force_sync = vec!["vip-1".into()];
+        let config = RolloutConfig {
+            force_sync: vec!["vip-1".into()],
+            ..RolloutConfig::default()
+        };
         let revision = file.compare_and_swap_config(None, &config).unwrap();
         let (read, again) = file.load_config_revision().unwrap().unwrap();
         assert_eq!((read, again), (config.clone(), revision));
