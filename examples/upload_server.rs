@@ -1041,6 +1041,9 @@ impl RolloutBody {
             "nothing async: the state store has not answered for too long".to_owned()
         } else {
             match (&view.state, &view.state_error) {
+                (None, _) if !view.halted => {
+                    format!("{percent}: the first state, not stored yet (its write is retried)")
+                }
                 (None, Some(_)) => "nothing async: the state cannot be read".to_owned(),
                 (None, None) => "nothing async: no state yet".to_owned(),
                 (Some(state), _) if view.halted => format!(

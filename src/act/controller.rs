@@ -249,6 +249,9 @@ pub struct RolloutController {
     acknowledges: bool,
     /// What this process last acknowledged, and when.
     acknowledged: Option<(Applied, SystemTime)>,
+    /// The config last fingerprinted, and its fingerprint (computed again
+    /// only when the config changes).
+    fingerprint: Option<(Arc<RolloutConfig>, String)>,
     /// The largest epoch this controller has seen stored: a rollback over an
     /// unreadable state goes above it.
     epoch_seen: u64,
@@ -516,6 +519,7 @@ impl RolloutControllerBuilder {
             follower: self.follower,
             acknowledges: self.acknowledges,
             acknowledged: None,
+            fingerprint: None,
             epoch_seen: 0,
             watcher: self.watcher,
             config_error: None,
@@ -805,14 +809,22 @@ impl RolloutController {
     }
 
     /// What this process applies now, as it acknowledges it.
-    fn applied(&self) -> Applied {
+    fn applied(&mut self) -> Applied {
         let known = self.pending.is_none() && !self.stale;
         let epoch = match &self.stored {
             Some(stored) if known => stored.state.epoch,
             _ => 0,
         };
-        let mut applied = Applied::new(epoch, self.percent_now())
-            .with_config(self.rollout.config().fingerprint());
+        let config = self.rollout.config();
+        let fingerprint = match &self.fingerprint {
+            Some((seen, fingerprint)) if Arc::ptr_eq(seen, &config) => fingerprint.clone(),
+            _ => {
+                let fingerprint = config.fingerprint();
+                self.fingerprint = Some((config, fingerprint.clone()));
+                fingerprint
+            }
+        };
+        let mut applied = Applied::new(epoch, self.percent_now()).with_config(fingerprint);
         applied.config_error.clone_from(&self.config_error);
         applied.state_error.clone_from(&self.state_error);
         applied
