@@ -618,7 +618,11 @@ fn config_set_writes_a_config_file_whole_and_config_show_reads_it() {
     assert!(config.kill_switch);
     assert_eq!(config.force_async, ["load-1", "load-2"]);
     assert_eq!(config.force_sync, ["vip"]);
-    assert_eq!(config.percent, Percent::from_whole(10).unwrap(), "the starting percent");
+    assert_eq!(
+        config.percent,
+        Percent::from_whole(10).unwrap(),
+        "the starting percent"
+    );
     let leftovers: Vec<_> = fs::read_dir(&dir.0)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -634,26 +638,70 @@ fn config_set_writes_a_config_file_whole_and_config_show_reads_it() {
 
     // A file that does not exist, or cannot be read: refused, naming it.
     let missing = dir.file("other.toml");
-    let out = run(&["config", "set", "--config", path_str(&missing), "--kill-switch", "on"]);
+    let out = run(&[
+        "config",
+        "set",
+        "--config",
+        path_str(&missing),
+        "--kill-switch",
+        "on",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("other.toml"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("other.toml"),
+        "{}",
+        text(&out.stderr)
+    );
     assert!(!missing.exists());
     let out = run(&[
-        "config", "set", "--config", path_str(&missing), "--kill-switch", "on", "--create",
+        "config",
+        "set",
+        "--config",
+        path_str(&missing),
+        "--kill-switch",
+        "on",
+        "--create",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     fs::write(&path, "percent = 10\nkill_switch = maybe\n").unwrap();
     let out = run(&["config", "show", "--config", path_str(&path)]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("CONFIG ERROR"), "{}", text(&out.stdout));
-    let out = run(&["config", "set", "--config", path_str(&path), "--kill-switch", "off"]);
+    assert!(
+        text(&out.stdout).contains("CONFIG ERROR"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[
+        "config",
+        "set",
+        "--config",
+        path_str(&path),
+        "--kill-switch",
+        "off",
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("--overwrite"), "{}", text(&out.stderr));
-    let out = run(&["config", "set", "--config", path_str(&path), "--kill-switch", "off", "--overwrite"]);
+    assert!(
+        text(&out.stderr).contains("--overwrite"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[
+        "config",
+        "set",
+        "--config",
+        path_str(&path),
+        "--kill-switch",
+        "off",
+        "--overwrite",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = run(&["config", "set", "--config", path_str(&path)]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("nothing to set"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("nothing to set"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -665,27 +713,61 @@ fn operator_commands_name_the_store_and_refuse_what_an_unreadable_state_does_not
         let out = run(&[command, "--state", path_str(&state), "--reason", "x"]);
         assert_eq!(out.status.code(), Some(1), "{command}");
         let stderr = text(&out.stderr);
-        assert!(stderr.contains(path_str(&state)) && stderr.contains("--create"), "{stderr}");
+        assert!(
+            stderr.contains(path_str(&state)) && stderr.contains("--create"),
+            "{stderr}"
+        );
         assert!(!state.exists(), "{command} created the file");
     }
     let out = run(&[
-        "advance", "--state", path_str(&state), "--create", "--reason", "go", "--wait", "0s",
+        "advance",
+        "--state",
+        path_str(&state),
+        "--create",
+        "--reason",
+        "go",
+        "--wait",
+        "0s",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("stored epoch 1 in state file"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("stored epoch 1 in state file"),
+        "{}",
+        text(&out.stdout)
+    );
     // A state cut short: only a rollback, above the epoch it still shows.
     fs::write(&state, "{\"epoch\": 41, \"stage\": 0, \"sta").unwrap();
     for command in ["resume", "advance", "pause"] {
         let out = run(&[command, "--state", path_str(&state), "--reason", "x"]);
         assert_eq!(out.status.code(), Some(1), "{command}");
-        assert!(text(&out.stderr).contains("Only a rollback is accepted"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("Only a rollback is accepted"),
+            "{}",
+            text(&out.stderr)
+        );
     }
     let out = run(&["status", "--state", path_str(&state)]);
     assert!(out.status.success());
-    assert!(text(&out.stdout).contains("STATE ERROR"), "{}", text(&out.stdout));
-    let out = run(&["rollback", "--state", path_str(&state), "--reason", "pager", "--wait", "0s"]);
+    assert!(
+        text(&out.stdout).contains("STATE ERROR"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[
+        "rollback",
+        "--state",
+        path_str(&state),
+        "--reason",
+        "pager",
+        "--wait",
+        "0s",
+    ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("stored epoch 42"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("stored epoch 42"),
+        "{}",
+        text(&out.stdout)
+    );
     let out = run(&["status", "--state", path_str(&state), "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["state"]["status"], "rolled_back");

@@ -605,7 +605,7 @@ impl RolloutControllerBuilder {
         // Writes the first state if there was none (a failure is kept and
         // retried; the state is in force meanwhile).
         let _ = controller.write_pending(now);
-        controller.apply_config(now);
+        controller.apply_config(now, true);
         controller.apply();
         controller.acknowledge(now);
         controller.publish();
@@ -700,14 +700,25 @@ impl RolloutController {
 
     /// Reads the store, adopts what changed, writes what is pending.
     fn sync_with_store(&mut self, now: SystemTime) -> Result<(), StoreError> {
-        // The config first, whatever the state's store says: a config that
-        // cannot be read keeps the last good one, and never keeps a pending
-        // rollback from being written.
-        self.apply_config(now);
+        // A config that cannot be read keeps the last good one, and never
+        // keeps a pending rollback from being written.
         let loaded = match self.store.load() {
             Ok(loaded) => loaded,
-            Err(err) => return Err(self.store_failed(err, now)),
+            Err(err) if err.is_corrupt() => {
+                // The store answers: its config can still be read, and a
+                // pending rollback is written over the unreadable state.
+                self.apply_config(now, true);
+                let err = self.store_failed(err, now);
+                let _ = self.write_pending(now);
+                return Err(err);
+            }
+            Err(err) => {
+                // Unreachable: not asked again for its config this time.
+                self.apply_config(now, false);
+                return Err(self.store_failed(err, now));
+            }
         };
+        self.apply_config(now, true);
         self.last_contact = now;
         if self.stale {
             self.stale = false;
@@ -750,21 +761,27 @@ impl RolloutController {
     /// changed. A source that cannot be read keeps the last good config and
     /// is reported once per change of its problem: a `config` log line, a
     /// `WARN` event, [`ControllerView::config_error`].
-    fn apply_config(&mut self, now: SystemTime) {
+    /// `reachable`: whether the store just answered (else its shared config
+    /// is not asked for, and its last problem stays as it was).
+    fn apply_config(&mut self, now: SystemTime, reachable: bool) {
         // The watcher stores a changed file itself, and reports each bad
         // version once (a `WARN` event, and a `config` line with its log).
         let file_problem = self.watcher.as_mut().and_then(|watcher| {
             let _ = watcher.poll_once();
             watcher.last_error()
         });
-        let (config, store_problem) = match self.store.load_config() {
-            Ok(config) => (config, None),
-            Err(err) => (
-                None,
-                Some(format!(
-                    "cannot read the shared config: {err}; the last good config stays in force"
-                )),
-            ),
+        let (config, store_problem) = if reachable {
+            match self.store.load_config() {
+                Ok(config) => (config, None),
+                Err(err) => (
+                    None,
+                    Some(format!(
+                        "cannot read the shared config: {err}; the last good config stays in force"
+                    )),
+                ),
+            }
+        } else {
+            (None, self.store_config_error.clone())
         };
         if store_problem != self.store_config_error {
             let message = store_problem.clone().unwrap_or_else(|| {
