@@ -30,7 +30,8 @@
 //! - `GET /rollout`: `percent` (in force: 0 whenever nothing is async: the
 //!   kill switch, a rollback, off, a state unknown or stale), `in_force`
 //!   (why, in words), `state` (the [`RolloutState`] as stored: epoch, stage,
-//!   status, who changed it and why), `state_error` (only while the state
+//!   status, who changed it and why), `store` (where: the state file's
+//!   absolute path, or the fleet's etcd endpoint and rollout name), `state_error` (only while the state
 //!   cannot be read or written), `config_error` (`null` unless the config
 //!   file or the fleet's config key cannot be read: the last good config
 //!   stays), `halted`, `kill_switch`, the config in force, the plan's stages
@@ -297,6 +298,8 @@ struct Inner {
     /// Where `PUT /rollout` writes the config every service reads: the
     /// fleet's etcd, or the config file; `None`: this process only.
     config_store: Option<Arc<dyn ConfigStore>>,
+    /// Where the state is (named in every answer).
+    store_name: String,
     admin_token: Option<Vec<u8>>,
     store_dir: PathBuf,
     max_upload_bytes: usize,
@@ -354,6 +357,7 @@ impl AppState {
         };
         let metrics = Arc::new(MetricsAccumulator::new());
         let (store, rollout_name, config_store) = state_store(&config)?;
+        let store_name = store.describe();
         let mut builder = RolloutController::builder(Arc::clone(&rollout), Arc::clone(&metrics))
             .plan(config.plan)
             .auto_advance(config.auto_advance)
@@ -388,6 +392,7 @@ impl AppState {
                 metrics,
                 monitor,
                 config_store,
+                store_name,
                 admin_token: config.admin_token.map(String::into_bytes),
                 store_dir: config.store_dir,
                 max_upload_bytes: config.max_upload_bytes,
@@ -993,6 +998,10 @@ pub struct RolloutBody {
     pub in_force: String,
     /// The rollout's state as stored; `null` while it cannot be read.
     pub state: Option<RolloutState>,
+    /// Where the state is stored: the state file's absolute path, or the
+    /// fleet's etcd endpoint and rollout name.
+    #[serde(default)]
+    pub store: String,
     /// Why the state cannot be read or written; absent when all is well.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_error: Option<String>,
@@ -1062,6 +1071,7 @@ impl RolloutBody {
             percent,
             in_force,
             state: view.state.clone(),
+            store: state.inner.store_name.clone(),
             state_error: view.state_error.clone(),
             config_error: view.config_error.clone(),
             halted: view.halted,

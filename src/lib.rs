@@ -81,6 +81,11 @@
 //!   (salt, kill switch, id lists) from a TOML or JSON file, reloaded live;
 //!   its percent is only the starting request (the percent in force is the
 //!   controller's); a bad or half-written file keeps the last good config.
+//!   [`ConfigStore`] ([`ConfigFile`], a fleet's etcd) changes that config
+//!   for every service at once, with a compare-and-swap.
+//! - Every service [acknowledges](StateStore::acknowledge) the epoch and
+//!   config it applies ([`Acknowledgement`]), so an operator's command can
+//!   confirm a change reached every live service, or name who did not.
 //! - Feature `prometheus`: `export::prometheus::PrometheusExporter`, the
 //!   counters, latency histograms, percent, stage and verdict in the
 //!   OpenMetrics text format, read at scrape time.

@@ -514,6 +514,13 @@ fn a_rollback_over_a_corrupt_state_file_is_stored_and_nothing_is_async_until_a_r
     assert!(body.contains("only a rollback"), "{body}");
     let (status, body) = server.operate("rollback", "pager: garbage");
     assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        answer["store"],
+        format!("state file {}", state.display()),
+        "the answer names the store"
+    );
+    assert_eq!(answer["state"]["epoch"], 4, "and the new epoch");
     let stored: async_upload_rollout::RolloutState =
         serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
     assert_eq!(

@@ -4,7 +4,8 @@
 //! [`RolloutController`] ticks, judges and acts; it is the one writer of the
 //! [`RolloutState`], kept in a [`StateStore`] ([`FileStateStore`],
 //! [`MemoryStateStore`]); [`MonitorHandle`] runs it in the background and
-//! fails safe; [`ConfigWatcher`] reloads the config file; the JSON-lines log
+//! fails safe; [`ConfigWatcher`] reloads the config file and [`ConfigStore`]
+//! changes it (or a fleet's) with a compare-and-swap; the JSON-lines log
 //! ([`JsonlSink`], [`read_log`]) keeps the audit record in the schema of
 //! [`LogRecord`]; [`simulation`] runs whole rollouts in simulated time.
 
