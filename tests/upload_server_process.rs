@@ -528,6 +528,7 @@ fn a_rollback_over_a_corrupt_state_file_is_stored_and_nothing_is_async_until_a_r
         async_upload_rollout::RolloutStatus::RolledBack
     );
     assert_eq!(stored.epoch, 4, "above the epoch the service had seen (3)");
+    assert_eq!(stored.stage, Some(2), "the stage the service had seen");
     // The log has it once, as an action line with exactly what was stored.
     let log = async_upload_rollout::read_log::<async_upload_rollout::LogRecord>(
         dir.path().join("metrics.jsonl"),
@@ -556,6 +557,35 @@ fn a_rollback_over_a_corrupt_state_file_is_stored_and_nothing_is_async_until_a_r
         .expect("a no-op line");
     assert_eq!(last.reason.as_deref(), Some("pager: again"));
     assert_eq!(last.state.as_ref(), Some(&stored));
+
+    // Garbage with no stage in it, rolled back from the command line: the
+    // stage comes from the service's acknowledgement.
+    let (code, stdout, stderr) = cli(
+        &[
+            "resume",
+            "--state",
+            path_str(&state),
+            "--reason",
+            "repaired again",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    std::fs::write(&state, "\0\0").unwrap();
+    let (code, stdout, stderr) = cli(
+        &[
+            "rollback",
+            "--state",
+            path_str(&state),
+            "--reason",
+            "pager: binary junk",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let stored: async_upload_rollout::RolloutState =
+        serde_json::from_slice(&std::fs::read(&state).unwrap()).unwrap();
+    assert_eq!((stored.epoch, stored.stage), (6, Some(2)), "{stored:?}");
 }
 
 #[cfg(feature = "cli")]

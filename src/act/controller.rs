@@ -255,6 +255,9 @@ pub struct RolloutController {
     /// The largest epoch this controller has seen stored: a rollback over an
     /// unreadable state goes above it.
     epoch_seen: u64,
+    /// The stage of that state: a rollback over an unreadable state in which
+    /// no stage can be read keeps it.
+    stage_seen: Option<usize>,
     /// The config file it polls, if any.
     watcher: Option<ConfigWatcher>,
     /// Why the config sources cannot be read, while that lasts.
@@ -521,6 +524,7 @@ impl RolloutControllerBuilder {
             acknowledged: None,
             fingerprint: None,
             epoch_seen: 0,
+            stage_seen: None,
             watcher: self.watcher,
             config_error: None,
             store_config_error: None,
@@ -562,8 +566,8 @@ impl RolloutControllerBuilder {
             }
             Err(err) => controller.unknown(format!("{err} (nothing is async until it is fixed)")),
         };
-        if let Some(stored) = &controller.stored {
-            controller.epoch_seen = stored.state.epoch;
+        if let Some(stored) = controller.stored.clone() {
+            controller.saw(&stored.state);
         }
         // Log the start before changing anything: a log that cannot be
         // written fails the build and leaves the rollout and store as they
@@ -828,9 +832,9 @@ impl RolloutController {
     /// What this process applies now, as it acknowledges it.
     fn applied(&mut self) -> Applied {
         let known = self.pending.is_none() && !self.stale;
-        let epoch = match &self.stored {
-            Some(stored) if known => stored.state.epoch,
-            _ => 0,
+        let (epoch, stage) = match &self.stored {
+            Some(stored) if known => (stored.state.epoch, stored.state.stage),
+            _ => (0, None),
         };
         let config = self.rollout.config();
         let fingerprint = match &self.fingerprint {
@@ -841,7 +845,9 @@ impl RolloutController {
                 fingerprint
             }
         };
-        let mut applied = Applied::new(epoch, self.percent_now()).with_config(fingerprint);
+        let mut applied = Applied::new(epoch, self.percent_now())
+            .at_stage(stage)
+            .with_config(fingerprint);
         applied.config_error.clone_from(&self.config_error);
         applied.state_error.clone_from(&self.state_error);
         applied
@@ -994,7 +1000,7 @@ impl RolloutController {
             self.store.describe(),
             stored.state
         );
-        self.epoch_seen = self.epoch_seen.max(stored.state.epoch);
+        self.saw(&stored.state);
         self.stored = Some(stored);
         if new_run {
             self.restart_run(now);
@@ -1131,11 +1137,19 @@ impl RolloutController {
         let new_run = before
             .as_ref()
             .is_none_or(|b| stored.state.is_new_run_since(b));
-        self.epoch_seen = self.epoch_seen.max(stored.state.epoch);
+        self.saw(&stored.state);
         self.stored = Some(stored);
         self.state_error = None;
         if new_run {
             self.restart_run(self.clock.now());
+        }
+    }
+
+    /// Remembers the epoch (and its stage) of a state seen stored.
+    fn saw(&mut self, state: &RolloutState) {
+        if state.epoch >= self.epoch_seen {
+            self.epoch_seen = state.epoch;
+            self.stage_seen = state.stage.or(self.stage_seen);
         }
     }
 
@@ -1164,9 +1178,20 @@ impl RolloutController {
             .unwrap_or(0);
         let floor = self.epoch_seen.max(acked);
         let plan = self.plan().clone();
+        let stages = plan.stages.len();
+        let stage_seen = self.stage_seen;
+        // The stage the broken content names if the plan has it, else the
+        // one this controller saw last.
+        let with_stage = |salvaged: &Salvaged| {
+            let mut salvaged = salvaged.clone();
+            if salvaged.stage.is_none_or(|s| s >= stages) {
+                salvaged.stage = stage_seen.or(salvaged.stage);
+            }
+            salvaged
+        };
         let stored = match self.store.load() {
             Err(err) if err.is_corrupt() => self.store.replace_unreadable(&mut |salvaged| {
-                RolloutState::rolled_back_over(salvaged, &plan, floor, now, by, reason)
+                RolloutState::rolled_back_over(&with_stage(salvaged), &plan, floor, now, by, reason)
             })?,
             Err(err) => return Err(err),
             Ok(Some(stored)) => match stored.state.validate(&plan) {
@@ -1176,11 +1201,11 @@ impl RolloutController {
                     return Ok(None);
                 }
                 Err(invalid) => {
-                    let salvaged = Salvaged {
+                    let salvaged = with_stage(&Salvaged {
                         epoch: Some(stored.state.epoch),
                         stage: stored.state.stage,
                         problem: invalid.to_string(),
-                    };
+                    });
                     let next =
                         RolloutState::rolled_back_over(&salvaged, &plan, floor, now, by, reason);
                     let revision = self.store.compare_and_swap(Some(stored.revision), &next)?;

@@ -102,13 +102,22 @@ pub fn operate(
 ) -> Result<Operated, CliError> {
     let mut last_conflict = None;
     for _ in 0..ATTEMPTS {
-        let floor = acknowledged_epoch(store);
+        let (floor, acked_stage) = acknowledged(store);
+        // The stage the broken content names if the plan has it, else the
+        // one the services applied with the latest epoch.
+        let with_stage = |salvaged: &Salvaged| {
+            let mut salvaged = salvaged.clone();
+            if salvaged.stage.is_none_or(|s| s >= plan.stages.len()) {
+                salvaged.stage = acked_stage.or(salvaged.stage);
+            }
+            salvaged
+        };
         let stored = match store.load() {
             Ok(stored) => stored,
             Err(err) if err.is_corrupt() && operation == Operation::Rollback => {
                 match store.replace_unreadable(&mut |salvaged| {
                     RolloutState::rolled_back_over(
-                        salvaged,
+                        &with_stage(salvaged),
                         plan,
                         floor,
                         now,
@@ -174,11 +183,11 @@ pub fn operate(
                 }
             }
             Err(invalid) if operation == Operation::Rollback => {
-                let salvaged = Salvaged {
+                let salvaged = with_stage(&Salvaged {
                     epoch: Some(stored.state.epoch),
                     stage: stored.state.stage,
                     problem: invalid.to_string(),
-                };
+                });
                 RolloutState::rolled_back_over(
                     &salvaged,
                     plan,
@@ -226,18 +235,18 @@ fn above(mut next: RolloutState, floor: u64) -> RolloutState {
     next
 }
 
-/// The largest epoch any service acknowledges (0 when none, or when the
-/// store keeps no acknowledgements or cannot list them).
-fn acknowledged_epoch(store: &dyn StateStore) -> u64 {
+/// The largest epoch any service acknowledges, and its stage (0 and `None`
+/// when none, or when the store keeps no acknowledgements or cannot list
+/// them).
+fn acknowledged(store: &dyn StateStore) -> (u64, Option<usize>) {
     store
         .acknowledgements()
         .ok()
         .flatten()
         .into_iter()
         .flatten()
-        .map(|ack| ack.applied.epoch)
-        .max()
-        .unwrap_or(0)
+        .max_by_key(|ack| ack.applied.epoch)
+        .map_or((0, None), |ack| (ack.applied.epoch, ack.applied.stage))
 }
 
 /// The services' acknowledgements that count now (see

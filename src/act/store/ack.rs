@@ -39,6 +39,10 @@ pub struct Applied {
     /// The epoch of the state it serves; 0 while it knows no state (the
     /// state cannot be read, is stale, or was never written).
     pub epoch: u64,
+    /// The stage of that state (`None` when off or unknown): what a rollback
+    /// over an unreadable state keeps when the state itself does not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<usize>,
     /// The percent in force in it (0% when nothing is async).
     #[serde(default)]
     pub percent: Percent,
@@ -61,11 +65,19 @@ impl Applied {
     pub fn new(epoch: u64, percent: Percent) -> Applied {
         Applied {
             epoch,
+            stage: None,
             percent,
             config: None,
             config_error: None,
             state_error: None,
         }
+    }
+
+    /// At `stage` (its state's stage).
+    #[must_use]
+    pub fn at_stage(mut self, stage: Option<usize>) -> Applied {
+        self.stage = stage;
+        self
     }
 
     /// With the fingerprint of the config applied.
