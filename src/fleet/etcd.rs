@@ -77,6 +77,8 @@ struct Cache {
     /// own write older than it does not replace it (a write of this store
     /// shows in its next `load` even before the watch delivers it).
     state_as_of: i64,
+    /// The same for the cached config.
+    config_as_of: i64,
 }
 
 /// What the store's background tasks share with it (no runtime: a task
@@ -302,14 +304,18 @@ impl Inner {
             cache.state_error = None;
             cache.state_as_of = revision;
         }
-        cache.config = None;
-        cache.config_error = None;
+        let config_current = revision >= cache.config_as_of;
+        if config_current {
+            cache.config = None;
+            cache.config_error = None;
+            cache.config_as_of = revision;
+        }
         for kv in response.kvs() {
             if kv.key() == state_key.as_bytes() {
                 if state_current {
                     self.cache_state(&mut cache, kv.value(), kv.mod_revision());
                 }
-            } else if kv.key() == config_key.as_bytes() {
+            } else if kv.key() == config_key.as_bytes() && config_current {
                 self.cache_config(&mut cache, kv.value());
             }
         }
@@ -414,12 +420,15 @@ impl Inner {
                                 cache.state_as_of = kv.mod_revision();
                             }
                         } else if kv.key() == config_key.as_bytes() {
-                            if deleted {
+                            if kv.mod_revision() <= cache.config_as_of {
+                                // Already in the cache (an own write, or a read since).
+                            } else if deleted {
                                 cache.config = None;
                                 cache.config_error = None;
                             } else {
                                 self.cache_config(&mut cache, kv.value());
                             }
+                            cache.config_as_of = cache.config_as_of.max(kv.mod_revision());
                         }
                     }
                 }
@@ -489,9 +498,7 @@ impl EtcdStateStore {
     ///
     /// [`StoreError::Unavailable`] when etcd cannot be written.
     pub fn put_config(&self, config: &RolloutConfig) -> Result<(), StoreError> {
-        let key = self.key("config");
-        let value = serde_json::to_vec(config).map_err(|e| self.corrupt(e.to_string()))?;
-        self.call(move |mut client| async move { client.put(key, value, None).await.map(|_| ()) })
+        self.replace_config(config).map(|_| ())
     }
 
     /// Campaigns for the leadership of the rollout as `controller`: returns
@@ -933,6 +940,19 @@ impl EtcdStateStore {
     }
 }
 
+impl EtcdStateStore {
+    /// Takes an own write of the config at `revision` into the cache, so the
+    /// next `load_config` sees it before the watch delivers it.
+    fn cached_config(&self, config: &RolloutConfig, revision: i64) {
+        let mut cache = lock(&self.inner.cache);
+        if revision > cache.config_as_of {
+            cache.config = Some(config.clone());
+            cache.config_error = None;
+            cache.config_as_of = revision;
+        }
+    }
+}
+
 impl ConfigStore for EtcdStateStore {
     fn load_config_revision(&self) -> Result<Option<(RolloutConfig, Revision)>, StoreError> {
         let key = self.key("config");
@@ -981,6 +1001,7 @@ impl ConfigStore for EtcdStateStore {
             Ok((response.succeeded(), revision, found))
         })?;
         if succeeded {
+            self.cached_config(config, revision);
             return Ok(Revision(u64::try_from(revision).unwrap_or(0)));
         }
         Err(StoreError::Conflict {
@@ -993,13 +1014,14 @@ impl ConfigStore for EtcdStateStore {
     fn replace_config(&self, config: &RolloutConfig) -> Result<Revision, StoreError> {
         let key = self.key("config");
         let value = serde_json::to_vec(config).map_err(|e| self.corrupt(e.to_string()))?;
-        self.call(move |mut client| async move {
+        let revision = self.call(move |mut client| async move {
             client
                 .put(key, value, None)
                 .await
                 .map(|r| r.header().map_or(0, |h| h.revision()))
-        })
-        .map(|revision| Revision(u64::try_from(revision).unwrap_or(0)))
+        })?;
+        self.cached_config(config, revision);
+        Ok(Revision(u64::try_from(revision).unwrap_or(0)))
     }
 
     fn describe_config(&self) -> String {
