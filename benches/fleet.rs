@@ -129,8 +129,12 @@ fn ack_latency() {
     let first = RolloutState::running(1, SystemTime::now(), ChangedBy::Operator, "bench");
     operator.compare_and_swap(None, &first).unwrap();
     let all_acked = |epoch: u64| {
-        let acks = operator.acknowledgements().unwrap_or_default();
-        acks.len() == 3 && acks.iter().all(|(_, e)| *e == epoch)
+        let acks = operator
+            .acknowledgements()
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        acks.len() == 3 && acks.iter().all(|ack| ack.applied.epoch == epoch)
     };
     wait_until("the first acks", WITHIN, || all_acked(1));
     let mut times = Vec::new();

@@ -20,33 +20,48 @@
 //!   latency runs *from the request's start to the upload being stored*
 //!   either way. An empty body, an over-large body or an id that is not a
 //!   safe file name is `400` / `413` and recorded as [`Outcome::Rejected`]
-//!   (the client's fault, not judged).
+//!   (the client's fault, not judged); an id's error quotes it (lossily,
+//!   when it is not UTF-8) and says what is wrong. A store that fails or is
+//!   cut short leaves no temporary file behind (one left by a crash is
+//!   removed at the next start).
 //! - `GET /metrics`: the crate's Prometheus exporter, in OpenMetrics when the
 //!   scraper asks for it (`Accept: application/openmetrics-text`), else the
 //!   Prometheus text format 0.0.4.
-//! - `GET /rollout`: `percent` (in force: 0 when nothing is async), `state`
-//!   (the [`RolloutState`]: epoch, stage, status, who changed it and why),
-//!   `state_error` (only while the state cannot be read or written),
-//!   `halted`, the config in force, the plan's stages and the last
-//!   evaluation, as JSON. Read without waiting for a tick.
+//! - `GET /rollout`: `percent` (in force: 0 whenever nothing is async: the
+//!   kill switch, a rollback, off, a state unknown or stale), `in_force`
+//!   (why, in words), `state` (the [`RolloutState`] as stored: epoch, stage,
+//!   status, who changed it and why), `store` (where: the state file's
+//!   absolute path, or the fleet's etcd endpoint and rollout name), `state_error` (only while the state
+//!   cannot be read or written), `config_error` (`null` unless the config
+//!   file or the fleet's config key cannot be read: the last good config
+//!   stays), `halted`, `kill_switch`, the config in force, the plan's stages
+//!   and the last evaluation, as JSON. Read without waiting for a tick.
 //! - `GET /rollout/decide/{upload_id}`: the path that id takes now and the
 //!   rule that decided (`Bucket`, `ForceAsync`, `Halted`, ...), with its
 //!   bucket; uploads nothing.
 //! - `PUT /rollout`: `{"kill_switch": true}`, `{"force_sync": [...]}`,
 //!   `{"force_async": [...]}` or several, with `Authorization: Bearer
 //!   <token>`. It changes the config, never the percent: a `percent` field
-//!   is `400` (the percent is the controller's: use the routes below).
+//!   is `400` (the percent is the controller's: use the routes below). It
+//!   changes the config where every service reads it: in a fleet, the
+//!   fleet's config key in etcd (compare-and-swap: every replica applies
+//!   it); with `--config FILE`, that file (written whole); otherwise this
+//!   process only. The answer's `config_written_to` says which.
 //! - `POST /rollout/rollback`, `/rollout/resume`, `/rollout/advance`,
 //!   `/rollout/pause` with `{"reason": "..."}` and the same bearer token:
 //!   the operator's actions, through the controller (the same transitions
 //!   as `async-upload-rollout rollback --state FILE ...`). `200` with the
 //!   body of `GET /rollout`; `409` when the state does not allow it (advance
-//!   while rolled back) or another writer got in first; `503` when the state
-//!   is unknown or cannot be written (a rollback is in force anyway).
+//!   while rolled back) or another writer got in first; `503` when the
+//!   store cannot be written (a rollback is in force here anyway, and
+//!   written when the store answers). A rollback is always accepted: over a
+//!   state that cannot be read it writes a readable `rolled_back` state
+//!   above every epoch seen; other operations are `503` then.
 //!
-//! Invalid admin requests are `400` and change nothing; a wrong or missing
-//! token is `401`; with no token configured the admin routes are off and
-//! answer `403` (they exist, but no credential can open them).
+//! Invalid admin requests are `400` and change nothing; a body over 64 KiB is
+//! `413`; a wrong or missing token is `401`; with no token configured the
+//! admin routes are off and answer `403` (they exist, but no credential can
+//! open them). Every error is JSON: `{"error": "..."}`.
 //!
 //! Flags:
 //! - `--addr <host:port>`: where to listen (default `127.0.0.1:8080`)
@@ -70,12 +85,21 @@
 //!   acknowledges each epoch it applies, exports its share of the current
 //!   run for the fleet's controller, and pulls the fuse (a fleet-wide
 //!   rollback) when an immediate rollback trigger fires on its own
-//!   metrics; `--replica <id>` names it (default: host name and pid)
+//!   metrics
+//! - `--replica <id>`: this service's name in its acknowledgements (default:
+//!   host name and pid)
 //! - `--stale-after <duration>`: how long the last state read keeps serving
 //!   while the state store cannot be read (default `30s`); after that,
 //!   nothing async until it answers
 //! - `--inject-async-error-rate <0..1>`: for tests and demonstrations, fail
 //!   that share of async uploads on purpose
+//! - `--help`: describes every flag and exits
+//!
+//! The service acknowledges the state epoch and config it applies (in a
+//! fleet, in etcd; otherwise a small file beside the state file, named by
+//! `--replica`), so `async-upload-rollout rollback --wait` can confirm it, and
+//! says on stderr, once per change, when the state or the config changes or
+//! cannot be read.
 //!
 //! Ctrl-C or SIGTERM stops it gracefully: no new connections, requests in
 //! progress finish, and accepted (202) uploads are stored before it exits
@@ -116,10 +140,10 @@ use async_upload_rollout::export::prometheus::{
 };
 use async_upload_rollout::tower::{FromFn, LayerHandle, RolloutDecision, RolloutLayer};
 use async_upload_rollout::{
-    Arm, ConfigWatcher, ControllerError, DEFAULT_LOG_PATH, DEFAULT_STATE_PATH, Evaluation,
-    FileStateStore, JsonlSink, LogError, MetricsAccumulator, MonitorHandle, Operation,
-    OperatorError, Outcome, Percent, PlanError, PollOutcome, Rollout, RolloutConfig,
-    RolloutController, RolloutPlan, RolloutState, SourceError, StateStore, WatcherHandle,
+    Arm, ConfigFile, ConfigStore, ConfigWatcher, ControllerError, ControllerView, DEFAULT_LOG_PATH,
+    DEFAULT_STATE_PATH, Evaluation, FileStateStore, JsonlSink, LogError, MetricsAccumulator,
+    MonitorHandle, Operation, OperatorError, Outcome, Percent, PlanError, PollOutcome, Rollout,
+    RolloutConfig, RolloutController, RolloutPlan, RolloutState, SourceError, StateStore,
     process_memory_bytes,
 };
 use axum::body::{Body, Bytes};
@@ -141,8 +165,8 @@ pub const MAX_ID_LEN: usize = 128;
 /// How long a graceful shutdown waits for accepted uploads to be stored.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often the config file is read again.
-pub const CONFIG_POLL: Duration = Duration::from_secs(1);
+/// Largest body of an admin request (`PUT /rollout`, the operator routes).
+pub const MAX_ADMIN_BODY: usize = 64 * 1024;
 
 /// How the server is set up; `main` fills it from the flags, tests directly.
 #[derive(Clone, Debug)]
@@ -151,7 +175,7 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// The rollout's state file.
     pub state_path: PathBuf,
-    /// The rollout config file, reloaded every [`CONFIG_POLL`].
+    /// The rollout config file, read again at every state poll.
     pub config_path: Option<PathBuf>,
     /// How often the controller reads the state file for changes made by
     /// others (the command line).
@@ -181,6 +205,9 @@ pub struct ServerConfig {
     pub stale_after: Duration,
     /// Share of async uploads failed on purpose (tests, demonstrations).
     pub inject_async_error_rate: f64,
+    /// This service's name in its acknowledgements; default: host name and
+    /// pid.
+    pub service_id: Option<String>,
 }
 
 /// Where a fleet replica finds its fleet.
@@ -214,6 +241,7 @@ impl Default for ServerConfig {
             fleet: None,
             stale_after: async_upload_rollout::DEFAULT_STALE_AFTER,
             inject_async_error_rate: 0.0,
+            service_id: None,
         }
     }
 }
@@ -267,7 +295,11 @@ struct Inner {
     /// Decides and records each upload (the `POST /uploads` route's layer).
     layer: RolloutLayer<FromFn<IdFinder>>,
     monitor: MonitorHandle,
-    _watcher: Option<WatcherHandle>,
+    /// Where `PUT /rollout` writes the config every service reads: the
+    /// fleet's etcd, or the config file; `None`: this process only.
+    config_store: Option<Arc<dyn ConfigStore>>,
+    /// Where the state is (named in every answer).
+    store_name: String,
     admin_token: Option<Vec<u8>>,
     store_dir: PathBuf,
     max_upload_bytes: usize,
@@ -302,8 +334,16 @@ impl AppState {
             dir: config.store_dir.clone(),
             source,
         })?;
+        let swept = sweep_partial_uploads(&config.store_dir);
+        if swept > 0 {
+            eprintln!(
+                "upload_server: removed {swept} unfinished upload file(s) from {} (left by a crash)",
+                config.store_dir.display()
+            );
+        }
         // The config file: its salt, kill switch and lists now; its percent
         // (or ASYNC_UPLOAD_ROLLOUT's, which wins) is the starting request.
+        // The controller polls it from then on, with the state.
         let watcher = match &config.config_path {
             Some(path) => {
                 let mut watcher = ConfigWatcher::new(path, Arc::clone(&rollout))?
@@ -316,8 +356,9 @@ impl AppState {
             None => None,
         };
         let metrics = Arc::new(MetricsAccumulator::new());
-        let (store, rollout_name) = state_store(&config)?;
-        let controller = RolloutController::builder(Arc::clone(&rollout), Arc::clone(&metrics))
+        let (store, rollout_name, config_store) = state_store(&config)?;
+        let store_name = store.describe();
+        let mut builder = RolloutController::builder(Arc::clone(&rollout), Arc::clone(&metrics))
             .plan(config.plan)
             .auto_advance(config.auto_advance)
             .log_interval(config.log_interval)
@@ -325,12 +366,18 @@ impl AppState {
             .stale_after(config.stale_after)
             .state_store(store)
             .follower(config.fleet.is_some())
-            .log(JsonlSink::open(&config.log_path)?)
-            .build()?;
+            .log(JsonlSink::open(&config.log_path)?);
+        if let Some(watcher) = watcher {
+            builder = builder.config_watcher(watcher);
+        }
+        let controller = builder.build()?;
         if let Some(error) = controller.state_error() {
             eprintln!(
                 "upload_server: STATE ERROR: {error}\nupload_server: serving every upload on the sync path until the state file is fixed"
             );
+        }
+        if let Some(error) = controller.config_error() {
+            eprintln!("upload_server: CONFIG ERROR: {error}");
         }
         let monitor = controller.spawn_with_poll(config.tick, config.state_poll);
         let layer = RolloutLayer::builder(Arc::clone(&rollout), Arc::clone(&metrics))
@@ -344,7 +391,8 @@ impl AppState {
                 rollout,
                 metrics,
                 monitor,
-                _watcher: watcher.map(|w| w.spawn(CONFIG_POLL)),
+                config_store,
+                store_name,
                 admin_token: config.admin_token.map(String::into_bytes),
                 store_dir: config.store_dir,
                 max_upload_bytes: config.max_upload_bytes,
@@ -398,14 +446,29 @@ impl AppState {
     }
 }
 
-/// The state store: etcd in a fleet, else the state file; and the
-/// rollout's name for the exported series.
-fn state_store(config: &ServerConfig) -> Result<(Arc<dyn StateStore>, String), StartError> {
+/// The state store, the config store and the rollout's name.
+type Stores = (Arc<dyn StateStore>, String, Option<Arc<dyn ConfigStore>>);
+
+/// The state store: etcd in a fleet, else the state file; the rollout's
+/// name for the exported series; and where `PUT /rollout` writes the config
+/// (the fleet's etcd, or the config file).
+fn state_store(config: &ServerConfig) -> Result<Stores, StartError> {
     match &config.fleet {
-        None => Ok((
-            Arc::new(FileStateStore::new(&config.state_path)),
-            async_upload_rollout::DEFAULT_SALT.to_owned(),
-        )),
+        None => {
+            let mut store = FileStateStore::new(&config.state_path);
+            if let Some(id) = &config.service_id {
+                store = store.with_service(id);
+            }
+            let config_store = match &config.config_path {
+                Some(path) => Some(Arc::new(ConfigFile::new(path)?) as Arc<dyn ConfigStore>),
+                None => None,
+            };
+            Ok((
+                Arc::new(store),
+                async_upload_rollout::DEFAULT_SALT.to_owned(),
+                config_store,
+            ))
+        }
         #[cfg(feature = "etcd")]
         Some(fleet) => {
             let store = async_upload_rollout::fleet::EtcdStateStore::connect(
@@ -414,7 +477,7 @@ fn state_store(config: &ServerConfig) -> Result<(Arc<dyn StateStore>, String), S
                 &fleet.replica,
             )
             .map_err(|e| StartError::Usage(e.to_string()))?;
-            Ok((Arc::new(store), fleet.name.clone()))
+            Ok((Arc::new(store.clone()), fleet.name.clone(), Some(Arc::new(store))))
         }
         #[cfg(not(feature = "etcd"))]
         Some(_) => Err(StartError::Usage(
@@ -454,10 +517,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let sampler = tokio::spawn(sample_memory(state.clone()));
+    let reporter = tokio::spawn(report_changes(state.clone()));
     let served = axum::serve(listener, app(state.clone()))
         .with_graceful_shutdown(shutdown)
         .await;
     sampler.abort();
+    reporter.abort();
     if !state.drain(DRAIN_TIMEOUT).await {
         eprintln!(
             "upload_server: {} accepted uploads still unstored after {}",
@@ -466,6 +531,54 @@ pub async fn serve(
         );
     }
     served
+}
+
+/// Says on stderr, once per change, what the operator must know: the state
+/// in force changed (by this process, the command line, another replica),
+/// or it or the config cannot be read (and when that ends).
+async fn report_changes(state: AppState) {
+    let mut every = tokio::time::interval(Duration::from_millis(100));
+    let mut last: Option<Arc<ControllerView>> = None;
+    loop {
+        every.tick().await;
+        let view = state.inner.monitor.view();
+        if let Some(before) = &last {
+            for line in changes(before, &view) {
+                eprintln!("upload_server: {line}");
+            }
+        }
+        last = Some(view);
+    }
+}
+
+/// What differs between two views, as lines for stderr.
+fn changes(before: &ControllerView, now: &ControllerView) -> Vec<String> {
+    let mut lines = Vec::new();
+    if before.state != now.state
+        && let Some(state) = &now.state
+    {
+        lines.push(format!("state now {state}; {} in force", now.percent));
+    }
+    if before.state_error != now.state_error {
+        lines.push(match &now.state_error {
+            Some(error) => format!("STATE ERROR: {error} (nothing async until it is fixed)"),
+            None => "the state can be read again".to_owned(),
+        });
+    }
+    if before.config_error != now.config_error {
+        lines.push(match &now.config_error {
+            Some(error) => format!("CONFIG ERROR: {error}"),
+            None => "the config can be read again".to_owned(),
+        });
+    }
+    if before.kill_switch != now.kill_switch {
+        lines.push(format!(
+            "kill switch {}: {} in force",
+            if now.kill_switch { "ON" } else { "off" },
+            now.percent
+        ));
+    }
+    lines
 }
 
 /// Feeds the memory trigger: one RSS sample per controller tick (the
@@ -527,17 +640,26 @@ async fn upload(
     body: Body,
 ) -> Response {
     let inner = &state.inner;
-    // `assign_upload_id` saw to it that there is one; a non-text id is
-    // refused by `check_id`.
-    let id = upload_id(&headers).unwrap_or("");
+    // `assign_upload_id` saw to it that there is one.
+    let raw = upload_id(&headers).unwrap_or_default();
     let arm = decision.arm;
+    let id = match check_id(raw) {
+        Ok(id) => id,
+        Err(problem) => {
+            let shown = String::from_utf8_lossy(raw);
+            return reply(
+                StatusCode::BAD_REQUEST,
+                &shown,
+                arm,
+                "rejected",
+                0,
+                Some(problem),
+            );
+        }
+    };
     let reject = |status: StatusCode, bytes: usize, message: String| {
         reply(status, id, arm, "rejected", bytes, Some(message))
     };
-
-    if let Err(problem) = check_id(id) {
-        return reject(StatusCode::BAD_REQUEST, 0, problem);
-    }
     let body = match axum::body::to_bytes(body, inner.max_upload_bytes).await {
         Ok(body) => body,
         Err(err) => {
@@ -619,19 +741,22 @@ fn reply(
         error,
     };
     let mut response = (status, axum::Json(body)).into_response();
-    // `check_id` (or the generator) made it a header-safe token.
-    if let Ok(value) = HeaderValue::from_str(id) {
+    // A valid id (or a generated one) is a header-safe token; an invalid
+    // one is only quoted in the body.
+    if check_id(id.as_bytes()).is_ok()
+        && let Ok(value) = HeaderValue::from_str(id)
+    {
         response.headers_mut().insert("upload-id", value);
     }
     response
 }
 
-/// The id from the first upload-id header present, if it is text.
-fn upload_id(headers: &HeaderMap) -> Option<&str> {
+/// The bytes of the first upload-id header present.
+fn upload_id(headers: &HeaderMap) -> Option<&[u8]> {
     UPLOAD_ID_HEADERS
         .iter()
         .find_map(|name| headers.get(*name))
-        .map(|value| value.to_str().unwrap_or(""))
+        .map(HeaderValue::as_bytes)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<usize> {
@@ -644,41 +769,106 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
 }
 
 /// An id names a file: ASCII letters, digits, `.`, `_` and `-`, not
-/// starting with `.`, 1 to [`MAX_ID_LEN`] bytes.
-fn check_id(id: &str) -> Result<(), String> {
-    let safe = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
-    if id.is_empty() || id.len() > MAX_ID_LEN {
-        Err(format!("an upload id has 1 to {MAX_ID_LEN} characters"))
-    } else if id.starts_with('.') || !id.bytes().all(safe) {
-        Err("an upload id uses only A-Z a-z 0-9 . _ - and does not start with '.'".to_owned())
-    } else {
-        Ok(())
+/// starting with `.`, 1 to [`MAX_ID_LEN`] bytes. An error quotes the id
+/// (lossily when it is not UTF-8, cut after 64 characters) and says what is
+/// wrong with it.
+fn check_id(raw: &[u8]) -> Result<&str, String> {
+    const RULE: &str =
+        "an upload id is 1 to 128 characters of A-Z a-z 0-9 . _ -, not starting with '.'";
+    let quoted = || {
+        let text = String::from_utf8_lossy(raw);
+        let mut shown: String = text.chars().take(64).collect();
+        if shown.len() < text.len() {
+            shown.push('…');
+        }
+        format!("{shown:?}")
+    };
+    if raw.is_empty() {
+        return Err(format!("the upload id is empty: {RULE}"));
     }
+    let id = std::str::from_utf8(raw).map_err(|err| {
+        format!(
+            "upload id {} is not UTF-8 (invalid byte 0x{:02x} at byte {}): {RULE}",
+            quoted(),
+            raw[err.valid_up_to()],
+            err.valid_up_to()
+        )
+    })?;
+    if raw.len() > MAX_ID_LEN {
+        return Err(format!(
+            "upload id {} is too long: {} bytes, at most {MAX_ID_LEN}",
+            quoted(),
+            raw.len()
+        ));
+    }
+    if id.starts_with('.') {
+        return Err(format!("upload id {} starts with '.': {RULE}", quoted()));
+    }
+    let safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if let Some((at, c)) = id.char_indices().find(|&(_, c)| !safe(c)) {
+        return Err(format!(
+            "upload id {} has {c:?} at byte {at}: {RULE}",
+            quoted()
+        ));
+    }
+    Ok(id)
 }
+
+/// The prefix and suffix of a temporary upload file: `.<id>.<n>.part`.
+const PART_SUFFIX: &str = ".part";
 
 /// Stores `body` as `dir/id` durably: written to a temporary name, fsynced,
 /// renamed into place, and the directory fsynced, so a stored upload is
 /// whole and survives a crash. A later upload with the same id replaces it.
-async fn store(dir: &Path, id: &str, body: &Bytes) -> io::Result<()> {
-    use tokio::io::AsyncWriteExt;
+///
+/// The work runs on a blocking thread to its end even when the request is
+/// cancelled (the client went away), so the temporary file is always
+/// either renamed into place or removed; one left by a crash is removed at
+/// the next start ([`sweep_partial_uploads`]).
+pub async fn store(dir: &Path, id: &str, body: &Bytes) -> io::Result<()> {
+    let (dir, id, body) = (dir.to_path_buf(), id.to_owned(), body.clone());
+    tokio::task::spawn_blocking(move || store_now(&dir, &id, &body))
+        .await
+        .map_err(io::Error::other)?
+}
+
+fn store_now(dir: &Path, id: &str, body: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
 
     static TEMP: AtomicU64 = AtomicU64::new(0);
     let temp = dir.join(format!(
-        ".{id}.{}.part",
+        ".{id}.{}{PART_SUFFIX}",
         TEMP.fetch_add(1, Ordering::Relaxed)
     ));
-    let written = async {
-        let mut file = tokio::fs::File::create(&temp).await?;
-        file.write_all(body).await?;
-        file.sync_all().await?;
-        tokio::fs::rename(&temp, dir.join(id)).await?;
-        tokio::fs::File::open(dir).await?.sync_all().await
-    }
-    .await;
+    let written = (|| {
+        let mut file = std::fs::File::create(&temp)?;
+        file.write_all(body)?;
+        file.sync_all()?;
+        std::fs::rename(&temp, dir.join(id))?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
     if written.is_err() {
-        let _ = tokio::fs::remove_file(&temp).await;
+        let _ = std::fs::remove_file(&temp);
     }
     written
+}
+
+/// Removes the temporary files of uploads that never finished (a crash, a
+/// `kill -9`): `.<id>.<n>.part` in `dir`. Returns how many. Only this
+/// process writes there, so at start none is in progress.
+pub fn sweep_partial_uploads(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with('.') && name.ends_with(PART_SUFFIX)
+        })
+        .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
+        .count()
 }
 
 /// Upload ids for requests without one: the process's start time and a
@@ -799,15 +989,31 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
 /// The body of `GET /rollout` (and of a successful admin request).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RolloutBody {
-    /// The percent in force: 0 when nothing is async.
+    /// The percent in force: 0 whenever nothing is async (the kill switch,
+    /// a rollback, off, a state unknown or stale).
     pub percent: Percent,
-    /// The rollout's state; `null` while it cannot be read.
+    /// Why that percent, in words: the stage it comes from, or why nothing
+    /// is async.
+    #[serde(default)]
+    pub in_force: String,
+    /// The rollout's state as stored; `null` while it cannot be read.
     pub state: Option<RolloutState>,
+    /// Where the state is stored: the state file's absolute path, or the
+    /// fleet's etcd endpoint and rollout name.
+    #[serde(default)]
+    pub store: String,
     /// Why the state cannot be read or written; absent when all is well.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state_error: Option<String>,
-    /// Whether nothing is async, force lists included.
+    /// Why the config (the config file, the fleet's config key) cannot be
+    /// read, keeping the last good one; `null` when all is well.
+    #[serde(default)]
+    pub config_error: Option<String>,
+    /// Whether nothing is async because of the state, force lists included.
     pub halted: bool,
+    /// Whether the kill switch is on (nothing async, whatever the state).
+    #[serde(default)]
+    pub kill_switch: bool,
     /// Whether the state store has not answered for longer than
     /// `--stale-after` (nothing async until it does).
     #[serde(default)]
@@ -818,22 +1024,63 @@ pub struct RolloutBody {
     pub stages: Vec<Percent>,
     /// The latest evaluation; `null` before the first judged tick.
     pub last_evaluation: Option<Evaluation>,
+    /// After `PUT /rollout`: where the change was written (the fleet's
+    /// etcd, the config file, or this process only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_written_to: Option<String>,
 }
 
 impl RolloutBody {
     /// Read without the controller's lock: a tick in progress never delays it.
     fn of(state: &AppState) -> RolloutBody {
         let view = state.inner.monitor.view();
-        let config = RolloutConfig::clone(&state.inner.rollout.config());
+        let mut config = RolloutConfig::clone(&state.inner.rollout.config());
+        // The config is read now; the view at the last poll: the kill switch
+        // counts as soon as it is set.
+        let kill_switch = config.kill_switch;
+        let percent = if kill_switch {
+            Percent::ZERO
+        } else {
+            view.percent
+        };
+        config.percent = percent;
+        let in_force = if kill_switch {
+            "nothing async: the kill switch is on".to_owned()
+        } else if view.stale {
+            "nothing async: the state store has not answered for too long".to_owned()
+        } else {
+            match (&view.state, &view.state_error) {
+                (None, _) if !view.halted => {
+                    format!("{percent}: the first state, not stored yet (its write is retried)")
+                }
+                (None, Some(_)) => "nothing async: the state cannot be read".to_owned(),
+                (None, None) => "nothing async: no state yet".to_owned(),
+                (Some(state), _) if view.halted => format!(
+                    "nothing async: the rollout is {} (epoch {})",
+                    state.status, state.epoch
+                ),
+                (Some(state), _) => format!(
+                    "{percent}: stage {} {} (epoch {})",
+                    state.stage.unwrap_or_default(),
+                    state.status,
+                    state.epoch
+                ),
+            }
+        };
         RolloutBody {
-            percent: view.percent,
+            percent,
+            in_force,
             state: view.state.clone(),
+            store: state.inner.store_name.clone(),
             state_error: view.state_error.clone(),
+            config_error: view.config_error.clone(),
             halted: view.halted,
+            kill_switch,
             stale: view.stale,
             config,
             stages: view.stages.clone(),
             last_evaluation: view.last_evaluation.clone(),
+            config_written_to: None,
         }
     }
 }
@@ -870,17 +1117,63 @@ struct RolloutChange {
     percent: Option<serde::de::IgnoredAny>,
 }
 
-async fn change_rollout(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// Reads an admin request's body, at most [`MAX_ADMIN_BODY`] bytes; a
+/// larger one is a JSON `413`.
+#[allow(clippy::result_large_err)] // the error is the response itself
+async fn admin_body(body: Body) -> Result<Bytes, Response> {
+    axum::body::to_bytes(body, MAX_ADMIN_BODY)
+        .await
+        .map_err(|err| {
+            if err.to_string().contains("length limit") {
+                error(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("admin request bodies are limited to {MAX_ADMIN_BODY} bytes"),
+                )
+            } else {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read the request body: {err}"),
+                )
+            }
+        })
+}
+
+/// Parses an admin request's JSON body as `T`, or says what is wrong in
+/// the API's terms: not JSON (where), or which field has what problem.
+fn parse_admin<T: serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(format!("the body is empty: expected {expected}"));
+    }
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|err| format!("the body is not JSON ({err}): expected {expected}"))?;
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        if path == "." {
+            format!("{inner}: expected {expected}")
+        } else {
+            format!("field `{path}`: {inner}: expected {expected}")
+        }
+    })
+}
+
+async fn change_rollout(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     if let Err(denied) = authorize(&state, &headers) {
         return denied;
     }
-    let change: RolloutChange = match serde_json::from_slice(&body) {
+    let body = match admin_body(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    const EXPECTED: &str = r#"an object such as {"kill_switch": true} or {"force_sync": ["id-1"]}"#;
+    let change: RolloutChange = match parse_admin(&body, EXPECTED) {
         Ok(change) => change,
-        Err(err) => return error(StatusCode::BAD_REQUEST, format!("invalid change: {err}")),
+        Err(problem) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("invalid change: {problem}"),
+            );
+        }
     };
     if change.percent.is_some() {
         return error(
@@ -894,9 +1187,7 @@ async fn change_rollout(
             "invalid change: give `kill_switch`, `force_async` or `force_sync`".to_owned(),
         );
     }
-    // One atomic store of everything but the percent (and any halt): a
-    // decision sees every field changed or none.
-    let before = state.inner.rollout.update(|config| {
+    let apply = move |config: &mut RolloutConfig| {
         if let Some(on) = change.kill_switch {
             config.kill_switch = on;
         }
@@ -906,18 +1197,97 @@ async fn change_rollout(
         if let Some(ids) = &change.force_sync {
             config.force_sync.clone_from(ids);
         }
-    });
-    let after = state.inner.rollout.config();
-    eprintln!(
-        "upload_server: admin changed the config: kill switch {} -> {}, {} -> {} force_async and {} -> {} force_sync ids",
-        before.kill_switch,
-        after.kill_switch,
-        before.force_async.len(),
-        after.force_async.len(),
-        before.force_sync.len(),
-        after.force_sync.len()
-    );
-    axum::Json(RolloutBody::of(&state)).into_response()
+    };
+    let Some(store) = state.inner.config_store.clone() else {
+        // No shared config: this process only. One atomic store of
+        // everything but the percent (and any halt): a decision sees every
+        // field changed or none.
+        let before = state.inner.rollout.update(apply);
+        let after = state.inner.rollout.config();
+        eprintln!(
+            "upload_server: admin changed this process's config: kill switch {} -> {}, {} -> {} force_async and {} -> {} force_sync ids",
+            before.kill_switch,
+            after.kill_switch,
+            before.force_async.len(),
+            after.force_async.len(),
+            before.force_sync.len(),
+            after.force_sync.len()
+        );
+        let mut body = RolloutBody::of(&state);
+        body.config_written_to =
+            Some("this process only (no --config file and no fleet)".to_owned());
+        return axum::Json(body).into_response();
+    };
+    // The shared config: compare-and-swap, then applied here at once (the
+    // other services apply it at their next poll).
+    let worker = state.clone();
+    let written = tokio::task::spawn_blocking(move || {
+        let written = write_shared_config(&*store, &worker.inner.rollout, apply);
+        if written.is_ok() {
+            let _ = worker.inner.monitor.lock().refresh();
+        }
+        written.map(|revision| (store.describe_config(), revision))
+    })
+    .await;
+    match written {
+        Ok(Ok((store, revision))) => {
+            eprintln!("upload_server: admin changed the config in {store} (revision {revision})");
+            let mut body = RolloutBody::of(&state);
+            body.config_written_to = Some(store);
+            axum::Json(body).into_response()
+        }
+        Ok(Err((status, message))) => error(status, message),
+        Err(join) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the change did not finish: {join}"),
+        ),
+    }
+}
+
+/// Applies `change` to the shared config in `store` with a compare-and-swap
+/// (reading again up to five times when another writer gets in first).
+/// With none stored yet, it starts from this process's config (its percent,
+/// the starting request, 0). Returns the new revision, or the status and
+/// message to answer.
+fn write_shared_config(
+    store: &dyn ConfigStore,
+    rollout: &Rollout,
+    mut change: impl FnMut(&mut RolloutConfig),
+) -> Result<u64, (StatusCode, String)> {
+    let unavailable =
+        |err: async_upload_rollout::StoreError| (StatusCode::SERVICE_UNAVAILABLE, err.to_string());
+    for _ in 0..5 {
+        let (mut config, expected) = match store.load_config_revision() {
+            Ok(Some((config, revision))) => (config, Some(revision)),
+            Ok(None) => {
+                let mut config = RolloutConfig::clone(&rollout.config());
+                config.percent = Percent::ZERO;
+                (config, None)
+            }
+            Err(err) if err.is_corrupt() => {
+                return Err((
+                    StatusCode::CONFLICT,
+                    format!(
+                        "{err}; replace it whole with: async-upload-rollout config set --overwrite ..."
+                    ),
+                ));
+            }
+            Err(err) => return Err(unavailable(err)),
+        };
+        change(&mut config);
+        match store.compare_and_swap_config(expected, &config) {
+            Ok(revision) => return Ok(revision.0),
+            Err(err) if err.is_conflict() => {}
+            Err(err) => return Err(unavailable(err)),
+        }
+    }
+    Err((
+        StatusCode::CONFLICT,
+        format!(
+            "{}: other writers kept changing the config; try again",
+            store.describe_config()
+        ),
+    ))
 }
 
 /// The body of the operator routes.
@@ -931,7 +1301,7 @@ async fn operate(
     State(state): State<AppState>,
     axum::extract::Path(operation): axum::extract::Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let operation = match operation.as_str() {
         "rollback" => Operation::Rollback,
@@ -948,12 +1318,16 @@ async fn operate(
     if let Err(denied) = authorize(&state, &headers) {
         return denied;
     }
-    let request: OperatorRequest = match serde_json::from_slice(&body) {
+    let body = match admin_body(body).await {
+        Ok(body) => body,
+        Err(response) => return response,
+    };
+    let request: OperatorRequest = match parse_admin(&body, r#"{"reason": "..."}"#) {
         Ok(request) => request,
-        Err(err) => {
+        Err(problem) => {
             return error(
                 StatusCode::BAD_REQUEST,
-                format!("invalid request: {err} (expected {{\"reason\": \"...\"}})"),
+                format!("invalid request: {problem}"),
             );
         }
     };
@@ -1049,13 +1423,66 @@ struct Args {
     config: ServerConfig,
 }
 
+/// What the command line asks for.
+enum Parsed {
+    /// Serve.
+    Run(Box<Args>),
+    /// Print [`HELP`] and exit 0.
+    Help,
+}
+
 const USAGE: &str = "usage: upload_server [--addr HOST:PORT] [--admin-token TOKEN] [--state FILE] \
                      [--config FILE] [--log PATH] [--tick DURATION] [--log-interval DURATION] [--store-dir DIR] \
                      [--plan FILE] [--auto-advance] [--memory-warmup DURATION] \
-                     [--etcd URL --name NAME [--replica ID]] [--stale-after DURATION] \
-                     [--inject-async-error-rate SHARE]";
+                     [--etcd URL --name NAME] [--replica ID] [--stale-after DURATION] \
+                     [--inject-async-error-rate SHARE] [--help]";
 
-fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError> {
+/// `--help`: every flag, what it does and its default.
+pub const HELP: &str = "\
+upload_server: an HTTP upload service whose uploads take the path the rollout picks
+(sync: stored, then 201; async: 202, stored in the background), with the rollout's
+controller judging them in the background.
+
+usage: upload_server [FLAGS]
+
+  --addr HOST:PORT            where to listen (default 127.0.0.1:8080; port 0: any free port)
+  --admin-token TOKEN         enables the admin routes (PUT /rollout, POST /rollout/{rollback,
+                              resume,advance,pause}) with `Authorization: Bearer TOKEN`; or set
+                              ASYNC_UPLOAD_ADMIN_TOKEN (keeps it out of `ps`). Without one they
+                              answer 403. An empty token is refused.
+  --state FILE                the rollout's state file, shared with the command line
+                              (default logs/async_upload_rollout/state.json); the service
+                              acknowledges what it applies in FILE.acks/
+  --config FILE               a TOML or JSON rollout config (salt, kill switch, force lists, the
+                              starting percent), read again at every state poll; PUT /rollout
+                              writes it (whole)
+  --log PATH                  the controller's JSON-lines log (default
+                              logs/async_upload_rollout/metrics.jsonl)
+  --tick DURATION             how often the controller judges and memory is sampled (default 10s)
+  --log-interval DURATION     how often a quiet tick is logged (default 1m; acting ticks always)
+  --store-dir DIR             where uploads are stored (default $TMPDIR/async_upload_rollout/uploads)
+  --plan FILE                 a TOML or JSON rollout plan (default: the week-2 plan)
+  --auto-advance              let the controller advance stages by itself
+  --memory-warmup DURATION    how long after each run of a stage the memory baseline is taken
+                              (default 1m)
+  --stale-after DURATION      how long the last state read serves while the store cannot be read
+                              (default 30s); after that, nothing async until it answers
+  --etcd URL                  join a fleet: state and config in etcd (repeat for several
+                              endpoints; needs the `etcd` feature); --state is then not used
+  --name NAME                 the fleet's rollout name (default async-upload)
+  --replica ID                this service's name in its acknowledgements (default: host name
+                              and pid)
+  --inject-async-error-rate SHARE
+                              for tests and demonstrations: fail that share (0 to 1) of async
+                              uploads on purpose
+  -h, --help                  print this and exit
+
+With no stored state, ASYNC_UPLOAD_ROLLOUT (or the config file's percent) picks the first
+state: 0 or unset is off, 10 starts the 10% stage; with a stored state, the state decides.
+Ctrl-C or SIGTERM stops it gracefully (accepted uploads are stored first, at most 10 s).
+";
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, StartError> {
     let usage = |message: String| StartError::Usage(format!("{message}\n{USAGE}"));
     let mut parsed = Args {
         addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
@@ -1082,7 +1509,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError
                 fleet(&mut parsed.config).etcd.push(url);
             }
             "--name" => fleet(&mut parsed.config).name = value()?,
-            "--replica" => fleet(&mut parsed.config).replica = value()?,
+            "--replica" => parsed.config.service_id = Some(value()?),
             "--stale-after" => {
                 let v = value()?;
                 parsed.config.stale_after = humantime::parse_duration(&v)
@@ -1124,21 +1551,24 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Args, StartError
                 parsed.config.memory_warmup = humantime::parse_duration(&v)
                     .map_err(|e| usage(format!("--memory-warmup {v:?}: {e}")))?;
             }
-            "-h" | "--help" => return Err(StartError::Usage(USAGE.to_owned())),
-            other => return Err(usage(format!("unknown flag {other:?}"))),
+            "-h" | "--help" => return Ok(Parsed::Help),
+            other => return Err(usage(format!("unknown flag {other:?} (see --help)"))),
         }
     }
-    if let Some(fleet) = &parsed.config.fleet
-        && fleet.etcd.is_empty()
-    {
-        return Err(usage("--name and --replica need --etcd URL".to_owned()));
+    if let Some(fleet) = &mut parsed.config.fleet {
+        if fleet.etcd.is_empty() {
+            return Err(usage("--name needs --etcd URL".to_owned()));
+        }
+        if let Some(id) = &parsed.config.service_id {
+            fleet.replica.clone_from(id);
+        }
     }
     if parsed.config.fleet.is_some() {
         // The store answers from its watch: poll it often, so a fleet
         // decision is applied (and acknowledged) within a tenth of a second.
         parsed.config.state_poll = Duration::from_millis(100);
     }
-    Ok(parsed)
+    Ok(Parsed::Run(Box::new(parsed)))
 }
 
 /// The fleet part of `config`, created on the first fleet flag.
@@ -1146,13 +1576,7 @@ fn fleet(config: &mut ServerConfig) -> &mut FleetConfig {
     config.fleet.get_or_insert_with(|| FleetConfig {
         etcd: Vec::new(),
         name: "async-upload".to_owned(),
-        replica: format!(
-            "{}-{}",
-            std::fs::read_to_string("/etc/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "replica".to_owned()),
-            std::process::id()
-        ),
+        replica: async_upload_rollout::default_service_id(),
     })
 }
 
@@ -1163,7 +1587,13 @@ fn fleet(config: &mut ServerConfig) -> &mut FleetConfig {
 ///
 /// A [`StartError`]: nothing is left running.
 pub async fn run(args: impl IntoIterator<Item = String>) -> Result<(), StartError> {
-    let Args { addr, config } = parse_args(args)?;
+    let Args { addr, config } = match parse_args(args)? {
+        Parsed::Run(args) => *args,
+        Parsed::Help => {
+            print!("{HELP}");
+            return Ok(());
+        }
+    };
     let rollout = Arc::new(Rollout::from_env().map_err(|e| StartError::Usage(e.to_string()))?);
     let admin = if config.admin_token.is_some() {
         "on"

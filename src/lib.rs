@@ -81,6 +81,11 @@
 //!   (salt, kill switch, id lists) from a TOML or JSON file, reloaded live;
 //!   its percent is only the starting request (the percent in force is the
 //!   controller's); a bad or half-written file keeps the last good config.
+//!   [`ConfigStore`] ([`ConfigFile`], a fleet's etcd) changes that config
+//!   for every service at once, with a compare-and-swap.
+//! - Every service [acknowledges](StateStore::acknowledge) the epoch and
+//!   config it applies ([`Acknowledgement`]), so an operator's command can
+//!   confirm a change reached every live service, or name who did not.
 //! - Feature `prometheus`: `export::prometheus::PrometheusExporter`, the
 //!   counters, latency histograms, percent, stage and verdict in the
 //!   OpenMetrics text format, read at scrape time.
@@ -125,14 +130,15 @@ pub mod tower;
 
 pub use act::simulation;
 pub use act::{
-    Action, ChangedBy, ConfigFormat, ConfigWatcher, ControllerError, ControllerView,
-    DEFAULT_LOG_INTERVAL, DEFAULT_LOG_PATH, DEFAULT_MEMORY_WARMUP, DEFAULT_STALE_AFTER,
-    DEFAULT_STATE_PATH, DEFAULT_STATE_POLL, FileStateStore, InvalidState, JsonlSink,
-    LOG_SCHEMA_VERSION, LogError, LogEvent, LogRead, LogRecord, MAX_LINE_BYTES, MemoryStateStore,
-    MetricsSource, MonitorHandle, MonitorHealth, Operation, OperatorError, PollOutcome, Refused,
-    Revision, RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, RunView,
-    SourceError, StateStore, StoreError, Stored, Tick, TornLine, WatcherHandle, log_files,
-    read_log,
+    ACK_REFRESH, ACK_TTL, Acknowledgement, Action, Applied, ChangedBy, ConfigFile, ConfigFormat,
+    ConfigStore, ConfigWatcher, ControllerError, ControllerView, DEFAULT_LOG_INTERVAL,
+    DEFAULT_LOG_PATH, DEFAULT_MEMORY_WARMUP, DEFAULT_STALE_AFTER, DEFAULT_STATE_PATH,
+    DEFAULT_STATE_POLL, FileStateStore, InvalidState, JsonlSink, LOG_SCHEMA_VERSION, LogError,
+    LogEvent, LogRead, LogRecord, MAX_LINE_BYTES, MemoryStateStore, MetricsSource, MonitorHandle,
+    MonitorHealth, NoOp, Operation, OperatorError, PollOutcome, Refused, Revision,
+    RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, RunView, Salvaged,
+    SourceError, StateStore, StoreError, Stored, Tick, TornLine, WatcherHandle, default_service_id,
+    log_files, read_log,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decide::{

@@ -1027,8 +1027,14 @@ fn a_lone_point_is_drawn_as_a_marker() {
         ..SimulationConfig::default()
     };
     simulate(&log, config, 3, |_| false);
-    let lines = fs::read_to_string(&log).unwrap().lines().count();
-    assert!(lines <= 3, "{lines} lines");
+    // A first start logs its state and start lines; then the first tick
+    // (no data yet) and the one whose verdict changed: one point with data.
+    let ticks = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"tick\""))
+        .count();
+    assert!(ticks <= 2, "{ticks} tick lines");
     let html_path = dir.file("report.html");
     let out = run(&["report", path_str(&log), "-o", path_str(&html_path)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -1040,13 +1046,47 @@ fn a_lone_point_is_drawn_as_a_marker() {
     );
 }
 
+/// The environment variable that makes this test binary the small process
+/// that runs the CLI binary for [`run_peak`].
+const PEAK_ARGS: &str = "CLI_TEST_PEAK_ARGS";
+
 /// Runs the binary with `args` to its end: its exit code and its peak
-/// resident set in bytes (`ru_maxrss` of `wait4`: the `VmHWM` the kernel
-/// kept for it).
-#[expect(clippy::zombie_processes, reason = "wait4 reaps the child")]
+/// resident set in bytes.
+///
+/// The peak is `ru_maxrss` of `wait4`, which on Linux also counts the
+/// memory of the process that spawned the binary (`posix_spawn` shares the
+/// parent's address space until `exec`, and the kernel keeps the larger of
+/// the two high-water marks). This test process is large (it simulates logs
+/// in memory, several tests at once), so a small process started for the
+/// purpose spawns and measures the binary: this test binary again, running
+/// only [`child_measures_the_binarys_peak`].
 fn run_peak(args: &[&str]) -> (Option<i32>, u64) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_measures_the_binarys_peak", "--nocapture"])
+        .env(PEAK_ARGS, args.join("\u{1f}"))
+        .output()
+        .expect("run the measuring process");
+    let stdout = text(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("peak "))
+        .unwrap_or_else(|| panic!("no peak measured: {stdout}{}", text(&out.stderr)));
+    let mut words = line.split(' ');
+    let code = words.next().and_then(|c| c.parse().ok());
+    let peak = words.next().and_then(|p| p.parse().ok()).unwrap();
+    (code, peak)
+}
+
+/// Not a test of its own: in the small process [`run_peak`] starts, runs
+/// the binary and prints `peak <exit code> <bytes>`.
+#[test]
+#[expect(clippy::zombie_processes, reason = "wait4 reaps the child")]
+fn child_measures_the_binarys_peak() {
+    let Ok(args) = std::env::var(PEAK_ARGS) else {
+        return;
+    };
     let child = Command::new(BIN)
-        .args(args)
+        .args(args.split('\u{1f}'))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -1061,7 +1101,8 @@ fn run_peak(args: &[&str]) -> (Option<i32>, u64) {
     assert_eq!(waited, pid);
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     // Linux counts ru_maxrss in KiB.
-    (code, u64::try_from(usage.ru_maxrss).unwrap() * 1024)
+    let peak = u64::try_from(usage.ru_maxrss).unwrap() * 1024;
+    println!("peak {} {peak}", code.map_or(-1, |c| c));
 }
 
 /// `days` of a rollout from the 1% stage (or of the 10% stage only, with
@@ -1157,4 +1198,189 @@ fn check_and_report_stay_under_64_mib_on_a_log_of_a_few_hundred_mb() {
     );
     assert!(check < 64 * MIB, "check: {check} bytes");
     assert!(report < 64 * MIB, "report: {report} bytes");
+}
+
+#[test]
+fn config_set_writes_a_config_file_whole_and_config_show_reads_it() {
+    let dir = TempDir::new("config");
+    let path = dir.file("rollout.toml");
+    fs::write(&path, "# a comment\npercent = 10\nforce_sync = [\"vip\"]\n").unwrap();
+    let out = run(&[
+        "config",
+        "set",
+        "--config",
+        path_str(&path),
+        "--kill-switch",
+        "on",
+        "--force-async",
+        "load-1, load-2",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let absolute = std::path::absolute(&path).unwrap();
+    assert!(
+        stdout.contains(&format!("to config file {}", absolute.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("pass --state FILE"), "{stdout}");
+    // Written whole (parsed back), the fields not given kept, no temp file.
+    let config: RolloutConfig = toml::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(config.kill_switch);
+    assert_eq!(config.force_async, ["load-1", "load-2"]);
+    assert_eq!(config.force_sync, ["vip"]);
+    assert_eq!(
+        config.percent,
+        Percent::from_whole(10).unwrap(),
+        "the starting percent"
+    );
+    let leftovers: Vec<_> = fs::read_dir(&dir.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    let out = run(&["config", "show", "--config", path_str(&path), "--json"]);
+    assert!(out.status.success());
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["config"]["kill_switch"], true);
+    assert_eq!(shown["fingerprint"], config.fingerprint());
+
+    // A file that does not exist, or cannot be read: refused, naming it.
+    let missing = dir.file("other.toml");
+    let out = run(&[
+        "config",
+        "set",
+        "--config",
+        path_str(&missing),
+        "--kill-switch",
+        "on",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("other.toml"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(!missing.exists());
+    let out = run(&[
+        "config",
+        "set",
+        "--config",
+        path_str(&missing),
+        "--kill-switch",
+        "on",
+        "--create",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    fs::write(&path, "percent = 10\nkill_switch = maybe\n").unwrap();
+    let out = run(&["config", "show", "--config", path_str(&path)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("CONFIG ERROR"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[
+        "config",
+        "set",
+        "--config",
+        path_str(&path),
+        "--kill-switch",
+        "off",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("--overwrite"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[
+        "config",
+        "set",
+        "--config",
+        path_str(&path),
+        "--kill-switch",
+        "off",
+        "--overwrite",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&["config", "set", "--config", path_str(&path)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("nothing to set"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn operator_commands_name_the_store_and_refuse_what_an_unreadable_state_does_not_allow() {
+    let dir = TempDir::new("operate");
+    let state = dir.file("state.json");
+    // Nothing stored: refused, the path named, nothing created.
+    for command in ["rollback", "resume", "advance", "pause"] {
+        let out = run(&[command, "--state", path_str(&state), "--reason", "x"]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(path_str(&state)) && stderr.contains("--create"),
+            "{stderr}"
+        );
+        assert!(!state.exists(), "{command} created the file");
+    }
+    let out = run(&[
+        "advance",
+        "--state",
+        path_str(&state),
+        "--create",
+        "--reason",
+        "go",
+        "--wait",
+        "0s",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("stored epoch 1 in state file"),
+        "{}",
+        text(&out.stdout)
+    );
+    // A state cut short: only a rollback, above the epoch it still shows.
+    fs::write(&state, "{\"epoch\": 41, \"stage\": 0, \"sta").unwrap();
+    for command in ["resume", "advance", "pause"] {
+        let out = run(&[command, "--state", path_str(&state), "--reason", "x"]);
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        assert!(
+            text(&out.stderr).contains("Only a rollback is accepted"),
+            "{}",
+            text(&out.stderr)
+        );
+    }
+    let out = run(&["status", "--state", path_str(&state)]);
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("STATE ERROR"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[
+        "rollback",
+        "--state",
+        path_str(&state),
+        "--reason",
+        "pager",
+        "--wait",
+        "0s",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("stored epoch 42"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&["status", "--state", path_str(&state), "--json"]);
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["state"]["status"], "rolled_back");
+    assert_eq!(status["state"]["epoch"], 42);
+    assert_eq!(status["percent"], 0);
 }

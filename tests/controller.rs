@@ -261,16 +261,30 @@ fn every_tick_and_action_is_a_log_line_with_its_reason() {
     let read = read_log::<LogRecord>(&path).unwrap();
     assert!(read.torn_tail.is_none());
     let events: Vec<LogEvent> = read.records.iter().map(|r| r.event).collect();
+    // A first start: a `state` line says the first state is being written
+    // (nothing stored yet, so no `state`), then the `action` line `start`
+    // carries it as stored.
     assert_eq!(
         events,
         [
+            LogEvent::State,
             LogEvent::Action,
             LogEvent::Tick,
             LogEvent::Tick,
             LogEvent::Action
         ]
     );
-    let start = &read.records[0];
+    assert_eq!(read.records[0].state, None, "nothing stored yet");
+    assert!(
+        read.records[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("writing the first"),
+        "{:?}",
+        read.records[0].reason
+    );
+    let start = &read.records[1];
     assert_eq!(
         start.action,
         Some(Action::Start {
@@ -279,7 +293,7 @@ fn every_tick_and_action_is_a_log_line_with_its_reason() {
         })
     );
     assert_eq!(start.state.as_ref().unwrap().epoch, 1);
-    let rollback = &read.records[2];
+    let rollback = &read.records[3];
     assert_eq!(rollback.action, Some(Action::Rollback { manual: false }));
     assert_eq!(
         rollback.evaluation.as_ref().unwrap().verdict,
@@ -298,10 +312,10 @@ fn every_tick_and_action_is_a_log_line_with_its_reason() {
     );
     assert_eq!(rollback.state.as_ref().unwrap().epoch, 2);
     assert_eq!(
-        read.records[3].reason.as_deref(),
+        read.records[4].reason.as_deref(),
         Some("rolled forward after fix")
     );
-    assert_eq!(read.records[3].state.as_ref().unwrap().epoch, 3);
+    assert_eq!(read.records[4].state.as_ref().unwrap().epoch, 3);
     assert!(read.records.iter().all(|r| r.v == 2));
     let _ = std::fs::remove_dir_all(dir);
 }

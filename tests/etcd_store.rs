@@ -205,19 +205,29 @@ fn base64(bytes: &[u8]) -> String {
     out
 }
 
+/// Each acknowledgement's service and epoch.
+fn epochs(acks: &[Acknowledgement]) -> Vec<(String, u64)> {
+    acks.iter()
+        .map(|ack| (ack.service.clone(), ack.applied.epoch))
+        .collect()
+}
+
 #[test]
 fn an_acknowledgement_disappears_with_its_replica() {
     let etcd = Etcd::start();
     let observer = store(&etcd, "acks", "observer");
     let replica = store(&etcd, "acks", "replica-1");
-    replica.acknowledge(7).unwrap();
-    assert_eq!(
-        observer.acknowledgements().unwrap(),
-        [("replica-1".to_owned(), 7)]
-    );
+    replica
+        .acknowledge(&Applied::new(7, Percent::from_whole(10).unwrap()).with_config("abc"))
+        .unwrap();
+    let acks = observer.acknowledgements().unwrap().unwrap();
+    assert_eq!(epochs(&acks), [("replica-1".to_owned(), 7)]);
+    assert_eq!(acks[0].pid, std::process::id());
+    assert_eq!(acks[0].applied.config.as_deref(), Some("abc"));
+    assert!(acks[0].is_live(SystemTime::now()));
     drop(replica); // its lease is no longer kept alive
     let gone = wait_until("the ack to expire", Duration::from_secs(15), || {
-        observer.acknowledgements().unwrap().is_empty()
+        observer.acknowledgements().unwrap().unwrap().is_empty()
     });
     assert!(
         gone <= Duration::from_secs(
@@ -346,6 +356,6 @@ fn a_follower_applies_the_fleets_state_and_config_and_acknowledges_each_epoch() 
     });
     assert_eq!(replica.state_error(), None);
     wait_until("the ack", Duration::from_secs(5), || {
-        leader.acknowledgements().unwrap() == [("replica-a".to_owned(), 1)]
+        epochs(&leader.acknowledgements().unwrap().unwrap()) == [("replica-a".to_owned(), 1)]
     });
 }

@@ -182,8 +182,8 @@ fn a_fleet_of_three_replicas_and_two_controllers_acts_as_one() {
     });
     let first = observer.load().unwrap().unwrap().state;
     wait_until("every replica's ack", within, || {
-        let acks = observer.acknowledgements().unwrap();
-        acks.len() == 3 && acks.iter().all(|(_, epoch)| *epoch == first.epoch)
+        let acks = observer.acknowledgements().unwrap().unwrap();
+        acks.len() == 3 && acks.iter().all(|ack| ack.applied.epoch == first.epoch)
     });
     let leaders: Vec<&ControllerProcess> =
         controllers.iter().filter(|c| c.said("leading")).collect();
@@ -214,8 +214,9 @@ fn a_fleet_of_three_replicas_and_two_controllers_acts_as_one() {
         observer
             .acknowledgements()
             .unwrap()
+            .unwrap()
             .iter()
-            .filter(|(_, epoch)| *epoch == rolled_back.epoch)
+            .filter(|ack| ack.applied.epoch == rolled_back.epoch)
             .count()
             == 3
     });

@@ -169,6 +169,16 @@ fn percent_and_kill_switch_gauges_follow_the_rollout() {
         sample(&exporter.encode(), "async_upload_rollout_kill_switch"),
         Some("1")
     );
+    // Nothing is async under the kill switch: the percent in force is 0.
+    assert_eq!(
+        sample(&exporter.encode(), "async_upload_rollout_percent"),
+        Some("0.0")
+    );
+    rollout.set_kill_switch(false);
+    assert_eq!(
+        sample(&exporter.encode(), "async_upload_rollout_percent"),
+        Some("0.5")
+    );
 }
 
 #[test]
@@ -233,6 +243,7 @@ fn status_of_a_controller_reports_its_rollback() {
             epoch: Some(1),
             status: Some(RolloutStatus::Running),
             state_error: false,
+            config_error: false,
         })
     );
     assert_eq!(
@@ -314,6 +325,7 @@ fn names_and_units_follow_prometheus_conventions() {
         ("async_upload_rollout_stage", "gauge"),
         ("async_upload_rollout_status", "gauge"),
         ("async_upload_rollout_state_error", "gauge"),
+        ("async_upload_rollout_config_error", "gauge"),
         ("async_upload_rollout_verdict", "gauge"),
     ];
     let types: Vec<(&str, &str)> = types

@@ -203,3 +203,118 @@ fn a_config_file_applied_is_info_and_one_refused_is_a_warning() {
         "{events:#?}"
     );
 }
+
+/// A state store whose shared config can be made unreadable.
+#[derive(Default)]
+struct BrokenConfig {
+    state: MemoryStateStore,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl StateStore for BrokenConfig {
+    fn load(&self) -> Result<Option<Stored>, StoreError> {
+        self.state.load()
+    }
+
+    fn compare_and_swap(
+        &self,
+        expected: Option<Revision>,
+        state: &RolloutState,
+    ) -> Result<Revision, StoreError> {
+        self.state.compare_and_swap(expected, state)
+    }
+
+    fn describe(&self) -> String {
+        "test store".to_owned()
+    }
+
+    fn load_config(&self) -> Result<Option<RolloutConfig>, StoreError> {
+        if self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(StoreError::Corrupt {
+                store: "test store config".to_owned(),
+                message: "not a rollout config".to_owned(),
+            });
+        }
+        Ok(Some(RolloutConfig {
+            kill_switch: true,
+            ..RolloutConfig::default()
+        }))
+    }
+}
+
+#[test]
+fn a_shared_config_that_cannot_be_read_is_one_warning_and_never_stops_a_rollback() {
+    let capture = Capture::default();
+    let s = Setup::new(10);
+    let store = Arc::new(BrokenConfig::default());
+    tracing::subscriber::with_default(capture.clone(), || {
+        let mut c = s.controller().state_store(store.clone()).build().unwrap();
+        assert!(c.view().kill_switch, "the shared config is applied");
+        assert_eq!(c.view().percent, Percent::ZERO, "0% under the kill switch");
+        store
+            .broken
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for _ in 0..5 {
+            let _ = c.refresh();
+        }
+        let view = c.view();
+        assert!(
+            view.config_error
+                .as_deref()
+                .unwrap()
+                .contains("not a rollout config")
+        );
+        assert!(view.kill_switch, "the last good config stays");
+        c.rollback("pager").unwrap();
+        assert_eq!(
+            store.load().unwrap().unwrap().state.status,
+            RolloutStatus::RolledBack,
+            "written while the config cannot be read"
+        );
+        store
+            .broken
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let _ = c.refresh();
+        assert_eq!(c.view().config_error, None);
+    });
+    let events: Vec<_> = capture
+        .events()
+        .into_iter()
+        .filter(|e| e.field("message") == Some("rollout shared config"))
+        .collect();
+    assert_eq!(events.len(), 2, "once per change: {events:#?}");
+    assert_eq!(events[0].level, Level::WARN);
+    assert_eq!(events[1].level, Level::INFO);
+}
+
+#[test]
+fn an_operators_rollback_over_an_unreadable_state_is_stored_above_every_epoch_seen() {
+    let capture = Capture::default();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let s = Setup::new(10);
+    tracing::subscriber::with_default(capture.clone(), || {
+        let store = Arc::new(FileStateStore::new(&path));
+        let mut c = s.controller().state_store(store.clone()).build().unwrap();
+        c.pause("freeze").unwrap(); // epoch 2
+        std::fs::write(&path, "garbage").unwrap();
+        assert!(c.refresh().is_err());
+        assert!(s.rollout.is_halted(), "fail closed");
+        let err = c.resume("x").unwrap_err();
+        assert!(err.to_string().contains("always allowed"), "{err}");
+        let stored = c.rollback("pager: corrupt state").unwrap();
+        assert_eq!(stored.status, RolloutStatus::RolledBack);
+        assert_eq!(stored.epoch, 3, "above epoch 2, which this controller saw");
+        assert_eq!(
+            stored.stage,
+            Some(1),
+            "unknown in the garbage: the controller's own"
+        );
+        let read = store.load().unwrap().unwrap().state;
+        assert_eq!(read, stored);
+        assert_eq!(c.view().state.as_ref(), Some(&read));
+    });
+    let rollback = &capture.with_field("action", "rollback")[0];
+    assert_eq!(rollback.level, Level::WARN);
+    assert_eq!(rollback.field("manual"), Some("true"));
+}

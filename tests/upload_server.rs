@@ -20,6 +20,7 @@ use async_upload_rollout::export::prometheus::PROMETHEUS_TEXT_CONTENT_TYPE;
 use async_upload_rollout::{
     Arm, LogEvent, LogRecord, Percent, Rollout, RolloutConfig, RolloutPlan, RolloutStatus, read_log,
 };
+use axum::body::Bytes;
 use server::{AppState, RolloutBody, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -413,9 +414,13 @@ async fn uploads_take_the_path_should_use_async_picks_and_are_all_recorded() {
                 break log;
             }
         };
-        let first = &log.records[0];
+        // A first start: a `state` line (the first state is being written),
+        // then the `start` action carrying it as stored.
+        assert_eq!(log.records[0].event, LogEvent::State);
+        let first = &log.records[1];
         assert_eq!(first.event, LogEvent::Action);
         assert_eq!(first.percent, Some(whole(10)), "started at the 10% stage");
+        assert_eq!(first.state.as_ref().unwrap().epoch, 1);
         let ticks: Vec<&LogRecord> = log
             .records
             .iter()
@@ -556,14 +561,25 @@ async fn admin_changes_need_the_right_token_and_bad_ones_change_nothing() {
         assert_eq!(applied.percent, whole(10), "the percent is untouched");
         assert_eq!(server.upload(Some("load-test-1"), b"x").await.status, 202);
 
-        // The kill switch sends everybody to the sync path, percent kept.
+        // The kill switch sends everybody to the sync path: the percent in
+        // force is 0 (the state's stage is kept, and says 10%).
         let reply = server
             .put_rollout(Some(TOKEN), r#"{"kill_switch": true}"#)
             .await;
         assert_eq!(reply.status, 200, "{}", reply.body);
+        assert_eq!(
+            reply.json()["config_written_to"],
+            "this process only (no --config file and no fleet)"
+        );
         let status = server.rollout_status().await;
-        assert!(status.config.kill_switch);
-        assert_eq!(status.percent, whole(10));
+        assert!(status.config.kill_switch && status.kill_switch);
+        assert_eq!(status.percent, Percent::ZERO);
+        assert!(
+            status.in_force.contains("kill switch"),
+            "{}",
+            status.in_force
+        );
+        assert_eq!(status.state.as_ref().unwrap().stage, Some(1));
         let mut ids: Vec<String> = (0..40).map(|i| format!("killed-{i}")).collect();
         ids.push("load-test-1".into());
         assert!(upload_all(&server, &ids).await.iter().all(|&s| s == 201));
@@ -781,6 +797,245 @@ async fn many_concurrent_clients_every_upload_is_stored_and_counted_exactly_once
                 "counted more than uploaded: {seen:?} vs {accepted}/{stored}"
             );
         }
+        server.stop().await;
+    })
+    .await;
+}
+
+/// One request written as raw bytes (a header value that is not UTF-8).
+async fn raw_request(addr: SocketAddr, head: &[u8], body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut bytes = head.to_vec();
+    bytes.extend_from_slice(
+        format!(
+            "Host: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw).await;
+    parse_response(&raw)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_id_errors_quote_the_id_and_say_what_is_wrong() {
+    bounded(async {
+        let server = Running::start(10, Some(TOKEN)).await;
+        let long = "a".repeat(200);
+        let cases: [(&[u8], &str, &str); 5] = [
+            (
+                b"caf\xe9-1",
+                "caf\u{fffd}-1",
+                "is not UTF-8 (invalid byte 0xe9 at byte 3)",
+            ),
+            (
+                long.as_bytes(),
+                &long,
+                "is too long: 200 bytes, at most 128",
+            ),
+            (b"", "", "the upload id is empty"),
+            (b"a/b", "a/b", "has '/' at byte 1"),
+            (b".hidden", ".hidden", "starts with '.'"),
+        ];
+        for (raw, shown, what) in cases {
+            let mut head = b"POST /uploads HTTP/1.1\r\nUpload-Id: ".to_vec();
+            head.extend_from_slice(raw);
+            head.extend_from_slice(b"\r\n");
+            let reply = raw_request(server.addr, &head, b"data").await;
+            assert_eq!(reply.status, 400, "{shown:?}: {}", reply.body);
+            let json = reply.json();
+            assert_eq!(json["upload_id"], shown, "the id, lossily");
+            let error = json["error"].as_str().unwrap();
+            assert!(error.contains(what), "{shown:?}: {error}");
+            if !raw.is_empty() {
+                // Quoted (cut after 64 characters).
+                let quoted: String = shown.chars().take(64).collect();
+                assert!(error.contains(&format!("\"{quoted}")), "{error}");
+            }
+            assert_eq!(reply.header("upload-id"), None, "not echoed as a header");
+        }
+        let text = server.metrics_text().await;
+        assert_eq!(
+            uploads_total(&text, "async", "rejected") + uploads_total(&text, "sync", "rejected"),
+            5
+        );
+        server.stop().await;
+    })
+    .await;
+}
+
+/// The temporary files of unfinished uploads in `dir`.
+fn part_files(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".part"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_or_cancelled_upload_leaves_no_temporary_file() {
+    bounded(async {
+        // One left by a crash is removed at start.
+        let dir = tempfile::tempdir().unwrap();
+        let uploads = dir.path().join("uploads");
+        std::fs::create_dir_all(&uploads).unwrap();
+        std::fs::write(uploads.join(".crashed.7.part"), b"half").unwrap();
+        let server = Running::start_in(dir, 0, Some(TOKEN), None).await;
+        let store_dir = server.state.store_dir().to_owned();
+        assert_eq!(part_files(&store_dir), Vec::<String>::new());
+
+        // A store that fails (the id names a directory: the rename fails).
+        std::fs::create_dir(store_dir.join("taken")).unwrap();
+        let reply = server.upload(Some("taken"), b"data").await;
+        assert_eq!(reply.status, 500, "{}", reply.body);
+        assert_eq!(part_files(&store_dir), Vec::<String>::new());
+
+        // A store whose caller goes away after it started (the request is
+        // cancelled): it runs to its end, renamed or removed, never left.
+        for i in 0..20 {
+            let id = format!("cancelled-{i}");
+            let body = Bytes::from(vec![b'x'; 256 * 1024]);
+            let store = server::store(&store_dir, &id, &body);
+            // Polled once (the blocking write starts), then dropped.
+            let _ = tokio::time::timeout(Duration::ZERO, store).await;
+        }
+        let stored = |i| store_dir.join(format!("cancelled-{i}")).is_file();
+        while !(0..20).all(stored) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(part_files(&store_dir), Vec::<String>::new());
+
+        // A client that goes away before sending the whole body.
+        let mut stream = TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(
+                b"POST /uploads HTTP/1.1\r\nUpload-Id: cut-short\r\nContent-Length: 100000\r\n\r\npartial",
+            )
+            .await
+            .unwrap();
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(part_files(&store_dir), Vec::<String>::new());
+        assert!(!store_dir.join("cut-short").exists());
+        server.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_bodies_that_are_too_large_or_broken_get_json_errors() {
+    bounded(async {
+        let server = Running::start(10, Some(TOKEN)).await;
+        let auth = format!("Bearer {TOKEN}");
+        let huge = format!(
+            "{{\"force_sync\": [{}]}}",
+            vec!["\"id-000000\""; 10_000].join(",")
+        );
+        for path in ["/rollout", "/rollout/rollback"] {
+            let method = if path == "/rollout" { "PUT" } else { "POST" };
+            let reply = server
+                .request(method, path, &[("Authorization", &auth)], huge.as_bytes())
+                .await;
+            assert_eq!(reply.status, 413, "{path}: {}", reply.body);
+            assert!(
+                reply.json()["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("65536 bytes"),
+                "{}",
+                reply.body
+            );
+        }
+        for (body, says) in [
+            (r#"{"kill_switch": tru"#, "the body is not JSON"),
+            (r#"{"kill_switch": "yes"}"#, "field `kill_switch`"),
+            ("", "the body is empty"),
+        ] {
+            let reply = server.put_rollout(Some(TOKEN), body).await;
+            assert_eq!(reply.status, 400, "{body}");
+            let error = reply.json()["error"].as_str().unwrap().to_owned();
+            assert!(error.contains(says), "{body}: {error}");
+            assert!(error.contains(r#"{"kill_switch": true}"#), "{error}");
+        }
+        server.stop().await;
+    })
+    .await;
+}
+
+/// `promtool check metrics` on `text`: its exit status and what it said.
+fn promtool_check(text: &str) -> (bool, String) {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is not installed: apt-get install prometheus (scripts/test does this)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), said)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_check_metrics_passes_on_the_real_metrics_and_the_kill_switch_reads_zero() {
+    bounded(async {
+        let server = Running::start(50, Some(TOKEN)).await;
+        let ids: Vec<String> = (0..60).map(|i| format!("promtool-{i}")).collect();
+        let statuses = upload_all(&server, &ids).await;
+        assert!(statuses.contains(&201) && statuses.contains(&202));
+        // A tick has judged the run: the per-run series are exported too.
+        while server.state.monitor().view().last_evaluation.is_none() {
+            tokio::time::sleep(TICK).await;
+        }
+        server.state.drain(Duration::from_secs(10)).await;
+        let text = server.metrics_text().await;
+        for family in [
+            "async_upload_rollout_upload_latency_seconds_bucket",
+            "async_upload_rollout_run_uploads_total",
+            "async_upload_rollout_run_latency_seconds_total",
+            "async_upload_rollout_run_latency_min_seconds",
+            "async_upload_rollout_run_latency_max_seconds",
+            "async_upload_rollout_run_latency_buckets_total",
+            "async_upload_rollout_config_error 0",
+            "async_upload_rollout_percent 50",
+        ] {
+            assert!(text.contains(family), "no {family} in\n{text}");
+        }
+        let (ok, said) = promtool_check(&text);
+        assert!(
+            ok && said.trim().is_empty(),
+            "promtool check metrics:\n{said}\n{text}"
+        );
+
+        // Under the kill switch nothing is async: 0 in every view.
+        let reply = server
+            .put_rollout(Some(TOKEN), r#"{"kill_switch": true}"#)
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let text = server.metrics_text().await;
+        assert!(
+            text.contains("\nasync_upload_rollout_percent 0.0\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nasync_upload_rollout_kill_switch 1\n"));
+        assert_eq!(server.rollout_status().await.percent, Percent::ZERO);
+        let (ok, said) = promtool_check(&text);
+        assert!(ok, "{said}");
         server.stop().await;
     })
     .await;

@@ -51,11 +51,14 @@ use serde::Serialize;
 use crate::act::health::Health;
 use crate::act::log::{JsonlSink, LogError};
 use crate::act::metrics_source::MetricsSource;
-use crate::act::record::{Action, LogEvent, LogRecord};
+use crate::act::record::{Action, LogEvent, LogRecord, NoOp};
 use crate::act::recover;
 use crate::act::run::RunView;
+use crate::act::source::ConfigWatcher;
 use crate::act::state::{ChangedBy, Operation, Refused, RolloutState, RolloutStatus};
-use crate::act::store::{MemoryStateStore, Revision, StateStore, StoreError, Stored};
+use crate::act::store::{
+    ACK_REFRESH, Applied, MemoryStateStore, Revision, Salvaged, StateStore, StoreError, Stored,
+};
 use crate::act::trace::{self, Severity};
 use crate::clock::unix_ms;
 use crate::clock::{Clock, SystemClock};
@@ -129,8 +132,11 @@ pub enum OperatorError {
     #[error(transparent)]
     Refused(#[from] Refused),
     /// The rollout's state cannot be read, so there is nothing to change:
-    /// fix the store first (nothing is async meanwhile).
-    #[error("the rollout state is unknown: {message}")]
+    /// fix the store first (nothing is async meanwhile). A rollback is
+    /// always accepted, also then.
+    #[error(
+        "the rollout state is unknown: {message} (only a rollback is accepted over an unknown state: it is always allowed)"
+    )]
     StateUnknown {
         /// Why it is unknown.
         message: String,
@@ -148,15 +154,25 @@ pub enum OperatorError {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct ControllerView {
-    /// The state in force; `None` while it cannot be read.
+    /// The state as stored (exactly what the store holds, as last read or
+    /// written); `None` while it cannot be read (or nothing is stored yet).
     pub state: Option<RolloutState>,
-    /// The percent in force: 0% when nothing is async.
+    /// The percent in force: 0% whenever nothing is async (the kill switch
+    /// is on, the rollout is halted: off, rolled back, a rollback not yet
+    /// stored, state unknown or stale).
     pub percent: Percent,
-    /// Whether nothing is async, force lists included (off, rolled back,
-    /// state unknown or stale).
+    /// Whether nothing is async because of the state, force lists included
+    /// (off, rolled back, a rollback not yet stored, state unknown or
+    /// stale).
     pub halted: bool,
+    /// Whether the config's kill switch is on (nothing async, whatever the
+    /// state says).
+    pub kill_switch: bool,
     /// Why the state could not be loaded or written, while that lasts.
     pub state_error: Option<String>,
+    /// Why the config source (a config file, a fleet's config key) cannot be
+    /// read, while that lasts; the last good config stays in force.
+    pub config_error: Option<String>,
     /// Whether the store has been unreadable for longer than `stale_after`.
     pub stale: bool,
     /// The latest evaluation, if a tick judged one.
@@ -229,8 +245,25 @@ pub struct RolloutController {
     health: Arc<Health>,
     /// A fleet replica: applies and acknowledges, acts only on rollback.
     follower: bool,
-    /// The epoch this process last acknowledged to the store.
-    acknowledged: Option<u64>,
+    /// Whether this process acknowledges what it applies (it serves uploads).
+    acknowledges: bool,
+    /// What this process last acknowledged, and when.
+    acknowledged: Option<(Applied, SystemTime)>,
+    /// The config last fingerprinted, and its fingerprint (computed again
+    /// only when the config changes).
+    fingerprint: Option<(Arc<RolloutConfig>, String)>,
+    /// The largest epoch this controller has seen stored: a rollback over an
+    /// unreadable state goes above it.
+    epoch_seen: u64,
+    /// The stage of that state: a rollback over an unreadable state in which
+    /// no stage can be read keeps it.
+    stage_seen: Option<usize>,
+    /// The config file it polls, if any.
+    watcher: Option<ConfigWatcher>,
+    /// Why the config sources cannot be read, while that lasts.
+    config_error: Option<String>,
+    /// Why the store's shared config cannot be read, while that lasts.
+    store_config_error: Option<String>,
     /// The shared config last applied from the store.
     applied_config: Option<RolloutConfig>,
     /// Where run totals come from, when not from `metrics`.
@@ -285,6 +318,8 @@ pub struct RolloutControllerBuilder {
     history: History,
     start_stage: Option<usize>,
     follower: bool,
+    acknowledges: bool,
+    watcher: Option<ConfigWatcher>,
     source: Option<Box<dyn MetricsSource>>,
 }
 
@@ -370,6 +405,27 @@ impl RolloutControllerBuilder {
         self
     }
 
+    /// Whether this process acknowledges what it applies through the store
+    /// ([`StateStore::acknowledge`]: the epoch, percent in force, config
+    /// fingerprint and errors, on every change and every
+    /// [`ACK_REFRESH`](crate::ACK_REFRESH)), so operators' commands can
+    /// confirm that it applied their change. Default: on; turn it off for a
+    /// controller that serves no uploads (a fleet's leading controller).
+    pub fn acknowledges(mut self, on: bool) -> Self {
+        self.acknowledges = on;
+        self
+    }
+
+    /// Polls `watcher` (a config file: salt, kill switch, id lists) at
+    /// every tick and poll, so that the config is applied by the same
+    /// thread as the state, and the view, the log and the acknowledgements
+    /// say when the file cannot be read ([`ControllerView::config_error`]).
+    /// Poll it once yourself first to take its starting percent.
+    pub fn config_watcher(mut self, watcher: ConfigWatcher) -> Self {
+        self.watcher = Some(watcher);
+        self
+    }
+
     /// Judges run totals from `source` instead of the accumulator (a fleet's
     /// controller: every replica's counters, from Prometheus). The memory
     /// trigger is then the replicas' own (their local fuse).
@@ -431,7 +487,9 @@ impl RolloutControllerBuilder {
             state: None,
             percent: Percent::ZERO,
             halted: true,
+            kill_switch: false,
             state_error: None,
+            config_error: None,
             stale: false,
             last_evaluation: None,
             stages: evaluator.plan().stages.iter().map(|s| s.percent).collect(),
@@ -462,7 +520,14 @@ impl RolloutControllerBuilder {
             view,
             health: Arc::new(Health::default()),
             follower: self.follower,
+            acknowledges: self.acknowledges,
             acknowledged: None,
+            fingerprint: None,
+            epoch_seen: 0,
+            stage_seen: None,
+            watcher: self.watcher,
+            config_error: None,
+            store_config_error: None,
             applied_config: None,
             source: self.source,
         };
@@ -493,31 +558,43 @@ impl RolloutControllerBuilder {
             Ok(None) => {
                 let first = controller.first_state(now);
                 let reason = format!(
-                    "controller started: no state in {}; {}",
+                    "controller started: no state in {}; writing the first: {first}",
                     controller.store.describe(),
-                    first.reason
                 );
                 controller.pending = Some(Pending::Initial(first));
                 reason
             }
             Err(err) => controller.unknown(format!("{err} (nothing is async until it is fixed)")),
         };
+        if let Some(stored) = controller.stored.clone() {
+            controller.saw(&stored.state);
+        }
         // Log the start before changing anything: a log that cannot be
-        // written fails the build and leaves the rollout and store as they were.
+        // written fails the build and leaves the rollout and store as they
+        // were. A first state is logged (an `action` line `start`) once it
+        // is stored; this line says it is about to be written.
         let state = controller.current().cloned();
-        let percent = controller.percent_in_force().unwrap_or(Percent::ZERO);
-        let mut record = controller.record(LogEvent::Action, now);
+        let percent = controller.percent_now();
+        let first_write = matches!(controller.pending, Some(Pending::Initial(_)));
+        let mut record = if first_write {
+            controller.record(LogEvent::State, now)
+        } else {
+            controller.record(LogEvent::Action, now)
+        };
         record.percent = Some(percent);
-        record.action = Some(Action::Start {
-            stage: state.as_ref().and_then(|s| s.stage),
-            percent,
-        });
-        if let Some(action) = &record.action {
-            if controller.stored.is_none() && controller.pending.is_none() {
+        if first_write {
+            trace::state_event(Severity::Info, &reason, None);
+        } else {
+            let action = Action::Start {
+                stage: state.as_ref().and_then(|s| s.stage),
+                percent,
+            };
+            if controller.stored.is_none() {
                 // Unreadable or not yet written by the leader: nothing async.
                 trace::state_event(Severity::FailClosed, &reason, None);
             }
-            trace::action(action, &reason, state.as_ref(), percent, false);
+            trace::action(&action, &reason, state.as_ref(), percent, false);
+            record.action = Some(action);
         }
         record.reason = Some(reason);
         if let Some(err) = controller.append(&record) {
@@ -532,9 +609,9 @@ impl RolloutControllerBuilder {
         // Writes the first state if there was none (a failure is kept and
         // retried; the state is in force meanwhile).
         let _ = controller.write_pending(now);
-        let _ = controller.apply_config();
+        controller.apply_config(now, true);
         controller.apply();
-        controller.acknowledge();
+        controller.acknowledge(now);
         controller.publish();
         Ok(controller)
     }
@@ -596,6 +673,8 @@ impl RolloutController {
             history: History::default(),
             start_stage: None,
             follower: false,
+            acknowledges: true,
+            watcher: None,
             source: None,
         }
     }
@@ -618,17 +697,32 @@ impl RolloutController {
         let now = self.clock.now();
         let result = self.sync_with_store(now);
         self.apply();
-        self.acknowledge();
+        self.acknowledge(now);
         self.publish();
         result
     }
 
     /// Reads the store, adopts what changed, writes what is pending.
     fn sync_with_store(&mut self, now: SystemTime) -> Result<(), StoreError> {
+        // A config that cannot be read keeps the last good one, and never
+        // keeps a pending rollback from being written.
         let loaded = match self.store.load() {
             Ok(loaded) => loaded,
-            Err(err) => return Err(self.store_failed(err, now)),
+            Err(err) if err.is_corrupt() => {
+                // The store answers: its config can still be read, and a
+                // pending rollback is written over the unreadable state.
+                self.apply_config(now, true);
+                let err = self.store_failed(err, now);
+                let _ = self.write_pending(now);
+                return Err(err);
+            }
+            Err(err) => {
+                // Unreachable: not asked again for its config this time.
+                self.apply_config(now, false);
+                return Err(self.store_failed(err, now));
+            }
         };
+        self.apply_config(now, true);
         self.last_contact = now;
         if self.stale {
             self.stale = false;
@@ -656,7 +750,6 @@ impl RolloutController {
         } else if self.follower && self.state_error.is_none() {
             self.state_error = Some(self.waiting_message());
         }
-        self.apply_config()?;
         self.write_pending(now)
     }
 
@@ -667,10 +760,51 @@ impl RolloutController {
         )
     }
 
-    /// Applies the store's shared config (salt, kill switch, id lists; never
-    /// the percent) when it changed.
-    fn apply_config(&mut self) -> Result<(), StoreError> {
-        let config = self.store.load_config()?;
+    /// Polls the config file (if any) and applies the store's shared
+    /// config (salt, kill switch, id lists; never the percent) when it
+    /// changed. A source that cannot be read keeps the last good config and
+    /// is reported once per change of its problem: a `config` log line, a
+    /// `WARN` event, [`ControllerView::config_error`].
+    /// `reachable`: whether the store just answered (else its shared config
+    /// is not asked for, and its last problem stays as it was).
+    fn apply_config(&mut self, now: SystemTime, reachable: bool) {
+        // The watcher stores a changed file itself, and reports each bad
+        // version once (a `WARN` event, and a `config` line with its log).
+        let file_problem = self.watcher.as_mut().and_then(|watcher| {
+            let _ = watcher.poll_once();
+            watcher.last_error()
+        });
+        let (config, store_problem) = if reachable {
+            match self.store.load_config() {
+                Ok(config) => (config, None),
+                Err(err) => (
+                    None,
+                    Some(format!(
+                        "cannot read the shared config: {err}; the last good config stays in force"
+                    )),
+                ),
+            }
+        } else {
+            (None, self.store_config_error.clone())
+        };
+        if store_problem != self.store_config_error {
+            let message = store_problem.clone().unwrap_or_else(|| {
+                format!(
+                    "the shared config in {} can be read again",
+                    self.store.describe()
+                )
+            });
+            let severity = if store_problem.is_some() {
+                Severity::Warn
+            } else {
+                Severity::Info
+            };
+            trace::shared_config(severity, &message);
+            self.log_config_event(now, message);
+            self.store_config_error = store_problem.clone();
+        }
+        let problems: Vec<String> = file_problem.into_iter().chain(store_problem).collect();
+        self.config_error = (!problems.is_empty()).then(|| problems.join("; "));
         if let Some(config) = config
             && self.applied_config.as_ref() != Some(&config)
         {
@@ -693,23 +827,53 @@ impl RolloutController {
             );
             self.applied_config = Some(config);
         }
-        Ok(())
     }
 
-    /// Tells the store which epoch this replica now serves, once per epoch
-    /// (followers only: a leading controller serves no uploads).
-    fn acknowledge(&mut self) {
-        if !self.follower {
-            return;
-        }
-        let Some(epoch) = self.stored.as_ref().map(|s| s.state.epoch) else {
-            return;
+    /// What this process applies now, as it acknowledges it.
+    fn applied(&mut self) -> Applied {
+        let known = self.pending.is_none() && !self.stale;
+        let (epoch, stage) = match &self.stored {
+            Some(stored) if known => (stored.state.epoch, stored.state.stage),
+            _ => (0, None),
         };
-        if self.acknowledged == Some(epoch) || self.pending.is_some() || self.stale {
+        let config = self.rollout.config();
+        let fingerprint = match &self.fingerprint {
+            Some((seen, fingerprint)) if Arc::ptr_eq(seen, &config) => fingerprint.clone(),
+            _ => {
+                let fingerprint = config.fingerprint();
+                self.fingerprint = Some((config, fingerprint.clone()));
+                fingerprint
+            }
+        };
+        let mut applied = Applied::new(epoch, self.percent_now())
+            .at_stage(stage)
+            .with_config(fingerprint);
+        applied.config_error.clone_from(&self.config_error);
+        applied.state_error.clone_from(&self.state_error);
+        applied
+    }
+
+    /// Tells the store what this process applies (epoch, percent, config),
+    /// when that changed and every [`ACK_REFRESH`] (its heartbeat). Not for
+    /// a controller that serves no uploads ([`RolloutControllerBuilder::acknowledges`]).
+    fn acknowledge(&mut self, now: SystemTime) {
+        if !self.acknowledges {
             return;
         }
-        if self.store.acknowledge(epoch).is_ok() {
-            self.acknowledged = Some(epoch);
+        let applied = self.applied();
+        let due = self.acknowledged.as_ref().is_none_or(|(last, at)| {
+            *last != applied || now.duration_since(*at).unwrap_or(ACK_REFRESH) >= ACK_REFRESH
+        });
+        if due && self.store.acknowledge(&applied).is_ok() {
+            self.acknowledged = Some((applied, now));
+        }
+    }
+
+    /// Removes this process's acknowledgement: it stops serving (the
+    /// monitor stops).
+    pub(crate) fn withdraw(&mut self) {
+        if self.acknowledges && self.acknowledged.take().is_some() {
+            let _ = self.store.withdraw();
         }
     }
 
@@ -836,6 +1000,7 @@ impl RolloutController {
             self.store.describe(),
             stored.state
         );
+        self.saw(&stored.state);
         self.stored = Some(stored);
         if new_run {
             self.restart_run(now);
@@ -843,8 +1008,15 @@ impl RolloutController {
         self.log_state_event(now, reason);
     }
 
-    /// Writes a pending first state or rollback; keeps it on failure.
+    /// Writes a pending first state or rollback; keeps it on failure. What
+    /// it stores is logged as an `action` line (`start`, `rollback`).
     fn write_pending(&mut self, now: SystemTime) -> Result<(), StoreError> {
+        self.write_pending_and_log(now, true)
+    }
+
+    /// As [`write_pending`](Self::write_pending); `log`: whether to log what
+    /// was stored (a tick that rolls back logs it in its own line).
+    fn write_pending_and_log(&mut self, now: SystemTime, log: bool) -> Result<(), StoreError> {
         let Some(pending) = self.pending.clone() else {
             return Ok(());
         };
@@ -854,7 +1026,18 @@ impl RolloutController {
                 .compare_and_swap(self.stored.as_ref().map(|s| s.revision), &state)
                 .map(|revision| {
                     self.pending = None;
-                    self.stored = Some(Stored { state, revision });
+                    let reason = format!(
+                        "wrote the rollout state to {}: {state}",
+                        self.store.describe()
+                    );
+                    self.take_written(Stored { state, revision });
+                    if log {
+                        let action = Action::Start {
+                            stage: self.stage(),
+                            percent: self.percent_now(),
+                        };
+                        self.log_stored_action(&action, &reason, now);
+                    }
                 }),
             Pending::Rollback { reason, by, run } => match self.current().cloned() {
                 Some(state)
@@ -871,14 +1054,39 @@ impl RolloutController {
                             .flatten()
                             .unwrap_or(state),
                     };
-                    self.commit(next).map(|()| self.pending = None)
+                    self.commit(next).map(|()| {
+                        self.pending = None;
+                        if log {
+                            let action = Action::Rollback {
+                                manual: by == ChangedBy::Operator,
+                            };
+                            self.log_stored_action(&action, &reason, now);
+                        }
+                    })
                 }
-                // Already rolled back or off (by someone else), a newer run,
-                // or unknown: nothing to write.
+                // Already rolled back or off (by someone else), or a newer
+                // run: nothing to write.
                 Some(_) => {
                     self.pending = None;
                     Ok(())
                 }
+                // Unknown: a rollback asked for while the state could not be
+                // read is written over it (always accepted), when it is not
+                // judged on a run's data.
+                None if run.is_none() => match self.rollback_unknown(&reason, by, now) {
+                    Ok(Some(_)) => {
+                        self.pending = None;
+                        if log {
+                            let action = Action::Rollback {
+                                manual: by == ChangedBy::Operator,
+                            };
+                            self.log_stored_action(&action, &reason, now);
+                        }
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(err) => Err(err),
+                },
                 None => Ok(()),
             },
         };
@@ -916,16 +1124,110 @@ impl RolloutController {
     fn commit(&mut self, next: RolloutState) -> Result<(), StoreError> {
         let expected = self.stored.as_ref().map(|s| s.revision);
         let revision = self.store.compare_and_swap(expected, &next)?;
-        let before = self.current().cloned();
-        let new_run = before.as_ref().is_none_or(|b| next.is_new_run_since(b));
-        self.stored = Some(Stored {
+        self.take_written(Stored {
             state: next,
             revision,
         });
+        Ok(())
+    }
+
+    /// Takes `stored`, just written by this controller, as the state.
+    fn take_written(&mut self, stored: Stored) {
+        let before = self.current().cloned();
+        let new_run = before
+            .as_ref()
+            .is_none_or(|b| stored.state.is_new_run_since(b));
+        self.saw(&stored.state);
+        self.stored = Some(stored);
+        self.state_error = None;
         if new_run {
             self.restart_run(self.clock.now());
         }
-        Ok(())
+    }
+
+    /// Remembers the epoch (and its stage) of a state seen stored.
+    fn saw(&mut self, state: &RolloutState) {
+        if state.epoch >= self.epoch_seen {
+            self.epoch_seen = state.epoch;
+            self.stage_seen = state.stage.or(self.stage_seen);
+        }
+    }
+
+    /// A rollback while the state is unknown, written over whatever the
+    /// store holds (a rollback is always accepted): over an unreadable state
+    /// ([`StateStore::replace_unreadable`]) or one that does not fit the
+    /// plan, a `rolled_back` state whose epoch is above every epoch seen
+    /// (this controller's, the store's content, the services'
+    /// acknowledgements); over nothing stored, `off`. `Ok(None)` when the
+    /// state can be read now (it is taken: decide again on it).
+    fn rollback_unknown(
+        &mut self,
+        reason: &str,
+        by: ChangedBy,
+        now: SystemTime,
+    ) -> Result<Option<RolloutState>, StoreError> {
+        let acked = self
+            .store
+            .acknowledgements()
+            .ok()
+            .flatten()
+            .into_iter()
+            .flatten()
+            .map(|ack| ack.applied.epoch)
+            .max()
+            .unwrap_or(0);
+        let floor = self.epoch_seen.max(acked);
+        let plan = self.plan().clone();
+        let stages = plan.stages.len();
+        let stage_seen = self.stage_seen;
+        // The stage the broken content names if the plan has it, else the
+        // one this controller saw last.
+        let with_stage = |salvaged: &Salvaged| {
+            let mut salvaged = salvaged.clone();
+            if salvaged.stage.is_none_or(|s| s >= stages) {
+                salvaged.stage = stage_seen.or(salvaged.stage);
+            }
+            salvaged
+        };
+        let stored = match self.store.load() {
+            Err(err) if err.is_corrupt() => self.store.replace_unreadable(&mut |salvaged| {
+                RolloutState::rolled_back_over(&with_stage(salvaged), &plan, floor, now, by, reason)
+            })?,
+            Err(err) => return Err(err),
+            Ok(Some(stored)) => match stored.state.validate(&plan) {
+                Ok(()) => {
+                    self.adopt(stored, now);
+                    self.state_error = None;
+                    return Ok(None);
+                }
+                Err(invalid) => {
+                    let salvaged = with_stage(&Salvaged {
+                        epoch: Some(stored.state.epoch),
+                        stage: stored.state.stage,
+                        problem: invalid.to_string(),
+                    });
+                    let next =
+                        RolloutState::rolled_back_over(&salvaged, &plan, floor, now, by, reason);
+                    let revision = self.store.compare_and_swap(Some(stored.revision), &next)?;
+                    Stored {
+                        state: next,
+                        revision,
+                    }
+                }
+            },
+            Ok(None) => {
+                let mut next = RolloutState::off(now, by, reason);
+                next.epoch = floor.saturating_add(1);
+                let revision = self.store.compare_and_swap(None, &next)?;
+                Stored {
+                    state: next,
+                    revision,
+                }
+            }
+        };
+        let state = stored.state.clone();
+        self.take_written(stored);
+        Ok(Some(state))
     }
 
     /// Snapshots, evaluates, acts, and logs one line (see
@@ -967,7 +1269,7 @@ impl RolloutController {
         };
         let (Some(stage), Some(totals)) = (judged, totals) else {
             self.apply();
-            self.acknowledge();
+            self.acknowledge(now);
             self.health.ticked(now);
             self.publish();
             return Tick {
@@ -982,12 +1284,15 @@ impl RolloutController {
             .evaluator
             .evaluate_in_range(stage, &totals, &self.history, now);
         let action = self.act(&evaluation, now, &mut store_error);
+        // A rollback whose write failed is in force here but not stored:
+        // its line comes when it is.
+        let unstored = matches!(self.pending, Some(Pending::Rollback { .. }));
         self.apply();
-        self.acknowledge();
+        self.acknowledge(now);
         let verdict_changed = self.last.as_ref().map(|e| e.verdict) != Some(evaluation.verdict);
         trace::evaluation(&evaluation, verdict_changed);
         if let Some(action) = &action {
-            let percent = self.rollout.percent();
+            let percent = self.percent_now();
             trace::action(
                 action,
                 &evaluation.reason,
@@ -1005,7 +1310,10 @@ impl RolloutController {
             .is_none_or(|t| now.duration_since(t).unwrap_or_default() >= self.log_interval);
         let log_error = if notable || due {
             self.last_logged_tick = Some(now);
-            self.log_tick(&totals, &evaluation, action.as_ref(), now)
+            let logged = action
+                .as_ref()
+                .filter(|a| !(unstored && matches!(a, Action::Rollback { .. })));
+            self.log_tick(&totals, &evaluation, logged, now)
         } else {
             None
         };
@@ -1057,7 +1365,9 @@ impl RolloutController {
                     by: ChangedBy::Controller,
                     run: Some(state.run_epoch),
                 });
-                if let Err(err) = self.write_pending(now) {
+                // Logged by the tick's line when stored now; else by an
+                // `action` line when the retried write gets through.
+                if let Err(err) = self.write_pending_and_log(now, false) {
                     *store_error = Some(err);
                 }
                 return Some(Action::Rollback { manual: false });
@@ -1221,24 +1531,34 @@ impl RolloutController {
     ) -> Result<RolloutState, OperatorError> {
         for _ in 0..3 {
             let Some(current) = self.current().cloned() else {
-                if operation == Operation::Rollback {
-                    self.rollout.halt();
-                    self.pending = Some(Pending::Rollback {
-                        reason: reason.to_owned(),
-                        by: ChangedBy::Operator,
-                        run: None,
+                if operation != Operation::Rollback {
+                    return Err(OperatorError::StateUnknown {
+                        message: self
+                            .state_error
+                            .clone()
+                            .unwrap_or_else(|| "not read yet".to_owned()),
                     });
                 }
-                return Err(OperatorError::StateUnknown {
-                    message: self
-                        .state_error
-                        .clone()
-                        .unwrap_or_else(|| "not read yet".to_owned()),
-                });
+                // A rollback is always accepted: in force at once, and
+                // written over whatever the store holds.
+                self.rollout.halt();
+                match self.rollback_unknown(reason, ChangedBy::Operator, now) {
+                    Ok(Some(state)) => {
+                        self.pending = None;
+                        let action = Action::Rollback { manual: true };
+                        self.log_stored_action(&action, reason, now);
+                        return Ok(state);
+                    }
+                    // Readable now: decide again on it.
+                    Ok(None) => continue,
+                    Err(err) if err.is_conflict() => continue,
+                    Err(err) => return Err(self.rollback_not_stored(reason, err, now)),
+                }
             };
             let Some(next) =
                 current.apply(operation, self.plan(), now, ChangedBy::Operator, reason)?
             else {
+                self.log_no_op(operation, reason, &current, now);
                 return Ok(current);
             };
             if operation == Operation::Rollback {
@@ -1248,23 +1568,21 @@ impl RolloutController {
             }
             match self.commit(next.clone()) {
                 Ok(()) => {
-                    let action = self.operator_action(operation, &current, &next);
-                    if let Some(err) = self.log_action(&action, reason, now) {
-                        self.health.log_failed(&err);
+                    if matches!(self.pending, Some(Pending::Initial(_))) {
+                        // Written over the first state that was not stored yet.
+                        self.pending = None;
                     }
+                    let action = self.operator_action(operation, &current, &next);
+                    self.log_stored_action(&action, reason, now);
                     return Ok(next);
                 }
                 Err(err) if err.is_conflict() => {
                     self.reload(now)?;
                 }
+                Err(err) if operation == Operation::Rollback => {
+                    return Err(self.rollback_not_stored(reason, err, now));
+                }
                 Err(err) => {
-                    if operation == Operation::Rollback {
-                        self.pending = Some(Pending::Rollback {
-                            reason: reason.to_owned(),
-                            by: ChangedBy::Operator,
-                            run: None,
-                        });
-                    }
                     self.state_error = Some(err.to_string());
                     return Err(err.into());
                 }
@@ -1275,6 +1593,56 @@ impl RolloutController {
             expected: self.stored.as_ref().map(|s| s.revision),
             found: None,
         }))
+    }
+
+    /// An operator's rollback that is in force here but could not be
+    /// stored: kept pending (written when the store answers, and logged
+    /// then), said in a `state` line now.
+    fn rollback_not_stored(
+        &mut self,
+        reason: &str,
+        err: StoreError,
+        now: SystemTime,
+    ) -> OperatorError {
+        self.pending = Some(Pending::Rollback {
+            reason: reason.to_owned(),
+            by: ChangedBy::Operator,
+            run: None,
+        });
+        self.state_error = Some(err.to_string());
+        self.log_state_event_at(
+            Severity::Warn,
+            now,
+            format!(
+                "operator's rollback ({reason}) in force in this process (nothing async here), but not stored: {err}; written when the store answers"
+            ),
+        );
+        err.into()
+    }
+
+    /// Logs an operator's request that changed nothing, with its reason.
+    fn log_no_op(
+        &mut self,
+        operation: Operation,
+        reason: &str,
+        current: &RolloutState,
+        now: SystemTime,
+    ) {
+        let detail = format!(
+            "{operation}: nothing to change: the state already is {} at epoch {}",
+            current.status, current.epoch
+        );
+        trace::state_event(
+            Severity::Info,
+            &format!("{detail} ({reason})"),
+            Some(current),
+        );
+        let mut record = self.record(LogEvent::Action, now);
+        record.no_op = Some(NoOp { operation, detail });
+        record.reason = Some(reason.to_owned());
+        if let Some(err) = self.append(&record) {
+            self.health.log_failed(&err);
+        }
     }
 
     fn operator_action(
@@ -1390,19 +1758,34 @@ impl RolloutController {
         self.state_error.as_deref()
     }
 
-    /// The percent in force: `None` when nothing is async (off, rolled
-    /// back, a rollback pending, state unknown or stale).
+    /// The percent in force: `None` when nothing is async (the kill switch
+    /// is on; off, rolled back, a rollback pending, state unknown or stale).
     #[must_use]
     pub fn percent_in_force(&self) -> Option<Percent> {
+        if self.rollout.config().kill_switch {
+            return None;
+        }
+        self.state_percent()
+    }
+
+    /// The percent the state gives: `None` when the state sends nothing
+    /// async (off, rolled back, a rollback pending, unknown or stale).
+    fn state_percent(&self) -> Option<Percent> {
         if self.stale || matches!(self.pending, Some(Pending::Rollback { .. })) {
             return None;
         }
         self.current()?.percent_in_force(self.plan())
     }
 
-    /// Applies the percent in force to the rollout.
+    /// The percent in force, 0% when nothing is async.
+    fn percent_now(&self) -> Percent {
+        self.percent_in_force().unwrap_or(Percent::ZERO)
+    }
+
+    /// Applies the percent in force to the rollout (the kill switch is the
+    /// config's: it stays as it is).
     fn apply(&self) {
-        match self.percent_in_force() {
+        match self.state_percent() {
             Some(percent) => {
                 if self.rollout.is_halted() || self.rollout.percent() != percent {
                     self.rollout.set_percent(percent);
@@ -1430,21 +1813,26 @@ impl RolloutController {
     }
 
     fn publish(&self) {
-        let percent = self.percent_in_force();
-        let mut state = self.current().cloned();
-        if let (Some(state), Some(RolloutStatus::RolledBack)) = (&mut state, self.status()) {
-            state.status = RolloutStatus::RolledBack;
-        }
+        let by_state = self.state_percent();
+        let kill_switch = self.rollout.config().kill_switch;
         self.view.store(Arc::new(ControllerView {
-            state,
-            percent: percent.unwrap_or(Percent::ZERO),
-            halted: percent.is_none(),
+            state: self.stored.as_ref().map(|s| s.state.clone()),
+            percent: by_state.filter(|_| !kill_switch).unwrap_or(Percent::ZERO),
+            halted: by_state.is_none(),
+            kill_switch,
             state_error: self.state_error.clone(),
+            config_error: self.config_error.clone(),
             stale: self.stale,
             last_evaluation: self.last.clone(),
             stages: self.plan().stages.iter().map(|s| s.percent).collect(),
-            run: percent.map(|_| self.run.view.clone()),
+            run: by_state.map(|_| self.run.view.clone()),
         }));
+    }
+
+    /// Why the config source cannot be read, while that lasts.
+    #[must_use]
+    pub fn config_error(&self) -> Option<&str> {
+        self.config_error.as_deref()
     }
 
     /// The first state from the starting request.
@@ -1499,18 +1887,25 @@ impl RolloutController {
         &self.history
     }
 
-    fn log_action(&mut self, action: &Action, reason: &str, now: SystemTime) -> Option<LogError> {
-        trace::action(
-            action,
-            reason,
-            self.current(),
-            self.rollout.percent(),
-            false,
-        );
+    /// Logs a change this controller stored: an `action` line whose `state`
+    /// is what it stored.
+    fn log_stored_action(&mut self, action: &Action, reason: &str, now: SystemTime) {
+        trace::action(action, reason, self.current(), self.percent_now(), false);
         let mut record = self.record(LogEvent::Action, now);
         record.action = Some(action.clone());
         record.reason = Some(reason.to_owned());
-        self.append(&record)
+        if let Some(err) = self.append(&record) {
+            self.health.log_failed(&err);
+        }
+    }
+
+    /// A `config` line: the config source cannot be read, or can again.
+    fn log_config_event(&mut self, now: SystemTime, reason: String) {
+        let mut record = self.record(LogEvent::Config, now);
+        record.reason = Some(reason);
+        if let Some(err) = self.append(&record) {
+            self.health.log_failed(&err);
+        }
     }
 
     fn log_state_event(&mut self, now: SystemTime, reason: String) {
@@ -1548,14 +1943,14 @@ impl RolloutController {
         err
     }
 
+    /// A line of this controller: `state` is exactly what the store holds
+    /// (as last read or written; absent while unknown or not yet written),
+    /// `percent` the percent in force.
     fn record(&self, event: LogEvent, now: SystemTime) -> LogRecord {
         let mut record = LogRecord::new(event, unix_ms(now));
-        record.stage = self.stage();
-        record.percent = Some(self.rollout.percent());
-        record.state = self.current().cloned();
-        if let (Some(state), Some(RolloutStatus::RolledBack)) = (&mut record.state, self.status()) {
-            state.status = RolloutStatus::RolledBack;
-        }
+        record.state = self.stored.as_ref().map(|s| s.state.clone());
+        record.stage = record.state.as_ref().and_then(|s| s.stage);
+        record.percent = Some(self.percent_now());
         record
     }
 

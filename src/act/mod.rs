@@ -4,10 +4,12 @@
 //! [`RolloutController`] ticks, judges and acts; it is the one writer of the
 //! [`RolloutState`], kept in a [`StateStore`] ([`FileStateStore`],
 //! [`MemoryStateStore`]); [`MonitorHandle`] runs it in the background and
-//! fails safe; [`ConfigWatcher`] reloads the config file; the JSON-lines log
+//! fails safe; [`ConfigWatcher`] reloads the config file and [`ConfigStore`]
+//! changes it (or a fleet's) with a compare-and-swap; the JSON-lines log
 //! ([`JsonlSink`], [`read_log`]) keeps the audit record in the schema of
 //! [`LogRecord`]; [`simulation`] runs whole rollouts in simulated time.
 
+pub(crate) mod config_store;
 pub(crate) mod controller;
 pub(crate) mod health;
 pub(crate) mod log;
@@ -23,6 +25,7 @@ pub(crate) mod store;
 pub(crate) mod trace;
 pub(crate) mod validate;
 
+pub use config_store::{ConfigFile, ConfigStore};
 pub use controller::{
     ControllerError, ControllerView, DEFAULT_LOG_INTERVAL, DEFAULT_MEMORY_WARMUP,
     DEFAULT_STALE_AFTER, DEFAULT_STATE_POLL, OperatorError, RolloutController,
@@ -34,10 +37,11 @@ pub use log::{
 };
 pub use metrics_source::MetricsSource;
 pub use monitor::MonitorHandle;
-pub use record::{Action, LOG_SCHEMA_VERSION, LogEvent, LogRecord};
+pub use record::{Action, LOG_SCHEMA_VERSION, LogEvent, LogRecord, NoOp};
 pub use run::RunView;
 pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};
 pub use state::{ChangedBy, InvalidState, Operation, Refused, RolloutState, RolloutStatus};
 pub use store::{
-    DEFAULT_STATE_PATH, FileStateStore, MemoryStateStore, Revision, StateStore, StoreError, Stored,
+    ACK_REFRESH, ACK_TTL, Acknowledgement, Applied, DEFAULT_STATE_PATH, FileStateStore,
+    MemoryStateStore, Revision, Salvaged, StateStore, StoreError, Stored, default_service_id,
 };

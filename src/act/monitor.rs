@@ -257,6 +257,8 @@ impl Drop for MonitorHandle {
         }
         // No monitor, no automatic rollback: nothing async.
         self.shared.rollout.halt();
+        // This process serves nothing from now on: its acknowledgement goes.
+        self.shared.lock_controller().withdraw();
         trace::monitor(
             Severity::Info,
             "the monitor stopped (its handle was dropped): nothing is async",

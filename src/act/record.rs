@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::act::state::RolloutState;
+use crate::act::state::{Operation, RolloutState};
 use crate::decide::percent::Percent;
 use crate::judge::criteria::Evaluation;
 use crate::metrics::MetricsSnapshot;
@@ -39,7 +39,10 @@ pub const LOG_SCHEMA_VERSION: u32 = 2;
 ///   only; `state` is absent while the state is unknown).
 /// - `evaluation`: the verdict with every check behind it (`tick` lines).
 /// - `action`: what the controller or an operator did (`action` lines, and
-///   `tick` lines that acted).
+///   `tick` lines that acted). Each change of the stored state is logged
+///   once, by the line whose `state` is what was stored.
+/// - `no_op`: an operator's request that changed nothing (`action` lines
+///   without `action`): which, and why nothing changed ([`NoOp`]).
 /// - `reason`: one sentence: the decisive checks, or the operator's words.
 ///
 /// Optional fields are left out when empty, and readers ignore fields they do
@@ -75,6 +78,9 @@ pub struct LogRecord {
     /// What was done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub action: Option<Action>,
+    /// An operator's request that changed nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_op: Option<NoOp>,
     /// Why, in one sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -94,6 +100,7 @@ impl LogRecord {
             state: None,
             evaluation: None,
             action: None,
+            no_op: None,
             reason: None,
         }
     }
@@ -129,6 +136,19 @@ pub enum LogEvent {
     /// only; it serializes as `"other"`.
     #[serde(other)]
     Other,
+}
+
+/// An operator's request that changed nothing (a second rollback), as an
+/// `action` line logs it: `{"operation": "rollback", "detail": "…"}`, with
+/// the operator's words in the line's `reason` and the stored state in its
+/// `state`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct NoOp {
+    /// What was asked.
+    pub operation: Operation,
+    /// Why nothing changed.
+    pub detail: String,
 }
 
 /// Something the controller (or an operator through it) did.

@@ -359,6 +359,12 @@ impl Simulation {
         self.elapsed
     }
 
+    /// The simulated time now (the controller's clock).
+    #[must_use]
+    pub fn now(&self) -> std::time::SystemTime {
+        self.clock.now()
+    }
+
     /// Uploads simulated so far on `arm`.
     #[must_use]
     pub fn uploads(&self, arm: Arm) -> u64 {

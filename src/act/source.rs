@@ -451,7 +451,7 @@ impl ConfigWatcher {
             return Ok(PollOutcome::Unchanged);
         }
 
-        let mut config = self.parse(&bytes)?;
+        let mut config = parse_file(&self.path, self.format, &bytes)?;
         if let Some((value, name)) = env {
             match value {
                 Ok(value) => {
@@ -506,84 +506,6 @@ impl ConfigWatcher {
     /// Records what this poll saw; `Some(())` when it differs from the last.
     fn saw(&mut self, seen: Seen) -> Option<()> {
         (self.seen.replace(seen) != Some(seen)).then_some(())
-    }
-
-    fn parse(&self, bytes: &[u8]) -> Result<RolloutConfig, SourceError> {
-        let parse_error = |line, column, message| SourceError::Parse {
-            path: self.path.clone(),
-            line,
-            column,
-            message,
-        };
-        let text = std::str::from_utf8(bytes).map_err(|err| {
-            let valid = &bytes[..err.valid_up_to()];
-            let (line, column) = line_and_column(
-                // The prefix is valid UTF-8 by definition of valid_up_to.
-                std::str::from_utf8(valid).unwrap_or_default(),
-                valid.len(),
-            );
-            parse_error(Some(line), Some(column), "not valid UTF-8".to_owned())
-        })?;
-        /// Which fields the text names (a whole config names its percent).
-        #[derive(serde::Deserialize)]
-        struct Named {
-            percent: Option<serde::de::IgnoredAny>,
-        }
-        let named: Result<Named, SourceError> = match self.format {
-            ConfigFormat::Toml => {
-                toml::from_str(text).map_err(|_| parse_error(None, None, String::new()))
-            }
-            ConfigFormat::Json => {
-                serde_json::from_str(text).map_err(|_| parse_error(None, None, String::new()))
-            }
-        };
-        let config = self.parse_config(text)?;
-        if !matches!(named, Ok(Named { percent: Some(_) })) {
-            let what = if text.trim().is_empty() {
-                "the file is empty"
-            } else {
-                "no `percent` field"
-            };
-            return Err(parse_error(
-                None,
-                None,
-                format!(
-                    "{what}: a config is applied only whole, and a whole one names its `percent` (a file being written?)"
-                ),
-            ));
-        }
-        Ok(config)
-    }
-
-    fn parse_config(&self, text: &str) -> Result<RolloutConfig, SourceError> {
-        let parse_error = |line, column, message| SourceError::Parse {
-            path: self.path.clone(),
-            line,
-            column,
-            message,
-        };
-        match self.format {
-            ConfigFormat::Toml => toml::from_str(text).map_err(|err| {
-                let (line, column) = err
-                    .span()
-                    .map(|span| line_and_column(text, span.start))
-                    .unzip();
-                parse_error(line, column, err.message().to_owned())
-            }),
-            ConfigFormat::Json => serde_json::from_str(text).map_err(|err| {
-                // serde_json's message ends in " at line L column C"; keep
-                // the location in the fields only.
-                let message = err.to_string();
-                let suffix = format!(" at line {} column {}", err.line(), err.column());
-                let message = message.strip_suffix(&suffix).unwrap_or(&message).to_owned();
-                let known = err.line() > 0;
-                parse_error(
-                    known.then_some(err.line()),
-                    known.then_some(err.column()),
-                    message,
-                )
-            }),
-        }
     }
 
     fn log(&mut self, reason: String) {
@@ -646,6 +568,94 @@ impl fmt::Debug for ConfigWatcher {
             .field("applied", &self.applied())
             .field("errors", &self.errors())
             .finish_non_exhaustive()
+    }
+}
+
+/// Parses a config file's bytes: a whole config (it names its `percent`),
+/// in `format`; errors name `path`, and the line and column when known.
+pub(crate) fn parse_file(
+    path: &Path,
+    format: ConfigFormat,
+    bytes: &[u8],
+) -> Result<RolloutConfig, SourceError> {
+    let parse_error = |line, column, message| SourceError::Parse {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    let text = std::str::from_utf8(bytes).map_err(|err| {
+        let valid = &bytes[..err.valid_up_to()];
+        let (line, column) = line_and_column(
+            // The prefix is valid UTF-8 by definition of valid_up_to.
+            std::str::from_utf8(valid).unwrap_or_default(),
+            valid.len(),
+        );
+        parse_error(Some(line), Some(column), "not valid UTF-8".to_owned())
+    })?;
+    /// Which fields the text names (a whole config names its percent).
+    #[derive(serde::Deserialize)]
+    struct Named {
+        percent: Option<serde::de::IgnoredAny>,
+    }
+    let named: Result<Named, SourceError> = match format {
+        ConfigFormat::Toml => {
+            toml::from_str(text).map_err(|_| parse_error(None, None, String::new()))
+        }
+        ConfigFormat::Json => {
+            serde_json::from_str(text).map_err(|_| parse_error(None, None, String::new()))
+        }
+    };
+    let config = parse_config(path, format, text)?;
+    if !matches!(named, Ok(Named { percent: Some(_) })) {
+        let what = if text.trim().is_empty() {
+            "the file is empty"
+        } else {
+            "no `percent` field"
+        };
+        return Err(parse_error(
+            None,
+            None,
+            format!(
+                "{what}: a config is applied only whole, and a whole one names its `percent` (a file being written?)"
+            ),
+        ));
+    }
+    Ok(config)
+}
+
+fn parse_config(
+    path: &Path,
+    format: ConfigFormat,
+    text: &str,
+) -> Result<RolloutConfig, SourceError> {
+    let parse_error = |line, column, message| SourceError::Parse {
+        path: path.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    match format {
+        ConfigFormat::Toml => toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|span| line_and_column(text, span.start))
+                .unzip();
+            parse_error(line, column, err.message().to_owned())
+        }),
+        ConfigFormat::Json => serde_json::from_str(text).map_err(|err| {
+            // serde_json's message ends in " at line L column C"; keep
+            // the location in the fields only.
+            let message = err.to_string();
+            let suffix = format!(" at line {} column {}", err.line(), err.column());
+            let message = message.strip_suffix(&suffix).unwrap_or(&message).to_owned();
+            let known = err.line() > 0;
+            parse_error(
+                known.then_some(err.line()),
+                known.then_some(err.column()),
+                message,
+            )
+        }),
     }
 }
 

@@ -181,8 +181,10 @@ impl fmt::Display for ChangedBy {
     }
 }
 
-/// An operator's request, applied with [`RolloutState::apply`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// An operator's request, applied with [`RolloutState::apply`]. Serialized
+/// in `snake_case` (`rollback`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Operation {
     /// Move to the next stage now, whatever the verdict; from `off`, start
     /// the first stage. Refused while rolled back (resume first) and at the
@@ -455,6 +457,48 @@ impl RolloutState {
         Ok(Some(next.changed(now, by, reason)))
     }
 
+    /// The state a rollback writes over a stored state that cannot be read
+    /// (a rollback is always accepted): `rolled_back`, with an epoch above
+    /// both `salvaged.epoch` and `epoch_floor` (every epoch the writer has
+    /// seen: its own, the services' acknowledgements), at the salvaged stage
+    /// when the plan has it, else stage 0 (a resume then restarts from the
+    /// first stage), starting now. The reason names what was wrong.
+    #[must_use]
+    pub fn rolled_back_over(
+        salvaged: &crate::act::store::Salvaged,
+        plan: &RolloutPlan,
+        epoch_floor: u64,
+        now: SystemTime,
+        by: ChangedBy,
+        reason: &str,
+    ) -> RolloutState {
+        let now = whole_ms(now);
+        let epoch = salvaged
+            .epoch
+            .unwrap_or(0)
+            .max(epoch_floor)
+            .saturating_add(1);
+        let (stage, whence) = match salvaged.stage.filter(|&s| s < plan.stages.len()) {
+            Some(stage) => (stage, "its stage"),
+            None => (0, "stage unknown, 0 taken"),
+        };
+        let mut problem: String = salvaged.problem.chars().take(160).collect();
+        if problem.len() < salvaged.problem.len() {
+            problem.push('…');
+        }
+        RolloutState {
+            epoch,
+            stage: Some(stage),
+            status: RolloutStatus::RolledBack,
+            stage_started_at: Some(now),
+            run_started_at: Some(now),
+            run_epoch: epoch,
+            changed_at: now,
+            changed_by: by,
+            reason: format!("{reason} [written over an unreadable state ({whence}): {problem}]"),
+        }
+    }
+
     /// The controller's automatic transitions: `to` is `RolledBack`,
     /// `AwaitingReview` or `Complete` at the same stage.
     pub(crate) fn automatic(
@@ -531,14 +575,14 @@ fn whole_ms(time: SystemTime) -> SystemTime {
 }
 
 /// RFC 3339 timestamps in UTC with milliseconds, as an operator reads them.
-mod rfc3339 {
+pub(crate) mod rfc3339 {
     use super::{Deserialize, Deserializer, Serializer, SystemTime};
 
-    pub(super) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(time: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(&humantime::format_rfc3339_millis(*time))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
         humantime::parse_rfc3339_weak(&text).map_err(|err| {
             serde::de::Error::custom(format!(

@@ -168,6 +168,14 @@ pub(crate) fn config(severity: Severity, path: &std::path::Path, message: &str) 
     }
 }
 
+/// A store's shared config (a fleet's config key) cannot be read (`WARN`:
+/// the last good config stays) or can again (`INFO`).
+#[inline]
+pub(crate) fn shared_config(severity: Severity, message: &str) {
+    #[cfg(feature = "tracing")]
+    at_severity!(severity, target: CONFIG, detail = message, "rollout shared config");
+}
+
 /// Fleet mode: leadership and the etcd watch.
 #[cfg(feature = "etcd")]
 #[inline]

@@ -5,10 +5,12 @@
 //! async-upload-rollout report logs/*/metrics.jsonl -o report.html
 //! async-upload-rollout bucket 0f8fad5b-d9cb-469f-a165-70867728950e --percent 10
 //! async-upload-rollout plan --plan plan.toml
-//! async-upload-rollout status [--state FILE] [--json]
-//! async-upload-rollout rollback --reason "error spike after deploy 4512" [--state FILE]
-//! async-upload-rollout resume|advance|pause --reason TEXT [--state FILE]
-//! async-upload-rollout status|rollback|... --etcd http://127.0.0.1:2379 [--name NAME]   (feature etcd)
+//! async-upload-rollout status [--state FILE] [--config FILE] [--json]
+//! async-upload-rollout rollback --reason "error spike after deploy 4512" [--state FILE] [--wait 5s] [--create]
+//! async-upload-rollout resume|advance|pause --reason TEXT [--state FILE] [--wait 5s] [--create]
+//! async-upload-rollout config show [--config FILE] [--json]
+//! async-upload-rollout config set --config FILE [--kill-switch on|off] [--force-async IDS] [--force-sync IDS] [--salt SALT]
+//! async-upload-rollout status|rollback|config ... --etcd http://127.0.0.1:2379 [--name NAME]   (feature etcd)
 //! async-upload-rollout controller --etcd URL --prometheus URL [--plan FILE] [--name NAME]  (feature etcd)
 //! ```
 //!
@@ -16,12 +18,17 @@
 //! review, 3 rollback (while the controller's logged state is
 //! `awaiting_review` or `rolled_back`, 2 or 3 whatever the recomputation
 //! says); 1 usage or input error (every command), or an operator command
-//! the state refuses. The other commands exit 0 on success. A breaking
-//! change before 1.0: `check` used to exit 0 on hold too, so scripts that
-//! took 0 as "nothing to do" must now accept 4. `check` prints the
-//! controller's state first, then the recomputed checks and whether they
-//! agree with the controller's; `check --json` prints the evaluation as one
-//! line of JSON with a `controller` member instead. The work is done by
+//! the state refuses. The operator commands (`rollback`, `resume`,
+//! `advance`, `pause`, `config set`) exit 0 when the change is stored and
+//! every live service acknowledged it within `--wait`, 5 when it is stored
+//! but the services named did not acknowledge it in time, and 6 when it is
+//! stored but no service acknowledged anything ("none seen"). The other
+//! commands exit 0 on success. A breaking change before 1.0: `check` used
+//! to exit 0 on hold too, so scripts that took 0 as "nothing to do" must
+//! now accept 4. `check` prints the controller's state first, then the
+//! recomputed checks and whether they agree with the controller's;
+//! `check --json` prints the evaluation as one line of JSON with a
+//! `controller` member instead. The work is done by
 //! [`async_upload_rollout::cli`]; this file parses arguments and prints.
 #![forbid(unsafe_code)]
 
@@ -31,12 +38,14 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::cli::{
-    CliError, Fleet, InstanceLog, Operated, ReadOptions, ReportOptions, StageSource, StatusReport,
-    describe_bucket, operate, render_checks, render_controller, render_outcome_json, report_html,
+    CliError, ConfigChange, ConfigReport, Create, EXIT_NONE_SEEN, EXIT_NOT_CONFIRMED, Fleet,
+    InstanceLog, Operated, ReadOptions, ReportOptions, StageSource, StatusReport, describe_bucket,
+    live_acks, operate, render_checks, render_controller, render_outcome_json, report_html,
+    set_config, wait_for,
 };
 use async_upload_rollout::{
-    DEFAULT_SALT, DEFAULT_STATE_PATH, FileStateStore, Operation, Percent, RolloutConfig,
-    RolloutPlan, StateStore,
+    Acknowledgement, ConfigFile, ConfigStore, DEFAULT_SALT, DEFAULT_STATE_PATH, FileStateStore,
+    Operation, Percent, RolloutConfig, RolloutPlan, StateStore,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -107,25 +116,46 @@ enum Command {
         plan: Option<PathBuf>,
     },
     /// Show the rollout's state: status, stage, the percent in force, who
-    /// changed it last and why.
+    /// changed it last and why, the config (with --config FILE, or a
+    /// fleet's), and every service with the epoch it applied and when.
     Status {
         #[command(flatten)]
         store: StoreArgs,
+        /// The config file the services read (file mode; a fleet's config is
+        /// read from etcd).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Nothing async from the next poll of every service on this state
-    /// (force lists included), until someone resumes.
+    /// (force lists included), until someone resumes. Always accepted, also
+    /// over a state that cannot be read.
+    ///
+    /// Exit code: 0 stored and acknowledged by every live service, 5 stored
+    /// but not acknowledged by the services named, 6 stored but no service
+    /// seen, 1 error.
     Rollback(OperatorArgs),
     /// Back to running the current stage (after a rollback the stage starts
     /// again), judged on data from now on.
+    ///
+    /// Exit code: as for rollback; 1 when the state refuses it.
     Resume(OperatorArgs),
     /// Move to the next stage now (from `off`: start the first). Refused
     /// while rolled back: resume first.
+    ///
+    /// Exit code: as for rollback; 1 when the state refuses it.
     Advance(OperatorArgs),
     /// Stop automatic advancing; automatic rollback stays armed.
+    ///
+    /// Exit code: as for rollback; 1 when the state refuses it.
     Pause(OperatorArgs),
+    /// Show or change the config every service applies (kill switch, id
+    /// lists, salt): a config file (--config FILE) or a fleet's (--etcd URL
+    /// --name NAME).
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Run a fleet's controller (feature `etcd`): campaign for the
     /// leadership on etcd; while leading, judge every replica's metrics from
     /// Prometheus and write each decision fenced on the leadership. Any
@@ -168,6 +198,84 @@ struct ControllerArgs {
     log: Option<PathBuf>,
 }
 
+/// `config show` and `config set`.
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the config: kill switch, lists, salt, fingerprint, revision.
+    Show {
+        #[command(flatten)]
+        source: ConfigArgs,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the config with a compare-and-swap (a config file is written
+    /// whole: temporary file and rename); the fields not given are kept.
+    /// Running services apply it at their next poll.
+    ///
+    /// Exit code: 0 written (and acknowledged by every live service when
+    /// their acknowledgements can be read: always in a fleet, with --state
+    /// FILE for a config file), 5 written but not acknowledged by the
+    /// services named, 6 written but no service seen, 1 error.
+    Set(ConfigSetArgs),
+}
+
+/// Where the config is.
+#[derive(Debug, Args)]
+struct ConfigArgs {
+    /// The config file the services read (TOML or JSON).
+    #[arg(long, value_name = "FILE", required_unless_present = "etcd")]
+    config: Option<PathBuf>,
+    /// A fleet's etcd instead (feature `etcd`; repeat for several endpoints).
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    etcd: Vec<String>,
+    /// The fleet's rollout name (with --etcd).
+    #[arg(long, default_value = "async-upload")]
+    name: String,
+}
+
+/// `config set`'s arguments.
+#[derive(Debug, Args)]
+struct ConfigSetArgs {
+    #[command(flatten)]
+    source: ConfigArgs,
+    /// The kill switch: on (nothing async) or off.
+    #[arg(long, value_name = "on|off", value_parser = parse_on_off)]
+    kill_switch: Option<bool>,
+    /// The whole force_async list, comma-separated ("" empties it).
+    #[arg(long, value_name = "IDS")]
+    force_async: Option<String>,
+    /// The whole force_sync list, comma-separated ("" empties it).
+    #[arg(long, value_name = "IDS")]
+    force_sync: Option<String>,
+    /// The salt (changing it moves ids between the paths).
+    #[arg(long)]
+    salt: Option<String>,
+    /// Start a config where none is stored (starting percent 0).
+    #[arg(long)]
+    create: bool,
+    /// Replace a config that cannot be read (the fields not given take
+    /// their defaults).
+    #[arg(long)]
+    overwrite: bool,
+    /// With a config file: the state file of the services that read it,
+    /// whose acknowledgements to wait for.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// How long to wait for every live service to acknowledge the new
+    /// config (0s: do not wait).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    wait: Duration,
+}
+
+fn parse_on_off(value: &str) -> Result<bool, String> {
+    match value.to_ascii_lowercase().as_str() {
+        "on" | "true" | "1" | "yes" => Ok(true),
+        "off" | "false" | "0" | "no" => Ok(false),
+        _ => Err(format!("{value:?}: expected on or off")),
+    }
+}
+
 /// Where the state is.
 #[derive(Debug, Args)]
 struct StoreArgs {
@@ -195,6 +303,14 @@ struct OperatorArgs {
     /// Why: recorded in the state and the service's log.
     #[arg(long, value_name = "TEXT")]
     reason: String,
+    /// Start a new state where none is stored (otherwise a store without a
+    /// state is an error: no service uses it).
+    #[arg(long)]
+    create: bool,
+    /// How long to wait for every live service to acknowledge the new epoch
+    /// (0s: do not wait).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    wait: Duration,
 }
 
 fn main() -> ExitCode {
@@ -316,9 +432,27 @@ fn run(command: Command) -> Result<u8, CliError> {
             print!("{}", describe_bucket(&upload_id, &salt, percent, &stages));
             Ok(0)
         }
-        Command::Status { store, json } => {
+        Command::Status {
+            store,
+            config,
+            json,
+        } => {
             let plan = load_plan(store.plan.as_deref())?;
-            let report = StatusReport::read(&*open_store(&store)?, &plan)?;
+            let stores = open_store(&store)?;
+            let config_file = match config {
+                Some(path) => Some(config_file(path)?),
+                None => None,
+            };
+            let config_store = config_file
+                .as_ref()
+                .map(|f| f as &dyn ConfigStore)
+                .or(stores.config.as_deref());
+            let report = StatusReport::read(
+                &*stores.state,
+                config_store,
+                &plan,
+                std::time::SystemTime::now(),
+            )?;
             if json {
                 println!(
                     "{}",
@@ -333,6 +467,20 @@ fn run(command: Command) -> Result<u8, CliError> {
         Command::Resume(args) => operator(Operation::Resume, args),
         Command::Advance(args) => operator(Operation::Advance, args),
         Command::Pause(args) => operator(Operation::Pause, args),
+        Command::Config(ConfigCommand::Show { source, json }) => {
+            let stores = open_config(&source)?;
+            let report = ConfigReport::read(&*stores.config)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).unwrap_or_default()
+                );
+            } else {
+                print!("{}", report.render());
+            }
+            Ok(u8::from(report.error.is_some()))
+        }
+        Command::Config(ConfigCommand::Set(args)) => config_set(args),
         #[cfg(feature = "etcd")]
         Command::Controller(args) => controller(args),
         Command::Plan { plan } => {
@@ -352,47 +500,203 @@ fn operator(operation: Operation, args: OperatorArgs) -> Result<u8, CliError> {
         return Ok(1);
     }
     let plan = load_plan(args.store.plan.as_deref())?;
-    let store = open_store(&args.store)?;
-    let done = operate(
-        &*store,
-        &plan,
-        operation,
-        &args.reason,
-        std::time::SystemTime::now(),
-    )?;
+    let stores = open_store(&args.store)?;
+    let store = &*stores.state;
+    let now = std::time::SystemTime::now();
+    // Who is live before the change: each must confirm it.
+    let live_before = live_acks(store, now)?;
+    let create = if args.create { Create::Yes } else { Create::No };
+    let done = operate(store, &plan, operation, &args.reason, now, create)?;
     let (verb, stored) = match &done {
-        Operated::Changed(stored) => ("now", stored),
-        Operated::Unchanged(stored) => ("already", stored),
+        Operated::Changed(stored) => ("stored", stored),
+        Operated::Unchanged(stored) => ("nothing to change: already", stored),
     };
     let in_force = stored
         .state
         .percent_in_force(&plan)
         .map_or_else(|| "nothing async".to_owned(), |p| format!("{p} in force"));
+    let state = &stored.state;
+    let stage = state
+        .stage
+        .map_or_else(String::new, |stage| format!(" at stage {stage}"));
     println!(
-        "{operation}: {verb} {} ({in_force}); running services apply it at their next poll",
-        stored.state
+        "{operation}: {verb} epoch {} in {}: {}{stage}, {in_force} ({} by {}: {})",
+        state.epoch,
+        store.describe(),
+        state.status,
+        humantime::format_rfc3339_millis(state.changed_at),
+        state.changed_by,
+        state.reason
     );
-    Ok(0)
+    confirm(
+        store,
+        &format!("epoch {}", stored.state.epoch),
+        &|ack| ack.applied.epoch >= stored.state.epoch,
+        live_before.as_deref(),
+        args.wait,
+    )
+}
+
+/// Waits for the services' acknowledgements (see `wait_for`), prints the
+/// outcome, and returns the exit code: 0, 5 (not every service) or 6 (none
+/// seen). `live_before` is `None` when the store keeps no acknowledgements.
+fn confirm(
+    store: &dyn StateStore,
+    awaited: &str,
+    applied: &dyn Fn(&Acknowledgement) -> bool,
+    live_before: Option<&[Acknowledgement]>,
+    wait: Duration,
+) -> Result<u8, CliError> {
+    let Some(live_before) = live_before else {
+        println!(
+            "{} keeps no acknowledgements: not waiting",
+            store.describe()
+        );
+        return Ok(0);
+    };
+    if wait.is_zero() {
+        println!(
+            "not waiting for acknowledgements (--wait 0s): running services apply it at their next poll"
+        );
+        return Ok(0);
+    }
+    let confirmation = wait_for(store, awaited, applied, live_before, wait)?;
+    let text = confirmation.render(&store.describe(), std::time::SystemTime::now());
+    let code = confirmation.exit_code();
+    if code == 0 {
+        println!("{text}");
+    } else {
+        eprintln!("async-upload-rollout: {text}");
+        debug_assert!(code == EXIT_NOT_CONFIRMED || code == EXIT_NONE_SEEN);
+    }
+    Ok(code)
+}
+
+fn config_set(args: ConfigSetArgs) -> Result<u8, CliError> {
+    let list = |ids: Option<String>| {
+        ids.map(|ids| {
+            ids.split(',')
+                .map(str::trim)
+                .filter(|id| !id.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+    };
+    let change = ConfigChange {
+        kill_switch: args.kill_switch,
+        force_async: list(args.force_async),
+        force_sync: list(args.force_sync),
+        salt: args.salt,
+    };
+    if change.salt.is_some() {
+        eprintln!(
+            "async-upload-rollout: note: a new salt moves upload ids between the paths (every id is bucketed again)"
+        );
+    }
+    let stores = open_config(&args.source)?;
+    // The services' acknowledgements: a fleet's, or the state file's.
+    let acks: Option<Box<dyn StateStore>> = match (stores.state, &args.state) {
+        (Some(state), _) => Some(state),
+        (None, Some(path)) => Some(Box::new(FileStateStore::new(path))),
+        (None, None) => None,
+    };
+    let now = std::time::SystemTime::now();
+    let live_before = match &acks {
+        Some(store) => live_acks(&**store, now)?,
+        None => None,
+    };
+    let create = if args.create { Create::Yes } else { Create::No };
+    let report = set_config(&*stores.config, &change, create, args.overwrite)?;
+    let fingerprint = report.fingerprint.clone().unwrap_or_default();
+    println!(
+        "config: wrote revision {} to {} (fingerprint {fingerprint}); running services apply it at their next poll",
+        report.revision.unwrap_or_default(),
+        report.store
+    );
+    print!("{}", report.render());
+    let Some(store) = acks else {
+        println!(
+            "not waiting for acknowledgements: pass --state FILE (the services' state file) to wait for them"
+        );
+        return Ok(0);
+    };
+    confirm(
+        &*store,
+        &format!("config {fingerprint}"),
+        &|ack| ack.applied.config.as_deref() == Some(fingerprint.as_str()),
+        live_before.as_deref(),
+        args.wait,
+    )
+}
+
+/// The state store an operator command reads and writes, and the shared
+/// config beside it (a fleet's).
+struct Stores {
+    state: Box<dyn StateStore>,
+    config: Option<Box<dyn ConfigStore>>,
 }
 
 /// The state file, or a fleet's etcd with --etcd.
-fn open_store(args: &StoreArgs) -> Result<Box<dyn StateStore>, CliError> {
+fn open_store(args: &StoreArgs) -> Result<Stores, CliError> {
     if args.etcd.is_empty() {
-        return Ok(Box::new(FileStateStore::new(&args.state)));
+        return Ok(Stores {
+            state: Box::new(FileStateStore::new(&args.state)),
+            config: None,
+        });
     }
+    let etcd = open_etcd(&args.etcd, &args.name)?;
+    Ok(Stores {
+        state: etcd.0,
+        config: Some(etcd.1),
+    })
+}
+
+/// A config store, and the state store whose acknowledgements go with it
+/// (a fleet's).
+struct ConfigStores {
+    config: Box<dyn ConfigStore>,
+    state: Option<Box<dyn StateStore>>,
+}
+
+fn open_config(args: &ConfigArgs) -> Result<ConfigStores, CliError> {
+    match &args.config {
+        Some(path) => Ok(ConfigStores {
+            config: Box::new(config_file(path.clone())?),
+            state: None,
+        }),
+        None => {
+            let (state, config) = open_etcd(&args.etcd, &args.name)?;
+            Ok(ConfigStores {
+                config,
+                state: Some(state),
+            })
+        }
+    }
+}
+
+fn config_file(path: PathBuf) -> Result<ConfigFile, CliError> {
+    ConfigFile::new(path).map_err(|err| CliError::Usage(err.to_string()))
+}
+
+/// A fleet's etcd, as a state store and a config store.
+#[allow(clippy::type_complexity)]
+fn open_etcd(
+    endpoints: &[String],
+    name: &str,
+) -> Result<(Box<dyn StateStore>, Box<dyn ConfigStore>), CliError> {
     #[cfg(feature = "etcd")]
     {
         let replica = format!("cli-{}", std::process::id());
-        Ok(Box::new(
-            async_upload_rollout::fleet::EtcdStateStore::connect(&args.etcd, &args.name, &replica)?,
-        ))
+        let store =
+            async_upload_rollout::fleet::EtcdStateStore::connect(endpoints, name, &replica)?;
+        Ok((Box::new(store.clone()), Box::new(store)))
     }
     #[cfg(not(feature = "etcd"))]
     {
-        let _ = &args.name;
+        let _ = name;
         Err(CliError::State(
             async_upload_rollout::StoreError::Unavailable {
-                store: args.etcd.join(","),
+                store: endpoints.join(","),
                 message: "this binary was built without the `etcd` feature".to_owned(),
             },
         ))

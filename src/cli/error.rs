@@ -4,7 +4,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::act::log::LogError;
-use crate::act::state::{InvalidState, Refused};
+use crate::act::state::{InvalidState, Operation, Refused};
 use crate::act::store::StoreError;
 use crate::judge::plan::PlanError;
 
@@ -81,10 +81,50 @@ pub enum CliError {
     Refused(#[from] Refused),
     /// An operation kept losing races with other writers.
     #[error("{store}: other writers kept changing the state; try again")]
-    NoState {
+    Raced {
         /// The store.
         store: String,
     },
+    /// The store holds no state: no service uses it (a mistyped `--state`
+    /// path or `--name`?). Nothing was written.
+    #[error(
+        "{store} holds no rollout state: no service uses it, nothing was written. Name the store the services use (--state FILE, or --etcd URL --name NAME), or pass --create to start a new one"
+    )]
+    NoState {
+        /// The store (for a file, its absolute path).
+        store: String,
+    },
+    /// The stored state cannot be read, and the operation is not a
+    /// rollback (a rollback is always accepted).
+    #[error(
+        "{operation} refused: {source}. Only a rollback is accepted over an unreadable state (async-upload-rollout rollback --reason TEXT); fix or remove it to do anything else"
+    )]
+    Unreadable {
+        /// What was asked.
+        operation: Operation,
+        /// Why the state cannot be read.
+        source: StoreError,
+    },
+    /// A config store holds no config (`config set` without `--create`).
+    #[error(
+        "{store} holds no rollout config: nothing was written. Name the config the services read (--config FILE, or --etcd URL --name NAME), or pass --create to start one"
+    )]
+    NoConfig {
+        /// The config store.
+        store: String,
+    },
+    /// The config cannot be read, and `config set` was not told to replace
+    /// it whole.
+    #[error(
+        "{source}. Fix it, or replace it whole with: async-upload-rollout config set --overwrite ... (fields not given take their defaults)"
+    )]
+    UnreadableConfig {
+        /// Why the config cannot be read.
+        source: StoreError,
+    },
+    /// A command-line value is not valid.
+    #[error("{0}")]
+    Usage(String),
     /// A fleet controller could not run.
     #[error("the controller stopped: {0}")]
     Controller(String),

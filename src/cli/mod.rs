@@ -22,7 +22,10 @@
 //!   self-contained HTML file with SVG charts drawn by `plotters`.
 //! - [`describe_bucket`] answers "which path does this upload take?".
 //! - [`operate`] and [`StatusReport`] are the operator's `rollback`,
-//!   `resume`, `advance`, `pause` and `status` on the rollout's state store.
+//!   `resume`, `advance`, `pause` and `status` on the rollout's state store;
+//!   [`wait_for_acks`] waits until every live service applied a change.
+//! - [`ConfigReport`] and [`set_config`] are `config show` and `config set`
+//!   on the shared config (a config file, or a fleet's etcd).
 //!
 //! # Merging several instances
 //!
@@ -36,6 +39,7 @@
 //! lag the merged window's by at most one tick interval.
 
 mod check;
+mod config;
 mod error;
 mod fleet;
 mod operate;
@@ -47,8 +51,12 @@ pub use crate::act::validate::lines::{LATENCY_SLACK, LATENCY_SLACK_PER_MILLE};
 pub use check::{
     describe_bucket, exit_code, render_checks, render_controller, render_json, render_outcome_json,
 };
+pub use config::{ConfigChange, ConfigReport, set_config};
 pub use error::CliError;
 pub use fleet::{CheckOutcome, Comparison, ControllerAnswer, Fleet, StageSource};
-pub use operate::{Operated, StatusReport, operate};
+pub use operate::{
+    Confirmation, Confirmed, Create, EXIT_NONE_SEEN, EXIT_NOT_CONFIRMED, Operated, ServiceStatus,
+    StatusReport, live_acks, operate, wait_for, wait_for_acks,
+};
 pub use read::{InstanceLog, Logged, ReadOptions};
 pub use report::{ReportOptions, report_html};

@@ -74,6 +74,39 @@ impl RolloutConfig {
         }
     }
 
+    /// A short, stable name of everything but the percent (salt, kill
+    /// switch, id lists): 16 hex digits of SipHash-1-3 with zero keys over
+    /// their JSON. Services acknowledge the config they apply with it, so an
+    /// operator can see that every one applies the same config; equal
+    /// configs have equal fingerprints on every platform and release.
+    ///
+    /// ```
+    /// use async_upload_rollout::RolloutConfig;
+    ///
+    /// let mut config = RolloutConfig::default();
+    /// let before = config.fingerprint();
+    /// config.percent = "10".parse()?; // the percent is not part of it
+    /// assert_eq!(config.fingerprint(), before);
+    /// config.kill_switch = true;
+    /// assert_ne!(config.fingerprint(), before);
+    /// assert_eq!(before.len(), 16);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn fingerprint(&self) -> String {
+        use std::hash::Hasher as _;
+        let text = serde_json::json!([
+            self.salt,
+            self.kill_switch,
+            self.force_async,
+            self.force_sync
+        ])
+        .to_string();
+        let mut hasher = siphasher::sip::SipHasher13::new_with_keys(0, 0);
+        hasher.write(text.as_bytes());
+        format!("{:016x}", hasher.finish())
+    }
+
     /// Reads the percent from `ASYNC_UPLOAD_ROLLOUT`.
     ///
     /// Unset means 0%: the safe default. Everything else is default.

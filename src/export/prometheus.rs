@@ -14,14 +14,20 @@
 //! | `async_upload_rollout_decisions_total` | counter | `arm` | decisions acted on: uploads recorded on each arm, all outcomes (the sum of `uploads_total` over `outcome`). Calls of [`Rollout::should_use_async`] themselves are not counted: that would put an atomic increment on the hot path |
 //! | `async_upload_rollout_complaints_total` | counter | `arm` | complaints recorded with [`MetricsAccumulator::record_complaint`] |
 //! | `async_upload_rollout_upload_latency_seconds` | histogram | `arm` | latency of the judged uploads (success, error, critical; rejected uploads have no latency, see [Rates](crate::MetricsAccumulator#rates)) |
-//! | `async_upload_rollout_percent` | gauge | | the rollout percent in force, `0`–`100` |
+//! | `async_upload_rollout_percent` | gauge | | the percent in force, `0`–`100`: `0` whenever nothing is async (the kill switch is on, or the rollout is halted: rolled back, off, state unknown or stale) |
 //! | `async_upload_rollout_kill_switch` | gauge | | `1` when the kill switch is on, else `0` |
 //! | `async_upload_rollout_halted` | gauge | | `1` when nothing is async, force lists included ([`Rollout::halt`]: rolled back, off, state unknown or stale), else `0` |
 //! | `async_upload_rollout_stage` | gauge | | the controller's stage index in its plan (0-based); only after [`PrometheusExporter::set_status`], and not while the rollout is off |
 //! | `async_upload_rollout_state_epoch` | gauge | | the [`RolloutState`](crate::RolloutState)'s epoch; only after `set_status`, while the state is known |
 //! | `async_upload_rollout_status` | gauge | `status` | one series per status (`off`, `running`, `awaiting_review`, `rolled_back`, `paused`, `complete`): `1` for the state's, `0` for the others; only after `set_status` |
 //! | `async_upload_rollout_state_error` | gauge | | `1` while the state cannot be read or written (or is stale), else `0`; only after `set_status` |
+//! | `async_upload_rollout_config_error` | gauge | | `1` while the config source (a config file, a fleet's config key) cannot be read (the last good config stays), else `0`; only after `set_status` |
 //! | `async_upload_rollout_verdict` | gauge | `verdict` | one series per verdict (`advance`, `hold`, `manual_review`, `rollback`): `1` for the last evaluation's verdict, `0` for the others (all `0` before the first evaluation); only after [`PrometheusExporter::set_status`] |
+//!
+//! The per-run series of a fleet's replicas (`async_upload_rollout_run_*`)
+//! are listed in [`runs`](crate::export::runs). Every name follows
+//! Prometheus's conventions (`promtool check metrics` passes on the output;
+//! a test runs it): base units (seconds), counters ending in `_total`.
 //!
 //! Counters are cumulative since the accumulator's creation or its last
 //! [`reset`](crate::MetricsAccumulator::reset); a reset looks like a process
@@ -111,6 +117,8 @@ pub struct ControllerStatus {
     pub status: Option<RolloutStatus>,
     /// Whether the state cannot be read or written, or is stale.
     pub state_error: bool,
+    /// Whether the config source cannot be read.
+    pub config_error: bool,
 }
 
 impl ControllerStatus {
@@ -123,6 +131,7 @@ impl ControllerStatus {
             epoch: view.state.as_ref().map(|s| s.epoch),
             status: view.state.as_ref().map(|s| s.status),
             state_error: view.state_error.is_some() || view.stale,
+            config_error: view.config_error.is_some(),
         }
     }
 }
@@ -463,14 +472,21 @@ impl Collector for RolloutCollector {
                 )?;
         }
 
+        // The percent in force: 0 whenever nothing is async (a halt reads
+        // 0% already; the kill switch keeps the config's percent).
+        let in_force = if config.kill_switch {
+            0.0
+        } else {
+            config.percent.as_percent_f64()
+        };
         encoder
             .encode_descriptor(
                 "async_upload_rollout_percent",
-                "Share of uploads the rollout sends to the async path, 0 to 100.",
+                "Percent of uploads on the async path now, 0 to 100: 0 whenever nothing is async (kill switch, rolled back, off, state unknown or stale).",
                 None,
                 MetricType::Gauge,
             )?
-            .encode_gauge(&config.percent.as_percent_f64())?;
+            .encode_gauge(&in_force)?;
 
         encoder
             .encode_descriptor(
@@ -530,6 +546,14 @@ impl Collector for RolloutCollector {
                     MetricType::Gauge,
                 )?
                 .encode_gauge(&i64::from(status.state_error))?;
+            encoder
+                .encode_descriptor(
+                    "async_upload_rollout_config_error",
+                    "1 while the rollout config (a config file, a fleet's config key) cannot be read and the last good one stays, else 0.",
+                    None,
+                    MetricType::Gauge,
+                )?
+                .encode_gauge(&i64::from(status.config_error))?;
 
             let mut verdicts = encoder.encode_descriptor(
                 "async_upload_rollout_verdict",

@@ -174,6 +174,8 @@ impl FleetController {
         let mut builder = RolloutController::builder(rollout, Arc::new(MetricsAccumulator::new()))
             .plan(self.config.plan.clone())
             .auto_advance(self.config.auto_advance)
+            // It serves no uploads: the replicas acknowledge, not it.
+            .acknowledges(false)
             .state_store(Arc::new(self.store.clone()))
             .metrics_source(Box::new(PrometheusSource::new(
                 &self.config.prometheus,

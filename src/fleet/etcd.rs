@@ -6,9 +6,9 @@
 //! | key | value | written by |
 //! | --- | --- | --- |
 //! | `state` | the [`RolloutState`] (JSON) | the leading controller (fenced), operators, a replica's fuse |
-//! | `config` | the [`RolloutConfig`] (JSON): salt, kill switch, id lists | operators (`async-upload-rollout config`) |
+//! | `config` | the [`RolloutConfig`] (JSON): salt, kill switch, id lists | operators (`async-upload-rollout config set`, a replica's `PUT /rollout`: compare-and-swap through [`ConfigStore`]) |
 //! | `leader` | the leading controller's id, bound to its lease | [`EtcdStateStore::campaign`] |
-//! | `acks/<replica>` | `{"epoch": N, "at": "..."}`, bound to the replica's lease | [`StateStore::acknowledge`] |
+//! | `acks/<replica>` | the replica's [`Acknowledgement`] (JSON: epoch, percent, config fingerprint, host, pid, time), bound to its lease | [`StateStore::acknowledge`] |
 //!
 //! The store keeps a watch on the prefix from the revision it read (read
 //! again and re-watched after a compaction or a broken stream), so
@@ -32,8 +32,11 @@ use etcd_client::{
     TxnOpResponse, WatchOptions,
 };
 
+use crate::act::config_store::ConfigStore;
 use crate::act::state::RolloutState;
-use crate::act::store::{Revision, StateStore, StoreError, Stored};
+use crate::act::store::{
+    Acknowledgement, Applied, Revision, Salvaged, StateStore, StoreError, Stored,
+};
 use crate::act::trace::{self, Severity};
 use crate::decide::config::RolloutConfig;
 
@@ -74,6 +77,8 @@ struct Cache {
     /// own write older than it does not replace it (a write of this store
     /// shows in its next `load` even before the watch delivers it).
     state_as_of: i64,
+    /// The same for the cached config.
+    config_as_of: i64,
 }
 
 /// What the store's background tasks share with it (no runtime: a task
@@ -299,14 +304,18 @@ impl Inner {
             cache.state_error = None;
             cache.state_as_of = revision;
         }
-        cache.config = None;
-        cache.config_error = None;
+        let config_current = revision >= cache.config_as_of;
+        if config_current {
+            cache.config = None;
+            cache.config_error = None;
+            cache.config_as_of = revision;
+        }
         for kv in response.kvs() {
             if kv.key() == state_key.as_bytes() {
                 if state_current {
                     self.cache_state(&mut cache, kv.value(), kv.mod_revision());
                 }
-            } else if kv.key() == config_key.as_bytes() {
+            } else if kv.key() == config_key.as_bytes() && config_current {
                 self.cache_config(&mut cache, kv.value());
             }
         }
@@ -411,12 +420,15 @@ impl Inner {
                                 cache.state_as_of = kv.mod_revision();
                             }
                         } else if kv.key() == config_key.as_bytes() {
-                            if deleted {
+                            if kv.mod_revision() <= cache.config_as_of {
+                                // Already in the cache (an own write, or a read since).
+                            } else if deleted {
                                 cache.config = None;
                                 cache.config_error = None;
                             } else {
                                 self.cache_config(&mut cache, kv.value());
                             }
+                            cache.config_as_of = cache.config_as_of.max(kv.mod_revision());
                         }
                     }
                 }
@@ -486,36 +498,7 @@ impl EtcdStateStore {
     ///
     /// [`StoreError::Unavailable`] when etcd cannot be written.
     pub fn put_config(&self, config: &RolloutConfig) -> Result<(), StoreError> {
-        let key = self.key("config");
-        let value = serde_json::to_vec(config).map_err(|e| self.corrupt(e.to_string()))?;
-        self.call(move |mut client| async move { client.put(key, value, None).await.map(|_| ()) })
-    }
-
-    /// The replicas' acknowledgements: `(replica, epoch)` for every live
-    /// replica (a dead one's key is gone with its lease).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`] when etcd cannot be read.
-    pub fn acknowledgements(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let prefix = self.key("acks/");
-        let keys = prefix.clone();
-        let kvs = self.call(move |mut client| async move {
-            client
-                .get(keys, Some(GetOptions::new().with_prefix()))
-                .await
-                .map(|mut r| r.take_kvs())
-        })?;
-        let mut acks = Vec::with_capacity(kvs.len());
-        for kv in kvs {
-            let replica = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
-            let epoch = serde_json::from_slice::<serde_json::Value>(kv.value())
-                .ok()
-                .and_then(|v| v.get("epoch").and_then(serde_json::Value::as_u64))
-                .unwrap_or(0);
-            acks.push((replica, epoch));
-        }
-        Ok(acks)
+        self.replace_config(config).map(|_| ())
     }
 
     /// Campaigns for the leadership of the rollout as `controller`: returns
@@ -780,10 +763,93 @@ impl StateStore for EtcdStateStore {
 
     fn describe(&self) -> String {
         format!(
-            "etcd {} key {}state",
+            "etcd {} rollout {} (key {}state)",
             self.inner.endpoints.join(","),
+            self.inner.name,
             self.inner.prefix
         )
+    }
+
+    fn replace_unreadable(
+        &self,
+        build: &mut dyn FnMut(&Salvaged) -> RolloutState,
+    ) -> Result<Stored, StoreError> {
+        let key = self.key("state");
+        let read = key.clone();
+        let found = self.call(move |mut client| async move {
+            client
+                .get(read, None)
+                .await
+                .map(|mut r| r.take_kvs().into_iter().next())
+        })?;
+        let conflict = |found| StoreError::Conflict {
+            store: self.describe(),
+            expected: None,
+            found,
+        };
+        let Some(kv) = found else {
+            return Err(conflict(None));
+        };
+        let mod_revision = kv.mod_revision();
+        let problem = match parse_state(kv.value()) {
+            Ok(_) => {
+                return Err(conflict(Some(Revision(
+                    u64::try_from(mod_revision).unwrap_or(0),
+                ))));
+            }
+            Err(problem) => format!("{}state: {problem}", self.inner.prefix),
+        };
+        let state = build(&Salvaged::scan(kv.value(), problem));
+        state
+            .validate_shape()
+            .map_err(|err| self.corrupt(format!("refusing to write an invalid state: {err}")))?;
+        let value = serde_json::to_vec(&state).map_err(|e| self.corrupt(e.to_string()))?;
+        let fence = lock(&self.inner.fence).clone();
+        if fence
+            .as_ref()
+            .is_some_and(|f| f.lost.load(Ordering::Acquire))
+        {
+            return Err(StoreError::Fenced {
+                store: self.describe(),
+                message: "the leadership lease is lost".into(),
+            });
+        }
+        let leader_key = self.key("leader");
+        let fence_revision = fence.as_ref().map(|f| f.revision);
+        let (succeeded, revision) = self.call(move |mut client| async move {
+            let mut compares = vec![Compare::mod_revision(
+                key.clone(),
+                CompareOp::Equal,
+                mod_revision,
+            )];
+            if let Some(fence) = fence_revision {
+                compares.push(Compare::create_revision(
+                    leader_key,
+                    CompareOp::Equal,
+                    fence,
+                ));
+            }
+            let txn = Txn::new()
+                .when(compares)
+                .and_then([TxnOp::put(key, value, None)]);
+            let response = client.txn(txn).await?;
+            let revision = response.header().map_or(0, |h| h.revision());
+            Ok((response.succeeded(), revision))
+        })?;
+        if !succeeded {
+            return Err(conflict(None));
+        }
+        let stored = Stored {
+            state,
+            revision: Revision(u64::try_from(revision).unwrap_or(0)),
+        };
+        let mut cache = lock(&self.inner.cache);
+        if revision > cache.state_as_of {
+            cache.state = Some(stored.clone());
+            cache.state_error = None;
+            cache.state_as_of = revision;
+        }
+        Ok(stored)
     }
 
     fn load_config(&self) -> Result<Option<RolloutConfig>, StoreError> {
@@ -797,14 +863,15 @@ impl StateStore for EtcdStateStore {
         }
     }
 
-    fn acknowledge(&self, epoch: u64) -> Result<(), StoreError> {
+    fn acknowledge(&self, applied: &Applied) -> Result<(), StoreError> {
         let lease = self.ack_lease()?;
         let key = self.key(&format!("acks/{}", self.inner.replica));
-        let value = serde_json::json!({
-            "epoch": epoch,
-            "at": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
-        })
-        .to_string();
+        let ack = Acknowledgement::of_this_process(
+            &self.inner.replica,
+            applied.clone(),
+            SystemTime::now(),
+        );
+        let value = serde_json::to_string(&ack).map_err(|e| self.corrupt(e.to_string()))?;
         let result = self.call(move |mut client| async move {
             client
                 .put(key, value, Some(PutOptions::new().with_lease(lease)))
@@ -821,6 +888,149 @@ impl StateStore for EtcdStateStore {
             );
         }
         result
+    }
+
+    fn acknowledgements(&self) -> Result<Option<Vec<Acknowledgement>>, StoreError> {
+        self.list_acks().map(Some)
+    }
+
+    fn withdraw(&self) -> Result<(), StoreError> {
+        let key = self.key(&format!("acks/{}", self.inner.replica));
+        self.call(move |mut client| async move { client.delete(key, None).await.map(|_| ()) })
+    }
+}
+
+impl EtcdStateStore {
+    /// The replicas' acknowledgements as stored: every key under `acks/`
+    /// (a dead replica's is gone with its lease).
+    fn list_acks(&self) -> Result<Vec<Acknowledgement>, StoreError> {
+        let prefix = self.key("acks/");
+        let keys = prefix.clone();
+        let kvs = self.call(move |mut client| async move {
+            client
+                .get(keys, Some(GetOptions::new().with_prefix()))
+                .await
+                .map(|mut r| r.take_kvs())
+        })?;
+        let mut acks = Vec::with_capacity(kvs.len());
+        for kv in kvs {
+            let replica = String::from_utf8_lossy(&kv.key()[prefix.len()..]).into_owned();
+            // The service is the key's; older replicas wrote only the epoch
+            // and the time.
+            let parsed = serde_json::from_slice::<serde_json::Value>(kv.value())
+                .map_err(|e| e.to_string())
+                .and_then(|mut value| {
+                    if let Some(object) = value.as_object_mut() {
+                        object.insert("service".into(), replica.clone().into());
+                    }
+                    serde_json::from_value::<Acknowledgement>(value).map_err(|e| e.to_string())
+                });
+            acks.push(parsed.unwrap_or_else(|err| {
+                let mut applied = Applied::new(0, crate::Percent::ZERO);
+                applied.state_error = Some(format!("unreadable acknowledgement: {err}"));
+                let mut ack =
+                    Acknowledgement::of_this_process(&replica, applied, SystemTime::UNIX_EPOCH);
+                ack.host = String::new();
+                ack.pid = 0;
+                ack
+            }));
+        }
+        acks.sort_by(|a, b| a.service.cmp(&b.service));
+        Ok(acks)
+    }
+}
+
+impl EtcdStateStore {
+    /// Takes an own write of the config at `revision` into the cache, so the
+    /// next `load_config` sees it before the watch delivers it.
+    fn cached_config(&self, config: &RolloutConfig, revision: i64) {
+        let mut cache = lock(&self.inner.cache);
+        if revision > cache.config_as_of {
+            cache.config = Some(config.clone());
+            cache.config_error = None;
+            cache.config_as_of = revision;
+        }
+    }
+}
+
+impl ConfigStore for EtcdStateStore {
+    fn load_config_revision(&self) -> Result<Option<(RolloutConfig, Revision)>, StoreError> {
+        let key = self.key("config");
+        let found = self.call(move |mut client| async move {
+            client
+                .get(key, None)
+                .await
+                .map(|mut r| r.take_kvs().into_iter().next())
+        })?;
+        let Some(kv) = found else {
+            return Ok(None);
+        };
+        let config = serde_json::from_slice::<RolloutConfig>(kv.value()).map_err(|err| {
+            StoreError::Corrupt {
+                store: self.describe_config(),
+                message: format!("not a rollout config: {err}"),
+            }
+        })?;
+        let revision = Revision(u64::try_from(kv.mod_revision()).unwrap_or(0));
+        Ok(Some((config, revision)))
+    }
+
+    fn compare_and_swap_config(
+        &self,
+        expected: Option<Revision>,
+        config: &RolloutConfig,
+    ) -> Result<Revision, StoreError> {
+        let key = self.key("config");
+        let value = serde_json::to_vec(config).map_err(|e| self.corrupt(e.to_string()))?;
+        let expected_revision = expected.map_or(0, |r| i64::try_from(r.0).unwrap_or(i64::MAX));
+        let (succeeded, revision, found) = self.call(move |mut client| async move {
+            let txn = Txn::new()
+                .when([Compare::mod_revision(
+                    key.clone(),
+                    CompareOp::Equal,
+                    expected_revision,
+                )])
+                .and_then([TxnOp::put(key.clone(), value, None)])
+                .or_else([TxnOp::get(key, None)]);
+            let response = client.txn(txn).await?;
+            let revision = response.header().map_or(0, |h| h.revision());
+            let found = response.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(get) => get.kvs().first().map(|kv| kv.mod_revision()),
+                _ => None,
+            });
+            Ok((response.succeeded(), revision, found))
+        })?;
+        if succeeded {
+            self.cached_config(config, revision);
+            return Ok(Revision(u64::try_from(revision).unwrap_or(0)));
+        }
+        Err(StoreError::Conflict {
+            store: self.describe_config(),
+            expected,
+            found: found.map(|r| Revision(u64::try_from(r).unwrap_or(0))),
+        })
+    }
+
+    fn replace_config(&self, config: &RolloutConfig) -> Result<Revision, StoreError> {
+        let key = self.key("config");
+        let value = serde_json::to_vec(config).map_err(|e| self.corrupt(e.to_string()))?;
+        let revision = self.call(move |mut client| async move {
+            client
+                .put(key, value, None)
+                .await
+                .map(|r| r.header().map_or(0, |h| h.revision()))
+        })?;
+        self.cached_config(config, revision);
+        Ok(Revision(u64::try_from(revision).unwrap_or(0)))
+    }
+
+    fn describe_config(&self) -> String {
+        format!(
+            "etcd {} rollout {} (key {}config)",
+            self.inner.endpoints.join(","),
+            self.inner.name,
+            self.inner.prefix
+        )
     }
 }
 

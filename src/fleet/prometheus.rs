@@ -151,6 +151,22 @@ fn count(sample: &Sample) -> Result<u64, String> {
     Ok(value.round() as u64)
 }
 
+/// A sample's value in seconds as whole nanoseconds (see
+/// [`export::runs`](crate::export::runs) on exactness).
+fn nanos(sample: &Sample) -> Result<u64, String> {
+    let value: f64 = sample
+        .value
+        .1
+        .parse()
+        .map_err(|_| format!("not a number: {:?}", sample.value.1))?;
+    let ns = value * 1e9;
+    if !(ns.is_finite() && (0.0..1.8e19).contains(&ns)) {
+        return Err(format!("not a latency in seconds: {value}"));
+    }
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked just above
+    Ok(ns.round() as u64)
+}
+
 impl MetricsSource for PrometheusSource {
     fn run_totals(
         &mut self,
@@ -220,31 +236,31 @@ impl MetricsSource for PrometheusSource {
         for sample in q(
             "sum",
             "last_over_time",
-            "async_upload_rollout_run_latency_sum_ns_total",
+            "async_upload_rollout_run_latency_seconds_total",
             "arm",
         )? {
             if let Some(arm) = arm_of(&sample) {
-                parts[arm.index()].sum_ns = count(&sample)?;
+                parts[arm.index()].sum_ns = nanos(&sample)?;
             }
         }
         for sample in q(
             "min",
             "min_over_time",
-            "async_upload_rollout_run_latency_min_ns",
+            "async_upload_rollout_run_latency_min_seconds",
             "arm",
         )? {
             if let Some(arm) = arm_of(&sample) {
-                parts[arm.index()].min_ns = count(&sample)?;
+                parts[arm.index()].min_ns = nanos(&sample)?;
             }
         }
         for sample in q(
             "max",
             "max_over_time",
-            "async_upload_rollout_run_latency_max_ns",
+            "async_upload_rollout_run_latency_max_seconds",
             "arm",
         )? {
             if let Some(arm) = arm_of(&sample) {
-                parts[arm.index()].max_ns = count(&sample)?;
+                parts[arm.index()].max_ns = nanos(&sample)?;
             }
         }
         for arm in Arm::ALL {

@@ -156,6 +156,20 @@ impl ServerProcess {
             .count()
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `TERM`) with `kill`.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.pid());
+    }
+
     /// SIGKILL: no shutdown, no flush, as an OOM kill.
     pub fn kill(mut self) {
         let _ = self.child.kill();

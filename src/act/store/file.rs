@@ -3,10 +3,13 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use crate::act::state::RolloutState;
-use crate::act::store::{Revision, StateStore, StoreError, Stored};
+use crate::act::store::ack::{Acknowledgement, Applied, default_service_id};
+use crate::act::store::{Revision, Salvaged, StateStore, StoreError, Stored};
 
 /// Where the state lives by default, beside the metrics log:
 /// `logs/async_upload_rollout/state.json` (relative to the working directory).
@@ -26,6 +29,17 @@ pub const DEFAULT_STATE_PATH: &str = "logs/async_upload_rollout/state.json";
 ///   fsynced: a crash leaves the old state or the new one, never a mix.
 /// - **Changes by others** (an operator's `async-upload-rollout rollback`)
 ///   are seen by reading again: the controller polls every second by default.
+/// - **Acknowledgements**: each service on the file keeps one small JSON
+///   file, `<path>.acks/<service>.json` ([`Acknowledgement`]: its id, host,
+///   pid, the epoch and config it applies, and when), written whole and
+///   again every few seconds; one older than
+///   [`ACK_TTL`](crate::ACK_TTL) no longer counts, and a service that stops
+///   cleanly removes its own. The service's id is
+///   [`with_service`](FileStateStore::with_service)'s, by default
+///   `<host>-<pid>`.
+/// - **A rollback over an unreadable file**
+///   ([`replace_unreadable`](StateStore::replace_unreadable)) is written
+///   under the same lock, only while the file still cannot be read.
 ///
 /// # Examples
 ///
@@ -45,7 +59,15 @@ pub const DEFAULT_STATE_PATH: &str = "logs/async_upload_rollout/state.json";
 pub struct FileStateStore {
     path: PathBuf,
     lock_path: PathBuf,
+    acks_dir: PathBuf,
+    service: String,
+    /// Whether old acknowledgement files were swept (once per process).
+    swept: Arc<AtomicBool>,
 }
+
+/// Acknowledgement files older than this are removed when a service writes
+/// its first one: services that are long gone.
+const ACK_SWEEP_AFTER: Duration = Duration::from_secs(3600);
 
 impl FileStateStore {
     /// The store in the file at `path` (created, with its directory, by the
@@ -53,12 +75,41 @@ impl FileStateStore {
     #[must_use]
     pub fn new(path: impl Into<PathBuf>) -> FileStateStore {
         let path = path.into();
-        let mut lock_path = path.clone().into_os_string();
-        lock_path.push(".lock");
+        let beside = |suffix: &str| {
+            let mut name = path.clone().into_os_string();
+            name.push(suffix);
+            PathBuf::from(name)
+        };
         FileStateStore {
+            lock_path: beside(".lock"),
+            acks_dir: beside(".acks"),
             path,
-            lock_path: lock_path.into(),
+            service: default_service_id(),
+            swept: Arc::default(),
         }
+    }
+
+    /// Names this process `service` in its acknowledgements (default:
+    /// `<host>-<pid>`). Characters other than `A-Z a-z 0-9 . _ -` become
+    /// `_` in the file name.
+    #[must_use]
+    pub fn with_service(mut self, service: impl Into<String>) -> FileStateStore {
+        self.service = service.into();
+        self
+    }
+
+    /// The directory of the services' acknowledgement files:
+    /// `<path>.acks`.
+    #[must_use]
+    pub fn acks_dir(&self) -> &Path {
+        &self.acks_dir
+    }
+
+    /// Whether the state file exists now (an operator's command on a path
+    /// that does not exist has missed: no service reads it).
+    #[must_use]
+    pub fn exists(&self) -> bool {
+        self.path.exists()
     }
 
     /// The store at [`DEFAULT_STATE_PATH`].
@@ -88,27 +139,69 @@ impl FileStateStore {
     }
 
     fn read(&self) -> Result<Option<Stored>, StoreError> {
-        let bytes = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(self.io(err)),
-        };
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Err(self.corrupt(
-                "the state file is empty; restore it, or remove it to start from the environment"
-                    .to_owned(),
-            ));
+        match self.read_bytes()? {
+            None => Ok(None),
+            Some(bytes) => parse(&bytes).map(Some).map_err(|m| self.corrupt(m)),
         }
-        let state: RolloutState = serde_json::from_slice(&bytes).map_err(|err| {
-            self.corrupt(format!(
-                "not a rollout state: {err} (fix the file, or remove it to start from the environment)"
-            ))
-        })?;
-        state
-            .validate_shape()
-            .map_err(|err| self.corrupt(err.to_string()))?;
-        let revision = Revision(state.epoch);
-        Ok(Some(Stored { state, revision }))
+    }
+
+    fn read_bytes(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        match fs::read(&self.path) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(err) => Err(self.io(err)),
+        }
+    }
+
+    /// Takes the writers' lock (creating the directory): held until the
+    /// returned file drops (or the process dies).
+    fn lock(&self) -> Result<File, StoreError> {
+        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
+        }
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock_path)
+            .map_err(|e| self.io(e))?;
+        lock.lock().map_err(|e| self.io(e))?;
+        Ok(lock)
+    }
+
+    fn ack_path(&self) -> PathBuf {
+        let mut name: String = self
+            .service
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if name.is_empty() || name.starts_with('.') {
+            name.insert(0, '_');
+        }
+        self.acks_dir.join(format!("{name}.json"))
+    }
+
+    /// Removes acknowledgement files nobody has written for an hour.
+    fn sweep_acks(&self) {
+        let Ok(entries) = fs::read_dir(&self.acks_dir) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|at| now.duration_since(at).unwrap_or_default() > ACK_SWEEP_AFTER);
+            if old {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// Writes `state` durably: temp file, fsync, rename, fsync of the directory.
@@ -142,6 +235,24 @@ impl FileStateStore {
     }
 }
 
+/// The state in `bytes`, or why it cannot be believed.
+fn parse(bytes: &[u8]) -> Result<Stored, String> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(
+            "the state file is empty; restore it, or remove it to start from the environment (a rollback is always accepted over it)"
+                .to_owned(),
+        );
+    }
+    let state: RolloutState = serde_json::from_slice(bytes).map_err(|err| {
+        format!(
+            "not a rollout state: {err} (fix the file, or remove it to start from the environment; a rollback is always accepted over it)"
+        )
+    })?;
+    state.validate_shape().map_err(|err| err.to_string())?;
+    let revision = Revision(state.epoch);
+    Ok(Stored { state, revision })
+}
+
 impl StateStore for FileStateStore {
     fn load(&self) -> Result<Option<Stored>, StoreError> {
         self.read()
@@ -152,18 +263,9 @@ impl StateStore for FileStateStore {
         expected: Option<Revision>,
         state: &RolloutState,
     ) -> Result<Revision, StoreError> {
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(|e| self.io(e))?;
-        // Held until `lock` drops at the end of this call (or the process
+        // Held until `_lock` drops at the end of this call (or the process
         // dies): one writer at a time, across processes.
-        lock.lock().map_err(|e| self.io(e))?;
+        let _lock = self.lock()?;
         let found = self.read()?.map(|stored| stored.revision);
         // Epochs only grow: a write that does not move past the stored epoch
         // comes from a writer that read an older state.
@@ -179,6 +281,122 @@ impl StateStore for FileStateStore {
     }
 
     fn describe(&self) -> String {
-        format!("state file {}", self.path.display())
+        let path = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        format!("state file {}", path.display())
+    }
+
+    fn replace_unreadable(
+        &self,
+        build: &mut dyn FnMut(&Salvaged) -> RolloutState,
+    ) -> Result<Stored, StoreError> {
+        let _lock = self.lock()?;
+        let conflict = |found| StoreError::Conflict {
+            store: self.describe(),
+            expected: None,
+            found,
+        };
+        let Some(bytes) = self.read_bytes()? else {
+            return Err(conflict(None));
+        };
+        let problem = match parse(&bytes) {
+            Ok(stored) => return Err(conflict(Some(stored.revision))),
+            Err(problem) => problem,
+        };
+        let salvaged = Salvaged::scan(&bytes, problem);
+        let state = build(&salvaged);
+        state
+            .validate_shape()
+            .map_err(|err| self.corrupt(format!("refusing to write an invalid state: {err}")))?;
+        self.write(&state).map_err(|e| self.io(e))?;
+        Ok(Stored {
+            revision: Revision(state.epoch),
+            state,
+        })
+    }
+
+    fn acknowledge(&self, applied: &Applied) -> Result<(), StoreError> {
+        static TEMP: AtomicU64 = AtomicU64::new(0);
+        let ack =
+            Acknowledgement::of_this_process(&self.service, applied.clone(), SystemTime::now());
+        let io = |source: io::Error| StoreError::Io {
+            store: format!("acknowledgement directory {}", self.acks_dir.display()),
+            source,
+        };
+        fs::create_dir_all(&self.acks_dir).map_err(io)?;
+        if !self.swept.swap(true, Ordering::AcqRel) {
+            self.sweep_acks();
+        }
+        let path = self.ack_path();
+        let mut temp = path.clone().into_os_string();
+        temp.push(format!(
+            ".{}.{}.tmp",
+            std::process::id(),
+            TEMP.fetch_add(1, Ordering::Relaxed)
+        ));
+        let temp = PathBuf::from(temp);
+        let mut text = serde_json::to_vec(&ack).map_err(|e| io(io::Error::other(e)))?;
+        text.push(b'\n');
+        let written = fs::write(&temp, &text).and_then(|()| fs::rename(&temp, &path));
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        written.map_err(io)
+    }
+
+    fn acknowledgements(&self) -> Result<Option<Vec<Acknowledgement>>, StoreError> {
+        let io = |source: io::Error| StoreError::Io {
+            store: format!("acknowledgement directory {}", self.acks_dir.display()),
+            source,
+        };
+        let entries = match fs::read_dir(&self.acks_dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(Some(Vec::new())),
+            Err(err) => return Err(io(err)),
+        };
+        let mut acks = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io)?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue; // a temporary file being written
+            }
+            let Ok(bytes) = fs::read(&path) else {
+                continue; // removed since the listing (a service stopped)
+            };
+            match serde_json::from_slice::<Acknowledgement>(&bytes) {
+                Ok(ack) => acks.push(ack),
+                Err(err) => {
+                    // Written whole by rename, so never torn; shown, not
+                    // believed: it acknowledges nothing.
+                    let service = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    let at = fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .unwrap_or(SystemTime::UNIX_EPOCH);
+                    let mut applied = Applied::new(0, crate::Percent::ZERO);
+                    applied.state_error = Some(format!(
+                        "unreadable acknowledgement file {}: {err}",
+                        path.display()
+                    ));
+                    let mut ack = Acknowledgement::of_this_process(&service, applied, at);
+                    ack.host = String::new();
+                    ack.pid = 0;
+                    acks.push(ack);
+                }
+            }
+        }
+        acks.sort_by(|a, b| a.service.cmp(&b.service));
+        Ok(Some(acks))
+    }
+
+    fn withdraw(&self) -> Result<(), StoreError> {
+        match fs::remove_file(self.ack_path()) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => Err(StoreError::Io {
+                store: format!("acknowledgement directory {}", self.acks_dir.display()),
+                source: err,
+            }),
+            _ => Ok(()),
+        }
     }
 }

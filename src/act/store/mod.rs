@@ -18,9 +18,15 @@
 //! Implementations here: [`FileStateStore`] (one JSON file, the embedded
 //! default, shared with the operator's command line) and [`MemoryStateStore`]
 //! (tests, simulations, a process that needs no persistence).
+//!
+//! Beside the state, a store keeps the services' [`Acknowledgement`]s (see
+//! [`ack`](self::ack)): which epoch and config each live service applied,
+//! so that an operator's command can wait for them.
 
+pub(crate) mod ack;
 mod file;
 mod memory;
+mod salvage;
 
 use std::fmt;
 use std::io;
@@ -28,8 +34,10 @@ use std::io;
 use crate::act::state::RolloutState;
 use crate::decide::config::RolloutConfig;
 
+pub use ack::{ACK_REFRESH, ACK_TTL, Acknowledgement, Applied, default_service_id};
 pub use file::{DEFAULT_STATE_PATH, FileStateStore};
 pub use memory::MemoryStateStore;
+pub use salvage::Salvaged;
 
 /// A store's version of its content: it changes on every successful write.
 ///
@@ -119,6 +127,13 @@ impl StoreError {
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
     }
+
+    /// Whether this is [`Corrupt`](StoreError::Corrupt): the stored content
+    /// cannot be believed (only a rollback may be written over it).
+    #[must_use]
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, StoreError::Corrupt { .. })
+    }
 }
 
 /// Where the rollout's state lives: load, and compare-and-swap on a revision.
@@ -185,16 +200,62 @@ pub trait StateStore: Send + Sync {
         Ok(None)
     }
 
-    /// Records that this process now serves the state of `epoch` (a fleet's
-    /// replicas acknowledge each state they apply). The default records
-    /// nothing.
+    /// Records what this process now applies (its epoch, percent in force,
+    /// config fingerprint and errors) as its [`Acknowledgement`], replacing
+    /// its previous one. Services call it whenever that changes and every
+    /// [`ACK_REFRESH`]. The default records nothing.
     ///
     /// # Errors
     ///
     /// As [`load`](StateStore::load).
-    fn acknowledge(&self, epoch: u64) -> Result<(), StoreError> {
-        let _ = epoch;
+    fn acknowledge(&self, applied: &Applied) -> Result<(), StoreError> {
+        let _ = applied;
         Ok(())
+    }
+
+    /// Every service's latest acknowledgement, live or not (see
+    /// [`Acknowledgement::is_live`]); `Ok(None)` when this store keeps none.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](StateStore::load).
+    fn acknowledgements(&self) -> Result<Option<Vec<Acknowledgement>>, StoreError> {
+        Ok(None)
+    }
+
+    /// Removes this process's acknowledgement (it stops serving). The
+    /// default does nothing.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](StateStore::load).
+    fn withdraw(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Replaces a stored state that cannot be read ([`load`](StateStore::load)
+    /// answers [`StoreError::Corrupt`]) with `build(what could be read of
+    /// it)`, atomically: the one write made without a revision, used by a
+    /// rollback, which is always accepted. Returns what was stored.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Conflict`] when the stored state can be read now, or
+    /// nothing is stored (nothing is written: read again and decide again);
+    /// the errors of [`load`](StateStore::load) otherwise. The default
+    /// (a store whose content is always readable) answers with the result of
+    /// `load`: a conflict, or its error.
+    fn replace_unreadable(
+        &self,
+        build: &mut dyn FnMut(&Salvaged) -> RolloutState,
+    ) -> Result<Stored, StoreError> {
+        let _ = build;
+        let found = self.load()?.map(|stored| stored.revision);
+        Err(StoreError::Conflict {
+            store: self.describe(),
+            expected: None,
+            found,
+        })
     }
 }
 
@@ -219,7 +280,22 @@ impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
         (**self).load_config()
     }
 
-    fn acknowledge(&self, epoch: u64) -> Result<(), StoreError> {
-        (**self).acknowledge(epoch)
+    fn acknowledge(&self, applied: &Applied) -> Result<(), StoreError> {
+        (**self).acknowledge(applied)
+    }
+
+    fn acknowledgements(&self) -> Result<Option<Vec<Acknowledgement>>, StoreError> {
+        (**self).acknowledgements()
+    }
+
+    fn withdraw(&self) -> Result<(), StoreError> {
+        (**self).withdraw()
+    }
+
+    fn replace_unreadable(
+        &self,
+        build: &mut dyn FnMut(&Salvaged) -> RolloutState,
+    ) -> Result<Stored, StoreError> {
+        (**self).replace_unreadable(build)
     }
 }
