@@ -13,6 +13,7 @@ use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
 use crate::fleet::etcd::{DEFAULT_LEASE_TTL, EtcdStateStore};
 use crate::fleet::prometheus::PrometheusSource;
+use crate::fleet::security::{ConnectError, EtcdTls, EtcdUser, PrometheusAuth};
 use crate::judge::plan::RolloutPlan;
 use crate::metrics::MetricsAccumulator;
 
@@ -42,6 +43,12 @@ pub struct FleetControllerConfig {
     /// The starting request, used only when no state is stored: 0% is off,
     /// another percent starts the plan's largest stage at or below it.
     pub start: Percent,
+    /// TLS to etcd (empty: none, or the system's roots for `https://`).
+    pub etcd_tls: EtcdTls,
+    /// The etcd user, when etcd has authentication enabled.
+    pub etcd_user: Option<EtcdUser>,
+    /// The credentials sent to Prometheus.
+    pub prometheus_auth: PrometheusAuth,
 }
 
 impl FleetControllerConfig {
@@ -60,6 +67,9 @@ impl FleetControllerConfig {
             auto_advance: false,
             log: None,
             start: Percent::ZERO,
+            etcd_tls: EtcdTls::default(),
+            etcd_user: None,
+            prometheus_auth: PrometheusAuth::None,
         }
     }
 }
@@ -99,9 +109,17 @@ impl FleetController {
     ///
     /// # Errors
     ///
-    /// As [`EtcdStateStore::connect`].
-    pub fn new(config: FleetControllerConfig) -> Result<FleetController, crate::StoreError> {
-        let store = EtcdStateStore::connect(&config.etcd, &config.name, &config.id)?;
+    /// As [`EtcdStateStoreBuilder::connect`](crate::fleet::EtcdStateStoreBuilder::connect);
+    /// also [`ConnectError`] naming a Prometheus bearer token file that
+    /// cannot be read.
+    pub fn new(config: FleetControllerConfig) -> Result<FleetController, ConnectError> {
+        config.prometheus_auth.check()?;
+        let mut builder = EtcdStateStore::builder(&config.etcd, &config.name, &config.id)
+            .tls(config.etcd_tls.clone());
+        if let Some(user) = &config.etcd_user {
+            builder = builder.etcd_user(user.clone());
+        }
+        let store = builder.connect()?;
         Ok(FleetController { config, store })
     }
 
@@ -177,10 +195,10 @@ impl FleetController {
             // It serves no uploads: the replicas acknowledge, not it.
             .acknowledges(false)
             .state_store(Arc::new(self.store.clone()))
-            .metrics_source(Box::new(PrometheusSource::new(
-                &self.config.prometheus,
-                &self.config.name,
-            )));
+            .metrics_source(Box::new(
+                PrometheusSource::new(&self.config.prometheus, &self.config.name)
+                    .authenticated(self.config.prometheus_auth.clone()),
+            ));
         if let Some(path) = &self.config.log {
             builder = builder.log(JsonlSink::open(path)?);
         }

@@ -14,11 +14,16 @@
 mod controller;
 pub mod etcd;
 mod prometheus;
+mod security;
 
 pub use controller::{FleetController, FleetControllerConfig, FleetEvent};
 
 pub use etcd::{
     CALL_TIMEOUT, CONTACT_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_ROLLOUT_NAME, EtcdStateStore,
-    Leadership, key_prefix,
+    EtcdStateStoreBuilder, Leadership, key_prefix,
 };
 pub use prometheus::{PrometheusSource, QUERY_TIMEOUT};
+pub use security::{
+    ConnectError, CredentialFile, ETCD_PASSWORD_ENV, EtcdTls, EtcdUser, PROMETHEUS_PASSWORD_ENV,
+    PROMETHEUS_USER_ENV, PrometheusAuth,
+};

@@ -1,15 +1,25 @@
 //! [`PrometheusSource`]: a run's fleet-wide totals from Prometheus.
 //!
-//! Every replica exports its share of the current run labelled with the
-//! rollout's name and the run's epoch ([`export::runs`](crate::export::runs)).
-//! The source asks Prometheus, over its HTTP query API, for each series'
-//! latest value in the run (`last_over_time` over the run's age, so a
-//! replica that has died since still counts with its last scrape) and adds
-//! them up over the replicas (`sum by (arm, ...)`): counts, complaints,
-//! latency buckets at the crate histogram's own resolution, latency sums,
-//! and the smallest and largest latency. The result is the
-//! [`MetricsSnapshot`] the [`Evaluator`](crate::Evaluator) judges, exact up
-//! to each replica's last scrape.
+//! Every replica process exports what it counted of the current run
+//! labelled with the rollout's name, the run's epoch and the process
+//! ([`export::runs`](crate::export::runs)). The source asks Prometheus, over
+//! its HTTP query API, for each series' latest value in the run
+//! (`last_over_time` over the run's age) and adds them up over the replicas
+//! and their processes (`sum by (arm, ...)`): counts, complaints, latency
+//! buckets at the crate histogram's own resolution, latency sums, and the
+//! smallest and largest latency. A replica that died since still counts
+//! with its last scrape, and one that restarted counts twice over, once per
+//! process: its earlier process's last values and its new process's, which
+//! start from zero under a new `process` label, so the run's totals never go
+//! down across a restart. The result is the [`MetricsSnapshot`] the
+//! [`Evaluator`](crate::Evaluator) judges, exact up to each process's last
+//! scrape (what a process counted after its last scrape before it died is
+//! lost to the fleet; a replica restarted with its log still judges it
+//! locally).
+//!
+//! A Prometheus that asks for credentials gets them with
+//! [`with_auth`](PrometheusSource::with_auth): a bearer token from a file or
+//! basic auth ([`PrometheusAuth`]). Queries go over plain HTTP.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
@@ -19,6 +29,7 @@ use serde::Deserialize;
 use crate::act::metrics_source::MetricsSource;
 use crate::act::state::RolloutState;
 use crate::clock::unix_ms;
+use crate::fleet::security::{ConnectError, PrometheusAuth};
 use crate::metrics::{Arm, ArmMetrics, LatencyHistogram, MetricsSnapshot, Outcome};
 
 /// How long one query may take.
@@ -41,6 +52,7 @@ pub struct PrometheusSource {
     url: String,
     name: String,
     agent: ureq::Agent,
+    auth: PrometheusAuth,
 }
 
 #[derive(Deserialize)]
@@ -78,7 +90,37 @@ impl PrometheusSource {
             url: url.trim_end_matches('/').to_owned(),
             name: name.to_owned(),
             agent,
+            auth: PrometheusAuth::None,
         }
+    }
+
+    /// Sends `auth` with every query: a bearer token read from a file
+    /// before each query, or basic auth.
+    ///
+    /// ```no_run
+    /// use async_upload_rollout::fleet::{PrometheusAuth, PrometheusSource};
+    ///
+    /// let source = PrometheusSource::new("http://prometheus:9090", "async-upload")
+    ///     .with_auth(PrometheusAuth::from_env()?)?; // PROMETHEUS_USER, PROMETHEUS_PASSWORD
+    /// let source = PrometheusSource::new("http://prometheus:9090", "async-upload")
+    ///     .with_auth(PrometheusAuth::bearer_token_file("/var/run/secrets/prometheus/token"))?;
+    /// # Ok::<(), async_upload_rollout::fleet::ConnectError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::Unreadable`] or [`ConnectError::Invalid`] when the
+    /// token file cannot be read now or is empty.
+    pub fn with_auth(self, auth: PrometheusAuth) -> Result<PrometheusSource, ConnectError> {
+        auth.check()?;
+        Ok(self.authenticated(auth))
+    }
+
+    /// `auth` without checking it now (a token file that cannot be read
+    /// fails each query, naming it).
+    pub(crate) fn authenticated(mut self, auth: PrometheusAuth) -> PrometheusSource {
+        self.auth = auth;
+        self
     }
 
     /// One instant query at `at`; its samples as `(labels, value)`.
@@ -86,14 +128,24 @@ impl PrometheusSource {
         #[allow(clippy::cast_precision_loss)] // ms since 1970 fit in f64 exactly
         let time = format!("{:.3}", unix_ms(at) as f64 / 1000.0);
         let fail = |why: String| format!("Prometheus {}: {why} (query {promql})", self.url);
-        let mut response = self
+        let mut request = self
             .agent
             .get(&format!("{}/api/v1/query", self.url))
             .query("query", promql)
-            .query("time", &time)
-            .call()
-            .map_err(|e| fail(e.to_string()))?;
+            .query("time", &time);
+        if let Some(header) = self.auth.header().map_err(|e| fail(e.to_string()))? {
+            request = request.header("Authorization", &header);
+        }
+        let mut response = request.call().map_err(|e| fail(e.to_string()))?;
         let status = response.status();
+        if status == 401 || status == 403 {
+            let why = if self.auth == PrometheusAuth::None {
+                "it asks for credentials and none were sent: --prometheus-bearer-token-file FILE, or PROMETHEUS_USER and PROMETHEUS_PASSWORD".to_owned()
+            } else {
+                format!("it refused {}", self.auth.describe())
+            };
+            return Err(fail(format!("HTTP {status}: {why}")));
+        }
         let body: QueryResponse = response
             .body_mut()
             .read_json()
@@ -322,6 +374,7 @@ impl std::fmt::Debug for PrometheusSource {
         f.debug_struct("PrometheusSource")
             .field("url", &self.url)
             .field("name", &self.name)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }
