@@ -64,6 +64,9 @@ fn replica(etcd: &Etcd, id: &str, port: u16, dir: &Path) -> ServerProcess {
     )
 }
 
+/// The fleet's `[async, sync]` uploads, read this long after sampling began.
+type Sample = (Duration, [u64; 2]);
+
 /// Uploads `ids` to `replica`: `[async, sync]` counts.
 fn upload(replica: &ServerProcess, ids: &[String]) -> [u64; 2] {
     let async_count = replica.upload(ids) as u64;
@@ -157,7 +160,7 @@ fn the_fleets_totals_never_go_down_across_replica_restarts_and_are_exact_afterwa
     let log = kept.path().join("metrics.jsonl");
 
     // Sample the fleet's totals from now on.
-    let samples: Arc<Mutex<Vec<(Duration, [u64; 2])>>> = Arc::default();
+    let samples: Arc<Mutex<Vec<Sample>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = {
         let (samples, stop) = (Arc::clone(&samples), Arc::clone(&stop));

@@ -285,7 +285,11 @@ fn a_store_with_the_right_ca_certificate_and_user_works_and_each_missing_piece_i
 
     // Plain HTTP to a TLS port.
     let plain = secure.etcd.url.replacen("https://", "http://", 1);
-    let err = load_error(EtcdStateStore::builder(&[plain.clone()], NAME, "r4"));
+    let err = load_error(EtcdStateStore::builder(
+        std::slice::from_ref(&plain),
+        NAME,
+        "r4",
+    ));
     assert_says(&err, &["does etcd serve TLS? Then name it https://"]);
 
     // TLS files with an http:// endpoint: refused before connecting.

@@ -102,12 +102,12 @@ impl EtcdStateStoreBuilder {
     fn options(&self) -> Result<Security, ConnectError> {
         let mut security = Security::default();
         let https = self.endpoints.iter().any(|e| e.starts_with("https://"));
-        if !self.tls.is_empty() {
-            if let Some(plain) = self.endpoints.iter().find(|e| e.starts_with("http://")) {
-                return Err(ConnectError::TlsOverHttp {
-                    endpoint: plain.clone(),
-                });
-            }
+        if !self.tls.is_empty()
+            && let Some(plain) = self.endpoints.iter().find(|e| e.starts_with("http://"))
+        {
+            return Err(ConnectError::TlsOverHttp {
+                endpoint: plain.clone(),
+            });
         }
         if https || !self.tls.is_empty() {
             security.tls = Some(self.tls_options()?);
