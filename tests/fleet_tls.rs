@@ -684,7 +684,7 @@ fn a_prometheus_asking_for_basic_auth_answers_the_right_credentials_and_says_401
         &[target],
         Duration::from_millis(500),
         &web_config,
-        &basic_header(PROMETHEUS_USER, PROMETHEUS_PASSWORD),
+        Some(&basic_header(PROMETHEUS_USER, PROMETHEUS_PASSWORD)),
     );
     let state = RolloutState {
         epoch,
@@ -907,5 +907,151 @@ fn the_controller_sends_prometheus_its_bearer_token_or_basic_auth() {
             "cannot read the Prometheus bearer token file",
             path_str(&missing),
         ],
+    );
+}
+
+/// An `https://` Prometheus (its web config's `tls_server_config`, with the
+/// test's certificate for 127.0.0.1) asking for basic auth: read with its CA,
+/// refused with Mozilla's roots or another CA, each saying which; and the
+/// controller, given `--prometheus-ca` and the credentials, judges the data
+/// it reads there: the replica's critical error rolls the fleet back.
+#[cfg(feature = "prometheus-https")]
+#[test]
+fn an_https_prometheus_is_read_with_its_ca_and_the_controller_judges_its_data() {
+    const HTTPS_NAME: &str = "https-test";
+    let pki = Pki::generate(CLIENT_CN);
+    let etcd = Etcd::start();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("controller.jsonl");
+
+    // One replica's run series: the run the controller starts, with 50
+    // successes and one critical error (which rolls back at once).
+    let metrics = Arc::new(MetricsAccumulator::new());
+    for n in 0..50u64 {
+        metrics.record(Arm::Async, Outcome::Success, Duration::from_millis(80 + n));
+    }
+    metrics.record(Arm::Async, Outcome::Critical, Duration::from_millis(90));
+    let exporter = Arc::new(
+        PrometheusExporter::new(
+            Arc::new(Rollout::new(RolloutConfig::default())),
+            Arc::clone(&metrics),
+        )
+        .with_rollout_name(HTTPS_NAME),
+    );
+    let target = serve_metrics(Arc::clone(&exporter));
+    let web_config = format!(
+        "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  {PROMETHEUS_USER}: {PROMETHEUS_HASH}\n",
+        path_str(&pki.server_cert),
+        path_str(&pki.server_key)
+    );
+    let prometheus =
+        Prometheus::start_with_web_config(&[target], Duration::from_millis(500), &web_config, None);
+    assert!(prometheus.url.starts_with("https://"), "{}", prometheus.url);
+    let basic = PrometheusAuth::basic(PROMETHEUS_USER, PROMETHEUS_PASSWORD);
+
+    // The controller, given the CA and the credentials, leads and starts
+    // the run; the replica exports it.
+    let controller = Process::start(
+        &strings(&[
+            "controller",
+            "--etcd",
+            &etcd.url,
+            "--prometheus",
+            &prometheus.url,
+            "--prometheus-ca",
+            path_str(&pki.ca),
+            "--name",
+            HTTPS_NAME,
+            "--tick",
+            "1s",
+            "--id",
+            "https",
+            "--log",
+            path_str(&log),
+        ]),
+        &[
+            ("PROMETHEUS_USER", PROMETHEUS_USER),
+            ("PROMETHEUS_PASSWORD", PROMETHEUS_PASSWORD),
+            ("ASYNC_UPLOAD_ROLLOUT", "10"),
+        ],
+    );
+    let observer =
+        EtcdStateStore::connect(std::slice::from_ref(&etcd.url), HTTPS_NAME, "observer").unwrap();
+    wait_until("the controller's first state", WITHIN, || {
+        observer.load().is_ok_and(|s| s.is_some())
+    });
+    let state = observer.load().unwrap().unwrap().state;
+    exporter.set_run(Some(RunView::new(
+        state.run_epoch,
+        MetricsSnapshot::default(),
+        None,
+    )));
+
+    let mut source = PrometheusSource::new(&prometheus.url, HTTPS_NAME)
+        .with_auth(basic.clone())
+        .unwrap()
+        .with_ca(&pki.ca)
+        .unwrap();
+    wait_until("the https Prometheus to scrape the replica", WITHIN, || {
+        source
+            .run_totals(&state, SystemTime::now())
+            .is_ok_and(|t| t.arm(Arm::Async).success == 50 && t.arm(Arm::Async).critical == 1)
+    });
+
+    // The controller read the same over https: it rolls the fleet back.
+    let judged = || {
+        observer
+            .load()
+            .is_ok_and(|s| s.is_some_and(|s| s.state.status == RolloutStatus::RolledBack))
+    };
+    let started = std::time::Instant::now();
+    while !judged() && started.elapsed() < WITHIN {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        judged(),
+        "the controller did not roll back on the replica's critical error within {WITHIN:?}\nlog:\n{}\nstderr:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        controller.said()
+    );
+    let rolled_back = observer.load().unwrap().unwrap().state;
+    assert_says(&rolled_back.reason, &["critical"]);
+    drop(controller);
+
+    // Mozilla's roots do not know the test's CA; nor does another CA.
+    let mut untrusting = PrometheusSource::new(&prometheus.url, HTTPS_NAME)
+        .with_auth(basic.clone())
+        .unwrap();
+    let err = untrusting
+        .run_totals(&state, SystemTime::now())
+        .unwrap_err();
+    assert_says(
+        &err,
+        &[
+            "UnknownIssuer",
+            "not signed by Mozilla's root certificates",
+            "--prometheus-ca",
+        ],
+    );
+    let mut wrong = PrometheusSource::new(&prometheus.url, HTTPS_NAME)
+        .with_auth(basic)
+        .unwrap()
+        .with_ca(&pki.other_ca)
+        .unwrap();
+    let err = wrong.run_totals(&state, SystemTime::now()).unwrap_err();
+    assert_says(&err, &["not signed by the CA in", path_str(&pki.other_ca)]);
+    // A CA file that is not one is refused at once.
+    let err = PrometheusSource::new(&prometheus.url, HTTPS_NAME)
+        .with_ca(&pki.client_key)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConnectError::Invalid {
+                file: CredentialFile::PrometheusCa,
+                ..
+            }
+        ),
+        "{err}"
     );
 }

@@ -19,7 +19,9 @@
 //! and `--etcd-user USER` with the password in `ETCD_PASSWORD` (never a
 //! flag). The controller sends Prometheus a bearer token from
 //! `--prometheus-bearer-token-file FILE`, or basic auth from
-//! `PROMETHEUS_USER` and `PROMETHEUS_PASSWORD`.
+//! `PROMETHEUS_USER` and `PROMETHEUS_PASSWORD`; an `https://` Prometheus
+//! (feature `prometheus-https`) is checked against `--prometheus-ca FILE` or
+//! Mozilla's roots.
 //!
 //! Exit codes of `check`, one per verdict: 0 advance, 4 hold, 2 manual
 //! review, 3 rollback (while the controller's logged state is
@@ -211,6 +213,10 @@ struct ControllerArgs {
     /// PROMETHEUS_PASSWORD.
     #[arg(long, value_name = "FILE")]
     prometheus_bearer_token_file: Option<PathBuf>,
+    /// The CA certificate (PEM) of an https:// Prometheus (feature
+    /// `prometheus-https`); default: Mozilla's root certificates.
+    #[arg(long, value_name = "FILE")]
+    prometheus_ca: Option<PathBuf>,
     /// The rollout's name (its etcd prefix and exported label).
     #[arg(long, default_value = "async-upload")]
     name: String,
@@ -815,6 +821,7 @@ fn controller(args: ControllerArgs) -> Result<u8, CliError> {
     };
     config.etcd_user = etcd_user;
     config.prometheus_auth = prometheus_auth;
+    config.prometheus_ca = args.prometheus_ca;
     config.plan = load_plan(args.plan.as_deref())?;
     config.tick = args.tick;
     config.lease_ttl = args.lease_ttl;

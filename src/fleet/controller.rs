@@ -49,6 +49,9 @@ pub struct FleetControllerConfig {
     pub etcd_user: Option<EtcdUser>,
     /// The credentials sent to Prometheus.
     pub prometheus_auth: PrometheusAuth,
+    /// The CA of an `https://` Prometheus (crate feature
+    /// `prometheus-https`); `None`: Mozilla's roots.
+    pub prometheus_ca: Option<PathBuf>,
 }
 
 impl FleetControllerConfig {
@@ -70,6 +73,7 @@ impl FleetControllerConfig {
             etcd_tls: EtcdTls::default(),
             etcd_user: None,
             prometheus_auth: PrometheusAuth::None,
+            prometheus_ca: None,
         }
     }
 }
@@ -88,6 +92,8 @@ impl FleetControllerConfig {
 pub struct FleetController {
     config: FleetControllerConfig,
     store: EtcdStateStore,
+    /// The leader's Prometheus source, checked at start.
+    source: PrometheusSource,
 }
 
 /// What a [`FleetController`] tells its operator, as it happens.
@@ -110,17 +116,32 @@ impl FleetController {
     /// # Errors
     ///
     /// As [`EtcdStateStoreBuilder::connect`](crate::fleet::EtcdStateStoreBuilder::connect);
-    /// also [`ConnectError`] naming a Prometheus bearer token file that
-    /// cannot be read.
+    /// also [`ConnectError`] naming a Prometheus bearer token or CA file
+    /// that cannot be read, or an `https://` Prometheus in a build without
+    /// the crate feature `prometheus-https`.
     pub fn new(config: FleetControllerConfig) -> Result<FleetController, ConnectError> {
-        config.prometheus_auth.check()?;
+        if !cfg!(feature = "prometheus-https") && config.prometheus.starts_with("https://") {
+            return Err(ConnectError::FeatureMissing {
+                what: format!("the https:// Prometheus {}", config.prometheus),
+                feature: "prometheus-https",
+            });
+        }
+        let mut source = PrometheusSource::new(&config.prometheus, &config.name)
+            .with_auth(config.prometheus_auth.clone())?;
+        if let Some(ca) = &config.prometheus_ca {
+            source = source.with_ca(ca)?;
+        }
         let mut builder = EtcdStateStore::builder(&config.etcd, &config.name, &config.id)
             .tls(config.etcd_tls.clone());
         if let Some(user) = &config.etcd_user {
             builder = builder.etcd_user(user.clone());
         }
         let store = builder.connect()?;
-        Ok(FleetController { config, store })
+        Ok(FleetController {
+            config,
+            store,
+            source,
+        })
     }
 
     /// Campaigns and leads until `stop` is set, telling `events` what
@@ -195,10 +216,7 @@ impl FleetController {
             // It serves no uploads: the replicas acknowledge, not it.
             .acknowledges(false)
             .state_store(Arc::new(self.store.clone()))
-            .metrics_source(Box::new(
-                PrometheusSource::new(&self.config.prometheus, &self.config.name)
-                    .authenticated(self.config.prometheus_auth.clone()),
-            ));
+            .metrics_source(Box::new(self.source.clone()));
         if let Some(path) = &self.config.log {
             builder = builder.log(JsonlSink::open(path)?);
         }

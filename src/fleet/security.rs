@@ -279,6 +279,8 @@ pub enum CredentialFile {
     EtcdKey,
     /// [`PrometheusAuth::BearerTokenFile`] (`--prometheus-bearer-token-file`).
     PrometheusBearerToken,
+    /// The CA of an `https://` Prometheus (`--prometheus-ca`).
+    PrometheusCa,
 }
 
 impl fmt::Display for CredentialFile {
@@ -290,6 +292,7 @@ impl fmt::Display for CredentialFile {
             CredentialFile::PrometheusBearerToken => {
                 "Prometheus bearer token file (--prometheus-bearer-token-file)"
             }
+            CredentialFile::PrometheusCa => "Prometheus CA file (--prometheus-ca)",
         })
     }
 }
@@ -357,6 +360,14 @@ pub enum ConnectError {
     /// Two ways of authenticating at once.
     #[error("{0}")]
     Conflicting(String),
+    /// Something asked for needs a crate feature this build lacks.
+    #[error("{what} needs the crate feature `{feature}`, which this build lacks")]
+    FeatureMissing {
+        /// What was asked for.
+        what: String,
+        /// The feature.
+        feature: &'static str,
+    },
     /// The store could not be started.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -392,7 +403,7 @@ pub(crate) fn certificates(
             "holds no certificate (no -----BEGIN CERTIFICATE----- block)".to_owned(),
         ));
     }
-    if file == CredentialFile::EtcdCa {
+    if matches!(file, CredentialFile::EtcdCa | CredentialFile::PrometheusCa) {
         let mut roots = rustls::RootCertStore::empty();
         for (i, cert) in certs.iter().enumerate() {
             roots

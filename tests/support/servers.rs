@@ -227,18 +227,22 @@ impl Prometheus {
 impl Prometheus {
     /// A Prometheus like [`Prometheus::start`] whose own HTTP API asks for
     /// credentials: its `--web.config.file` holds `web_config` (for example
-    /// `basic_auth_users` with a bcrypt hash). `authorization` is the
-    /// `Authorization` header its readiness check sends.
+    /// `basic_auth_users` with a bcrypt hash, `tls_server_config`).
+    /// `authorization` is the `Authorization` header its readiness check
+    /// sends. With `tls_server_config` its URL is `https://` and only the
+    /// port is waited for: the caller checks readiness with its own client.
     pub fn start_with_web_config(
         targets: &[SocketAddr],
         interval: Duration,
         web_config: &str,
-        authorization: &str,
+        authorization: Option<&str>,
     ) -> Prometheus {
         require("prometheus", "prometheus");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
+        let tls = web_config.contains("tls_server_config");
+        let scheme = if tls { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let config = format!(
             "global:\n  scrape_interval: {ms}ms\n  evaluation_interval: {ms}ms\n\
@@ -264,7 +268,9 @@ impl Prometheus {
             .expect("start prometheus");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_for_port(addr, READY_WITHIN, "prometheus");
-        wait_ready_with(addr, "/-/ready", "", "prometheus", Some(authorization));
+        if !tls {
+            wait_ready_with(addr, "/-/ready", "", "prometheus", authorization);
+        }
         Prometheus {
             child,
             url,
