@@ -238,6 +238,18 @@ impl Security {
                 }
             });
         }
+        // TLS 1.3: the client's handshake is done before etcd checks its
+        // certificate, so a refusal can reach it as a closed connection
+        // before the alert is read.
+        if self.tls.is_some() && has(&["connection closed"]) {
+            return Some(match &self.cert {
+                Some(cert) => format!(
+                    "etcd closed the connection after the TLS handshake, as it does when it refused the client certificate {}: is it signed by a CA etcd trusts (its --trusted-ca-file)?",
+                    cert.display()
+                ),
+                None => "etcd closed the connection after the TLS handshake, as it does when it asks for a client certificate and none is sent (--etcd-cert and --etcd-key)".to_owned(),
+            });
+        }
         if (self.tls.is_none() && refused_connection)
             || has(&["frame with invalid size", "http2 error"])
         {
