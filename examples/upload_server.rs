@@ -86,6 +86,13 @@
 //!   run for the fleet's controller, and pulls the fuse (a fleet-wide
 //!   rollback) when an immediate rollback trigger fires on its own
 //!   metrics
+//! - `--etcd-ca <file>`, `--etcd-cert <file>`, `--etcd-key <file>`: TLS to
+//!   an `https://` etcd: the CA that signed its certificate (default: the
+//!   system's roots), and this replica's client certificate and key for an
+//!   etcd that verifies them
+//! - `--etcd-user <user>`: the etcd user, for an etcd with authentication
+//!   enabled; its password from the `ETCD_PASSWORD` environment variable
+//!   (never a flag)
 //! - `--replica <id>`: this service's name in its acknowledgements (default:
 //!   host name and pid)
 //! - `--stale-after <duration>`: how long the last state read keeps serving
@@ -215,6 +222,14 @@ pub struct ServerConfig {
 pub struct FleetConfig {
     /// etcd endpoints.
     pub etcd: Vec<String>,
+    /// The CA certificate (PEM) that signed etcd's certificate.
+    pub etcd_ca: Option<PathBuf>,
+    /// This replica's client certificate (PEM).
+    pub etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub etcd_key: Option<PathBuf>,
+    /// The etcd user (its password from `ETCD_PASSWORD`).
+    pub etcd_user: Option<String>,
     /// The rollout's name (its etcd prefix and exported label).
     pub name: String,
     /// This replica's id in acknowledgements.
@@ -471,12 +486,18 @@ fn state_store(config: &ServerConfig) -> Result<Stores, StartError> {
         }
         #[cfg(feature = "etcd")]
         Some(fleet) => {
-            let store = async_upload_rollout::fleet::EtcdStateStore::connect(
-                &fleet.etcd,
-                &fleet.name,
-                &fleet.replica,
-            )
-            .map_err(|e| StartError::Usage(e.to_string()))?;
+            use async_upload_rollout::fleet::{EtcdStateStore, EtcdTls, EtcdUser};
+            let usage = |e: async_upload_rollout::fleet::ConnectError| StartError::Usage(e.to_string());
+            let mut builder = EtcdStateStore::builder(&fleet.etcd, &fleet.name, &fleet.replica)
+                .tls(EtcdTls {
+                    ca: fleet.etcd_ca.clone(),
+                    cert: fleet.etcd_cert.clone(),
+                    key: fleet.etcd_key.clone(),
+                });
+            if let Some(user) = &fleet.etcd_user {
+                builder = builder.etcd_user(EtcdUser::from_env(user).map_err(usage)?);
+            }
+            let store = builder.connect().map_err(usage)?;
             Ok((Arc::new(store.clone()), fleet.name.clone(), Some(Arc::new(store))))
         }
         #[cfg(not(feature = "etcd"))]
@@ -1434,7 +1455,8 @@ enum Parsed {
 const USAGE: &str = "usage: upload_server [--addr HOST:PORT] [--admin-token TOKEN] [--state FILE] \
                      [--config FILE] [--log PATH] [--tick DURATION] [--log-interval DURATION] [--store-dir DIR] \
                      [--plan FILE] [--auto-advance] [--memory-warmup DURATION] \
-                     [--etcd URL --name NAME] [--replica ID] [--stale-after DURATION] \
+                     [--etcd URL --name NAME] [--etcd-ca FILE] [--etcd-cert FILE --etcd-key FILE] \
+                     [--etcd-user USER] [--replica ID] [--stale-after DURATION] \
                      [--inject-async-error-rate SHARE] [--help]";
 
 /// `--help`: every flag, what it does and its default.
@@ -1470,6 +1492,13 @@ usage: upload_server [FLAGS]
   --etcd URL                  join a fleet: state and config in etcd (repeat for several
                               endpoints; needs the `etcd` feature); --state is then not used
   --name NAME                 the fleet's rollout name (default async-upload)
+  --etcd-ca FILE              TLS (https:// endpoints): the CA certificate (PEM) that signed
+                              etcd's certificate (default: the system's trusted roots)
+  --etcd-cert FILE            this replica's client certificate (PEM), for an etcd started with
+                              --client-cert-auth; with --etcd-key
+  --etcd-key FILE             the private key (PEM) of --etcd-cert
+  --etcd-user USER            the etcd user, for an etcd with authentication enabled; its
+                              password is read from ETCD_PASSWORD (never a flag)
   --replica ID                this service's name in its acknowledgements (default: host name
                               and pid)
   --inject-async-error-rate SHARE
@@ -1509,6 +1538,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, StartErr
                 fleet(&mut parsed.config).etcd.push(url);
             }
             "--name" => fleet(&mut parsed.config).name = value()?,
+            "--etcd-ca" => fleet(&mut parsed.config).etcd_ca = Some(value()?.into()),
+            "--etcd-cert" => fleet(&mut parsed.config).etcd_cert = Some(value()?.into()),
+            "--etcd-key" => fleet(&mut parsed.config).etcd_key = Some(value()?.into()),
+            "--etcd-user" => fleet(&mut parsed.config).etcd_user = Some(value()?),
             "--replica" => parsed.config.service_id = Some(value()?),
             "--stale-after" => {
                 let v = value()?;
@@ -1557,7 +1590,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, StartErr
     }
     if let Some(fleet) = &mut parsed.config.fleet {
         if fleet.etcd.is_empty() {
-            return Err(usage("--name needs --etcd URL".to_owned()));
+            return Err(usage(
+                "--name, --etcd-ca, --etcd-cert, --etcd-key and --etcd-user need --etcd URL"
+                    .to_owned(),
+            ));
         }
         if let Some(id) = &parsed.config.service_id {
             fleet.replica.clone_from(id);
@@ -1575,6 +1611,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, StartErr
 fn fleet(config: &mut ServerConfig) -> &mut FleetConfig {
     config.fleet.get_or_insert_with(|| FleetConfig {
         etcd: Vec::new(),
+        etcd_ca: None,
+        etcd_cert: None,
+        etcd_key: None,
+        etcd_user: None,
         name: "async-upload".to_owned(),
         replica: async_upload_rollout::default_service_id(),
     })

@@ -9,9 +9,10 @@ use crate::metrics::MetricsSnapshot;
 /// it: the accumulator's snapshot when the run started here, and the totals
 /// recovered from the log when this process joined the run late (a restart).
 ///
-/// Its [`totals`](RunView::totals) are what the controller judges, and what
-/// a fleet replica exports, labelled with the epoch, for the fleet's
-/// controller to add up.
+/// Its [`totals`](RunView::totals) are what the controller judges; what
+/// this process [counted](RunView::counted_here) of them is what a fleet
+/// replica exports, labelled with the epoch and its process, for the
+/// fleet's controller to add up.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunView {
     /// The epoch that started the run.
@@ -47,6 +48,17 @@ impl RunView {
             }
             None => here,
         }
+    }
+
+    /// The run's totals counted by this process alone, given `latest`:
+    /// what was recorded since the base, without the totals carried from
+    /// before this process joined. What a fleet replica exports, labelled
+    /// with its process: a restarted replica's carried totals are already in
+    /// its earlier process's series, so exporting them again would count
+    /// them twice.
+    #[must_use]
+    pub fn counted_here(&self, latest: &MetricsSnapshot) -> MetricsSnapshot {
+        latest.since(&self.base)
     }
 
     /// The same run (same base), now named `epoch` and carrying `totals`

@@ -14,6 +14,15 @@
 //! async-upload-rollout controller --etcd URL --prometheus URL [--plan FILE] [--name NAME]  (feature etcd)
 //! ```
 //!
+//! Every command that talks to etcd takes the same connection flags: `--etcd
+//! https://…` with `--etcd-ca FILE`, `--etcd-cert FILE`, `--etcd-key FILE`,
+//! and `--etcd-user USER` with the password in `ETCD_PASSWORD` (never a
+//! flag). The controller sends Prometheus a bearer token from
+//! `--prometheus-bearer-token-file FILE`, or basic auth from
+//! `PROMETHEUS_USER` and `PROMETHEUS_PASSWORD`; an `https://` Prometheus
+//! (feature `prometheus-https`) is checked against `--prometheus-ca FILE` or
+//! Mozilla's roots.
+//!
 //! Exit codes of `check`, one per verdict: 0 advance, 4 hold, 2 manual
 //! review, 3 rollback (while the controller's logged state is
 //! `awaiting_review` or `rolled_back`, 2 or 3 whatever the recomputation
@@ -165,16 +174,49 @@ enum Command {
     Controller(ControllerArgs),
 }
 
+/// How to reach a fleet's etcd: the same flags on every command that talks
+/// to it.
+#[derive(Debug, Args)]
+struct EtcdArgs {
+    /// A fleet's etcd endpoint (feature `etcd`; repeat for several;
+    /// https://HOST:PORT for TLS).
+    #[arg(long, value_name = "URL")]
+    etcd: Vec<String>,
+    /// The CA certificate (PEM) that signed etcd's server certificate;
+    /// default for https://: the system's trusted roots.
+    #[arg(long, value_name = "FILE", requires = "etcd")]
+    etcd_ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for an etcd started with
+    /// --client-cert-auth; with --etcd-key.
+    #[arg(long, value_name = "FILE", requires_all = ["etcd", "etcd_key"])]
+    etcd_cert: Option<PathBuf>,
+    /// The private key (PEM) of --etcd-cert.
+    #[arg(long, value_name = "FILE", requires_all = ["etcd", "etcd_cert"])]
+    etcd_key: Option<PathBuf>,
+    /// The etcd user, for an etcd with authentication enabled. Its password
+    /// is read from the ETCD_PASSWORD environment variable (never a flag).
+    #[arg(long, value_name = "USER", requires = "etcd")]
+    etcd_user: Option<String>,
+}
+
 /// The `controller` command's arguments.
 #[cfg(feature = "etcd")]
 #[derive(Debug, Args)]
 struct ControllerArgs {
-    /// etcd endpoint (repeat for several).
-    #[arg(long, value_name = "URL", required = true)]
-    etcd: Vec<String>,
+    #[command(flatten)]
+    fleet: EtcdArgs,
     /// The Prometheus that scrapes the replicas.
     #[arg(long, value_name = "URL")]
     prometheus: String,
+    /// A file holding the bearer token to send Prometheus (read again before
+    /// every query). For basic auth instead, set PROMETHEUS_USER and
+    /// PROMETHEUS_PASSWORD.
+    #[arg(long, value_name = "FILE")]
+    prometheus_bearer_token_file: Option<PathBuf>,
+    /// The CA certificate (PEM) of an https:// Prometheus (feature
+    /// `prometheus-https`); default: Mozilla's root certificates.
+    #[arg(long, value_name = "FILE")]
+    prometheus_ca: Option<PathBuf>,
     /// The rollout's name (its etcd prefix and exported label).
     #[arg(long, default_value = "async-upload")]
     name: String,
@@ -223,12 +265,17 @@ enum ConfigCommand {
 /// Where the config is.
 #[derive(Debug, Args)]
 struct ConfigArgs {
-    /// The config file the services read (TOML or JSON).
-    #[arg(long, value_name = "FILE", required_unless_present = "etcd")]
+    /// The config file the services read (TOML or JSON); or a fleet's
+    /// --etcd instead.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "etcd",
+        conflicts_with = "etcd"
+    )]
     config: Option<PathBuf>,
-    /// A fleet's etcd instead (feature `etcd`; repeat for several endpoints).
-    #[arg(long, value_name = "URL", conflicts_with = "config")]
-    etcd: Vec<String>,
+    #[command(flatten)]
+    fleet: EtcdArgs,
     /// The fleet's rollout name (with --etcd).
     #[arg(long, default_value = "async-upload")]
     name: String,
@@ -279,13 +326,12 @@ fn parse_on_off(value: &str) -> Result<bool, String> {
 /// Where the state is.
 #[derive(Debug, Args)]
 struct StoreArgs {
-    /// The state file the service uses.
+    /// The state file the service uses (not with --etcd).
     #[arg(long, value_name = "FILE", default_value = DEFAULT_STATE_PATH)]
     state: PathBuf,
-    /// A fleet's etcd instead of the state file (feature `etcd`; repeat for
-    /// several endpoints).
-    #[arg(long, value_name = "URL")]
-    etcd: Vec<String>,
+    /// A fleet's etcd instead of the state file.
+    #[command(flatten)]
+    fleet: EtcdArgs,
     /// The fleet's rollout name (with --etcd).
     #[arg(long, default_value = "async-upload")]
     name: String,
@@ -638,13 +684,13 @@ struct Stores {
 
 /// The state file, or a fleet's etcd with --etcd.
 fn open_store(args: &StoreArgs) -> Result<Stores, CliError> {
-    if args.etcd.is_empty() {
+    if args.fleet.etcd.is_empty() {
         return Ok(Stores {
             state: Box::new(FileStateStore::new(&args.state)),
             config: None,
         });
     }
-    let etcd = open_etcd(&args.etcd, &args.name)?;
+    let etcd = open_etcd(&args.fleet, &args.name)?;
     Ok(Stores {
         state: etcd.0,
         config: Some(etcd.1),
@@ -665,7 +711,7 @@ fn open_config(args: &ConfigArgs) -> Result<ConfigStores, CliError> {
             state: None,
         }),
         None => {
-            let (state, config) = open_etcd(&args.etcd, &args.name)?;
+            let (state, config) = open_etcd(&args.fleet, &args.name)?;
             Ok(ConfigStores {
                 config,
                 state: Some(state),
@@ -681,14 +727,13 @@ fn config_file(path: PathBuf) -> Result<ConfigFile, CliError> {
 /// A fleet's etcd, as a state store and a config store.
 #[allow(clippy::type_complexity)]
 fn open_etcd(
-    endpoints: &[String],
+    args: &EtcdArgs,
     name: &str,
 ) -> Result<(Box<dyn StateStore>, Box<dyn ConfigStore>), CliError> {
     #[cfg(feature = "etcd")]
     {
         let replica = format!("cli-{}", std::process::id());
-        let store =
-            async_upload_rollout::fleet::EtcdStateStore::connect(endpoints, name, &replica)?;
+        let store = etcd_builder(args, name, &replica)?.connect()?;
         Ok((Box::new(store.clone()), Box::new(store)))
     }
     #[cfg(not(feature = "etcd"))]
@@ -696,16 +741,62 @@ fn open_etcd(
         let _ = name;
         Err(CliError::State(
             async_upload_rollout::StoreError::Unavailable {
-                store: endpoints.join(","),
+                store: args.etcd.join(","),
                 message: "this binary was built without the `etcd` feature".to_owned(),
             },
         ))
     }
 }
 
+/// The etcd store's builder from the shared flags: TLS files, and the user
+/// with its password from ETCD_PASSWORD.
+#[cfg(feature = "etcd")]
+fn etcd_builder(
+    args: &EtcdArgs,
+    name: &str,
+    replica: &str,
+) -> Result<async_upload_rollout::fleet::EtcdStateStoreBuilder, CliError> {
+    use async_upload_rollout::fleet::{EtcdStateStore, EtcdTls, EtcdUser};
+    let mut builder = EtcdStateStore::builder(&args.etcd, name, replica).tls(EtcdTls {
+        ca: args.etcd_ca.clone(),
+        cert: args.etcd_cert.clone(),
+        key: args.etcd_key.clone(),
+    });
+    if let Some(user) = &args.etcd_user {
+        builder = builder.etcd_user(EtcdUser::from_env(user)?);
+    }
+    Ok(builder)
+}
+
 #[cfg(feature = "etcd")]
 fn controller(args: ControllerArgs) -> Result<u8, CliError> {
-    use async_upload_rollout::fleet::{FleetController, FleetControllerConfig, FleetEvent};
+    use async_upload_rollout::fleet::{
+        ConnectError, EtcdTls, EtcdUser, FleetController, FleetControllerConfig, FleetEvent,
+        PrometheusAuth,
+    };
+    if args.fleet.etcd.is_empty() {
+        return Err(CliError::Usage(
+            "controller needs --etcd URL (the fleet's etcd; repeat for several endpoints)"
+                .to_owned(),
+        ));
+    }
+    let prometheus_auth = match (
+        &args.prometheus_bearer_token_file,
+        PrometheusAuth::from_env()?,
+    ) {
+        (None, from_env) => from_env,
+        (Some(path), PrometheusAuth::None) => PrometheusAuth::bearer_token_file(path),
+        (Some(_), _) => {
+            return Err(ConnectError::Conflicting(
+                "--prometheus-bearer-token-file and PROMETHEUS_USER/PROMETHEUS_PASSWORD are both given: use one".to_owned(),
+            )
+            .into());
+        }
+    };
+    let etcd_user = match &args.fleet.etcd_user {
+        Some(user) => Some(EtcdUser::from_env(user)?),
+        None => None,
+    };
     let start = match RolloutConfig::from_env() {
         Ok(config) => config.percent,
         Err(err) => {
@@ -722,7 +813,15 @@ fn controller(args: ControllerArgs) -> Result<u8, CliError> {
             std::process::id()
         )
     });
-    let mut config = FleetControllerConfig::new(args.etcd, &args.prometheus, &args.name, &id);
+    let mut config = FleetControllerConfig::new(args.fleet.etcd, &args.prometheus, &args.name, &id);
+    config.etcd_tls = EtcdTls {
+        ca: args.fleet.etcd_ca,
+        cert: args.fleet.etcd_cert,
+        key: args.fleet.etcd_key,
+    };
+    config.etcd_user = etcd_user;
+    config.prometheus_auth = prometheus_auth;
+    config.prometheus_ca = args.prometheus_ca;
     config.plan = load_plan(args.plan.as_deref())?;
     config.tick = args.tick;
     config.lease_ttl = args.lease_ttl;

@@ -125,6 +125,11 @@ pub enum CliError {
     /// A command-line value is not valid.
     #[error("{0}")]
     Usage(String),
+    /// A fleet's etcd or Prometheus cannot be set up: a TLS or token file
+    /// that cannot be read or is not what it should be, a missing password.
+    #[cfg(feature = "etcd")]
+    #[error(transparent)]
+    Connect(#[from] crate::fleet::ConnectError),
     /// A fleet controller could not run.
     #[error("the controller stopped: {0}")]
     Controller(String),

@@ -24,8 +24,9 @@
 //! | `async_upload_rollout_config_error` | gauge | | `1` while the config source (a config file, a fleet's config key) cannot be read (the last good config stays), else `0`; only after `set_status` |
 //! | `async_upload_rollout_verdict` | gauge | `verdict` | one series per verdict (`advance`, `hold`, `manual_review`, `rollback`): `1` for the last evaluation's verdict, `0` for the others (all `0` before the first evaluation); only after [`PrometheusExporter::set_status`] |
 //!
-//! The per-run series of a fleet's replicas (`async_upload_rollout_run_*`)
-//! are listed in [`runs`](crate::export::runs). Every name follows
+//! The per-run series of a fleet's replicas (`async_upload_rollout_run_*`,
+//! labelled `rollout`, `epoch` and `process`) are listed in
+//! [`runs`](crate::export::runs). Every name follows
 //! Prometheus's conventions (`promtool check metrics` passes on the output;
 //! a test runs it): base units (seconds), counters ending in `_total`.
 //!
@@ -199,6 +200,7 @@ impl PrometheusExporter {
                 status: Mutex::new(None),
                 run: Mutex::new(None),
                 rollout_name: crate::decide::config::DEFAULT_SALT.to_owned(),
+                process: process_label().to_owned(),
             }),
         }
     }
@@ -220,6 +222,7 @@ impl PrometheusExporter {
                 status: Mutex::new(status),
                 run: Mutex::new(lock(&collector.run).clone()),
                 rollout_name: collector.rollout_name.clone(),
+                process: collector.process.clone(),
             }),
         }
     }
@@ -237,14 +240,43 @@ impl PrometheusExporter {
                 status: Mutex::new(*collector.lock_status()),
                 run: Mutex::new(lock(&collector.run).clone()),
                 rollout_name: name.to_owned(),
+                process: collector.process.clone(),
             }),
         }
     }
 
-    /// Exports the current run's totals (see [`runs`](crate::export::runs)):
-    /// what a fleet's controller adds up over the replicas. Push the
-    /// controller's [`ControllerView::run`] with each scrape; `None` stops
-    /// the per-run series (nothing async, or not in a fleet).
+    /// Names this process in the per-run series' `process` label instead of
+    /// the default ([`process_label`]). It must differ from every earlier
+    /// process's that exported the same run from the same target (a
+    /// restart): a restarted replica's series must be new ones, not the old
+    /// ones starting again, or the fleet's totals lose its earlier share.
+    #[must_use]
+    pub fn with_process_label(self, process: &str) -> Self {
+        let collector = &*self.collector;
+        PrometheusExporter {
+            collector: Arc::new(RolloutCollector {
+                rollout: Arc::clone(&collector.rollout),
+                metrics: Arc::clone(&collector.metrics),
+                bounds: collector.bounds.clone(),
+                status: Mutex::new(*collector.lock_status()),
+                run: Mutex::new(lock(&collector.run).clone()),
+                rollout_name: collector.rollout_name.clone(),
+                process: process.to_owned(),
+            }),
+        }
+    }
+
+    /// The per-run series' `process` label.
+    #[must_use]
+    pub fn process(&self) -> &str {
+        &self.collector.process
+    }
+
+    /// Exports what this process counted of the current run (see
+    /// [`runs`](crate::export::runs)): what a fleet's controller adds up
+    /// over the replicas and their processes. Push the controller's
+    /// [`ControllerView::run`] with each scrape; `None` stops the per-run
+    /// series (nothing async, or not in a fleet).
     pub fn set_run(&self, run: Option<RunView>) {
         *lock(&self.collector.run) = run;
     }
@@ -315,6 +347,34 @@ impl PrometheusExporter {
     }
 }
 
+/// This process's default `process` label on the per-run series: the
+/// process's start (the first call, in milliseconds since 1970, in base 36)
+/// and its id, `mbz0k3x2-4242`. Unique per process over time on one host,
+/// so a restarted replica's series are new ones beside its earlier
+/// process's; Prometheus's own `instance` label tells replicas apart.
+#[must_use]
+pub fn process_label() -> &'static str {
+    static LABEL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    LABEL.get_or_init(|| {
+        let ms = crate::clock::unix_ms(std::time::SystemTime::now());
+        format!("{}-{}", base36(ms), std::process::id())
+    })
+}
+
+fn base36(mut n: u64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[usize::try_from(n % 36).unwrap_or(0)]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
 /// Why the `expect`s above hold: a `String` writer never fails, and the
 /// collector only forwards the writer's errors (it encodes no native-only
 /// histogram, the one thing the text encoders reject).
@@ -380,6 +440,8 @@ struct RolloutCollector {
     status: Mutex<Option<ControllerStatus>>,
     run: Mutex<Option<RunView>>,
     rollout_name: String,
+    /// The per-run series' `process` label.
+    process: String,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -569,8 +631,15 @@ impl Collector for RolloutCollector {
         }
         let run = lock(&self.run).clone();
         if let Some(run) = run {
-            let totals = run.totals(&snapshot);
-            crate::export::runs::encode(&mut encoder, &self.rollout_name, run.epoch, &totals)?;
+            // This process's own count: totals carried over a restart are
+            // in the earlier process's series already.
+            let totals = run.counted_here(&snapshot);
+            let series = crate::export::runs::Series {
+                rollout: &self.rollout_name,
+                epoch: run.epoch,
+                process: &self.process,
+            };
+            crate::export::runs::encode(&mut encoder, &series, &totals)?;
         }
         Ok(())
     }
@@ -608,6 +677,53 @@ mod tests {
         assert_eq!(counts.len(), 2);
         assert_eq!(counts[0].1, 2);
         assert_eq!(counts[1], (f64::INFINITY, 1));
+    }
+
+    #[test]
+    fn run_series_carry_the_process_and_only_what_this_process_counted() {
+        use crate::act::run::RunView;
+        use crate::metrics::MetricsSnapshot;
+        let metrics = Arc::new(MetricsAccumulator::new());
+        let exporter = PrometheusExporter::new(
+            Arc::new(Rollout::new(crate::RolloutConfig::default())),
+            Arc::clone(&metrics),
+        )
+        .with_rollout_name("fleet");
+        assert_eq!(exporter.process(), process_label());
+        let exporter = exporter.with_process_label("web-1-restart-2");
+        // Totals recovered from the log after a restart: 5 async successes
+        // counted by the earlier process.
+        let mut carried = MetricsSnapshot::default();
+        for _ in 0..5 {
+            carried
+                .arm_mut(Arm::Async)
+                .record(Outcome::Success, Duration::from_millis(10));
+        }
+        let run = RunView::new(4, metrics.snapshot(), None).carrying(4, carried);
+        metrics.record(Arm::Async, Outcome::Success, Duration::from_millis(20));
+        metrics.record(Arm::Async, Outcome::Success, Duration::from_millis(30));
+        assert_eq!(run.totals(&metrics.snapshot()).uploads(Arm::Async), 7);
+        exporter.set_run(Some(run));
+        let text = exporter.encode_prometheus_text();
+        assert!(
+            text.contains(
+                "async_upload_rollout_run_uploads_total{rollout=\"fleet\",epoch=\"4\",process=\"web-1-restart-2\",arm=\"async\",outcome=\"success\"} 2\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_default_process_label_is_the_start_in_base_36_and_the_pid() {
+        let label = process_label();
+        let (start, pid) = label.split_once('-').unwrap();
+        assert_eq!(pid, std::process::id().to_string());
+        let ms = u64::from_str_radix(start, 36).unwrap();
+        let now = crate::clock::unix_ms(std::time::SystemTime::now());
+        assert!(ms <= now && now - ms < 3_600_000, "{label}");
+        assert_eq!(base36(0), "0");
+        assert_eq!(base36(35), "z");
+        assert_eq!(base36(36), "10");
     }
 
     #[test]

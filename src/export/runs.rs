@@ -1,15 +1,27 @@
-//! The per-run series a fleet replica exports: the current run's totals,
-//! labelled with the rollout's name and the run's epoch, at the crate
-//! histogram's own resolution, so that the fleet's controller can add the
-//! replicas up into the exact [`MetricsSnapshot`] it judges.
+//! The per-run series a fleet replica exports: what this process counted of
+//! the current run, labelled with the rollout's name, the run's epoch and
+//! the process, at the crate histogram's own resolution, so that the fleet's
+//! controller can add the replicas up into the exact [`MetricsSnapshot`] it
+//! judges.
 //!
 //! | name | type | labels |
 //! | --- | --- | --- |
-//! | `async_upload_rollout_run_uploads_total` | counter | `rollout`, `epoch`, `arm`, `outcome` |
-//! | `async_upload_rollout_run_complaints_total` | counter | `rollout`, `epoch`, `arm` |
-//! | `async_upload_rollout_run_latency_buckets_total` | counter | `rollout`, `epoch`, `arm`, `low_ns` (the bucket's lowest latency in nanoseconds, an exact integer key; non-empty buckets only) |
-//! | `async_upload_rollout_run_latency_seconds_total` | counter | `rollout`, `epoch`, `arm`: the sum of the run's latencies, in seconds |
-//! | `async_upload_rollout_run_latency_min_seconds`, `_max_seconds` | gauge | `rollout`, `epoch`, `arm` (only when the arm has latencies) |
+//! | `async_upload_rollout_run_uploads_total` | counter | `rollout`, `epoch`, `process`, `arm`, `outcome` |
+//! | `async_upload_rollout_run_complaints_total` | counter | `rollout`, `epoch`, `process`, `arm` |
+//! | `async_upload_rollout_run_latency_buckets_total` | counter | `rollout`, `epoch`, `process`, `arm`, `low_ns` (the bucket's lowest latency in nanoseconds, an exact integer key; non-empty buckets only) |
+//! | `async_upload_rollout_run_latency_seconds_total` | counter | `rollout`, `epoch`, `process`, `arm`: the sum of the run's latencies, in seconds |
+//! | `async_upload_rollout_run_latency_min_seconds`, `_max_seconds` | gauge | `rollout`, `epoch`, `process`, `arm` (only when the arm has latencies) |
+//!
+//! `process` names the process ([`process_label`]: its start time and id,
+//! or [`PrometheusExporter::with_process_label`]): a replica that restarts,
+//! with or without its log, exports the run under a new `process`, so its
+//! earlier process's series stay in Prometheus beside the new ones, and the
+//! controller's sum of every series' last value in the run keeps the
+//! earlier share. For the same reason a process exports only what it
+//! counted itself ([`RunView::counted_here`]), never the totals a restart
+//! recovered from its log: those are in the earlier process's series. (It
+//! is not called `instance`: Prometheus puts its own `instance` label, the
+//! scraped target, on every series.)
 //!
 //! Latencies are in seconds, Prometheus's base unit (`promtool check
 //! metrics` refuses `_ns` in a name). The fleet's controller turns them back
@@ -23,6 +35,9 @@
 //! controllers of one fleet must run the same release.)
 //!
 //! [`MetricsSnapshot`]: crate::MetricsSnapshot
+//! [`process_label`]: crate::export::prometheus::process_label
+//! [`PrometheusExporter::with_process_label`]: crate::export::prometheus::PrometheusExporter::with_process_label
+//! [`RunView::counted_here`]: crate::RunView::counted_here
 
 use std::fmt;
 
@@ -31,16 +46,26 @@ use prometheus_client::metrics::MetricType;
 
 use crate::metrics::{Arm, MetricsSnapshot, Outcome};
 
-/// Encodes `totals` (one run's, in this process) labelled with `rollout`
-/// and `epoch`.
+/// Which series: the rollout, the run and the process.
+pub(crate) struct Series<'a> {
+    pub(crate) rollout: &'a str,
+    pub(crate) epoch: u64,
+    pub(crate) process: &'a str,
+}
+
+/// Encodes `totals` (what this process counted of one run) labelled with
+/// `series`.
 pub(crate) fn encode(
     encoder: &mut DescriptorEncoder,
-    rollout: &str,
-    epoch: u64,
+    series: &Series<'_>,
     totals: &MetricsSnapshot,
 ) -> Result<(), fmt::Error> {
-    let epoch = epoch.to_string();
-    let run = [("rollout", rollout), ("epoch", epoch.as_str())];
+    let epoch = series.epoch.to_string();
+    let run = [
+        ("rollout", series.rollout),
+        ("epoch", epoch.as_str()),
+        ("process", series.process),
+    ];
 
     let mut uploads = encoder.encode_descriptor(
         "async_upload_rollout_run_uploads",
@@ -53,6 +78,7 @@ pub(crate) fn encode(
             let labels = [
                 run[0],
                 run[1],
+                run[2],
                 ("arm", arm.as_str()),
                 ("outcome", outcome.as_str()),
             ];
@@ -69,7 +95,7 @@ pub(crate) fn encode(
         MetricType::Counter,
     )?;
     for arm in Arm::ALL {
-        let labels = [run[0], run[1], ("arm", arm.as_str())];
+        let labels = [run[0], run[1], run[2], ("arm", arm.as_str())];
         complaints
             .encode_family(&labels)?
             .encode_counter::<NoLabelSet, _, u64>(&totals.arm(arm).complaints, None)?;
@@ -89,6 +115,7 @@ pub(crate) fn encode(
             let labels = [
                 run[0],
                 run[1],
+                run[2],
                 ("arm", arm.as_str()),
                 ("low_ns", low.as_str()),
             ];
@@ -105,7 +132,7 @@ pub(crate) fn encode(
         MetricType::Counter,
     )?;
     for arm in Arm::ALL {
-        let labels = [run[0], run[1], ("arm", arm.as_str())];
+        let labels = [run[0], run[1], run[2], ("arm", arm.as_str())];
         sums.encode_family(&labels)?
             .encode_counter::<NoLabelSet, _, f64>(
                 &seconds(totals.arm(arm).latency.sum_ns()),
@@ -131,7 +158,7 @@ pub(crate) fn encode(
             let value = if pick { latency.min() } else { latency.max() };
             let Some(value) = value else { continue };
             let ns = u64::try_from(value.as_nanos()).unwrap_or(u64::MAX);
-            let labels = [run[0], run[1], ("arm", arm.as_str())];
+            let labels = [run[0], run[1], run[2], ("arm", arm.as_str())];
             family.encode_family(&labels)?.encode_gauge(&seconds(ns))?;
         }
     }

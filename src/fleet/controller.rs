@@ -13,6 +13,7 @@ use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
 use crate::fleet::etcd::{DEFAULT_LEASE_TTL, EtcdStateStore};
 use crate::fleet::prometheus::PrometheusSource;
+use crate::fleet::security::{ConnectError, EtcdTls, EtcdUser, PrometheusAuth};
 use crate::judge::plan::RolloutPlan;
 use crate::metrics::MetricsAccumulator;
 
@@ -42,6 +43,15 @@ pub struct FleetControllerConfig {
     /// The starting request, used only when no state is stored: 0% is off,
     /// another percent starts the plan's largest stage at or below it.
     pub start: Percent,
+    /// TLS to etcd (empty: none, or the system's roots for `https://`).
+    pub etcd_tls: EtcdTls,
+    /// The etcd user, when etcd has authentication enabled.
+    pub etcd_user: Option<EtcdUser>,
+    /// The credentials sent to Prometheus.
+    pub prometheus_auth: PrometheusAuth,
+    /// The CA of an `https://` Prometheus (crate feature
+    /// `prometheus-https`); `None`: Mozilla's roots.
+    pub prometheus_ca: Option<PathBuf>,
 }
 
 impl FleetControllerConfig {
@@ -60,6 +70,10 @@ impl FleetControllerConfig {
             auto_advance: false,
             log: None,
             start: Percent::ZERO,
+            etcd_tls: EtcdTls::default(),
+            etcd_user: None,
+            prometheus_auth: PrometheusAuth::None,
+            prometheus_ca: None,
         }
     }
 }
@@ -78,6 +92,8 @@ impl FleetControllerConfig {
 pub struct FleetController {
     config: FleetControllerConfig,
     store: EtcdStateStore,
+    /// The leader's Prometheus source, checked at start.
+    source: PrometheusSource,
 }
 
 /// What a [`FleetController`] tells its operator, as it happens.
@@ -99,10 +115,33 @@ impl FleetController {
     ///
     /// # Errors
     ///
-    /// As [`EtcdStateStore::connect`].
-    pub fn new(config: FleetControllerConfig) -> Result<FleetController, crate::StoreError> {
-        let store = EtcdStateStore::connect(&config.etcd, &config.name, &config.id)?;
-        Ok(FleetController { config, store })
+    /// As [`EtcdStateStoreBuilder::connect`](crate::fleet::EtcdStateStoreBuilder::connect);
+    /// also [`ConnectError`] naming a Prometheus bearer token or CA file
+    /// that cannot be read, or an `https://` Prometheus in a build without
+    /// the crate feature `prometheus-https`.
+    pub fn new(config: FleetControllerConfig) -> Result<FleetController, ConnectError> {
+        if !cfg!(feature = "prometheus-https") && config.prometheus.starts_with("https://") {
+            return Err(ConnectError::FeatureMissing {
+                what: format!("the https:// Prometheus {}", config.prometheus),
+                feature: "prometheus-https",
+            });
+        }
+        let mut source = PrometheusSource::new(&config.prometheus, &config.name)
+            .with_auth(config.prometheus_auth.clone())?;
+        if let Some(ca) = &config.prometheus_ca {
+            source = source.with_ca(ca)?;
+        }
+        let mut builder = EtcdStateStore::builder(&config.etcd, &config.name, &config.id)
+            .tls(config.etcd_tls.clone());
+        if let Some(user) = &config.etcd_user {
+            builder = builder.etcd_user(user.clone());
+        }
+        let store = builder.connect()?;
+        Ok(FleetController {
+            config,
+            store,
+            source,
+        })
     }
 
     /// Campaigns and leads until `stop` is set, telling `events` what
@@ -177,10 +216,7 @@ impl FleetController {
             // It serves no uploads: the replicas acknowledge, not it.
             .acknowledges(false)
             .state_store(Arc::new(self.store.clone()))
-            .metrics_source(Box::new(PrometheusSource::new(
-                &self.config.prometheus,
-                &self.config.name,
-            )));
+            .metrics_source(Box::new(self.source.clone()));
         if let Some(path) = &self.config.log {
             builder = builder.log(JsonlSink::open(path)?);
         }

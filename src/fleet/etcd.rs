@@ -40,6 +40,11 @@ use crate::act::store::{
 use crate::act::trace::{self, Severity};
 use crate::decide::config::RolloutConfig;
 
+mod connect;
+
+pub use connect::EtcdStateStoreBuilder;
+use connect::Security;
+
 /// The default rollout name (`--name`).
 pub const DEFAULT_ROLLOUT_NAME: &str = "async-upload";
 
@@ -90,6 +95,8 @@ struct Inner {
     replica: String,
     handle: tokio::runtime::Handle,
     client: Mutex<Option<Client>>,
+    /// TLS and the user, added to every connection's options.
+    security: Security,
     cache: Mutex<Cache>,
     /// The replica's lease for acknowledgements (0: none yet).
     ack_lease: AtomicI64,
@@ -183,16 +190,31 @@ impl EtcdStateStore {
     /// A store for rollout `name` on the etcd cluster at `endpoints`
     /// (`http://127.0.0.1:2379`), identifying this process as `replica` in
     /// acknowledgements. Connects lazily and starts the watch; an etcd that
-    /// is down now is not an error here (calls fail until it answers).
+    /// is down now is not an error here (calls fail until it answers). For
+    /// TLS, a client certificate or an etcd user, use
+    /// [`builder`](EtcdStateStore::builder) (`https://` endpoints work here
+    /// too, trusting the system's roots).
     ///
     /// # Errors
     ///
-    /// [`StoreError::Unavailable`] when the endpoints are not valid URLs or
-    /// the runtime cannot start.
+    /// [`StoreError::Unavailable`] when no endpoint is given or the runtime
+    /// cannot start.
     pub fn connect(
         endpoints: &[String],
         name: &str,
         replica: &str,
+    ) -> Result<EtcdStateStore, StoreError> {
+        EtcdStateStore::builder(endpoints, name, replica)
+            .connect()
+            .map_err(connect::into_store_error)
+    }
+
+    /// Starts the store (see [`EtcdStateStoreBuilder::connect`]).
+    fn start(
+        endpoints: &[String],
+        name: &str,
+        replica: &str,
+        security: Security,
     ) -> Result<EtcdStateStore, StoreError> {
         let describe = format!("etcd {} rollout {name}", endpoints.join(","));
         let unavailable = |message: String| StoreError::Unavailable {
@@ -215,6 +237,7 @@ impl EtcdStateStore {
             replica: replica.to_owned(),
             handle: runtime.handle().clone(),
             client: Mutex::new(None),
+            security,
             cache: Mutex::new(Cache::default()),
             ack_lease: AtomicI64::new(0),
             fence: Mutex::new(None),
@@ -282,7 +305,7 @@ impl Inner {
             .with_connect_timeout(CALL_TIMEOUT)
             .with_timeout(CALL_TIMEOUT)
             .with_keep_alive(Duration::from_secs(1), CALL_TIMEOUT);
-        let client = Client::connect(&inner.endpoints, Some(options)).await?;
+        let client = Client::connect(&inner.endpoints, Some(inner.security.apply(options))).await?;
         *lock(&inner.client) = Some(client.clone());
         Ok(client)
     }
@@ -362,8 +385,9 @@ impl Inner {
                 Err(err) => trace::fleet(
                     Severity::Warn,
                     &format!(
-                        "the etcd watch on {} broke: {err}; reading again and re-watching",
-                        self.prefix
+                        "the etcd watch on {} broke: {}; reading again and re-watching",
+                        self.prefix,
+                        self.security.explain(&err)
                     ),
                 ),
                 Ok(()) => trace::fleet(
@@ -464,7 +488,7 @@ impl EtcdStateStore {
                 self.touched();
                 Ok(value)
             }
-            Ok(Ok(Err(err))) => Err(self.unavailable(err)),
+            Ok(Ok(Err(err))) => Err(self.unavailable(self.inner.security.explain(&err))),
             Ok(Err(_)) | Err(_) => Err(self.unavailable(format!(
                 "no answer within {}",
                 humantime::format_duration(CALL_TIMEOUT * 2)

@@ -10,15 +10,27 @@
 //! - [`FleetController`]: any number may run; one leads (elected on an etcd
 //!   lease), judges the fleet from Prometheus, and writes every change
 //!   fenced on its leadership.
+//! - For a production etcd and Prometheus: [`EtcdStateStore::builder`] with
+//!   [`EtcdTls`] (a CA, a client certificate and key) and an [`EtcdUser`]
+//!   (its password from [`ETCD_PASSWORD_ENV`]), and
+//!   [`PrometheusSource::with_auth`] with a [`PrometheusAuth`] (a bearer
+//!   token file, or basic auth from [`PROMETHEUS_USER_ENV`] and
+//!   [`PROMETHEUS_PASSWORD_ENV`]); a bad or unreadable file is a
+//!   [`ConnectError`] naming it.
 
 mod controller;
 pub mod etcd;
 mod prometheus;
+mod security;
 
 pub use controller::{FleetController, FleetControllerConfig, FleetEvent};
 
 pub use etcd::{
     CALL_TIMEOUT, CONTACT_TIMEOUT, DEFAULT_LEASE_TTL, DEFAULT_ROLLOUT_NAME, EtcdStateStore,
-    Leadership, key_prefix,
+    EtcdStateStoreBuilder, Leadership, key_prefix,
 };
 pub use prometheus::{PrometheusSource, QUERY_TIMEOUT};
+pub use security::{
+    ConnectError, CredentialFile, ETCD_PASSWORD_ENV, EtcdTls, EtcdUser, PROMETHEUS_PASSWORD_ENV,
+    PROMETHEUS_USER_ENV, PrometheusAuth,
+};

@@ -1,17 +1,30 @@
 //! [`PrometheusSource`]: a run's fleet-wide totals from Prometheus.
 //!
-//! Every replica exports its share of the current run labelled with the
-//! rollout's name and the run's epoch ([`export::runs`](crate::export::runs)).
-//! The source asks Prometheus, over its HTTP query API, for each series'
-//! latest value in the run (`last_over_time` over the run's age, so a
-//! replica that has died since still counts with its last scrape) and adds
-//! them up over the replicas (`sum by (arm, ...)`): counts, complaints,
-//! latency buckets at the crate histogram's own resolution, latency sums,
-//! and the smallest and largest latency. The result is the
-//! [`MetricsSnapshot`] the [`Evaluator`](crate::Evaluator) judges, exact up
-//! to each replica's last scrape.
+//! Every replica process exports what it counted of the current run
+//! labelled with the rollout's name, the run's epoch and the process
+//! ([`export::runs`](crate::export::runs)). The source asks Prometheus, over
+//! its HTTP query API, for each series' latest value in the run
+//! (`last_over_time` over the run's age) and adds them up over the replicas
+//! and their processes (`sum by (arm, ...)`): counts, complaints, latency
+//! buckets at the crate histogram's own resolution, latency sums, and the
+//! smallest and largest latency. A replica that died since still counts
+//! with its last scrape, and one that restarted counts twice over, once per
+//! process: its earlier process's last values and its new process's, which
+//! start from zero under a new `process` label, so the run's totals never go
+//! down across a restart. The result is the [`MetricsSnapshot`] the
+//! [`Evaluator`](crate::Evaluator) judges, exact up to each process's last
+//! scrape (what a process counted after its last scrape before it died is
+//! lost to the fleet; a replica restarted with its log still judges it
+//! locally).
+//!
+//! A Prometheus that asks for credentials gets them with
+//! [`with_auth`](PrometheusSource::with_auth): a bearer token from a file or
+//! basic auth ([`PrometheusAuth`]). Queries go over plain HTTP, or with the
+//! crate feature `prometheus-https` to an `https://` URL, trusting
+//! Mozilla's roots or the CA given to [`with_ca`](PrometheusSource::with_ca).
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -19,6 +32,9 @@ use serde::Deserialize;
 use crate::act::metrics_source::MetricsSource;
 use crate::act::state::RolloutState;
 use crate::clock::unix_ms;
+use crate::fleet::security::{
+    ConnectError, CredentialFile, PrometheusAuth, certificates, read_pem,
+};
 use crate::metrics::{Arm, ArmMetrics, LatencyHistogram, MetricsSnapshot, Outcome};
 
 /// How long one query may take.
@@ -37,10 +53,14 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// println!("{} async uploads so far", totals.uploads(async_upload_rollout::Arm::Async));
 /// # Ok::<(), String>(())
 /// ```
+#[derive(Clone)]
 pub struct PrometheusSource {
     url: String,
     name: String,
     agent: ureq::Agent,
+    auth: PrometheusAuth,
+    /// The CA trusted for `https://`, if not Mozilla's roots.
+    ca: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -69,16 +89,69 @@ impl PrometheusSource {
     /// for the series of rollout `name`.
     #[must_use]
     pub fn new(url: &str, name: &str) -> PrometheusSource {
-        let agent = ureq::Agent::config_builder()
-            .timeout_global(Some(QUERY_TIMEOUT))
-            .http_status_as_error(false)
-            .build()
-            .new_agent();
         PrometheusSource {
             url: url.trim_end_matches('/').to_owned(),
             name: name.to_owned(),
-            agent,
+            agent: agent(None),
+            auth: PrometheusAuth::None,
+            ca: None,
         }
+    }
+
+    /// Trusts the CA certificate(s) in `path` (PEM) for an `https://`
+    /// Prometheus, instead of Mozilla's root certificates (crate feature
+    /// `prometheus-https`; without it, `https://` URLs are refused).
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::Unreadable`] or [`ConnectError::Invalid`] naming a
+    /// file that cannot be read or holds no CA certificate;
+    /// [`ConnectError::FeatureMissing`] without the feature.
+    pub fn with_ca(mut self, path: &Path) -> Result<PrometheusSource, ConnectError> {
+        let pem = read_pem(CredentialFile::PrometheusCa, path)?;
+        let certs = certificates(CredentialFile::PrometheusCa, path, &pem)?;
+        #[cfg(feature = "prometheus-https")]
+        {
+            let roots: Vec<ureq::tls::Certificate<'static>> = certs
+                .iter()
+                .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+                .collect();
+            self.agent = agent(Some(ureq::tls::RootCerts::new_with_certs(&roots)));
+            self.ca = Some(path.to_owned());
+            Ok(self)
+        }
+        #[cfg(not(feature = "prometheus-https"))]
+        {
+            drop(certs);
+            self.ca = Some(path.to_owned());
+            Err(ConnectError::FeatureMissing {
+                what: format!("a Prometheus CA ({})", path.display()),
+                feature: "prometheus-https",
+            })
+        }
+    }
+
+    /// Sends `auth` with every query: a bearer token read from a file
+    /// before each query, or basic auth.
+    ///
+    /// ```no_run
+    /// use async_upload_rollout::fleet::{PrometheusAuth, PrometheusSource};
+    ///
+    /// let source = PrometheusSource::new("http://prometheus:9090", "async-upload")
+    ///     .with_auth(PrometheusAuth::from_env()?)?; // PROMETHEUS_USER, PROMETHEUS_PASSWORD
+    /// let source = PrometheusSource::new("http://prometheus:9090", "async-upload")
+    ///     .with_auth(PrometheusAuth::bearer_token_file("/var/run/secrets/prometheus/token"))?;
+    /// # Ok::<(), async_upload_rollout::fleet::ConnectError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError::Unreadable`] or [`ConnectError::Invalid`] when the
+    /// token file cannot be read now or is empty.
+    pub fn with_auth(mut self, auth: PrometheusAuth) -> Result<PrometheusSource, ConnectError> {
+        auth.check()?;
+        self.auth = auth;
+        Ok(self)
     }
 
     /// One instant query at `at`; its samples as `(labels, value)`.
@@ -86,14 +159,30 @@ impl PrometheusSource {
         #[allow(clippy::cast_precision_loss)] // ms since 1970 fit in f64 exactly
         let time = format!("{:.3}", unix_ms(at) as f64 / 1000.0);
         let fail = |why: String| format!("Prometheus {}: {why} (query {promql})", self.url);
-        let mut response = self
+        if !cfg!(feature = "prometheus-https") && self.url.starts_with("https://") {
+            return Err(fail(
+                "https:// needs the crate feature `prometheus-https`, which this build lacks"
+                    .to_owned(),
+            ));
+        }
+        let mut request = self
             .agent
             .get(&format!("{}/api/v1/query", self.url))
             .query("query", promql)
-            .query("time", &time)
-            .call()
-            .map_err(|e| fail(e.to_string()))?;
+            .query("time", &time);
+        if let Some(header) = self.auth.header().map_err(|e| fail(e.to_string()))? {
+            request = request.header("Authorization", &header);
+        }
+        let mut response = request.call().map_err(|e| fail(self.explain(&e)))?;
         let status = response.status();
+        if status == 401 || status == 403 {
+            let why = if self.auth == PrometheusAuth::None {
+                "it asks for credentials and none were sent: --prometheus-bearer-token-file FILE, or PROMETHEUS_USER and PROMETHEUS_PASSWORD".to_owned()
+            } else {
+                format!("it refused {}", self.auth.describe())
+            };
+            return Err(fail(format!("HTTP {status}: {why}")));
+        }
         let body: QueryResponse = response
             .body_mut()
             .read_json()
@@ -278,6 +367,46 @@ impl MetricsSource for PrometheusSource {
     }
 }
 
+impl PrometheusSource {
+    /// A failed request in words, with a hint for a certificate its CA
+    /// did not sign.
+    fn explain(&self, err: &ureq::Error) -> String {
+        let text = err.to_string();
+        if text.contains("UnknownIssuer") || text.contains("invalid peer certificate") {
+            let trusted = self.ca.as_ref().map_or_else(
+                || "Mozilla's root certificates: name its CA with --prometheus-ca".to_owned(),
+                |ca| format!("the CA in {}", ca.display()),
+            );
+            return format!("{text} (Prometheus's certificate is not signed by {trusted})");
+        }
+        text
+    }
+}
+
+/// The HTTP client: a timeout, statuses as answers, and `roots` for
+/// `https://` when given.
+fn agent(roots: Option<RootCerts>) -> ureq::Agent {
+    let builder = ureq::Agent::config_builder()
+        .timeout_global(Some(QUERY_TIMEOUT))
+        .http_status_as_error(false);
+    #[cfg(feature = "prometheus-https")]
+    let builder = match roots {
+        Some(roots) => {
+            builder.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
+        }
+        None => builder,
+    };
+    #[cfg(not(feature = "prometheus-https"))]
+    let () = roots.map_or((), |never| match never {});
+    builder.build().new_agent()
+}
+
+/// Trusted roots: ureq's with `prometheus-https`, nothing without it.
+#[cfg(feature = "prometheus-https")]
+type RootCerts = ureq::tls::RootCerts;
+#[cfg(not(feature = "prometheus-https"))]
+enum RootCerts {}
+
 /// Which run, over which range, at which instant.
 struct Window {
     epoch: u64,
@@ -322,6 +451,7 @@ impl std::fmt::Debug for PrometheusSource {
         f.debug_struct("PrometheusSource")
             .field("url", &self.url)
             .field("name", &self.name)
+            .field("auth", &self.auth)
             .finish_non_exhaustive()
     }
 }

@@ -57,6 +57,17 @@ impl ServerProcess {
     /// Starts a server on the files in `dir` with `ASYNC_UPLOAD_ROLLOUT` set
     /// to `percent` (or unset) and extra flags.
     pub fn start(dir: &Path, percent: Option<&str>, extra: &[&str]) -> ServerProcess {
+        ServerProcess::start_with_env(dir, percent, extra, &[])
+    }
+
+    /// [`start`](ServerProcess::start) with environment variables set for
+    /// the child (a password, say).
+    pub fn start_with_env(
+        dir: &Path,
+        percent: Option<&str>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
         let mut args: Vec<String> = [
             "--addr",
             "127.0.0.1:0",
@@ -81,6 +92,7 @@ impl ServerProcess {
         command
             .args(["--exact", "child_process_runs_the_server", "--nocapture"])
             .env(CHILD_ARGS, args.join("\u{1f}"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());

@@ -1,6 +1,7 @@
 //! Code shared by several integration tests.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod child;
 pub mod quality;
 pub mod servers;

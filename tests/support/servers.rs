@@ -102,6 +102,74 @@ impl Etcd {
     }
 }
 
+/// The files an etcd with TLS serves with.
+pub struct EtcdTlsFiles<'a> {
+    /// Its server certificate and key.
+    pub cert: &'a Path,
+    pub key: &'a Path,
+    /// The CA whose client certificates it accepts (`--client-cert-auth`).
+    pub client_ca: &'a Path,
+}
+
+impl Etcd {
+    /// An etcd serving clients over TLS only (`https://`), asking every
+    /// client for a certificate signed by `files.client_ca`
+    /// (`--client-cert-auth --trusted-ca-file`). Readiness is checked on a
+    /// plain-HTTP metrics listener (`/health`), so no client certificate is
+    /// needed for it. Authentication is not enabled here: a test enables it
+    /// through the client API once etcd runs.
+    pub fn start_tls(files: &EtcdTlsFiles<'_>) -> Etcd {
+        require("etcd", "etcd-server");
+        let dir = tempfile::tempdir().unwrap();
+        let (client, peer, metrics) = (free_port(), free_port(), free_port());
+        let url = format!("https://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let metrics_url = format!("http://127.0.0.1:{metrics}");
+        let child = Command::new("etcd")
+            .args([
+                "--name",
+                "test",
+                "--data-dir",
+                dir.path().join("data").to_str().unwrap(),
+                "--listen-client-urls",
+                &url,
+                "--advertise-client-urls",
+                &url,
+                "--listen-peer-urls",
+                &peer_url,
+                "--initial-advertise-peer-urls",
+                &peer_url,
+                "--initial-cluster",
+                &format!("test={peer_url}"),
+                "--listen-metrics-urls",
+                &metrics_url,
+                "--cert-file",
+                path_str(files.cert),
+                "--key-file",
+                path_str(files.key),
+                "--client-cert-auth",
+                "--trusted-ca-file",
+                path_str(files.client_ca),
+                "--log-level",
+                "error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start etcd");
+        let addr: SocketAddr = format!("127.0.0.1:{client}").parse().unwrap();
+        let metrics_addr: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
+        wait_for_port(metrics_addr, READY_WITHIN, "etcd's metrics listener");
+        wait_ready(metrics_addr, "/health", "\"health\":\"true\"", "etcd");
+        Etcd {
+            child,
+            url,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
 impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -148,6 +216,61 @@ impl Prometheus {
         // Listening is not ready: the query API answers 503 until the
         // storage is open.
         wait_ready(addr, "/-/ready", "", "prometheus");
+        Prometheus {
+            child,
+            url,
+            _dir: dir,
+        }
+    }
+}
+
+impl Prometheus {
+    /// A Prometheus like [`Prometheus::start`] whose own HTTP API asks for
+    /// credentials: its `--web.config.file` holds `web_config` (for example
+    /// `basic_auth_users` with a bcrypt hash, `tls_server_config`).
+    /// `authorization` is the `Authorization` header its readiness check
+    /// sends. With `tls_server_config` its URL is `https://` and only the
+    /// port is waited for: the caller checks readiness with its own client.
+    pub fn start_with_web_config(
+        targets: &[SocketAddr],
+        interval: Duration,
+        web_config: &str,
+        authorization: Option<&str>,
+    ) -> Prometheus {
+        require("prometheus", "prometheus");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let tls = web_config.contains("tls_server_config");
+        let scheme = if tls { "https" } else { "http" };
+        let url = format!("{scheme}://127.0.0.1:{port}");
+        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: {ms}ms\n  evaluation_interval: {ms}ms\n\
+             scrape_configs:\n  - job_name: upload_server\n    static_configs:\n      - targets: [{}]\n",
+            targets.join(", "),
+            ms = interval.as_millis()
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let web_path = dir.path().join("web.yml");
+        std::fs::write(&web_path, web_config).unwrap();
+        let child = Command::new("prometheus")
+            .args([
+                &format!("--config.file={}", config_path.display()),
+                &format!("--web.config.file={}", web_path.display()),
+                &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+                &format!("--web.listen-address=127.0.0.1:{port}"),
+                "--log.level=error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        wait_for_port(addr, READY_WITHIN, "prometheus");
+        if !tls {
+            wait_ready_with(addr, "/-/ready", "", "prometheus", authorization);
+        }
         Prometheus {
             child,
             url,
@@ -240,6 +363,52 @@ pub fn wait_ready(addr: SocketAddr, path: &str, body_has: &str, what: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// [`wait_ready`] sending an `Authorization` header.
+pub fn wait_ready_with(
+    addr: SocketAddr,
+    path: &str,
+    body_has: &str,
+    what: &str,
+    authorization: Option<&str>,
+) {
+    let deadline = Instant::now() + READY_WITHIN;
+    loop {
+        let last = match http_get_with(addr, path, authorization) {
+            Ok((200, body)) if body.contains(body_has) => return,
+            Ok((status, body)) => format!("{status} {}", body.trim()),
+            Err(err) => err.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{what} on {addr} was not ready within {READY_WITHIN:?}: GET {path}: {last}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `GET path` on `addr` with an optional `Authorization` header: the
+/// status code and the body.
+pub fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let auth = authorization.map_or_else(String::new, |a| format!("Authorization: {a}\r\n"));
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {response:?}")))?;
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_owned()))
 }
 
 /// `GET path` on `addr`: the status code and the body.
