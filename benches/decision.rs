@@ -16,7 +16,8 @@
 //! - `decision/threads`: decisions per second with 1 and 2 threads at once,
 //!   for the bare hash and for `should_use_async` on one shared `Rollout`.
 
-use std::hash::Hasher;
+mod floor;
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -24,43 +25,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Cache};
-use async_upload_rollout::simulation::SplitMix64;
 use async_upload_rollout::{Percent, Rollout, RolloutConfig};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use siphasher::sip::SipHasher13;
-
-const IDS: usize = 4096;
-
-fn uuid_ids() -> Vec<String> {
-    let mut rng = SplitMix64::new(7);
-    (0..IDS).map(|_| rng.uuid()).collect()
-}
-
-/// The floor: what any consistent-hash decision must pay.
-#[derive(Clone, Copy)]
-struct BareDecision {
-    seeded: SipHasher13,
-    threshold: u32,
-}
-
-impl BareDecision {
-    /// Built through `black_box`, so its keys are data read from memory (as
-    /// a real config's are), not constants folded into the code.
-    fn new() -> BareDecision {
-        black_box(BareDecision {
-            seeded: SipHasher13::new_with_keys(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210),
-            threshold: 100_000,
-        })
-    }
-
-    #[inline]
-    fn decide(&self, id: &[u8]) -> bool {
-        let mut hasher = self.seeded;
-        hasher.write(id);
-        let bucket = ((u128::from(hasher.finish()) * 1_000_000) >> 64) as u32;
-        bucket < self.threshold
-    }
-}
+use floor::{BareDecision, IDS, uuid_ids};
 
 fn ten_percent() -> RolloutConfig {
     RolloutConfig::with_percent(Percent::from_whole(10).unwrap())

@@ -1,6 +1,5 @@
 //! The operator's command line, run as a process on logs that the library
 //! itself writes (simulated rollouts through a real controller and `JsonlSink`).
-#![cfg(feature = "cli")]
 
 use std::fs;
 use std::io::Write;

@@ -1,7 +1,6 @@
 //! `EtcdStateStore` against a real etcd on loopback: compare-and-swap,
 //! the watch, the fleet's config, acknowledgements bound to leases, and
 //! leadership fencing.
-#![cfg(feature = "etcd")]
 
 mod support;
 

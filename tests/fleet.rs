@@ -11,7 +11,6 @@
 //! fault on one replica rolls the whole fleet back. The leadership fence
 //! itself (a controller that lost its lease cannot write) is pinned by
 //! tests/etcd_store.rs against the same real etcd.
-#![cfg(all(feature = "etcd", feature = "cli", feature = "tower"))]
 
 #[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
 #[path = "../examples/upload_server.rs"]

@@ -2,7 +2,6 @@
 //! Prometheus on loopback, added up by `PrometheusSource`, equal to the
 //! merge of the same replicas' totals, and judged to the same verdict as
 //! the command line's merge of their JSON-lines logs.
-#![cfg(all(feature = "etcd", feature = "cli"))]
 
 mod support;
 

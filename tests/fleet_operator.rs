@@ -5,7 +5,6 @@
 //! rollback. Replicas are this test binary started again as child processes
 //! running the upload_server example (as in tests/fleet.rs); no controller
 //! runs, so the states are written here, as an operator would.
-#![cfg(all(feature = "etcd", feature = "cli", feature = "tower"))]
 
 #[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
 #[path = "../examples/upload_server.rs"]

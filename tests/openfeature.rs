@@ -1,5 +1,4 @@
 //! The OpenFeature provider, driven through the OpenFeature API and client.
-#![cfg(feature = "openfeature")]
 
 use std::future::Future;
 use std::sync::Arc;

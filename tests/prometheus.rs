@@ -1,5 +1,4 @@
 //! The Prometheus / OpenMetrics exposition, checked line by line.
-#![cfg(feature = "prometheus")]
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,6 @@
 //!
 //! Every server is the test's own, with its own accumulator, so the counts
 //! checked are exact. Every wait is bounded by [`DEADLINE`].
-#![cfg(feature = "tower")]
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -7,7 +7,6 @@
 //! Everything runs on the test's thread under
 //! `tracing::subscriber::with_default`; `tests/tracing_monitor.rs` covers
 //! the monitor's own threads.
-#![cfg(feature = "tracing")]
 
 #[path = "support/capture.rs"]
 mod capture;

@@ -5,7 +5,6 @@
 //! The monitor's threads do not see a subscriber set with `with_default` on
 //! the test's thread, so this binary installs one globally, as a service
 //! does; it holds this one test, so no other test's events mix in.
-#![cfg(feature = "tracing")]
 
 #[path = "support/capture.rs"]
 mod capture;

@@ -5,7 +5,6 @@
 //! controller tick, and spoken to by a minimal hand-written HTTP/1.1 client
 //! (one connection per request, `Connection: close`). Every test stops its
 //! server and is bounded by [`DEADLINE`].
-#![cfg(all(feature = "prometheus", feature = "tower"))]
 
 #[allow(dead_code)] // `main` and the flag parsing are not used here.
 #[path = "../examples/upload_server.rs"]

@@ -8,7 +8,6 @@
 //! [`child_process_runs_the_server`] with its flags in an environment
 //! variable. It listens on `127.0.0.1:0` and prints its address on stderr;
 //! every child is killed when its test ends, and every test is bounded.
-#![cfg(all(feature = "prometheus", feature = "tower"))]
 
 #[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
 #[path = "../examples/upload_server.rs"]

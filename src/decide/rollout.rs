@@ -235,10 +235,14 @@ impl Rollout {
     #[must_use]
     pub fn should_use_async<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> bool {
         let id = upload_id.as_ref();
-        match self.shared.published.read() {
-            Some(Fast::Answer(yes)) => yes,
-            Some(Fast::Below { hasher, ppm }) => hasher.bucket(id) < ppm,
-            Some(Fast::Compiled) | None => self.decide_compiled(id),
+        match self
+            .shared
+            .published
+            .read()
+            .and_then(|fast| decide_fast(fast, id))
+        {
+            Some(yes) => yes,
+            None => self.decide_compiled(id),
         }
     }
 
@@ -484,10 +488,14 @@ impl RolloutHandle {
     #[must_use]
     pub fn should_use_async<K: AsRef<[u8]> + ?Sized>(&mut self, upload_id: &K) -> bool {
         let id = upload_id.as_ref();
-        match self.shared.published.read() {
-            Some(Fast::Answer(yes)) => yes,
-            Some(Fast::Below { hasher, ppm }) => hasher.bucket(id) < ppm,
-            Some(Fast::Compiled) | None => self.decide_cached(id),
+        match self
+            .shared
+            .published
+            .read()
+            .and_then(|fast| decide_fast(fast, id))
+        {
+            Some(yes) => yes,
+            None => self.decide_cached(id),
         }
     }
 
