@@ -12,7 +12,6 @@
 //! every upload made, on each path, exactly: nothing lost, nothing counted
 //! twice. Prometheus then holds each restarted replica's run under two
 //! `process` labels, its earlier process's and its new one's.
-#![cfg(all(feature = "etcd", feature = "cli", feature = "tower"))]
 
 #[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
 #[path = "../examples/upload_server.rs"]

@@ -11,7 +11,6 @@
 //! right credentials read the run, none or wrong ones fail saying 401. A
 //! bearer token from a file is shown sent by a loopback server that records
 //! the `Authorization` header (Prometheus itself checks no bearer tokens).
-#![cfg(all(feature = "etcd", feature = "cli", feature = "tower"))]
 
 #[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
 #[path = "../examples/upload_server.rs"]
