@@ -217,9 +217,13 @@ fn an_acknowledgement_disappears_with_its_replica() {
     let etcd = Etcd::start();
     let observer = store(&etcd, "acks", "observer");
     let replica = store(&etcd, "acks", "replica-1");
+    // Written by the store's own task: acknowledge() never blocks.
     replica
         .acknowledge(&Applied::new(7, Percent::from_whole(10).unwrap()).with_config("abc"))
         .unwrap();
+    wait_until("the ack to be written", Duration::from_secs(5), || {
+        !observer.acknowledgements().unwrap().unwrap().is_empty()
+    });
     let acks = observer.acknowledgements().unwrap().unwrap();
     assert_eq!(epochs(&acks), [("replica-1".to_owned(), 7)]);
     assert_eq!(acks[0].pid, std::process::id());
