@@ -1292,7 +1292,7 @@ impl RolloutController {
                 if let Some(summary) = self.outage.recovered(UNWRITABLE, now) {
                     trace::state_event(
                         Severity::Info,
-                        &format!("the rollout state was written ({summary} before)"),
+                        &format!("the rollout state was written ({summary})"),
                         self.current(),
                     );
                 }

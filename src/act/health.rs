@@ -98,10 +98,7 @@ impl Health {
                 .unwrap_or_else(PoisonError::into_inner)
                 .recovered(RETRIED, SystemTime::now());
             if let Some(summary) = summary {
-                trace::monitor(
-                    Severity::Info,
-                    &format!("ticks succeed again ({summary} before)"),
-                );
+                trace::monitor(Severity::Info, &format!("ticks succeed again ({summary})"));
             }
         }
     }

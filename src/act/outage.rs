@@ -85,14 +85,16 @@ impl OutageLog {
         Some(line)
     }
 
-    /// `kind` works again at `now`: the line that says so (how long it
-    /// failed, how many failures), or `None` when it was not failing.
+    /// `kind` works again at `now`: what to say (`<kind>: N failures over
+    /// <how long>`), or `None` when it was not failing.
     pub(crate) fn recovered(&mut self, kind: &'static str, now: SystemTime) -> Option<String> {
         let at = self.failing.iter().position(|f| f.kind == kind)?;
         let failing = self.failing.swap_remove(at);
         Some(format!(
-            "{} failure(s) over {}",
+            "{}: {} failure{} over {}",
+            failing.kind,
             failing.total,
+            if failing.total == 1 { "" } else { "s" },
             whole_seconds(now.duration_since(failing.since).unwrap_or_default())
         ))
     }
@@ -136,7 +138,7 @@ mod tests {
         assert!(log.failed("watch", "silent", at(59_000)).is_some());
         assert_eq!(
             log.recovered("campaign", at(60_000)).as_deref(),
-            Some("300 failure(s) over 1m")
+            Some("campaign: 300 failures over 1m")
         );
         assert_eq!(log.recovered("campaign", at(61_000)), None);
         // After recovering, the next failure is shown at once.

@@ -134,7 +134,7 @@ impl FleetController {
             if campaign.is_ok()
                 && let Some(summary) = outage.recovered(CAMPAIGN, SystemTime::now())
             {
-                let message = format!("etcd answers again ({summary} to campaign)");
+                let message = format!("etcd answers again ({summary})");
                 trace::fleet(Severity::Info, &message);
                 events(FleetEvent::Recovered(message));
             }

@@ -294,9 +294,15 @@ impl EtcdStateStore {
         self.inner.key(suffix)
     }
 
+    /// A call that failed: the store is named without a key (a call may be
+    /// about the leader key, a lease or an acknowledgement).
     fn unavailable(&self, message: impl std::fmt::Display) -> StoreError {
         StoreError::Unavailable {
-            store: self.describe(),
+            store: format!(
+                "etcd {} rollout {}",
+                self.inner.endpoints.join(","),
+                self.inner.name
+            ),
             message: message.to_string(),
         }
     }
