@@ -222,6 +222,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// One try at the leader key (`try_lead`).
+struct LeadAttempt {
+    /// Whether the key was absent and is now this controller's.
+    won: bool,
+    /// The revision of the answer.
+    revision: i64,
+    /// Else who holds it: its value (a controller's id) and its lease.
+    holder: Option<(String, i64)>,
+}
+
 impl EtcdStateStore {
     /// A store for rollout `name` on the etcd cluster at `endpoints`
     /// (`http://127.0.0.1:2379`), identifying this process as `replica` in
@@ -430,20 +440,20 @@ impl EtcdStateStore {
         })?;
         let mut revision = None;
         for _ in 0..2 {
-            let (won, at, holder) = match self.try_lead(lease) {
+            let attempt = match self.try_lead(lease) {
                 Ok(attempt) => attempt,
                 Err(err) => {
                     self.inner.revoke_later(lease);
                     return Err(err);
                 }
             };
-            if won {
-                revision = Some(at);
+            if attempt.won {
+                revision = Some(attempt.revision);
                 break;
             }
             // Its own key on a lease it does not lead with: a leadership it
             // lost. Revoke it (its keys go at once) and try again.
-            match holder {
+            match attempt.holder {
                 Some((id, old))
                     if id == self.inner.replica
                         && old != 0
@@ -474,9 +484,8 @@ impl EtcdStateStore {
         }))
     }
 
-    /// Puts the leader key on `lease` if it is absent: whether it was, the
-    /// revision, and else who holds it (its value and lease).
-    fn try_lead(&self, lease: i64) -> Result<(bool, i64, Option<(String, i64)>), StoreError> {
+    /// Puts the leader key on `lease` if it is absent.
+    fn try_lead(&self, lease: i64) -> Result<LeadAttempt, StoreError> {
         let key = self.key("leader");
         let me = self.inner.replica.clone();
         self.call(move |mut client| async move {
@@ -497,7 +506,11 @@ impl EtcdStateStore {
                     .map(|kv| (String::from_utf8_lossy(kv.value()).into_owned(), kv.lease())),
                 _ => None,
             });
-            Ok((response.succeeded(), revision, holder))
+            Ok(LeadAttempt {
+                won: response.succeeded(),
+                revision,
+                holder,
+            })
         })
     }
 
