@@ -157,13 +157,12 @@ impl ControllerProcess {
             .lock()
             .unwrap()
             .iter()
-            .filter(|(at, line)| {
+            .rfind(|(at, line)| {
                 *at >= since
                     && (line.ends_with(": leading")
                         || line.contains("lost the leadership")
                         || line.contains(": following"))
             })
-            .next_back()
             .is_some_and(|(_, line)| line.ends_with(": leading"))
     }
 
@@ -306,27 +305,50 @@ impl Fleet {
             .any(|c| c.id == leader && c.leads_since(from))
     }
 
-    /// Asserts that no controller ever said it follows itself, and that
-    /// each printed at most one line per failure kind per 30 s since
-    /// `since`.
+    /// Asserts that no controller ever said it follows itself or named a
+    /// key twice in a line, and that each printed at most one line per
+    /// failure kind per 30 s since `since`.
     fn assert_quiet_and_true(&self, since: Instant) {
         let allowed = 1 + usize::try_from(since.elapsed().as_secs() / 30).unwrap();
         for c in &self.controllers {
             let text = c.text();
+            for line in c.said_since(since, "") {
+                eprintln!("FAULT-LOG {}: {line}", c.id);
+            }
             assert!(
                 !text.contains(&format!("following {}\n", c.id))
                     && !text.ends_with(&format!("following {}", c.id)),
                 "{} follows itself:\n{text}",
                 c.id
             );
-            let errors = c.said_since(since, "cannot campaign");
+            // Failure lines (`cannot <what>: ...`), counted by what failed.
+            let mut kinds = std::collections::BTreeMap::<String, usize>::new();
+            for line in c.said_since(since, "cannot ") {
+                let what = line[line.find("cannot ").unwrap()..]
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                *kinds.entry(what).or_default() += 1;
+            }
             assert!(
-                errors.len() <= allowed,
-                "{}: {} campaign error lines in {:?} (at most {allowed}):\n{text}",
+                kinds.values().all(|n| *n <= allowed),
+                "{}: failure lines {kinds:?} in {:?} (at most {allowed} of each):\n{text}",
                 c.id,
-                errors.len(),
                 since.elapsed()
             );
+            // No key named twice in a line.
+            let prefix = key_prefix(NAME);
+            for line in text.lines() {
+                let mut keys: Vec<&str> = line
+                    .match_indices(prefix.as_str())
+                    .map(|(at, _)| line[at..].split([' ', ':', ',']).next().unwrap())
+                    .collect();
+                let named = keys.len();
+                keys.sort_unstable();
+                keys.dedup();
+                assert_eq!(keys.len(), named, "a key repeated: {line}");
+            }
         }
     }
 }
@@ -547,11 +569,15 @@ fn raw(etcd: &Etcd, key: &str, value: Option<&str>) {
     });
 }
 
+/// One replica's `GET /rollout` at one time: which replica, its epoch,
+/// its percent, its status.
+type Sample = (usize, u64, f64, String);
+
 /// Records every replica's epoch, percent and status every 20 ms until
 /// stopped.
 struct Sampler {
     stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<(usize, u64, f64, String)>>>,
+    thread: Option<std::thread::JoinHandle<Vec<Sample>>>,
 }
 
 impl Sampler {
@@ -581,7 +607,7 @@ impl Sampler {
         }
     }
 
-    fn finish(mut self) -> Vec<(usize, u64, f64, String)> {
+    fn finish(mut self) -> Vec<Sample> {
         self.stop.store(true, Ordering::Release);
         self.thread.take().unwrap().join().unwrap()
     }
