@@ -638,6 +638,44 @@ fn a_rollback_is_never_forgotten_through_garbage_then_removal_of_the_state_file(
     let error = c.state_error().expect("says why");
     assert!(error.contains("--create"), "{error}");
     assert_eq!(store.high_water().unwrap(), restored.epoch);
+
+    // Its mark removed too, and no controller knowing it: a new rollout,
+    // started from the environment.
+    drop(c);
+    std::fs::remove_file(dir.path().join("state.json.epoch")).unwrap();
+    let fresh = Process::start(&clock, 10);
+    let _c = fresh.controller(store.clone()).build().unwrap();
+    let started = store.load().unwrap().expect("started").state;
+    assert_eq!(started.status, RolloutStatus::Running, "{started}");
+    assert_eq!(fresh.rollout.percent(), pct(10));
+}
+
+/// An old copy of the state file put back by hand (its epoch below the
+/// high-water mark): the controller writes that state again above the
+/// mark, so the epoch services see never goes back for long.
+#[test]
+fn an_old_state_file_put_back_is_written_again_above_the_high_water_mark() {
+    let clock = ManualClock::default();
+    let p = Process::start(&clock, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let store = file_store(&dir);
+    let mut c = p.controller(store.clone()).build().unwrap();
+    let old_copy = std::fs::read(&path).unwrap();
+    let old = store.load().unwrap().unwrap().state;
+    for _ in 0..3 {
+        c.pause("up").unwrap();
+        c.resume("up").unwrap();
+    }
+    let high_water = store.high_water().unwrap();
+    assert!(high_water > old.epoch);
+    std::fs::write(&path, &old_copy).unwrap();
+    let _ = c.refresh();
+    let _ = c.refresh();
+    let again = store.load().unwrap().unwrap().state;
+    assert!(again.epoch > high_water, "{again} above {high_water}");
+    assert_eq!((again.status, again.stage), (old.status, old.stage));
+    assert_eq!(p.rollout.percent(), pct(10));
 }
 
 #[test]
