@@ -135,10 +135,10 @@ pub use act::{
     DEFAULT_LOG_PATH, DEFAULT_MEMORY_WARMUP, DEFAULT_STALE_AFTER, DEFAULT_STATE_PATH,
     DEFAULT_STATE_POLL, FileStateStore, InvalidState, JsonlSink, LOG_SCHEMA_VERSION, LogError,
     LogEvent, LogRead, LogRecord, MAX_LINE_BYTES, MemoryStateStore, MetricsSource, MonitorHandle,
-    MonitorHealth, NoOp, Operation, OperatorError, PollOutcome, Refused, Revision,
-    RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, RunView, Salvaged,
-    SourceError, StateStore, StoreError, Stored, Tick, TornLine, WatcherHandle, default_service_id,
-    log_files, read_log,
+    MonitorHealth, NoOp, OUTAGE_LOG_INTERVAL, Operation, OperatorError, PollOutcome, Refused,
+    Revision, RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, RunView,
+    Salvaged, SourceError, StateStore, StoreError, Stored, Tick, TornLine, WatcherHandle,
+    default_service_id, log_files, read_log,
 };
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use decide::{

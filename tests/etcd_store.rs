@@ -216,9 +216,13 @@ fn an_acknowledgement_disappears_with_its_replica() {
     let etcd = Etcd::start();
     let observer = store(&etcd, "acks", "observer");
     let replica = store(&etcd, "acks", "replica-1");
+    // Written by the store's own task: acknowledge() never blocks.
     replica
         .acknowledge(&Applied::new(7, Percent::from_whole(10).unwrap()).with_config("abc"))
         .unwrap();
+    wait_until("the ack to be written", Duration::from_secs(5), || {
+        !observer.acknowledgements().unwrap().unwrap().is_empty()
+    });
     let acks = observer.acknowledgements().unwrap().unwrap();
     assert_eq!(epochs(&acks), [("replica-1".to_owned(), 7)]);
     assert_eq!(acks[0].pid, std::process::id());
@@ -357,4 +361,116 @@ fn a_follower_applies_the_fleets_state_and_config_and_acknowledges_each_epoch() 
     wait_until("the ack", Duration::from_secs(5), || {
         epochs(&leader.acknowledgements().unwrap().unwrap()) == [("replica-a".to_owned(), 1)]
     });
+}
+
+#[test]
+fn the_confirmed_contact_ages_on_a_silent_connection_and_load_never_blocks() {
+    let etcd = Etcd::start();
+    let proxy = Proxy::start(etcd.addr);
+    let writer = store(&etcd, "contact", "writer");
+    writer.compare_and_swap(None, &running(1)).unwrap();
+    let replica = EtcdStateStore::connect(&[proxy.url()], "contact", "replica").unwrap();
+    wait_until("the first read", Duration::from_secs(10), || {
+        replica.load().is_ok_and(|s| s.is_some())
+    });
+    // While etcd answers, the contact is confirmed every 200 ms or so.
+    std::thread::sleep(Duration::from_millis(600));
+    let age = replica.contact_age().unwrap();
+    assert!(age < Duration::from_millis(500), "{age:?}");
+
+    proxy.silence();
+    let silenced = Instant::now();
+    // Nothing answers and nothing is refused: the contact ages from the
+    // last request answered, and load answers at once (an error after
+    // CONTACT_TIMEOUT), never waiting on etcd.
+    let mut slowest = Duration::ZERO;
+    while silenced.elapsed() < async_upload_rollout::fleet::CONTACT_TIMEOUT + Duration::from_secs(1)
+    {
+        let asked = Instant::now();
+        let _ = replica.load();
+        let _ = replica.load_config();
+        slowest = slowest.max(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(slowest < Duration::from_millis(50), "load took {slowest:?}");
+    let age = replica.contact_age().unwrap();
+    assert!(
+        age >= silenced
+            .elapsed()
+            .saturating_sub(Duration::from_millis(500)),
+        "the contact is {age:?} old after {:?} of silence",
+        silenced.elapsed()
+    );
+    let err = replica.load().unwrap_err();
+    assert!(err.to_string().contains("no confirmed contact"), "{err}");
+
+    proxy.restore();
+    let restored = Instant::now();
+    wait_until(
+        "the contact to be confirmed again",
+        Duration::from_secs(10),
+        || replica.contact_age().unwrap() < restored.elapsed(),
+    );
+    let took = restored.elapsed();
+    eprintln!("contact confirmed again {took:?} after the proxy forwarded again");
+    assert!(
+        took < Duration::from_secs(3),
+        "confirmed again after {took:?}"
+    );
+    assert!(replica.load().unwrap().is_some());
+}
+
+#[test]
+fn a_deleted_state_key_keeps_its_high_water_mark_and_no_write_goes_below_it() {
+    let etcd = Etcd::start();
+    let a = store(&etcd, "epochs", "a");
+    let mut state = running(1);
+    state.epoch = 20;
+    state.run_epoch = 20;
+    a.compare_and_swap(None, &state).unwrap();
+    assert_eq!(a.high_water().unwrap(), 20);
+    delete_raw(&etcd, "/async-upload-rollout/epochs/state");
+    let b = store(&etcd, "epochs", "b");
+    assert!(b.load().unwrap().is_none(), "the state is gone");
+    assert_eq!(b.high_water().unwrap(), 20, "its mark is not");
+    // A first state at epoch 1 is refused; above the mark it is written.
+    let err = b.compare_and_swap(None, &running(1)).unwrap_err();
+    assert!(err.is_conflict(), "{err}");
+    let mut above = running(1);
+    above.epoch = 21;
+    above.run_epoch = 21;
+    b.compare_and_swap(None, &above).unwrap();
+    assert_eq!(b.high_water().unwrap(), 21);
+    // Garbage, then a rollback over it: above the mark, whatever the
+    // garbage says.
+    put_raw(
+        &etcd,
+        "/async-upload-rollout/epochs/state",
+        "{\"epoch\": 3, \"sta",
+    );
+    let c = store(&etcd, "epochs", "c");
+    assert!(c.load().unwrap_err().is_corrupt());
+    let plan = RolloutPlan::default();
+    let stored = c
+        .replace_unreadable(&mut |salvaged| {
+            RolloutState::rolled_back_over(
+                salvaged,
+                &plan,
+                0,
+                SystemTime::now(),
+                ChangedBy::Operator,
+                "pager",
+            )
+        })
+        .unwrap();
+    assert_eq!(stored.state.epoch, 22);
+    assert_eq!(c.high_water().unwrap(), 22);
+}
+
+/// Deletes `key` through etcd's own HTTP gateway (`/v3/kv/deleterange`).
+fn delete_raw(etcd: &Etcd, key: &str) {
+    let body = format!(r#"{{"key":"{}"}}"#, base64(key.as_bytes()));
+    ureq::post(&format!("{}/v3/kv/deleterange", etcd.url))
+        .send(body.as_bytes())
+        .expect("etcd's gateway takes the delete");
 }

@@ -595,6 +595,89 @@ fn a_state_file_removed_while_running_is_written_again() {
     assert!(p.rollout.is_halted());
 }
 
+/// The issue's sequence on a state file: rolled back at a high epoch,
+/// garbage, then the file removed. The controller writes the rollback again
+/// above every epoch seen (never the environment's 10% at a low epoch);
+/// and a controller started afresh on a removed state whose high-water mark
+/// (`state.json.epoch`) remains starts nothing: only `--create` does.
+#[test]
+fn a_rollback_is_never_forgotten_through_garbage_then_removal_of_the_state_file() {
+    let clock = ManualClock::default();
+    let p = Process::start(&clock, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let store = file_store(&dir);
+    let mut c = p.controller(store.clone()).build().unwrap();
+    for _ in 0..5 {
+        c.pause("up").unwrap();
+        c.resume("up").unwrap();
+    }
+    c.rollback("pager").unwrap();
+    let rolled_back = store.load().unwrap().unwrap().state;
+    assert!(rolled_back.epoch >= 11, "{rolled_back}");
+
+    std::fs::write(&path, "{\"epoch\": 3, \"garb").unwrap();
+    assert!(c.refresh().is_err());
+    assert!(p.rollout.is_halted());
+    std::fs::remove_file(&path).unwrap();
+    let _ = c.refresh();
+    let restored = store.load().unwrap().expect("written again").state;
+    assert_eq!(restored.status, RolloutStatus::RolledBack, "{restored}");
+    assert!(restored.epoch > rolled_back.epoch, "{restored}");
+    assert!(p.rollout.is_halted());
+    assert_eq!(p.async_share(), 0);
+
+    // A restart on a removed state: the mark says the file held a state.
+    drop(c);
+    std::fs::remove_file(&path).unwrap();
+    let again = Process::start(&clock, 10);
+    let c = again.controller(store.clone()).build().unwrap();
+    assert!(store.load().unwrap().is_none(), "nothing written");
+    assert!(again.rollout.is_halted());
+    assert_eq!(again.async_share(), 0);
+    let error = c.state_error().expect("says why");
+    assert!(error.contains("--create"), "{error}");
+    assert_eq!(store.high_water().unwrap(), restored.epoch);
+
+    // Its mark removed too, and no controller knowing it: a new rollout,
+    // started from the environment.
+    drop(c);
+    std::fs::remove_file(dir.path().join("state.json.epoch")).unwrap();
+    let fresh = Process::start(&clock, 10);
+    let _c = fresh.controller(store.clone()).build().unwrap();
+    let started = store.load().unwrap().expect("started").state;
+    assert_eq!(started.status, RolloutStatus::Running, "{started}");
+    assert_eq!(fresh.rollout.percent(), pct(10));
+}
+
+/// An old copy of the state file put back by hand (its epoch below the
+/// high-water mark): the controller writes that state again above the
+/// mark, so the epoch services see never goes back for long.
+#[test]
+fn an_old_state_file_put_back_is_written_again_above_the_high_water_mark() {
+    let clock = ManualClock::default();
+    let p = Process::start(&clock, 10);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.json");
+    let store = file_store(&dir);
+    let mut c = p.controller(store.clone()).build().unwrap();
+    let old_copy = std::fs::read(&path).unwrap();
+    let old = store.load().unwrap().unwrap().state;
+    for _ in 0..3 {
+        c.pause("up").unwrap();
+        c.resume("up").unwrap();
+    }
+    let high_water = store.high_water().unwrap();
+    assert!(high_water > old.epoch);
+    std::fs::write(&path, &old_copy).unwrap();
+    let _ = c.refresh();
+    let _ = c.refresh();
+    let again = store.load().unwrap().unwrap().state;
+    assert!(again.epoch > high_water, "{again} above {high_water}");
+    assert_eq!((again.status, again.stage), (old.status, old.stage));
+    assert_eq!(p.rollout.percent(), pct(10));
+}
+
 #[test]
 fn a_panicking_tick_is_caught_counted_and_fails_closed() {
     /// A store whose load panics on demand: a bug in a store plug-in.

@@ -93,9 +93,11 @@ fn restart_after_rollback_stays_rolled_back() {
 
 #[test]
 fn async_upload_rollout_zero_serves_nothing_async() {
-    let dir = tempfile::tempdir().unwrap();
     for percent in [Some("0"), None] {
-        let _ = std::fs::remove_file(dir.path().join("state.json"));
+        // A store of its own each time: a state file removed beside its
+        // high-water mark (`state.json.epoch`) is a rollout that had a
+        // state, which the environment does not start again.
+        let dir = tempfile::tempdir().unwrap();
         let server = ServerProcess::start(dir.path(), percent, &[]);
         let rollout = server.get_rollout();
         assert_eq!(status_of(&rollout), "off", "{percent:?}: {rollout}");

@@ -51,6 +51,7 @@ use serde::Serialize;
 use crate::act::health::Health;
 use crate::act::log::{JsonlSink, LogError};
 use crate::act::metrics_source::MetricsSource;
+use crate::act::outage::OutageLog;
 use crate::act::record::{Action, LogEvent, LogRecord, NoOp};
 use crate::act::recover;
 use crate::act::run::RunView;
@@ -83,6 +84,11 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30);
 /// How long after a run starts (stage start, resume, restart) the memory
 /// baseline is taken, unless told otherwise.
 pub const DEFAULT_MEMORY_WARMUP: Duration = Duration::from_secs(60);
+
+/// The [`OutageLog`] kind of a store that cannot be read.
+const UNREACHABLE: &str = "state store unreachable";
+/// The [`OutageLog`] kind of a write to the store that failed.
+const UNWRITABLE: &str = "state store write";
 
 /// What one tick saw and did.
 #[derive(Debug)]
@@ -252,9 +258,15 @@ pub struct RolloutController {
     /// The config last fingerprinted, and its fingerprint (computed again
     /// only when the config changes).
     fingerprint: Option<(Arc<RolloutConfig>, String)>,
-    /// The largest epoch this controller has seen stored: a rollback over an
-    /// unreadable state goes above it.
+    /// The largest epoch this controller has seen stored (or the store's
+    /// high-water mark): every write goes above it.
     epoch_seen: u64,
+    /// The last state this controller read or wrote, kept through states
+    /// that cannot be read and keys or files that vanish: what it writes
+    /// again when the store loses its state.
+    last_known: Option<RolloutState>,
+    /// Thins the lines of a store that cannot be reached or written.
+    outage: OutageLog,
     /// The stage of that state: a rollback over an unreadable state in which
     /// no stage can be read keeps it.
     stage_seen: Option<usize>,
@@ -524,6 +536,8 @@ impl RolloutControllerBuilder {
             acknowledged: None,
             fingerprint: None,
             epoch_seen: 0,
+            last_known: None,
+            outage: OutageLog::default(),
             stage_seen: None,
             watcher: self.watcher,
             config_error: None,
@@ -555,15 +569,27 @@ impl RolloutControllerBuilder {
                     controller.store.describe()
                 )
             }
-            Ok(None) => {
-                let first = controller.first_state(now);
-                let reason = format!(
-                    "controller started: no state in {}; writing the first: {first}",
-                    controller.store.describe(),
-                );
-                controller.pending = Some(Pending::Initial(first));
-                reason
-            }
+            Ok(None) => match controller.store.high_water() {
+                Ok(0) => {
+                    let floor = controller.acknowledged_epoch();
+                    let first = controller.first_state(now).lifted_above(floor);
+                    let reason = format!(
+                        "controller started: no state in {}; writing the first: {first}",
+                        controller.store.describe(),
+                    );
+                    controller.pending = Some(Pending::Initial(first));
+                    reason
+                }
+                Ok(high_water) => {
+                    controller.epoch_seen = high_water;
+                    let message = controller.lost_message(high_water);
+                    controller.state_error = Some(message.clone());
+                    format!("controller started: {message}")
+                }
+                Err(err) => {
+                    controller.unknown(format!("{err} (nothing is async until it is fixed)"))
+                }
+            },
             Err(err) => controller.unknown(format!("{err} (nothing is async until it is fixed)")),
         };
         if let Some(stored) = controller.stored.clone() {
@@ -711,6 +737,7 @@ impl RolloutController {
             Err(err) if err.is_corrupt() => {
                 // The store answers: its config can still be read, and a
                 // pending rollback is written over the unreadable state.
+                self.answered(now);
                 self.apply_config(now, true);
                 let err = self.store_failed(err, now);
                 let _ = self.write_pending(now);
@@ -722,12 +749,8 @@ impl RolloutController {
                 return Err(self.store_failed(err, now));
             }
         };
+        self.answered(now);
         self.apply_config(now, true);
-        self.last_contact = now;
-        if self.stale {
-            self.stale = false;
-            self.log_state_event(now, "the state store answers again".to_owned());
-        }
         match loaded {
             Some(stored) if self.stored.as_ref().map(|s| s.revision) == Some(stored.revision) => {}
             Some(stored) => {
@@ -741,7 +764,9 @@ impl RolloutController {
                         message,
                     });
                 }
+                let epoch = stored.state.epoch;
                 self.adopt(stored, now);
+                self.raise_below_high_water(epoch, now);
             }
             None => self.state_vanished(now),
         }
@@ -751,6 +776,129 @@ impl RolloutController {
             self.state_error = Some(self.waiting_message());
         }
         self.write_pending(now)
+    }
+
+    /// A state stored at or below the store's high-water mark (written
+    /// around the store: by hand, or restored from an old copy) is written
+    /// again above it by a controller that is not a follower, so the epoch
+    /// services see never goes back for long.
+    fn raise_below_high_water(&mut self, epoch: u64, now: SystemTime) {
+        if self.follower || self.pending.is_some() {
+            return;
+        }
+        let Ok(high_water) = self.store.high_water() else {
+            return;
+        };
+        if high_water <= epoch {
+            return;
+        }
+        let Some(state) = self.stored.as_ref().map(|s| s.state.clone()) else {
+            return;
+        };
+        let why = format!(
+            "its epoch {epoch} was below the epoch {high_water} {} had held",
+            self.store.describe()
+        );
+        let raised = state.restored(self.epoch_floor(), now, &why);
+        self.log_state_event_at(
+            Severity::Warn,
+            now,
+            format!(
+                "a state was stored around the store ({why}): writing it again above: {raised}"
+            ),
+        );
+        self.pending = Some(Pending::Initial(raised));
+    }
+
+    /// The store answered a read: the end of an outage (said once), and the
+    /// stale check on its confirmed contact.
+    fn answered(&mut self, now: SystemTime) {
+        self.last_contact = now;
+        if let Some(summary) = self.outage.recovered(UNREACHABLE, now) {
+            self.log_state_event(
+                now,
+                format!(
+                    "the state store {} answers again ({summary})",
+                    self.store.describe()
+                ),
+            );
+        }
+        self.check_stale();
+    }
+
+    /// How long since the store last confirmed contact: its own answer
+    /// ([`StateStore::contact_age`]) where it keeps one, else the time since
+    /// this controller's last successful read, on a clock read now (never a
+    /// time read before a call that could block).
+    fn contact_age(&self) -> Duration {
+        self.store.contact_age().unwrap_or_else(|| {
+            self.clock
+                .now()
+                .duration_since(self.last_contact)
+                .unwrap_or_default()
+        })
+    }
+
+    /// Fails closed once the store's last confirmed contact is older than
+    /// `stale_after`, and opens again when it is not (each said once).
+    fn check_stale(&mut self) {
+        let stale = self.contact_age() > self.stale_after;
+        if stale == self.stale {
+            return;
+        }
+        self.stale = stale;
+        let now = self.clock.now();
+        if stale {
+            self.log_state_event_at(
+                Severity::FailClosed,
+                now,
+                format!(
+                    "no confirmed contact with the state store {} for more than {}: nothing is async until it answers",
+                    self.store.describe(),
+                    humantime::format_duration(self.stale_after)
+                ),
+            );
+        } else {
+            self.log_state_event(
+                now,
+                format!(
+                    "the state store {} answers again: the state in force applies again",
+                    self.store.describe()
+                ),
+            );
+        }
+    }
+
+    /// The epoch every write goes above: the largest this controller has
+    /// seen, and the store's high-water mark (when the store can tell now).
+    fn epoch_floor(&mut self) -> u64 {
+        if let Ok(high_water) = self.store.high_water() {
+            self.epoch_seen = self.epoch_seen.max(high_water);
+        }
+        self.epoch_seen
+    }
+
+    /// The largest epoch any service acknowledges (0 when none, or when the
+    /// store keeps no acknowledgements or cannot list them).
+    fn acknowledged_epoch(&self) -> u64 {
+        self.store
+            .acknowledgements()
+            .ok()
+            .flatten()
+            .into_iter()
+            .flatten()
+            .map(|ack| ack.applied.epoch)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Why there is no state: the store held one (up to `high_water`), so
+    /// it is not started again from the starting request.
+    fn lost_message(&self, high_water: u64) -> String {
+        format!(
+            "no state in {}, which has held one (up to epoch {high_water}): a rollout that had a state is not started again from the environment or a file; nothing is async until an operator starts one (`async-upload-rollout advance --create`, or `rollback --create`)",
+            self.store.describe()
+        )
     }
 
     fn waiting_message(&self) -> String {
@@ -878,6 +1026,13 @@ impl RolloutController {
     }
 
     /// The store answered "nothing stored".
+    ///
+    /// A follower waits for the leader. A controller that knows the last
+    /// state (read or written, also before the state turned unreadable)
+    /// writes it again above every epoch seen; one that does not, on a
+    /// store that has held a state, writes nothing and waits for an
+    /// operator's `--create`; only a store that never held one is started
+    /// from the starting request.
     fn state_vanished(&mut self, now: SystemTime) {
         if self.follower {
             if let Some(lost) = self.stored.take() {
@@ -893,84 +1048,110 @@ impl RolloutController {
             }
             return;
         }
-        match (self.stored.take(), &self.pending) {
-            // We hold the last known state: write it again (the store lost
-            // it, or a person removed it while the service ran).
-            (Some(lost), _) => {
-                self.log_state_event(
+        if matches!(self.pending, Some(Pending::Initial(_))) && self.stored.is_none() {
+            // A state not yet written: it is what the store lacks.
+            return;
+        }
+        let lost = self.stored.take().map(|s| s.state);
+        let unreadable_before = lost.is_none();
+        let last_known = lost.or_else(|| self.last_known.clone());
+        let floor = self.epoch_floor();
+        let rollback = match &self.pending {
+            Some(Pending::Rollback { reason, by, .. }) => Some((reason.clone(), *by)),
+            _ => None,
+        };
+        let next = match last_known {
+            Some(last) => {
+                let why = if unreadable_before {
+                    format!(
+                        "the state in {} could not be read, then was removed; this is the last state it held that could be (epoch {})",
+                        self.store.describe(),
+                        last.epoch
+                    )
+                } else {
+                    format!(
+                        "the state was removed from {} (it was epoch {})",
+                        self.store.describe(),
+                        last.epoch
+                    )
+                };
+                let restored = last.restored(floor, now, &why);
+                self.log_state_event_at(
+                    Severity::Warn,
                     now,
                     format!(
-                        "the state is gone from {}; writing the last known one again ({})",
-                        self.store.describe(),
-                        lost.state
+                        "{why}: writing the last known state again, above every epoch seen: {restored}"
                     ),
                 );
-                self.pending = Some(Pending::Initial(lost.state));
+                restored
             }
-            (None, Some(Pending::Initial(_))) => {}
-            // Unknown before (a corrupt file), now removed: start as a first
-            // start would.
-            (None, _) => {
-                let first = self.first_state(now);
+            None if floor > 0 => {
+                let message = self.lost_message(floor);
+                if self.state_error.as_deref() != Some(message.as_str()) {
+                    self.log_state_event_at(Severity::FailClosed, now, message.clone());
+                }
+                self.state_error = Some(message);
+                return;
+            }
+            // A store that never held a state (a corrupt file that was never
+            // a state, now removed): start as a first start would.
+            None => {
+                let floor = floor.max(self.acknowledged_epoch());
+                let first = self.first_state(now).lifted_above(floor);
                 self.log_state_event(
                     now,
                     format!(
-                        "no state in {}; starting afresh: {}",
+                        "no state in {}, and it never held one; starting afresh: {}",
                         self.store.describe(),
                         first.reason
                     ),
                 );
-                if matches!(self.pending, Some(Pending::Rollback { .. })) {
-                    // A rollback asked for while the state was unknown holds.
-                    let rolled_back = first
-                        .apply(
-                            Operation::Rollback,
-                            self.plan(),
-                            now,
-                            ChangedBy::Controller,
-                            "rollback asked while the state was unknown",
-                        )
-                        .ok()
-                        .flatten()
-                        .unwrap_or(first);
-                    self.pending = Some(Pending::Initial(rolled_back));
-                } else {
-                    self.pending = Some(Pending::Initial(first));
-                }
                 self.restart_run(now);
+                first
             }
-        }
+        };
+        // A rollback asked for meanwhile holds.
+        let next = match rollback {
+            Some((reason, by)) if next.status.serves_async() => next
+                .apply(Operation::Rollback, self.plan(), now, by, &reason)
+                .ok()
+                .flatten()
+                .unwrap_or(next),
+            _ => next,
+        };
+        self.pending = Some(Pending::Initial(next));
     }
 
-    /// A read failed: keep the last state until it is stale, or fail closed
-    /// at once when the content cannot be believed.
+    /// A read failed: keep the last state until it is stale (an unreachable
+    /// store, said once per [`OUTAGE_LOG_INTERVAL`](crate::OUTAGE_LOG_INTERVAL)),
+    /// or fail closed at once when the content cannot be believed (said
+    /// once per problem). The last known state is kept either way.
     fn store_failed(&mut self, err: StoreError, now: SystemTime) -> StoreError {
         let message = err.to_string();
-        if self.state_error.as_deref() != Some(message.as_str()) {
-            let severity = if matches!(err, StoreError::Corrupt { .. }) {
-                Severity::FailClosed
-            } else {
-                Severity::Warn
-            };
-            self.log_state_event_at(severity, now, format!("cannot read the state: {message}"));
-        }
-        self.state_error = Some(message.clone());
         if matches!(err, StoreError::Corrupt { .. }) {
+            if self.state_error.as_deref() != Some(message.as_str()) {
+                self.log_state_event_at(
+                    Severity::FailClosed,
+                    now,
+                    format!("cannot read the state: {message}"),
+                );
+                // What it held may be above what this controller saw.
+                let _ = self.epoch_floor();
+            }
+            self.state_error = Some(message.clone());
             if self.stored.take().is_some() {
                 self.unknown(message);
             }
-        } else if !self.stale
-            && now.duration_since(self.last_contact).unwrap_or_default() > self.stale_after
-        {
-            self.stale = true;
-            self.log_state_event_at(
-                Severity::FailClosed,
-                now,
-                format!(
-                    "the state store has not answered for more than {}: nothing is async until it does",
-                    humantime::format_duration(self.stale_after)
-                ),
-            );
+        } else {
+            if let Some(line) = self.outage.failed(UNREACHABLE, &message, now) {
+                self.log_state_event_at(
+                    Severity::Warn,
+                    now,
+                    format!("cannot read the state: {line}"),
+                );
+            }
+            self.state_error = Some(message);
+            self.check_stale();
         }
         err
     }
@@ -1021,24 +1202,26 @@ impl RolloutController {
             return Ok(());
         };
         let result = match pending {
-            Pending::Initial(state) => self
-                .store
-                .compare_and_swap(self.stored.as_ref().map(|s| s.revision), &state)
-                .map(|revision| {
-                    self.pending = None;
-                    let reason = format!(
-                        "wrote the rollout state to {}: {state}",
-                        self.store.describe()
-                    );
-                    self.take_written(Stored { state, revision });
-                    if log {
-                        let action = Action::Start {
-                            stage: self.stage(),
-                            percent: self.percent_now(),
-                        };
-                        self.log_stored_action(&action, &reason, now);
-                    }
-                }),
+            Pending::Initial(state) => {
+                let state = state.lifted_above(self.epoch_floor());
+                self.store
+                    .compare_and_swap(self.stored.as_ref().map(|s| s.revision), &state)
+                    .map(|revision| {
+                        self.pending = None;
+                        let reason = format!(
+                            "wrote the rollout state to {}: {state}",
+                            self.store.describe()
+                        );
+                        self.take_written(Stored { state, revision });
+                        if log {
+                            let action = Action::Start {
+                                stage: self.stage(),
+                                percent: self.percent_now(),
+                            };
+                            self.log_stored_action(&action, &reason, now);
+                        }
+                    })
+            }
             Pending::Rollback { reason, by, run } => match self.current().cloned() {
                 Some(state)
                     if state.status.serves_async()
@@ -1054,7 +1237,7 @@ impl RolloutController {
                             .flatten()
                             .unwrap_or(state),
                     };
-                    self.commit(next).map(|()| {
+                    self.commit(next).map(|_| {
                         self.pending = None;
                         if log {
                             let action = Action::Rollback {
@@ -1090,17 +1273,30 @@ impl RolloutController {
                 None => Ok(()),
             },
         };
-        if let Err(err) = &result {
-            trace::state_event(
-                Severity::Warn,
-                &format!("cannot write the rollout state (retried): {err}"),
-                self.current(),
-            );
-            if err.is_conflict() {
-                // Someone wrote in between: read it, try again next time.
-                let _ = self.reload(now);
+        match &result {
+            Err(err) => {
+                if let Some(line) = self.outage.failed(UNWRITABLE, &err.to_string(), now) {
+                    trace::state_event(
+                        Severity::Warn,
+                        &format!("cannot write the rollout state (retried): {line}"),
+                        self.current(),
+                    );
+                }
+                if err.is_conflict() {
+                    // Someone wrote in between: read it, try again next time.
+                    let _ = self.reload(now);
+                }
+                self.state_error = Some(err.to_string());
             }
-            self.state_error = Some(err.to_string());
+            Ok(()) => {
+                if let Some(summary) = self.outage.recovered(UNWRITABLE, now) {
+                    trace::state_event(
+                        Severity::Info,
+                        &format!("the rollout state was written ({summary})"),
+                        self.current(),
+                    );
+                }
+            }
         }
         result
     }
@@ -1120,15 +1316,17 @@ impl RolloutController {
     }
 
     /// Writes `next` over the stored state (compare-and-swap on its
-    /// revision) and takes it.
-    fn commit(&mut self, next: RolloutState) -> Result<(), StoreError> {
+    /// revision), at an epoch above every epoch seen, and takes it; returns
+    /// what was written.
+    fn commit(&mut self, next: RolloutState) -> Result<RolloutState, StoreError> {
         let expected = self.stored.as_ref().map(|s| s.revision);
+        let next = next.lifted_above(self.epoch_floor());
         let revision = self.store.compare_and_swap(expected, &next)?;
         self.take_written(Stored {
-            state: next,
+            state: next.clone(),
             revision,
         });
-        Ok(())
+        Ok(next)
     }
 
     /// Takes `stored`, just written by this controller, as the state.
@@ -1145,8 +1343,10 @@ impl RolloutController {
         }
     }
 
-    /// Remembers the epoch (and its stage) of a state seen stored.
+    /// Remembers a state seen stored (the last known one), its epoch and
+    /// its stage.
     fn saw(&mut self, state: &RolloutState) {
+        self.last_known = Some(state.clone());
         if state.epoch >= self.epoch_seen {
             self.epoch_seen = state.epoch;
             self.stage_seen = state.stage.or(self.stage_seen);
@@ -1176,7 +1376,7 @@ impl RolloutController {
             .map(|ack| ack.applied.epoch)
             .max()
             .unwrap_or(0);
-        let floor = self.epoch_seen.max(acked);
+        let floor = self.epoch_floor().max(acked);
         let plan = self.plan().clone();
         let stages = plan.stages.len();
         let stage_seen = self.stage_seen;
@@ -1406,7 +1606,7 @@ impl RolloutController {
         };
         let (next, action) = next;
         match self.commit(next) {
-            Ok(()) => Some(action),
+            Ok(_) => Some(action),
             Err(err) => {
                 trace::state_event(
                     Severity::Warn,
@@ -1566,8 +1766,8 @@ impl RolloutController {
                 // delays a rollback.
                 self.rollout.halt();
             }
-            match self.commit(next.clone()) {
-                Ok(()) => {
+            match self.commit(next) {
+                Ok(next) => {
                     if matches!(self.pending, Some(Pending::Initial(_))) {
                         // Written over the first state that was not stored yet.
                         self.pending = None;
@@ -1783,8 +1983,10 @@ impl RolloutController {
     }
 
     /// Applies the percent in force to the rollout (the kill switch is the
-    /// config's: it stays as it is).
-    fn apply(&self) {
+    /// config's: it stays as it is). The store's contact is checked first,
+    /// so a state is never applied past its `stale_after`.
+    fn apply(&mut self) {
+        self.check_stale();
         match self.state_percent() {
             Some(percent) => {
                 if self.rollout.is_halted() || self.rollout.percent() != percent {
@@ -1879,6 +2081,13 @@ impl RolloutController {
     #[must_use]
     pub fn state_store(&self) -> &Arc<dyn StateStore> {
         &self.store
+    }
+
+    /// How long the last state read serves while the store cannot confirm
+    /// contact ([`RolloutControllerBuilder::stale_after`]).
+    #[must_use]
+    pub fn stale_after(&self) -> Duration {
+        self.stale_after
     }
 
     /// The snapshots of the current run kept so far.

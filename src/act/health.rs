@@ -6,6 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use crate::act::log::LogError;
+use crate::act::outage::OutageLog;
 use crate::act::trace::{self, Severity};
 use crate::clock::{from_unix_ms, unix_ms};
 
@@ -43,7 +44,13 @@ pub(crate) struct Health {
     panics: AtomicU64,
     stalls: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Thins the trace lines of failures that repeat (every poll while a
+    /// store is down); every failure is still counted.
+    outage: Mutex<OutageLog>,
 }
+
+/// The [`OutageLog`] kind of a tick or poll that failed and is retried.
+const RETRIED: &str = "tick or poll failed";
 
 impl Health {
     pub(crate) fn ticked(&self, now: SystemTime) {
@@ -56,7 +63,18 @@ impl Health {
     }
 
     pub(crate) fn failed(&self, severity: Severity, message: String) {
-        trace::monitor(severity, &message);
+        if severity == Severity::Warn {
+            let line = self
+                .outage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .failed(RETRIED, &message, SystemTime::now());
+            if let Some(line) = line {
+                trace::monitor(severity, &line);
+            }
+        } else {
+            trace::monitor(severity, &message);
+        }
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.consecutive_failures.fetch_add(1, Ordering::Relaxed);
         self.set_error(message);
@@ -73,7 +91,16 @@ impl Health {
     }
 
     pub(crate) fn succeeded(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
+        if self.consecutive_failures.swap(0, Ordering::Relaxed) > 0 {
+            let summary = self
+                .outage
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .recovered(RETRIED, SystemTime::now());
+            if let Some(summary) = summary {
+                trace::monitor(Severity::Info, &format!("ticks succeed again ({summary})"));
+            }
+        }
     }
 
     fn set_error(&self, message: String) {

@@ -15,6 +15,7 @@ pub(crate) mod health;
 pub(crate) mod log;
 pub(crate) mod metrics_source;
 pub(crate) mod monitor;
+pub(crate) mod outage;
 pub(crate) mod record;
 pub(crate) mod recover;
 pub(crate) mod run;
@@ -37,6 +38,7 @@ pub use log::{
 };
 pub use metrics_source::MetricsSource;
 pub use monitor::MonitorHandle;
+pub use outage::OUTAGE_LOG_INTERVAL;
 pub use record::{Action, LOG_SCHEMA_VERSION, LogEvent, LogRecord, NoOp};
 pub use run::RunView;
 pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};

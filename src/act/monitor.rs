@@ -11,8 +11,15 @@ use arc_swap::ArcSwap;
 
 use crate::act::controller::{ControllerView, DEFAULT_STATE_POLL, RolloutController};
 use crate::act::health::{Health, MonitorHealth};
+use crate::act::store::StateStore;
 use crate::act::trace::{self, Severity};
+use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
+
+/// How often the watchdog checks a store's confirmed contact against
+/// `stale_after` (a store that keeps one: see
+/// [`StateStore::contact_age`]).
+const DEADLINE_CHECK: Duration = Duration::from_millis(100);
 
 impl RolloutController {
     /// Runs [`tick`](Self::tick) every `interval` on a background thread,
@@ -41,6 +48,17 @@ struct Shared {
     /// Whether the watchdog has halted the rollout for a stall (cleared by
     /// the next loop, whose tick or poll applies the state again).
     stalled: AtomicBool,
+    /// The controller's store: the watchdog reads its confirmed contact
+    /// without waiting for the monitor (which may be blocked in a call).
+    store: Arc<dyn StateStore>,
+    /// The controller's `stale_after`.
+    stale_after: Duration,
+    /// Set by the store when what it holds changed: the monitor reads it at
+    /// once instead of at its next poll.
+    changed: AtomicBool,
+    /// Whether the watchdog has closed the rollout for a store past its
+    /// deadline (cleared when the contact is confirmed again).
+    past_deadline: AtomicBool,
 }
 
 /// The background monitor started by [`RolloutController::spawn`].
@@ -57,6 +75,14 @@ struct Shared {
 /// - a **watchdog** thread halts the rollout when the monitor has not
 ///   finished a loop for `3 × interval + 5 s` (a tick stuck on a hung store
 ///   or disk): no automatic rollback could happen meanwhile;
+/// - the same watchdog halts it, every 100 ms, while a store that confirms
+///   its contact ([`StateStore::contact_age`], etcd) has not for longer than
+///   the controller's `stale_after`, also while the monitor is blocked in a
+///   call to that store, and shows it in [`view`](Self::view) (`stale`);
+///   the monitor applies the state again once the store answers;
+/// - a store that says when what it holds changed
+///   ([`StateStore::listen`]) wakes the monitor at once: a change is applied
+///   when the store learns of it, not at the next poll;
 /// - when the monitor **stops** (the handle is dropped, or the thread could
 ///   not start), the rollout is halted: without a monitor nothing would roll
 ///   it back.
@@ -68,6 +94,9 @@ struct Shared {
 pub struct MonitorHandle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// What the store calls when what it holds changed (it keeps it
+    /// weakly: dropping the handle unsubscribes).
+    _listener: Arc<dyn Fn() + Send + Sync>,
 }
 
 impl MonitorHandle {
@@ -80,13 +109,20 @@ impl MonitorHandle {
             rollout: Arc::clone(controller.rollout()),
             view: controller.view_cell(),
             health: controller.health(),
+            store: Arc::clone(controller.state_store()),
+            stale_after: controller.stale_after(),
             controller: Mutex::new(controller),
             stop: Mutex::new(false),
             wake: Condvar::new(),
             heartbeat_ms: AtomicU64::new(0),
             started: Instant::now(),
             stalled: AtomicBool::new(false),
+            changed: AtomicBool::new(false),
+            past_deadline: AtomicBool::new(false),
         });
+        let poked = Arc::clone(&shared);
+        let listener: Arc<dyn Fn() + Send + Sync> = Arc::new(move || poked.poke());
+        shared.store.listen(Arc::downgrade(&listener));
         let poll = poll.max(Duration::from_millis(1)).min(interval);
         let mut threads = Vec::with_capacity(2);
         let worker = Arc::clone(&shared);
@@ -111,7 +147,11 @@ impl MonitorHandle {
         {
             threads.push(thread);
         }
-        MonitorHandle { shared, threads }
+        MonitorHandle {
+            shared,
+            threads,
+            _listener: listener,
+        }
     }
 
     /// The controller, locked between ticks: for operator actions. Waits
@@ -151,12 +191,15 @@ impl Shared {
             let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
             let (stop, _) = self
                 .wake
-                .wait_timeout_while(stop, wait, |stop| !*stop)
+                .wait_timeout_while(stop, wait, |stop| {
+                    !*stop && !self.changed.load(Ordering::Acquire)
+                })
                 .unwrap_or_else(PoisonError::into_inner);
             if *stop {
                 return;
             }
             drop(stop);
+            self.changed.store(false, Ordering::Release);
             let now = Instant::now();
             let ticking = now >= next_tick;
             if ticking {
@@ -193,6 +236,15 @@ impl Shared {
         }
     }
 
+    /// The store learned of a change: wake the monitor.
+    fn poke(&self) {
+        self.changed.store(true, Ordering::Release);
+        // Under the lock the monitor waits with: the wake-up cannot fall
+        // between its check of `changed` and its wait.
+        let _stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wake.notify_all();
+    }
+
     fn beat(&self) {
         let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.heartbeat_ms.store(ms, Ordering::Release);
@@ -200,9 +252,13 @@ impl Shared {
     }
 
     /// Halts the rollout while the monitor has not finished a loop for
-    /// `stuck_after`.
+    /// `stuck_after`, and while the store's confirmed contact is older than
+    /// `stale_after`.
     fn watch(&self, stuck_after: Duration) {
-        let every = (stuck_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let mut every = (stuck_after / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        if self.store.contact_age().is_some() {
+            every = every.min(DEADLINE_CHECK);
+        }
         loop {
             let stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
             let (stop, _) = self
@@ -223,7 +279,46 @@ impl Shared {
                     humantime::format_duration(Duration::from_secs(silent.as_secs()))
                 ));
             }
+            self.check_deadline();
         }
+    }
+
+    /// Closes the rollout (and says so in the view) while the store's
+    /// confirmed contact is older than `stale_after`: nothing here waits on
+    /// the store, so a monitor blocked in a call to it cannot delay this.
+    fn check_deadline(&self) {
+        let Some(age) = self.store.contact_age() else {
+            return;
+        };
+        if age <= self.stale_after {
+            self.past_deadline.store(false, Ordering::Release);
+            return;
+        }
+        // Level-triggered: a monitor that applied the state an instant
+        // before the deadline is overruled at the next check.
+        if !self.rollout.is_halted() {
+            self.rollout.halt();
+        }
+        let view = self.view.load();
+        if view.stale && view.halted {
+            self.past_deadline.store(true, Ordering::Release);
+            return;
+        }
+        let message = format!(
+            "no confirmed contact with the state store {} for more than {}: nothing is async until it answers",
+            self.store.describe(),
+            humantime::format_duration(self.stale_after)
+        );
+        if !self.past_deadline.swap(true, Ordering::AcqRel) {
+            self.health.failed(Severity::FailClosed, message.clone());
+        }
+        let mut closed = ControllerView::clone(&view);
+        closed.stale = true;
+        closed.halted = true;
+        closed.percent = Percent::ZERO;
+        closed.run = None;
+        closed.state_error = Some(message);
+        self.view.store(Arc::new(closed));
     }
 
     fn lock_controller(&self) -> MutexGuard<'_, RolloutController> {

@@ -499,6 +499,42 @@ impl RolloutState {
         }
     }
 
+    /// `self` with its epoch above `floor` when it is not already (a run
+    /// that starts at its epoch starts at the new one too): how every write
+    /// goes above every epoch seen.
+    #[must_use]
+    pub(crate) fn lifted_above(mut self, floor: u64) -> RolloutState {
+        if self.epoch <= floor {
+            let new_run = self.run_epoch == self.epoch;
+            self.epoch = floor.saturating_add(1);
+            if new_run {
+                self.run_epoch = self.epoch;
+            }
+        }
+        self
+    }
+
+    /// `self`, which a store lost (its key deleted, its file removed, or
+    /// its content replaced with something unreadable and then removed),
+    /// written again by the controller that knew it: the same status, stage
+    /// and run (stage and run keep their start), at an epoch above `floor`
+    /// (every epoch seen), with `why` added to its reason.
+    #[must_use]
+    pub(crate) fn restored(&self, floor: u64, now: SystemTime, why: &str) -> RolloutState {
+        const MARK: &str = " [written again by the controller: ";
+        let reason = self
+            .reason
+            .split_once(MARK)
+            .map_or(self.reason.as_str(), |(before, _)| before);
+        RolloutState {
+            epoch: floor.max(self.epoch).saturating_add(1),
+            changed_at: whole_ms(now),
+            changed_by: ChangedBy::Controller,
+            reason: format!("{reason}{MARK}{why}]"),
+            ..self.clone()
+        }
+    }
+
     /// The controller's automatic transitions: `to` is `RolledBack`,
     /// `AwaitingReview` or `Complete` at the same stage.
     pub(crate) fn automatic(

@@ -842,6 +842,7 @@ fn controller(args: ControllerArgs) -> Result<u8, CliError> {
                 eprintln!("controller {id}: lost the leadership; stopped acting");
             }
             FleetEvent::Error(err) => eprintln!("controller {id}: {err}"),
+            FleetEvent::Recovered(what) => eprintln!("controller {id}: {what}"),
             _ => {}
         })
         .map_err(|err| CliError::Controller(err.to_string()))?;

@@ -80,8 +80,9 @@ impl Operated {
 ///   is above every epoch seen (its own, if readable, and the services'
 ///   acknowledgements), at its stage when the plan has it (else 0); any
 ///   other operation is refused, saying that a rollback is always allowed.
-/// - A new epoch is also above every epoch the services acknowledge: epochs
-///   only grow, even past a state restored from a backup.
+/// - A new epoch is also above every epoch the services acknowledge and
+///   the store's high-water mark ([`StateStore::high_water`]): epochs only
+///   grow, even past a state restored from a backup or a state removed.
 ///
 /// # Errors
 ///
@@ -224,29 +225,24 @@ pub fn operate(
 }
 
 /// `next` with its epoch above `floor` (a run that starts at it too).
-fn above(mut next: RolloutState, floor: u64) -> RolloutState {
-    if next.epoch <= floor {
-        let new_run = next.run_epoch == next.epoch;
-        next.epoch = floor.saturating_add(1);
-        if new_run {
-            next.run_epoch = next.epoch;
-        }
-    }
-    next
+fn above(next: RolloutState, floor: u64) -> RolloutState {
+    next.lifted_above(floor)
 }
 
-/// The largest epoch any service acknowledges, and its stage (0 and `None`
-/// when none, or when the store keeps no acknowledgements or cannot list
-/// them).
+/// The largest epoch any service acknowledges or the store has held (its
+/// high-water mark), and the stage of the latest acknowledgement (0 and
+/// `None` when none, or when the store keeps neither or cannot tell).
 fn acknowledged(store: &dyn StateStore) -> (u64, Option<usize>) {
-    store
+    let high_water = store.high_water().unwrap_or(0);
+    let (epoch, stage) = store
         .acknowledgements()
         .ok()
         .flatten()
         .into_iter()
         .flatten()
         .max_by_key(|ack| ack.applied.epoch)
-        .map_or((0, None), |ack| (ack.applied.epoch, ack.applied.stage))
+        .map_or((0, None), |ack| (ack.applied.epoch, ack.applied.stage));
+    (epoch.max(high_water), stage)
 }
 
 /// The services' acknowledgements that count now (see

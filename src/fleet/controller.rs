@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::act::controller::{ControllerError, RolloutController};
 use crate::act::log::JsonlSink;
+use crate::act::outage::OutageLog;
 use crate::act::trace::{self, Severity};
 use crate::decide::config::RolloutConfig;
 use crate::decide::percent::Percent;
@@ -106,9 +107,17 @@ pub enum FleetEvent {
     Following(Option<String>),
     /// The leadership was lost; this controller stopped acting.
     LostLeadership,
-    /// Something failed; the controller keeps trying.
+    /// Something failed; the controller keeps trying. The same kind of
+    /// failure is reported once per
+    /// [`OUTAGE_LOG_INTERVAL`](crate::OUTAGE_LOG_INTERVAL) while it lasts,
+    /// saying how many like it were not reported.
     Error(String),
+    /// What failed works again: how long it failed, and how often.
+    Recovered(String),
 }
+
+/// The [`OutageLog`] kind of a campaign that failed.
+const CAMPAIGN: &str = "campaign";
 
 impl FleetController {
     /// A controller for `config` (connects lazily).
@@ -158,8 +167,17 @@ impl FleetController {
     ) -> Result<(), ControllerError> {
         let poll = Duration::from_millis(200);
         let mut following: Option<Option<String>> = None;
+        let mut outage = OutageLog::default();
         while !stop.load(Ordering::Acquire) {
-            match self.store.campaign(self.config.lease_ttl) {
+            let campaign = self.store.campaign(self.config.lease_ttl);
+            if campaign.is_ok()
+                && let Some(summary) = outage.recovered(CAMPAIGN, SystemTime::now())
+            {
+                let message = format!("etcd answers again ({summary})");
+                trace::fleet(Severity::Info, &message);
+                events(FleetEvent::Recovered(message));
+            }
+            match campaign {
                 Ok(Some(leadership)) => {
                     following = None;
                     trace::fleet(
@@ -186,7 +204,14 @@ impl FleetController {
                     drop(leadership);
                 }
                 Ok(None) => {
-                    let leader = self.store.leader().ok().flatten();
+                    // Its own id is its own lost leadership, being revoked:
+                    // not a leader to follow.
+                    let leader = self
+                        .store
+                        .leader()
+                        .ok()
+                        .flatten()
+                        .filter(|id| *id != self.config.id);
                     if following.as_ref() != Some(&leader) {
                         events(FleetEvent::Following(leader.clone()));
                         following = Some(leader);
@@ -194,8 +219,11 @@ impl FleetController {
                     std::thread::sleep(poll);
                 }
                 Err(err) => {
-                    trace::fleet(Severity::Warn, &format!("cannot campaign: {err}"));
-                    events(FleetEvent::Error(err.to_string()));
+                    let message = format!("cannot campaign: {err}");
+                    if let Some(line) = outage.failed(CAMPAIGN, &message, SystemTime::now()) {
+                        trace::fleet(Severity::Warn, &line);
+                        events(FleetEvent::Error(line));
+                    }
                     std::thread::sleep(poll);
                 }
             }

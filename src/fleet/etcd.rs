@@ -9,27 +9,53 @@
 //! | `config` | the [`RolloutConfig`] (JSON): salt, kill switch, id lists | operators (`async-upload-rollout config set`, a replica's `PUT /rollout`: compare-and-swap through [`ConfigStore`]) |
 //! | `leader` | the leading controller's id, bound to its lease | [`EtcdStateStore::campaign`] |
 //! | `acks/<replica>` | the replica's [`Acknowledgement`] (JSON: epoch, percent, config fingerprint, host, pid, time), bound to its lease | [`StateStore::acknowledge`] |
+//! | `epoch` | the largest epoch ever written to `state` (decimal): the high-water mark, written in the same transaction as every state, so deleting `state` cannot send the epoch back | every write of `state` through this store |
 //!
 //! The store keeps a watch on the prefix from the revision it read (read
-//! again and re-watched after a compaction or a broken stream), so
-//! [`load`](StateStore::load) answers from memory while the watch is live
-//! and polling it every few milliseconds costs nothing. When the watch has
-//! not heard from etcd for [`CONTACT_TIMEOUT`], `load` asks etcd directly
-//! and fails with [`StoreError::Unavailable`] if it cannot: the controller
-//! then keeps the last state for `stale_after` and fails closed.
+//! again and re-watched after a compaction, a broken stream or a silent
+//! one), so [`load`](StateStore::load) answers from memory and **never
+//! blocks** once etcd has answered once: polling it every few milliseconds
+//! costs nothing, and a change wakes the monitor at once
+//! ([`StateStore::listen`]).
+//!
+//! **Contact.** Every 200 ms the watch asks etcd for a progress
+//! notification (one request at a time); an answer confirms the cache was
+//! current when the request was *sent* ([`StateStore::contact_age`]). A
+//! refused, reset, silent or slow connection all show the same way: the
+//! confirmed contact ages. After [`CONTACT_TIMEOUT`] without it, `load`
+//! fails at once with [`StoreError::Unavailable`]; once it is older than
+//! the controller's `stale_after`, the monitor's watchdog closes the
+//! rollout (nothing async), even while a call to etcd is blocked.
+//!
+//! **Acknowledgements** are written by a task of the store, so
+//! [`acknowledge`](StateStore::acknowledge) never blocks: it records what
+//! the replica applies and returns. The task writes it under the replica's
+//! lease, again on every heartbeat, and when the lease is lost (an etcd
+//! outage longer than the lease) it revokes the old one, grants a new one
+//! and writes the acknowledgement again as soon as etcd answers.
+//!
+//! **Leadership.** A lost leadership's lease is revoked as soon as etcd
+//! answers (a restarted etcd keeps leases and gives them a whole TTL again),
+//! and a controller that finds its own id in the leader key on another
+//! lease (its own lost one) revokes it and campaigns again: leadership
+//! settles within one campaign after etcd answers, never "following"
+//! itself.
 //!
 //! etcd-client is async; the store runs it on a small runtime of its own,
 //! so its blocking methods can be called from any thread, inside another
 //! async runtime included.
 
+mod lease;
+mod watch;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak, mpsc};
 use std::time::{Duration, Instant, SystemTime};
 
 use etcd_client::{
-    Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, PutOptions, Txn, TxnOp,
-    TxnOpResponse, WatchOptions,
+    Client, Compare, CompareOp, ConnectOptions, GetOptions, KeyValue, PutOptions, Txn, TxnOp,
+    TxnOpResponse,
 };
 
 use crate::act::config_store::ConfigStore;
@@ -37,7 +63,6 @@ use crate::act::state::RolloutState;
 use crate::act::store::{
     Acknowledgement, Applied, Revision, Salvaged, StateStore, StoreError, Stored,
 };
-use crate::act::trace::{self, Severity};
 use crate::decide::config::RolloutConfig;
 
 mod connect;
@@ -51,8 +76,9 @@ pub const DEFAULT_ROLLOUT_NAME: &str = "async-upload";
 /// How long one etcd call may take before it counts as failed.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long the watch may go without hearing from etcd before `load` asks
-/// etcd directly.
+/// How long the store may go without confirmed contact with etcd (see the
+/// [module docs](self)) before [`load`](StateStore::load) reports it
+/// unavailable instead of answering from its cache.
 pub const CONTACT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The lease TTL of replicas' acknowledgements and of a controller's
@@ -74,9 +100,13 @@ struct Cache {
     config_error: Option<String>,
     /// The problem with the stored state, if it does not parse.
     state_error: Option<String>,
-    /// Whether a watch stream is open and has answered.
-    watching: bool,
-    /// When etcd last answered (a read, a watch event or progress).
+    /// The high-water mark: the `epoch` key's value (0 when it is absent),
+    /// and its mod revision (0 when absent), which every state write
+    /// compares.
+    high_water: u64,
+    high_water_revision: i64,
+    /// The confirmed contact: the send time of the latest request (a read,
+    /// a progress request on the watch) whose answer has arrived.
     contact: Option<Instant>,
     /// The etcd revision the cached state is as of: a read, watch event or
     /// own write older than it does not replace it (a write of this store
@@ -84,6 +114,8 @@ struct Cache {
     state_as_of: i64,
     /// The same for the cached config.
     config_as_of: i64,
+    /// The same for the cached high-water mark.
+    high_water_as_of: i64,
 }
 
 /// What the store's background tasks share with it (no runtime: a task
@@ -98,11 +130,18 @@ struct Inner {
     /// TLS and the user, added to every connection's options.
     security: Security,
     cache: Mutex<Cache>,
-    /// The replica's lease for acknowledgements (0: none yet).
-    ack_lease: AtomicI64,
     /// The leadership fencing this store's writes, if any.
     fence: Mutex<Option<Fence>>,
     closed: AtomicBool,
+    /// When the store was made (its contact's age before etcd first answers).
+    created: Instant,
+    /// Who is woken when the state or config changes.
+    listeners: Mutex<Vec<Weak<dyn Fn() + Send + Sync>>>,
+    /// What the acknowledgement task writes, and its wake-up.
+    acks: Mutex<lease::Acks>,
+    ack_wake: tokio::sync::Notify,
+    /// The lease of the leadership held now (0: none).
+    leading: AtomicI64,
 }
 
 /// A controller's leadership, as the fence of its writes.
@@ -143,8 +182,9 @@ impl Drop for RuntimeGuard {
 /// transaction that succeeds only while this controller still holds the
 /// leader key. Its lease is kept alive in the background; when a keep-alive
 /// fails or etcd reports the lease gone, [`is_lost`](Leadership::is_lost)
-/// turns true (and writes already fail). Dropping it revokes the lease, so
-/// another controller can take over at once.
+/// turns true (and writes already fail). Dropping it revokes the lease (in
+/// the background, tried again until etcd answers), so another controller
+/// can take over at once.
 #[must_use = "dropping the leadership resigns it"]
 pub struct Leadership {
     store: EtcdStateStore,
@@ -165,10 +205,13 @@ impl Drop for Leadership {
     fn drop(&mut self) {
         self.lost.store(true, Ordering::Release);
         *lock(&self.store.inner.fence) = None;
-        let lease = self.lease;
-        let _ = self
-            .store
-            .call(move |mut client| async move { client.lease_revoke(lease).await.map(|_| ()) });
+        let _ = self.store.inner.leading.compare_exchange(
+            self.lease,
+            0,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+        self.store.inner.revoke_later(self.lease);
     }
 }
 
@@ -184,6 +227,16 @@ impl std::fmt::Debug for Leadership {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Plain data replaced whole: a panic elsewhere cannot leave it torn.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One try at the leader key (`try_lead`).
+struct LeadAttempt {
+    /// Whether the key was absent and is now this controller's.
+    won: bool,
+    /// The revision of the answer.
+    revision: i64,
+    /// Else who holds it: its value (a controller's id) and its lease.
+    holder: Option<(String, i64)>,
 }
 
 impl EtcdStateStore {
@@ -239,9 +292,13 @@ impl EtcdStateStore {
             client: Mutex::new(None),
             security,
             cache: Mutex::new(Cache::default()),
-            ack_lease: AtomicI64::new(0),
             fence: Mutex::new(None),
             closed: AtomicBool::new(false),
+            created: Instant::now(),
+            listeners: Mutex::new(Vec::new()),
+            acks: Mutex::new(lease::Acks::default()),
+            ack_wake: tokio::sync::Notify::new(),
+            leading: AtomicI64::new(0),
         });
         let watcher = Arc::clone(&inner);
         runtime.spawn(async move { watcher.watch_loop().await });
@@ -270,9 +327,15 @@ impl EtcdStateStore {
         self.inner.key(suffix)
     }
 
+    /// A call that failed: the store is named without a key (a call may be
+    /// about the leader key, a lease or an acknowledgement).
     fn unavailable(&self, message: impl std::fmt::Display) -> StoreError {
         StoreError::Unavailable {
-            store: self.describe(),
+            store: format!(
+                "etcd {} rollout {}",
+                self.inner.endpoints.join(","),
+                self.inner.name
+            ),
             message: message.to_string(),
         }
     }
@@ -282,11 +345,6 @@ impl EtcdStateStore {
             store: self.describe(),
             message,
         }
-    }
-
-    /// The client, connected on first use.
-    async fn client(inner: &Inner) -> Result<Client, etcd_client::Error> {
-        inner.client().await
     }
 }
 
@@ -308,159 +366,6 @@ impl Inner {
         let client = Client::connect(&inner.endpoints, Some(inner.security.apply(options))).await?;
         *lock(&inner.client) = Some(client.clone());
         Ok(client)
-    }
-
-    /// Reads the state and config keys into the cache; returns the
-    /// revision read at.
-    async fn read_all(&self, client: &mut Client) -> Result<i64, etcd_client::Error> {
-        let response = client
-            .get(self.prefix.clone(), Some(GetOptions::new().with_prefix()))
-            .await?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        let (state_key, config_key) = (self.key("state"), self.key("config"));
-        let mut cache = lock(&self.cache);
-        // A read older than what the cache holds (an own write that
-        // finished while it was under way) leaves the state alone.
-        let state_current = revision >= cache.state_as_of;
-        if state_current {
-            cache.state = None;
-            cache.state_error = None;
-            cache.state_as_of = revision;
-        }
-        let config_current = revision >= cache.config_as_of;
-        if config_current {
-            cache.config = None;
-            cache.config_error = None;
-            cache.config_as_of = revision;
-        }
-        for kv in response.kvs() {
-            if kv.key() == state_key.as_bytes() {
-                if state_current {
-                    self.cache_state(&mut cache, kv.value(), kv.mod_revision());
-                }
-            } else if kv.key() == config_key.as_bytes() && config_current {
-                self.cache_config(&mut cache, kv.value());
-            }
-        }
-        cache.contact = Some(Instant::now());
-        Ok(revision)
-    }
-
-    fn cache_state(&self, cache: &mut Cache, value: &[u8], mod_revision: i64) {
-        match parse_state(value) {
-            Ok(state) => {
-                cache.state = Some(Stored {
-                    state,
-                    revision: Revision(u64::try_from(mod_revision).unwrap_or(0)),
-                });
-                cache.state_error = None;
-            }
-            Err(message) => {
-                cache.state = None;
-                cache.state_error = Some(format!("{}state: {message}", self.prefix));
-            }
-        }
-    }
-
-    fn cache_config(&self, cache: &mut Cache, value: &[u8]) {
-        match serde_json::from_slice::<RolloutConfig>(value) {
-            Ok(config) => {
-                cache.config = Some(config);
-                cache.config_error = None;
-            }
-            Err(err) => {
-                cache.config_error = Some(format!("{}config: {err}", self.prefix));
-            }
-        }
-    }
-
-    /// Keeps the cache current: read, watch from the next revision, and
-    /// start again (read, re-watch) when the watch breaks or is compacted.
-    async fn watch_loop(self: Arc<Self>) {
-        let mut backoff = Duration::from_millis(50);
-        while !self.closed.load(Ordering::Acquire) {
-            // The next load asks etcd directly and reports an error to the
-            // controller; here it is only traced.
-            match self.watch_once().await {
-                Err(err) => trace::fleet(
-                    Severity::Warn,
-                    &format!(
-                        "the etcd watch on {} broke: {}; reading again and re-watching",
-                        self.prefix,
-                        self.security.explain(&err)
-                    ),
-                ),
-                Ok(()) => trace::fleet(
-                    Severity::Info,
-                    &format!(
-                        "the etcd watch on {} ended (compacted or closed); reading again and re-watching",
-                        self.prefix
-                    ),
-                ),
-            }
-            lock(&self.cache).watching = false;
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
-        }
-    }
-
-    async fn watch_once(&self) -> Result<(), etcd_client::Error> {
-        let mut client = self.client().await?;
-        let revision = self.read_all(&mut client).await?;
-        let options = WatchOptions::new()
-            .with_prefix()
-            .with_start_revision(revision + 1)
-            .with_progress_notify();
-        let mut stream = client.watch(self.prefix.clone(), Some(options)).await?;
-        let (state_key, config_key) = (self.key("state"), self.key("config"));
-        let mut progress = tokio::time::interval(Duration::from_millis(500));
-        loop {
-            tokio::select! {
-                _ = progress.tick() => {
-                    stream.request_progress().await?;
-                }
-                message = stream.message() => {
-                    let Some(response) = message? else {
-                        return Ok(()); // closed: read again
-                    };
-                    if response.canceled() || response.compact_revision() > 0 {
-                        return Ok(()); // compacted or canceled: read again
-                    }
-                    let mut cache = lock(&self.cache);
-                    cache.watching = true;
-                    cache.contact = Some(Instant::now());
-                    for event in response.events() {
-                        let Some(kv) = event.kv() else { continue };
-                        let deleted = event.event_type() == EventType::Delete;
-                        if kv.key() == state_key.as_bytes() {
-                            if kv.mod_revision() <= cache.state_as_of {
-                                // Already in the cache (an own write, or a read since).
-                            } else if deleted {
-                                cache.state = None;
-                                cache.state_error = None;
-                                cache.state_as_of = kv.mod_revision();
-                            } else {
-                                self.cache_state(&mut cache, kv.value(), kv.mod_revision());
-                                cache.state_as_of = kv.mod_revision();
-                            }
-                        } else if kv.key() == config_key.as_bytes() {
-                            if kv.mod_revision() <= cache.config_as_of {
-                                // Already in the cache (an own write, or a read since).
-                            } else if deleted {
-                                cache.config = None;
-                                cache.config_error = None;
-                            } else {
-                                self.cache_config(&mut cache, kv.value());
-                            }
-                            cache.config_as_of = cache.config_as_of.max(kv.mod_revision());
-                        }
-                    }
-                }
-            }
-            if self.closed.load(Ordering::Acquire) {
-                return Ok(());
-            }
-        }
     }
 }
 
@@ -484,10 +389,7 @@ impl EtcdStateStore {
             let _ = tx.send(result);
         });
         match rx.recv_timeout(CALL_TIMEOUT * 2 + Duration::from_millis(500)) {
-            Ok(Ok(Ok(value))) => {
-                self.touched();
-                Ok(value)
-            }
+            Ok(Ok(Ok(value))) => Ok(value),
             Ok(Ok(Err(err))) => Err(self.unavailable(self.inner.security.explain(&err))),
             Ok(Err(_)) | Err(_) => Err(self.unavailable(format!(
                 "no answer within {}",
@@ -496,23 +398,39 @@ impl EtcdStateStore {
         }
     }
 
-    fn touched(&self) {
-        lock(&self.inner.cache).contact = Some(Instant::now());
-    }
-
-    /// Whether the watch has heard from etcd recently.
-    fn fresh(&self) -> bool {
-        let cache = lock(&self.inner.cache);
-        cache.watching
-            && cache
-                .contact
-                .is_some_and(|at| at.elapsed() < CONTACT_TIMEOUT)
-    }
-
-    /// Reads etcd directly (the watch is not live).
-    fn refresh_cache(&self) -> Result<(), StoreError> {
+    /// Reads etcd once, blocking, when it has never answered yet (a command
+    /// line's first call); afterwards the watch keeps the cache and nothing
+    /// here blocks.
+    fn ensure_read(&self) -> Result<(), StoreError> {
+        if lock(&self.inner.cache).contact.is_some() {
+            return Ok(());
+        }
         let inner = Arc::clone(&self.inner);
         self.call(move |mut client| async move { inner.read_all(&mut client).await.map(|_| ()) })
+    }
+
+    /// How long ago etcd last confirmed the cache was current (since the
+    /// store was made, when it never did).
+    fn contact(&self, cache: &Cache) -> Duration {
+        cache
+            .contact
+            .map_or_else(|| self.inner.created.elapsed(), |at| at.elapsed())
+    }
+
+    /// [`StoreError::Unavailable`] when the cache is not confirmed current
+    /// within [`CONTACT_TIMEOUT`] (the message does not change while that
+    /// lasts, so it is reported once).
+    fn check_contact(&self, cache: &Cache, store: String) -> Result<(), StoreError> {
+        if self.contact(cache) <= CONTACT_TIMEOUT {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable {
+            store,
+            message: format!(
+                "no confirmed contact with etcd for more than {}: it refuses, resets, or does not answer",
+                humantime::format_duration(CONTACT_TIMEOUT)
+            ),
+        })
     }
 
     /// Publishes `config` as the fleet's config (its percent is ignored:
@@ -531,6 +449,11 @@ impl EtcdStateStore {
     /// seconds kept alive in the background; from now on every write
     /// through this store is fenced on it.
     ///
+    /// A leader key that holds this controller's own id on a lease it does
+    /// not hold now (its own leadership, lost while etcd was away, which a
+    /// restarted etcd keeps for a whole TTL) is revoked, and the campaign
+    /// tried again at once.
+    ///
     /// # Errors
     ///
     /// [`StoreError::Unavailable`] when etcd cannot be reached.
@@ -538,9 +461,57 @@ impl EtcdStateStore {
         let lease = self.call(move |mut client| async move {
             client.lease_grant(ttl, None).await.map(|r| r.id())
         })?;
+        let mut revision = None;
+        for _ in 0..2 {
+            let attempt = match self.try_lead(lease) {
+                Ok(attempt) => attempt,
+                Err(err) => {
+                    self.inner.revoke_later(lease);
+                    return Err(err);
+                }
+            };
+            if attempt.won {
+                revision = Some(attempt.revision);
+                break;
+            }
+            // Its own key on a lease it does not lead with: a leadership it
+            // lost. Revoke it (its keys go at once) and try again.
+            match attempt.holder {
+                Some((id, old))
+                    if id == self.inner.replica
+                        && old != 0
+                        && old != self.inner.leading.load(Ordering::Acquire) =>
+                {
+                    let _ = self.call(move |mut client| async move {
+                        client.lease_revoke(old).await.map(|_| ())
+                    });
+                }
+                _ => break,
+            }
+        }
+        let Some(revision) = revision else {
+            self.inner.revoke_later(lease);
+            return Ok(None);
+        };
+        let lost = Arc::new(AtomicBool::new(false));
+        *lock(&self.inner.fence) = Some(Fence {
+            revision,
+            lost: Arc::clone(&lost),
+        });
+        self.inner.leading.store(lease, Ordering::Release);
+        self.inner.keep_alive(lease, ttl, Arc::clone(&lost));
+        Ok(Some(Leadership {
+            store: self.clone(),
+            lease,
+            lost,
+        }))
+    }
+
+    /// Puts the leader key on `lease` if it is absent.
+    fn try_lead(&self, lease: i64) -> Result<LeadAttempt, StoreError> {
         let key = self.key("leader");
         let me = self.inner.replica.clone();
-        let attempt = self.call(move |mut client| async move {
+        self.call(move |mut client| async move {
             let txn = Txn::new()
                 .when([Compare::create_revision(key.clone(), CompareOp::Equal, 0)])
                 .and_then([TxnOp::put(
@@ -551,30 +522,19 @@ impl EtcdStateStore {
                 .or_else([TxnOp::get(key.clone(), None)]);
             let response = client.txn(txn).await?;
             let revision = response.header().map_or(0, |h| h.revision());
-            Ok((response.succeeded(), revision))
-        });
-        let (won, revision) = match attempt {
-            Ok(done) => done,
-            Err(err) => {
-                self.revoke(lease);
-                return Err(err);
-            }
-        };
-        if !won {
-            self.revoke(lease);
-            return Ok(None);
-        }
-        let lost = Arc::new(AtomicBool::new(false));
-        *lock(&self.inner.fence) = Some(Fence {
-            revision,
-            lost: Arc::clone(&lost),
-        });
-        self.keep_alive(lease, ttl, Arc::clone(&lost));
-        Ok(Some(Leadership {
-            store: self.clone(),
-            lease,
-            lost,
-        }))
+            let holder = response.op_responses().into_iter().find_map(|op| match op {
+                TxnOpResponse::Get(get) => get
+                    .kvs()
+                    .first()
+                    .map(|kv| (String::from_utf8_lossy(kv.value()).into_owned(), kv.lease())),
+                _ => None,
+            });
+            Ok(LeadAttempt {
+                won: response.succeeded(),
+                revision,
+                holder,
+            })
+        })
     }
 
     /// Who leads the rollout now, if anyone.
@@ -592,109 +552,23 @@ impl EtcdStateStore {
             .map(|kv| String::from_utf8_lossy(kv.value()).into_owned()))
     }
 
-    fn revoke(&self, lease: i64) {
-        let _ = self
-            .call(move |mut client| async move { client.lease_revoke(lease).await.map(|_| ()) });
+    /// The state key and the high-water key, read together.
+    fn read_state_and_epoch(&self) -> Result<(Option<KeyValue>, Option<KeyValue>), StoreError> {
+        let (state, epoch) = (self.key("state"), self.key("epoch"));
+        self.call(move |mut client| async move {
+            let txn = Txn::new().and_then([TxnOp::get(state, None), TxnOp::get(epoch, None)]);
+            let response = client.txn(txn).await?;
+            let mut found = response.op_responses().into_iter().map(|op| match op {
+                TxnOpResponse::Get(mut get) => get.take_kvs().into_iter().next(),
+                _ => None,
+            });
+            Ok((found.next().flatten(), found.next().flatten()))
+        })
     }
 
-    /// Keeps `lease` alive every third of its TTL; sets `lost` when a
-    /// keep-alive fails or etcd says the lease is gone.
-    fn keep_alive(&self, lease: i64, ttl: i64, lost: Arc<AtomicBool>) {
-        let inner = Arc::clone(&self.inner);
-        let every = Duration::from_millis(u64::try_from(ttl.max(1)).unwrap_or(1) * 1000 / 3);
-        let deadline = Duration::from_secs(u64::try_from(ttl.max(1)).unwrap_or(1));
-        self.inner.handle.spawn(async move {
-            let mut last_ok = Instant::now();
-            let mut keeper = None;
-            while !lost.load(Ordering::Acquire) && !inner.closed.load(Ordering::Acquire) {
-                let alive = tokio::time::timeout(every, async {
-                    if keeper.is_none() {
-                        let mut client = EtcdStateStore::client(&inner).await?;
-                        keeper = Some(client.lease_keep_alive(lease).await?);
-                    }
-                    let Some((keeper_handle, stream)) = keeper.as_mut() else {
-                        return Ok(false);
-                    };
-                    keeper_handle.keep_alive().await?;
-                    let ttl = stream.message().await?.map_or(0, |r| r.ttl());
-                    Ok::<bool, etcd_client::Error>(ttl > 0)
-                })
-                .await;
-                match alive {
-                    Ok(Ok(true)) => last_ok = Instant::now(),
-                    Ok(Ok(false)) => {
-                        // etcd says the lease is gone.
-                        lost.store(true, Ordering::Release);
-                        return;
-                    }
-                    Ok(Err(_)) | Err(_) => keeper = None,
-                }
-                if last_ok.elapsed() >= deadline {
-                    // The lease has expired for all we know.
-                    lost.store(true, Ordering::Release);
-                    return;
-                }
-                tokio::time::sleep(every).await;
-            }
-        });
-    }
-
-    /// The lease of this replica's acknowledgements, granted on first use.
-    fn ack_lease(&self) -> Result<i64, StoreError> {
-        let lease = self.inner.ack_lease.load(Ordering::Acquire);
-        if lease != 0 {
-            return Ok(lease);
-        }
-        let ttl = DEFAULT_LEASE_TTL;
-        let lease = self.call(move |mut client| async move {
-            client.lease_grant(ttl, None).await.map(|r| r.id())
-        })?;
-        self.inner.ack_lease.store(lease, Ordering::Release);
-        let lost = Arc::new(AtomicBool::new(false));
-        self.keep_alive(lease, ttl, Arc::clone(&lost));
-        // A lost ack lease is granted again at the next acknowledgement.
-        let store = self.clone();
-        self.inner.handle.spawn(async move {
-            while !lost.load(Ordering::Acquire) {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                if store.inner.closed.load(Ordering::Acquire) {
-                    return;
-                }
-            }
-            let _ = store.inner.ack_lease.compare_exchange(
-                lease,
-                0,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-        });
-        Ok(lease)
-    }
-}
-
-fn parse_state(value: &[u8]) -> Result<RolloutState, String> {
-    let state: RolloutState = serde_json::from_slice(value).map_err(|e| e.to_string())?;
-    state.validate_shape().map_err(|e| e.to_string())?;
-    Ok(state)
-}
-
-impl StateStore for EtcdStateStore {
-    fn load(&self) -> Result<Option<Stored>, StoreError> {
-        if !self.fresh() {
-            self.refresh_cache()?;
-        }
-        let cache = lock(&self.inner.cache);
-        match &cache.state_error {
-            Some(message) => Err(self.corrupt(message.clone())),
-            None => Ok(cache.state.clone()),
-        }
-    }
-
-    fn compare_and_swap(
-        &self,
-        expected: Option<Revision>,
-        state: &RolloutState,
-    ) -> Result<Revision, StoreError> {
+    /// The fence of this store's writes, or `Fenced` when its leadership is
+    /// lost.
+    fn fence(&self) -> Result<Option<Fence>, StoreError> {
         let fence = lock(&self.inner.fence).clone();
         if fence
             .as_ref()
@@ -705,52 +579,118 @@ impl StateStore for EtcdStateStore {
                 message: "the leadership lease is lost".into(),
             });
         }
+        Ok(fence)
+    }
+}
+
+/// The high-water mark in the `epoch` key's value (the largest number in
+/// it, 0 when none: a key written by hand is not believed beyond that).
+fn parse_high_water(value: &[u8]) -> u64 {
+    value
+        .split(|b| !b.is_ascii_digit())
+        .filter_map(|digits| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+}
+
+fn parse_state(value: &[u8]) -> Result<RolloutState, String> {
+    let state: RolloutState = serde_json::from_slice(value).map_err(|e| e.to_string())?;
+    state.validate_shape().map_err(|e| e.to_string())?;
+    Ok(state)
+}
+
+impl StateStore for EtcdStateStore {
+    /// From the cache the watch keeps: never blocks once etcd has answered
+    /// (the first call of a process reads etcd directly).
+    fn load(&self) -> Result<Option<Stored>, StoreError> {
+        self.ensure_read()?;
+        let cache = lock(&self.inner.cache);
+        self.check_contact(&cache, self.describe())?;
+        match &cache.state_error {
+            Some(message) => Err(self.corrupt(message.clone())),
+            None => Ok(cache.state.clone()),
+        }
+    }
+
+    /// A transaction: the state is at `expected`, the high-water key is as
+    /// the cache last saw it (and below `state`'s epoch), and, while this
+    /// store leads, the leader key is still its own; then the state and the
+    /// high-water mark are written together.
+    fn compare_and_swap(
+        &self,
+        expected: Option<Revision>,
+        state: &RolloutState,
+    ) -> Result<Revision, StoreError> {
+        let fence = self.fence()?;
+        self.ensure_read()?;
         let value = serde_json::to_vec(state).map_err(|e| self.corrupt(e.to_string()))?;
+        let (high_water, high_water_revision, cached) = {
+            let cache = lock(&self.inner.cache);
+            (
+                cache.high_water,
+                cache.high_water_revision,
+                cache.state.as_ref().map(|s| s.revision),
+            )
+        };
+        if state.epoch <= high_water {
+            // Epochs never go back: decide again above the mark.
+            return Err(StoreError::Conflict {
+                store: self.describe(),
+                expected,
+                found: cached,
+            });
+        }
         let key = self.key("state");
         let leader_key = self.key("leader");
+        let epoch_key = self.key("epoch");
+        let epoch = state.epoch.to_string();
         let expected_revision = expected.map_or(0, |r| i64::try_from(r.0).unwrap_or(i64::MAX));
         let fence_revision = fence.as_ref().map(|f| f.revision);
-        let (succeeded, revision, found, leader) = self.call(move |mut client| async move {
-            let mut compares = vec![Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                expected_revision,
-            )];
-            if let Some(fence) = fence_revision {
-                compares.push(Compare::create_revision(
-                    leader_key.clone(),
-                    CompareOp::Equal,
-                    fence,
-                ));
-            }
-            let txn = Txn::new()
-                .when(compares)
-                .and_then([TxnOp::put(key.clone(), value, None)])
-                .or_else([TxnOp::get(key.clone(), None), TxnOp::get(leader_key, None)]);
-            let response = client.txn(txn).await?;
-            let revision = response.header().map_or(0, |h| h.revision());
-            let mut found = None;
-            let mut leader = None;
-            if !response.succeeded() {
-                for (i, op) in response.op_responses().into_iter().enumerate() {
-                    if let TxnOpResponse::Get(get) = op {
-                        let rev = get.kvs().first().map(|kv| {
-                            if i == 0 {
-                                kv.mod_revision()
-                            } else {
-                                kv.create_revision()
+        let (succeeded, revision, found, leader, mark) =
+            self.call(move |mut client| async move {
+                let mut compares = vec![
+                    Compare::mod_revision(key.clone(), CompareOp::Equal, expected_revision),
+                    Compare::mod_revision(epoch_key.clone(), CompareOp::Equal, high_water_revision),
+                ];
+                if let Some(fence) = fence_revision {
+                    compares.push(Compare::create_revision(
+                        leader_key.clone(),
+                        CompareOp::Equal,
+                        fence,
+                    ));
+                }
+                let txn = Txn::new()
+                    .when(compares)
+                    .and_then([
+                        TxnOp::put(key.clone(), value, None),
+                        TxnOp::put(epoch_key.clone(), epoch, None),
+                    ])
+                    .or_else([
+                        TxnOp::get(key.clone(), None),
+                        TxnOp::get(leader_key, None),
+                        TxnOp::get(epoch_key, None),
+                    ]);
+                let response = client.txn(txn).await?;
+                let revision = response.header().map_or(0, |h| h.revision());
+                let (mut found, mut leader, mut mark) = (None, None, None);
+                if !response.succeeded() {
+                    for (i, op) in response.op_responses().into_iter().enumerate() {
+                        if let TxnOpResponse::Get(get) = op {
+                            let kv = get.kvs().first();
+                            match i {
+                                0 => found = kv.map(KeyValue::mod_revision),
+                                1 => leader = kv.map(KeyValue::create_revision),
+                                _ => {
+                                    mark = Some(kv.map_or((0, 0, revision), |kv| {
+                                        (parse_high_water(kv.value()), kv.mod_revision(), revision)
+                                    }));
+                                }
                             }
-                        });
-                        if i == 0 {
-                            found = rev;
-                        } else {
-                            leader = rev;
                         }
                     }
                 }
-            }
-            Ok((response.succeeded(), revision, found, leader))
-        })?;
+                Ok((response.succeeded(), revision, found, leader, mark))
+            })?;
         if succeeded {
             let mut cache = lock(&self.inner.cache);
             if revision > cache.state_as_of {
@@ -761,7 +701,21 @@ impl StateStore for EtcdStateStore {
                 cache.state_error = None;
                 cache.state_as_of = revision;
             }
+            if revision > cache.high_water_as_of {
+                cache.high_water = state.epoch;
+                cache.high_water_revision = revision;
+                cache.high_water_as_of = revision;
+            }
             return Ok(Revision(u64::try_from(revision).unwrap_or(0)));
+        }
+        // The mark as etcd holds it now, for the next attempt.
+        if let Some((value, mod_revision, as_of)) = mark {
+            let mut cache = lock(&self.inner.cache);
+            if as_of > cache.high_water_as_of {
+                cache.high_water = value;
+                cache.high_water_revision = mod_revision;
+                cache.high_water_as_of = as_of;
+            }
         }
         if let Some(fence_revision) = fence_revision
             && leader != Some(fence_revision)
@@ -798,14 +752,7 @@ impl StateStore for EtcdStateStore {
         &self,
         build: &mut dyn FnMut(&Salvaged) -> RolloutState,
     ) -> Result<Stored, StoreError> {
-        let key = self.key("state");
-        let read = key.clone();
-        let found = self.call(move |mut client| async move {
-            client
-                .get(read, None)
-                .await
-                .map(|mut r| r.take_kvs().into_iter().next())
-        })?;
+        let (found, mark) = self.read_state_and_epoch()?;
         let conflict = |found| StoreError::Conflict {
             store: self.describe(),
             expected: None,
@@ -821,31 +768,34 @@ impl StateStore for EtcdStateStore {
                     u64::try_from(mod_revision).unwrap_or(0),
                 ))));
             }
-            Err(problem) => format!("{}state: {problem}", self.inner.prefix),
+            Err(problem) => problem,
         };
-        let state = build(&Salvaged::scan(kv.value(), problem));
+        let (high_water, high_water_revision) = mark.as_ref().map_or((0, 0), |kv| {
+            (parse_high_water(kv.value()), kv.mod_revision())
+        });
+        let mut salvaged = Salvaged::scan(kv.value(), problem);
+        if high_water > 0 {
+            salvaged.epoch = Some(salvaged.epoch.unwrap_or(0).max(high_water));
+        }
+        let state = build(&salvaged);
         state
             .validate_shape()
             .map_err(|err| self.corrupt(format!("refusing to write an invalid state: {err}")))?;
-        let value = serde_json::to_vec(&state).map_err(|e| self.corrupt(e.to_string()))?;
-        let fence = lock(&self.inner.fence).clone();
-        if fence
-            .as_ref()
-            .is_some_and(|f| f.lost.load(Ordering::Acquire))
-        {
-            return Err(StoreError::Fenced {
-                store: self.describe(),
-                message: "the leadership lease is lost".into(),
-            });
+        if state.epoch <= high_water {
+            return Err(conflict(None));
         }
+        let value = serde_json::to_vec(&state).map_err(|e| self.corrupt(e.to_string()))?;
+        let fence = self.fence()?;
+        let key = self.key("state");
         let leader_key = self.key("leader");
+        let epoch_key = self.key("epoch");
+        let epoch = state.epoch.to_string();
         let fence_revision = fence.as_ref().map(|f| f.revision);
         let (succeeded, revision) = self.call(move |mut client| async move {
-            let mut compares = vec![Compare::mod_revision(
-                key.clone(),
-                CompareOp::Equal,
-                mod_revision,
-            )];
+            let mut compares = vec![
+                Compare::mod_revision(key.clone(), CompareOp::Equal, mod_revision),
+                Compare::mod_revision(epoch_key.clone(), CompareOp::Equal, high_water_revision),
+            ];
             if let Some(fence) = fence_revision {
                 compares.push(Compare::create_revision(
                     leader_key,
@@ -853,9 +803,10 @@ impl StateStore for EtcdStateStore {
                     fence,
                 ));
             }
-            let txn = Txn::new()
-                .when(compares)
-                .and_then([TxnOp::put(key, value, None)]);
+            let txn = Txn::new().when(compares).and_then([
+                TxnOp::put(key, value, None),
+                TxnOp::put(epoch_key, epoch, None),
+            ]);
             let response = client.txn(txn).await?;
             let revision = response.header().map_or(0, |h| h.revision());
             Ok((response.succeeded(), revision))
@@ -873,45 +824,33 @@ impl StateStore for EtcdStateStore {
             cache.state_error = None;
             cache.state_as_of = revision;
         }
+        if revision > cache.high_water_as_of {
+            cache.high_water = stored.state.epoch;
+            cache.high_water_revision = revision;
+            cache.high_water_as_of = revision;
+        }
         Ok(stored)
     }
 
     fn load_config(&self) -> Result<Option<RolloutConfig>, StoreError> {
-        if !self.fresh() {
-            self.refresh_cache()?;
-        }
+        self.ensure_read()?;
         let cache = lock(&self.inner.cache);
+        self.check_contact(&cache, self.describe_config())?;
         match &cache.config_error {
-            Some(message) => Err(self.corrupt(message.clone())),
+            Some(message) => Err(StoreError::Corrupt {
+                store: self.describe_config(),
+                message: message.clone(),
+            }),
             None => Ok(cache.config.clone()),
         }
     }
 
+    /// Records what this replica applies and returns at once: a task of the
+    /// store writes it (see the [module docs](self)), so this never blocks
+    /// and never fails.
     fn acknowledge(&self, applied: &Applied) -> Result<(), StoreError> {
-        let lease = self.ack_lease()?;
-        let key = self.key(&format!("acks/{}", self.inner.replica));
-        let ack = Acknowledgement::of_this_process(
-            &self.inner.replica,
-            applied.clone(),
-            SystemTime::now(),
-        );
-        let value = serde_json::to_string(&ack).map_err(|e| self.corrupt(e.to_string()))?;
-        let result = self.call(move |mut client| async move {
-            client
-                .put(key, value, Some(PutOptions::new().with_lease(lease)))
-                .await
-                .map(|_| ())
-        });
-        if result.is_err() {
-            // Perhaps the lease expired: grant a new one next time.
-            let _ = self.inner.ack_lease.compare_exchange(
-                lease,
-                0,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            );
-        }
-        result
+        self.inner.queue_ack(applied);
+        Ok(())
     }
 
     fn acknowledgements(&self) -> Result<Option<Vec<Acknowledgement>>, StoreError> {
@@ -919,8 +858,27 @@ impl StateStore for EtcdStateStore {
     }
 
     fn withdraw(&self) -> Result<(), StoreError> {
+        self.inner.stop_acks();
+        self.inner.ack_wake.notify_one();
         let key = self.key(&format!("acks/{}", self.inner.replica));
         self.call(move |mut client| async move { client.delete(key, None).await.map(|_| ()) })
+    }
+
+    fn high_water(&self) -> Result<u64, StoreError> {
+        self.ensure_read()?;
+        let cache = lock(&self.inner.cache);
+        self.check_contact(&cache, self.describe())?;
+        Ok(cache
+            .high_water
+            .max(cache.state.as_ref().map_or(0, |s| s.state.epoch)))
+    }
+
+    fn contact_age(&self) -> Option<Duration> {
+        Some(self.contact(&lock(&self.inner.cache)))
+    }
+
+    fn listen(&self, listener: Weak<dyn Fn() + Send + Sync>) {
+        lock(&self.inner.listeners).push(listener);
     }
 }
 

@@ -1,6 +1,9 @@
 //! Real servers for the fleet tests: etcd and Prometheus on loopback with
-//! temporary data directories, and a TCP proxy that a test can cut to
-//! partition one client from etcd.
+//! temporary data directories, and a TCP proxy that a test can cut (every
+//! connection closed, new ones refused) or silence (nothing forwarded,
+//! nothing closed) to partition one client from etcd. etcd can be killed
+//! and started again on the same data and port, and stopped and continued
+//! (SIGSTOP, SIGCONT): a server that hangs instead of refusing.
 //!
 //! Each is started by the test that needs it and killed when dropped. The
 //! binaries come from Debian's `etcd-server` and `prometheus` packages
@@ -53,6 +56,7 @@ pub struct Etcd {
     child: Child,
     pub url: String,
     pub addr: SocketAddr,
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -63,43 +67,86 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let child = Command::new("etcd")
-            .args([
-                "--name",
-                "test",
-                "--data-dir",
-                dir.path().join("data").to_str().unwrap(),
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-                "--initial-cluster",
-                &format!("test={peer_url}"),
-                "--log-level",
-                "error",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start etcd");
+        let args: Vec<String> = [
+            "--name",
+            "test",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("test={peer_url}"),
+            "--log-level",
+            "error",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         let addr: SocketAddr = format!("127.0.0.1:{client}").parse().unwrap();
-        wait_for_port(addr, READY_WITHIN, "etcd");
-        // Listening is not ready either: until the member has elected
-        // itself leader, gRPC calls can be reset. `/health` answers 200 with
-        // `"health":"true"` once it serves requests; a refused or reset
-        // connection meanwhile means "not yet".
-        wait_ready(addr, "/health", "\"health\":\"true\"", "etcd");
+        let child = spawn_etcd(&args, addr);
         Etcd {
             child,
             url,
             addr,
+            args,
             _dir: dir,
         }
     }
+
+    /// Kills it with SIGKILL (its data stays).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same data directory and port, and waits
+    /// until it serves (a killed etcd from [`Etcd::start`]; its leases come
+    /// back with it).
+    pub fn restart(&mut self) {
+        self.child = spawn_etcd(&self.args, self.addr);
+    }
+
+    /// Stops it with SIGSTOP: connections stay open and nothing answers.
+    pub fn pause(&self) {
+        signal(self.child.id(), libc::SIGSTOP);
+    }
+
+    /// Continues it with SIGCONT.
+    pub fn resume(&self) {
+        signal(self.child.id(), libc::SIGCONT);
+    }
+}
+
+/// Sends `signal` to process `pid`.
+pub fn signal(pid: u32, signal: i32) {
+    let pid = i32::try_from(pid).unwrap();
+    // SAFETY: kill(2) on a child process this test started and has not
+    // reaped; it touches no memory of this process.
+    let done = unsafe { libc::kill(pid, signal) };
+    assert_eq!(done, 0, "kill({pid}, {signal})");
+}
+
+/// Starts etcd with `args` and waits until it serves on `addr`.
+fn spawn_etcd(args: &[String], addr: SocketAddr) -> Child {
+    let child = Command::new("etcd")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start etcd");
+    wait_for_port(addr, READY_WITHIN, "etcd");
+    // Listening is not ready either: until the member has elected itself
+    // leader, gRPC calls can be reset. `/health` answers 200 with
+    // `"health":"true"` once it serves requests; a refused or reset
+    // connection meanwhile means "not yet".
+    wait_ready(addr, "/health", "\"health\":\"true\"", "etcd");
+    child
 }
 
 /// The files an etcd with TLS serves with.
@@ -125,34 +172,38 @@ impl Etcd {
         let url = format!("https://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let metrics_url = format!("http://127.0.0.1:{metrics}");
+        let args: Vec<String> = [
+            "--name",
+            "test",
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "--listen-client-urls",
+            &url,
+            "--advertise-client-urls",
+            &url,
+            "--listen-peer-urls",
+            &peer_url,
+            "--initial-advertise-peer-urls",
+            &peer_url,
+            "--initial-cluster",
+            &format!("test={peer_url}"),
+            "--listen-metrics-urls",
+            &metrics_url,
+            "--cert-file",
+            path_str(files.cert),
+            "--key-file",
+            path_str(files.key),
+            "--client-cert-auth",
+            "--trusted-ca-file",
+            path_str(files.client_ca),
+            "--log-level",
+            "error",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
         let child = Command::new("etcd")
-            .args([
-                "--name",
-                "test",
-                "--data-dir",
-                dir.path().join("data").to_str().unwrap(),
-                "--listen-client-urls",
-                &url,
-                "--advertise-client-urls",
-                &url,
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-                "--initial-cluster",
-                &format!("test={peer_url}"),
-                "--listen-metrics-urls",
-                &metrics_url,
-                "--cert-file",
-                path_str(files.cert),
-                "--key-file",
-                path_str(files.key),
-                "--client-cert-auth",
-                "--trusted-ca-file",
-                path_str(files.client_ca),
-                "--log-level",
-                "error",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -165,6 +216,7 @@ impl Etcd {
             child,
             url,
             addr,
+            args,
             _dir: dir,
         }
     }
@@ -172,6 +224,7 @@ impl Etcd {
 
 impl Drop for Etcd {
     fn drop(&mut self) {
+        // A stopped process dies of SIGKILL too.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -286,12 +339,15 @@ impl Drop for Prometheus {
     }
 }
 
-/// A TCP proxy on loopback to `upstream` that a test can cut: every
-/// connection through it is closed and new ones are refused until it is
-/// restored. How a test partitions one client from etcd.
+/// A TCP proxy on loopback to `upstream` that a test can cut (every
+/// connection through it is closed and new ones are refused) or silence
+/// (connections stay open and new ones are accepted, but no byte is
+/// forwarded either way: a network that hangs) until it is restored. How a
+/// test partitions one client from etcd.
 pub struct Proxy {
     pub addr: SocketAddr,
     cut: Arc<AtomicBool>,
+    silent: Arc<AtomicBool>,
     open: Arc<Mutex<Vec<TcpStream>>>,
 }
 
@@ -300,8 +356,10 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicBool::new(false));
+        let silent = Arc::new(AtomicBool::new(false));
         let open = Arc::new(Mutex::new(Vec::<TcpStream>::new()));
         let (cut_flag, streams) = (Arc::clone(&cut), Arc::clone(&open));
+        let silence = Arc::clone(&silent);
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
@@ -317,11 +375,20 @@ impl Proxy {
                     open.push(client.try_clone().unwrap());
                     open.push(server.try_clone().unwrap());
                 }
-                pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                pipe(server, client);
+                pipe(
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    Arc::clone(&silence),
+                );
+                pipe(server, client, Arc::clone(&silence));
             }
         });
-        Proxy { addr, cut, open }
+        Proxy {
+            addr,
+            cut,
+            silent,
+            open,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -336,9 +403,16 @@ impl Proxy {
         }
     }
 
-    /// Accepts connections again.
+    /// Forwards nothing from now on, closing nothing: every byte either way
+    /// is held (in the proxy and the kernel's buffers) until restored.
+    pub fn silence(&self) {
+        self.silent.store(true, Ordering::SeqCst);
+    }
+
+    /// Accepts and forwards again (what was held is forwarded then).
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
+        self.silent.store(false, Ordering::SeqCst);
     }
 }
 
@@ -428,13 +502,21 @@ fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     Ok((status, body.to_owned()))
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16 * 1024];
         loop {
+            // Silent: read nothing (the sender's bytes wait in the kernel).
+            while silent.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    // Silenced while reading: hold what was read.
+                    while silent.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                     if to.write_all(&buf[..n]).is_err() {
                         break;
                     }

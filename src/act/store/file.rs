@@ -40,6 +40,13 @@ pub const DEFAULT_STATE_PATH: &str = "logs/async_upload_rollout/state.json";
 /// - **A rollback over an unreadable file**
 ///   ([`replace_unreadable`](StateStore::replace_unreadable)) is written
 ///   under the same lock, only while the file still cannot be read.
+/// - **The high-water mark** ([`high_water`](StateStore::high_water)):
+///   `<path>.epoch` holds the largest epoch ever written (written before the
+///   state, durably, under the same lock). A write must go above it, so a
+///   state file that was removed, or restored from an old copy, never sends
+///   the epoch back; and a service that starts on a store that held a state
+///   does not start it again from its environment. Remove both files to
+///   start a rollout afresh.
 ///
 /// # Examples
 ///
@@ -59,6 +66,7 @@ pub const DEFAULT_STATE_PATH: &str = "logs/async_upload_rollout/state.json";
 pub struct FileStateStore {
     path: PathBuf,
     lock_path: PathBuf,
+    epoch_path: PathBuf,
     acks_dir: PathBuf,
     service: String,
     /// Whether old acknowledgement files were swept (once per process).
@@ -82,6 +90,7 @@ impl FileStateStore {
         };
         FileStateStore {
             lock_path: beside(".lock"),
+            epoch_path: beside(".epoch"),
             acks_dir: beside(".acks"),
             path,
             service: default_service_id(),
@@ -135,6 +144,29 @@ impl FileStateStore {
         StoreError::Corrupt {
             store: self.describe(),
             message,
+        }
+    }
+
+    /// The high-water mark's file: `<path>.epoch`.
+    #[must_use]
+    pub fn epoch_path(&self) -> &Path {
+        &self.epoch_path
+    }
+
+    /// The largest epoch in the high-water file (0 when there is none; the
+    /// largest number in it when it holds something else).
+    fn read_high_water(&self) -> Result<u64, StoreError> {
+        match fs::read(&self.epoch_path) {
+            Ok(bytes) => Ok(bytes
+                .split(|b| !b.is_ascii_digit())
+                .filter_map(|digits| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
+                .max()
+                .unwrap_or(0)),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
+            Err(err) => Err(StoreError::Io {
+                store: format!("high-water file {}", self.epoch_path.display()),
+                source: err,
+            }),
         }
     }
 
@@ -204,48 +236,59 @@ impl FileStateStore {
         }
     }
 
-    /// Writes `state` durably: temp file, fsync, rename, fsync of the directory.
-    fn write(&self, state: &RolloutState) -> io::Result<()> {
-        static TEMP: AtomicU64 = AtomicU64::new(0);
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
+    /// Writes `state` durably (temp file, fsync, rename, fsync of the
+    /// directory), its epoch to the high-water file first when it is above
+    /// `high_water`: a crash between the two leaves the mark above the
+    /// state, never below.
+    fn write(&self, state: &RolloutState, high_water: u64) -> io::Result<()> {
+        if state.epoch > high_water {
+            write_durably(&self.epoch_path, format!("{}\n", state.epoch).as_bytes())?;
+        }
         let mut text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
         text.push(b'\n');
-        let mut temp = self.path.clone().into_os_string();
-        temp.push(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            TEMP.fetch_add(1, Ordering::Relaxed)
-        ));
-        let temp = PathBuf::from(temp);
-        let written = (|| {
-            let mut file = File::create(&temp)?;
-            file.write_all(&text)?;
-            file.sync_all()?;
-            fs::rename(&temp, &self.path)?;
-            File::open(dir)?.sync_all()
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written
+        write_durably(&self.path, &text)
     }
+}
+
+/// Writes `text` at `path` whole: a temporary file in the same directory,
+/// fsynced, renamed over `path`, and the directory fsynced.
+fn write_durably(path: &Path, text: &[u8]) -> io::Result<()> {
+    static TEMP: AtomicU64 = AtomicU64::new(0);
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut temp = path.to_path_buf().into_os_string();
+    temp.push(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        TEMP.fetch_add(1, Ordering::Relaxed)
+    ));
+    let temp = PathBuf::from(temp);
+    let written = (|| {
+        let mut file = File::create(&temp)?;
+        file.write_all(text)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    written
 }
 
 /// The state in `bytes`, or why it cannot be believed.
 fn parse(bytes: &[u8]) -> Result<Stored, String> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(
-            "the state file is empty; restore it, or remove it to start from the environment (a rollback is always accepted over it)"
+            "the state file is empty; restore or remove it (a rollback is always accepted over it)"
                 .to_owned(),
         );
     }
     let state: RolloutState = serde_json::from_slice(bytes).map_err(|err| {
         format!(
-            "not a rollout state: {err} (fix the file, or remove it to start from the environment; a rollback is always accepted over it)"
+            "not a rollout state: {err} (fix or remove the file; a rollback is always accepted over it)"
         )
     })?;
     state.validate_shape().map_err(|err| err.to_string())?;
@@ -267,17 +310,36 @@ impl StateStore for FileStateStore {
         // dies): one writer at a time, across processes.
         let _lock = self.lock()?;
         let found = self.read()?.map(|stored| stored.revision);
+        let high_water = self.read_high_water()?;
         // Epochs only grow: a write that does not move past the stored epoch
-        // comes from a writer that read an older state.
-        if found != expected || found.is_some_and(|r| state.epoch <= r.0) {
+        // and the high-water mark comes from a writer that read an older
+        // state (the conflict names the mark when it is what was in the way).
+        if found != expected {
             return Err(StoreError::Conflict {
                 store: self.describe(),
                 expected,
                 found,
             });
         }
-        self.write(state).map_err(|e| self.io(e))?;
+        let floor = found.map_or(0, |r| r.0).max(high_water);
+        if state.epoch <= floor {
+            return Err(StoreError::Conflict {
+                store: self.describe(),
+                expected,
+                found: Some(Revision(floor)),
+            });
+        }
+        self.write(state, high_water).map_err(|e| self.io(e))?;
         Ok(Revision(state.epoch))
+    }
+
+    fn high_water(&self) -> Result<u64, StoreError> {
+        let stored = match self.read() {
+            Ok(stored) => stored.map_or(0, |s| s.state.epoch),
+            Err(err) if err.is_corrupt() => 0,
+            Err(err) => return Err(err),
+        };
+        Ok(stored.max(self.read_high_water()?))
     }
 
     fn describe(&self) -> String {
@@ -302,12 +364,19 @@ impl StateStore for FileStateStore {
             Ok(stored) => return Err(conflict(Some(stored.revision))),
             Err(problem) => problem,
         };
-        let salvaged = Salvaged::scan(&bytes, problem);
+        let high_water = self.read_high_water()?;
+        let mut salvaged = Salvaged::scan(&bytes, problem);
+        if high_water > 0 {
+            salvaged.epoch = Some(salvaged.epoch.unwrap_or(0).max(high_water));
+        }
         let state = build(&salvaged);
         state
             .validate_shape()
             .map_err(|err| self.corrupt(format!("refusing to write an invalid state: {err}")))?;
-        self.write(&state).map_err(|e| self.io(e))?;
+        if state.epoch <= high_water {
+            return Err(conflict(Some(Revision(high_water))));
+        }
+        self.write(&state, high_water).map_err(|e| self.io(e))?;
         Ok(Stored {
             revision: Revision(state.epoch),
             state,

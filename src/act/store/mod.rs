@@ -30,6 +30,8 @@ mod salvage;
 
 use std::fmt;
 use std::io;
+use std::sync::Weak;
+use std::time::Duration;
 
 use crate::act::state::RolloutState;
 use crate::decide::config::RolloutConfig;
@@ -233,6 +235,57 @@ pub trait StateStore: Send + Sync {
         Ok(())
     }
 
+    /// The largest epoch this store has ever held, as far as it can tell:
+    /// also after its state was deleted or overwritten with something that
+    /// cannot be read (a high-water mark kept beside the state and written
+    /// with every state: `<state file>.epoch`, or the `epoch` key of a
+    /// fleet). 0 when it never held a state.
+    ///
+    /// A write at or below it is refused as a [`StoreError::Conflict`]:
+    /// epochs never go back, so a service never takes an older decision for
+    /// a newer one. A controller writes every state above it, and never
+    /// starts a store whose high-water mark is above 0 again from its
+    /// environment or a file (only an operator's `--create` starts a new
+    /// state there).
+    ///
+    /// The default (a store that keeps no mark): the stored state's epoch,
+    /// 0 when nothing readable is stored.
+    ///
+    /// # Errors
+    ///
+    /// As [`load`](StateStore::load), [`StoreError::Corrupt`] excepted.
+    fn high_water(&self) -> Result<u64, StoreError> {
+        match self.load() {
+            Ok(stored) => Ok(stored.map_or(0, |s| s.state.epoch)),
+            Err(err) if err.is_corrupt() => Ok(0),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// How long ago this store last *confirmed* that what
+    /// [`load`](StateStore::load) answers is current: the time a request was
+    /// **sent** whose answer has arrived since (an answer proves the backend
+    /// answered after that moment, not after the moment it arrived; an
+    /// answer served from a cache proves nothing). A controller serves
+    /// nothing async once this passes its `stale_after`, even while a call
+    /// to the store is blocked. Must not block.
+    ///
+    /// `None` (the default) for a store that answers `load` by reading where
+    /// the state lives (a file, memory): a controller then counts from its
+    /// last successful `load`.
+    fn contact_age(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Calls `listener` whenever the store learns that what it holds (the
+    /// state, the shared config) changed, so that a monitor applies the
+    /// change at once instead of at its next poll. The store keeps it
+    /// weakly: dropping the listener's last `Arc` unsubscribes it. A store
+    /// that cannot tell (the default) never calls it: readers poll.
+    fn listen(&self, listener: Weak<dyn Fn() + Send + Sync>) {
+        let _ = listener;
+    }
+
     /// Replaces a stored state that cannot be read ([`load`](StateStore::load)
     /// answers [`StoreError::Corrupt`]) with `build(what could be read of
     /// it)`, atomically: the one write made without a revision, used by a
@@ -297,5 +350,17 @@ impl<S: StateStore + ?Sized> StateStore for std::sync::Arc<S> {
         build: &mut dyn FnMut(&Salvaged) -> RolloutState,
     ) -> Result<Stored, StoreError> {
         (**self).replace_unreadable(build)
+    }
+
+    fn high_water(&self) -> Result<u64, StoreError> {
+        (**self).high_water()
+    }
+
+    fn contact_age(&self) -> Option<Duration> {
+        (**self).contact_age()
+    }
+
+    fn listen(&self, listener: Weak<dyn Fn() + Send + Sync>) {
+        (**self).listen(listener);
     }
 }
