@@ -198,10 +198,13 @@ fn a_store_with_the_right_ca_certificate_and_user_works_and_each_missing_piece_i
         WITHIN,
         || store.load().unwrap().unwrap().state.status == RolloutStatus::RolledBack,
     );
+    // Written by the store's own task: acknowledge() never blocks.
     store
         .acknowledge(&Applied::new(rolled_back.epoch, Percent::ZERO))
         .unwrap();
-    assert_eq!(store.acknowledgements().unwrap().unwrap().len(), 1);
+    wait_until("the acknowledgement to be written", WITHIN, || {
+        store.acknowledgements().unwrap().unwrap().len() == 1
+    });
 
     let builder = || EtcdStateStore::builder(&endpoints, NAME, "r3");
     let pki = &secure.pki;
