@@ -48,6 +48,18 @@ impl StateStore for MemoryStateStore {
                 found,
             });
         }
+        // Epochs only grow, as in every store (the contract's test in
+        // tests/state_store_contract.rs): a write that does not move past
+        // the stored epoch comes from a writer that read an older state.
+        if let Some(current) = stored.as_ref()
+            && state.epoch <= current.state.epoch
+        {
+            return Err(StoreError::Conflict {
+                store: self.describe(),
+                expected,
+                found,
+            });
+        }
         let revision = Revision(found.map_or(1, |r| r.0.saturating_add(1)));
         *stored = Some(Stored {
             state: state.clone(),
