@@ -12,6 +12,9 @@
 //!   prints; [`exit_code`] maps its verdict to the exit code.
 //! - [`report_html`] builds the status dashboard and daily report: one
 //!   self-contained HTML file with SVG charts drawn by `plotters`.
+//! - [`plan_at_traffic`] tells what each rollback trigger of a plan can
+//!   show at a service's traffic (`plan --traffic`); [`render_traffic`]
+//!   prints it.
 //! - [`describe_bucket`] answers "which path does this upload take?".
 //! - [`operate`] and [`StatusReport`] are the operator's `rollback`,
 //!   `resume`, `advance`, `pause` and `status` on the rollout's state store.
@@ -32,9 +35,14 @@ mod error;
 mod fleet;
 mod operate;
 mod report;
+mod traffic;
 
 pub use check::{describe_bucket, exit_code, render_checks, render_json};
 pub use error::CliError;
 pub use fleet::{CheckOutcome, Fleet, InstanceLog, StageSource};
 pub use operate::{Operated, StatusReport, operate};
 pub use report::{ReportOptions, report_html};
+pub use traffic::{
+    InvalidTraffic, PLAN_ROLLBACK_WITHIN, StageReport, Traffic, TrafficOptions, TrafficReport,
+    TriggerReport, plan_at_traffic, render_traffic,
+};

@@ -3,4 +3,5 @@
 
 pub mod child;
 pub mod quality;
+pub mod reference;
 pub mod servers;
