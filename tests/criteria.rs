@@ -409,15 +409,15 @@ fn a_sudden_regression_late_in_a_long_stage_is_rolled_back_within_minutes() {
 #[test]
 fn the_baseline_check_waits_for_a_clean_history_and_says_so() {
     let baseline = "rollback.error_rate[sequential, baseline]";
-    // The first two hours: no window has two hours of stage before it.
-    let (h, t) = stage_of(100, |m| even(m, 5));
+    // The first half hour: no window has 30 minutes of stage before it.
+    let (h, t) = stage_of(25, |m| even(m, 5));
     let e = judge_history(EvaluationMode::Guarded, &h, &t);
     let check = e.check(baseline).unwrap();
     assert_eq!(check.status, CheckStatus::NotEnoughData);
     assert!(
         check
             .detail
-            .contains("no window has 2h of the stage before it"),
+            .contains("no window has 30m of the stage before it"),
         "{}",
         check.detail
     );

@@ -273,7 +273,7 @@ pub struct EvaluationSettings {
     /// such a step is rolled back rather than left to the band review.
     pub baseline_evidence: f64,
     /// How long the stage's clean history before a window must span for the
-    /// baseline-aware check to judge that window (default 2 hours; see
+    /// baseline-aware check to judge that window (default 30 minutes; see
     /// [`baseline_evidence`](Self::baseline_evidence)).
     #[serde(with = "duration_text")]
     pub baseline_span: Duration,
