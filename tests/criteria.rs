@@ -407,6 +407,34 @@ fn a_sudden_regression_late_in_a_long_stage_is_rolled_back_within_minutes() {
 }
 
 #[test]
+fn the_reason_says_each_sequential_sentence_once() {
+    // Ten healthy hours, then every fourth upload fails for 10 minutes:
+    // the success trigger's and the error trigger's sequential checks
+    // (95% success, 5% errors: the same failure rate) both fire with the
+    // same sentence, and the reason carries it once.
+    let onset = 600;
+    let per_minute = |m| if m > onset { (9, 3) } else { even(m, 5) };
+    let (h, t) = stage_of(onset + 10, per_minute);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(e.verdict, Verdict::Rollback, "{}", e.reason);
+    let absolute = e.check("rollback.error_rate[sequential]").unwrap();
+    let twin = e.check("rollback.success_rate[sequential]").unwrap();
+    assert_eq!(absolute.status, CheckStatus::Fail);
+    assert_eq!(twin.status, CheckStatus::Fail);
+    assert_eq!(absolute.detail, twin.detail);
+    assert_eq!(
+        e.reason.matches(&absolute.detail).count(),
+        1,
+        "{}",
+        e.reason
+    );
+    let sentences: Vec<&str> = e.reason.split("; ").collect();
+    for (i, sentence) in sentences.iter().enumerate() {
+        assert!(!sentences[..i].contains(sentence), "{}", e.reason);
+    }
+}
+
+#[test]
 fn the_baseline_check_waits_for_a_clean_history_and_says_so() {
     let baseline = "rollback.error_rate[sequential, baseline]";
     // The first half hour: no window has 30 minutes of stage before it.

@@ -139,12 +139,21 @@ fn slow_regressions_are_reviewed_and_steady_paths_are_not() {
 #[ignore = "long: about half an hour in release on 2 cores; prints the README's tables"]
 fn decision_quality_table_on_the_real_plan() {
     let started = std::time::Instant::now();
-    let runs = 300;
+    // `DQ_RUNS` and `DQ_GUARDED_RUNS` shorten the run (the README says
+    // when its tables came from fewer runs than these defaults).
+    let env_runs = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(default)
+    };
+    let runs = env_runs("DQ_RUNS", 300);
     let rows = [GUARDED, LITERAL_20, LITERAL_0];
     // One thread per mode: each run is seeded, so the result does not
     // depend on the scheduling. The guarded mode's regressions get 1,000
     // runs (two threads), so its goals are read to about ±1.6 points.
-    let guarded_runs = 1_000;
+    let guarded_runs = env_runs("DQ_GUARDED_RUNS", 1_000);
     let (scores, mut regressed): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
         let handles: Vec<_> = rows
             .iter()

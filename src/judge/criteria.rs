@@ -1285,6 +1285,16 @@ fn reason_of(verdict: Verdict, checks: &[Check]) -> String {
         })
         .map(|c| c.detail.as_str())
         .collect();
+    // Two checks can say the same thing (the success and error triggers'
+    // sequential checks, when 1 − min_success_rate = max_error_rate): say it
+    // once.
+    let mut said: Vec<&str> = Vec::with_capacity(decisive.len());
+    for detail in decisive {
+        if !said.contains(&detail) {
+            said.push(detail);
+        }
+    }
+    let decisive = said;
     if decisive.is_empty() {
         let criteria = checks
             .iter()
