@@ -36,7 +36,8 @@ pub(crate) fn minute_cusum_alarm_probability(
     minutes: u64,
     grid: u32,
 ) -> f64 {
-    if minutes == 0 || !(per_minute > 0.0) || !(ln_bar > 0.0) {
+    if minutes == 0 || per_minute.is_nan() || per_minute <= 0.0 || ln_bar.is_nan() || ln_bar <= 0.0
+    {
         return 0.0;
     }
     let rate = rate.clamp(0.0, 1.0);

@@ -589,7 +589,7 @@ mod tests {
     fn minute_snapshots_do_not_depend_on_the_tick() {
         // The same uploads, one every 10 s, kept every 10 s or every 60 s:
         // the same minute snapshots (counts and times), so the same windows.
-        let fail = |i: u64| i % 7 == 0;
+        let fail = |i: u64| i.is_multiple_of(7);
         let (fine, totals) = history(10, 30, fail);
         let minutes = Minutes::of(&fine, &totals);
         assert_eq!(minutes.points.len(), 31);
@@ -597,7 +597,7 @@ mod tests {
             minutes
                 .points
                 .iter()
-                .all(|p| (p.at_unix_ms - T0) % 60_000 == 0)
+                .all(|p| (p.at_unix_ms - T0).is_multiple_of(60_000))
         );
         let coarse: Vec<(u64, (u64, u64))> = minutes
             .points

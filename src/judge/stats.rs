@@ -101,7 +101,7 @@ pub fn mixture_likelihood_ratio(n: u64, p: f64, x: u64) -> f64 {
 /// approximation with Cornish–Fisher's skewness term, whose error there is
 /// far below one count.
 pub(crate) fn binomial_critical_count(n: u64, p: f64, size: f64) -> u64 {
-    if n == 0 || !(p > 0.0 && p < 1.0) || !(size > 0.0) {
+    if n == 0 || !(p > 0.0 && p < 1.0) || size.is_nan() || size <= 0.0 {
         return n.saturating_add(1);
     }
     if size >= 1.0 {

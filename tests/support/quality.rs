@@ -360,7 +360,7 @@ pub fn step_config(
         .criteria
         .min_duration
         .mul_f64(stage_scale);
-    let u = SplitMix64::new(seed ^ 0x5EED_0F_0A5E7).next_f64();
+    let u = SplitMix64::new(seed ^ 0x05EE_D0F0_A5E7).next_f64();
     let onset = Duration::from_secs((length.as_secs_f64() * u / 60.0).floor() as u64 * 60);
     let mut c = config(judge, seed, stage_scale);
     c.start_stage = stage;
