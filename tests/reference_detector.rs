@@ -169,8 +169,8 @@ fn the_crate_rolls_back_about_as_fast_as_the_reference_detector() {
     // figures move together with the draw. At 1,000 and 400 runs (seed
     // 23,000,000) the ratios were 1.00 and 1.05 within 5 minutes, 1.00 and
     // 0.95 for the median; the standard error of a ratio here is about
-    // 0.04, so 0.85 and 1.25 are more than three away. About 80 s in a
-    // debug build on the 2-core VM.
+    // 0.04, so 0.85 and 1.25 are more than three away. 50 s in a debug
+    // build on the 2-core VM (load about 5).
     println!("{HEADER}");
     for (at, runs, bars) in [
         (StepAt::Twelve, 600, BARS_12),
