@@ -71,6 +71,11 @@ fn plan_traffic_json_carries_the_same_figures() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert_eq!(report["traffic"]["per_minute"], 120.0);
     assert_eq!(report["within"], 300);
+    // The JSON says how each figure was made, as the text does.
+    assert_eq!(report["methods"]["time_to_rollback"], "simulated");
+    assert_eq!(report["methods"]["within_5_min"], "simulated");
+    assert_eq!(report["methods"]["lowest_traffic_for_99"], "simulated");
+    assert_eq!(report["methods"]["false_stops"], "exact");
     let stages = report["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 4);
     let ten = &stages[1];

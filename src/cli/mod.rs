@@ -43,6 +43,6 @@ pub use fleet::{CheckOutcome, Fleet, InstanceLog, StageSource};
 pub use operate::{Operated, StatusReport, operate};
 pub use report::{ReportOptions, report_html};
 pub use traffic::{
-    InvalidTraffic, PLAN_ROLLBACK_WITHIN, StageReport, Traffic, TrafficOptions, TrafficReport,
-    TriggerReport, plan_at_traffic, render_traffic,
+    InvalidTraffic, METHODS, Methods, PLAN_ROLLBACK_WITHIN, StageReport, Traffic, TrafficOptions,
+    TrafficReport, TriggerReport, plan_at_traffic, render_traffic,
 };

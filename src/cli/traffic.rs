@@ -149,9 +149,36 @@ pub struct TrafficReport {
     pub within: Duration,
     /// Runs behind each simulated time figure.
     pub runs: usize,
+    /// How each trigger figure was made, as the text's `[simulated]` and
+    /// `[exact]` say it.
+    pub methods: Methods,
     /// Per stage of the plan.
     pub stages: Vec<StageReport>,
 }
+
+/// How each figure of a [`TriggerReport`] was made: `"simulated"` (the
+/// crate's own [`Evaluator`] on simulated minutes) or `"exact"` (the Markov
+/// chain of the sequential rollback checks, an upper bound).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Methods {
+    /// [`TriggerReport::median`] and [`TriggerReport::p99`].
+    pub time_to_rollback: &'static str,
+    /// [`TriggerReport::within_5_min`].
+    pub within_5_min: &'static str,
+    /// [`TriggerReport::lowest_traffic_for_99`].
+    pub lowest_traffic_for_99: &'static str,
+    /// [`TriggerReport::false_stops_healthy`] and
+    /// [`TriggerReport::false_stops_outside`].
+    pub false_stops: &'static str,
+}
+
+/// The methods [`plan_at_traffic`] uses.
+pub const METHODS: Methods = Methods {
+    time_to_rollback: "simulated",
+    within_5_min: "simulated",
+    lowest_traffic_for_99: "simulated",
+    false_stops: "exact",
+};
 
 /// One stage at the traffic.
 #[derive(Clone, Debug, Serialize)]
@@ -219,6 +246,7 @@ pub fn plan_at_traffic(
             healthy: options.healthy,
             within: PLAN_ROLLBACK_WITHIN,
             runs: options.runs,
+            methods: METHODS,
             stages: Vec::new(),
         };
     };
@@ -236,6 +264,7 @@ pub fn plan_at_traffic(
         healthy: options.healthy,
         within: PLAN_ROLLBACK_WITHIN,
         runs: options.runs,
+        methods: METHODS,
         stages,
     }
 }
