@@ -149,8 +149,8 @@ pub use decide::{
 pub use export::prometheus::{ControllerStatus, PrometheusExporter};
 pub use judge::{
     Check, CheckKind, CheckStatus, Evaluation, EvaluationMode, EvaluationSettings, Evaluator,
-    Interval, LatencyStatistic, PlanError, RollbackTriggers, RolloutPlan, Stage, StageCriteria,
-    UnknownStage, Verdict, mixture_likelihood_ratio, wilson, z_for_confidence,
+    Interval, LatencyStatistic, PlanError, ReviewLook, RollbackTriggers, RolloutPlan, Stage,
+    StageCriteria, UnknownStage, Verdict, mixture_likelihood_ratio, wilson, z_for_confidence,
 };
 pub use metrics::{
     Arm, ArmMetrics, HistogramBucket, History, LatencyHistogram, MemoryStats, MetricsAccumulator,

@@ -340,46 +340,186 @@ fn even(m: u64, per_1000: u64) -> (u64, u64) {
     (12 - failures, failures)
 }
 
+/// The first minute in `from..to` at which check `name` fails, judging the
+/// stage built by `per_minute` up to that minute.
+fn first_failing(
+    from: u64,
+    to: u64,
+    name: &str,
+    per_minute: impl Fn(u64) -> (u64, u64) + Copy,
+) -> Option<u64> {
+    (from..to).find(|&minutes| {
+        let (h, t) = stage_of(minutes, per_minute);
+        status(&judge_history(EvaluationMode::Guarded, &h, &t), name) == CheckStatus::Fail
+    })
+}
+
 #[test]
 fn a_sudden_regression_late_in_a_long_stage_is_rolled_back_within_minutes() {
     // Ten healthy hours (0.5% failures), then every fourth upload fails.
     let onset = 600;
     let per_minute = |m| if m > onset { (9, 3) } else { even(m, 5) };
-    let sequential = "rollback.error_rate[sequential]";
-    let mut rolled_back_at = None;
-    for minutes in onset..onset + 10 {
-        let (h, t) = stage_of(minutes, per_minute);
-        let e = judge_history(EvaluationMode::Guarded, &h, &t);
-        if status(&e, sequential) == CheckStatus::Fail {
-            assert_eq!(e.verdict, Verdict::Rollback);
-            // Neither the stage's totals nor the last 30 minutes can tell yet.
-            assert_eq!(status(&e, "rollback.error_rate[stage]"), CheckStatus::Pass);
-            assert_eq!(
-                status(&e, "rollback.error_rate[last 30m]"),
-                CheckStatus::Pass
-            );
-            let check = e.check(sequential).unwrap();
-            assert!(
-                check.detail.contains("over the last 4m"),
-                "{}",
-                check.detail
-            );
-            rolled_back_at = Some(minutes - onset);
-            break;
-        }
-        assert_ne!(
-            e.verdict,
-            Verdict::Rollback,
-            "minute {minutes}: {}",
-            e.reason
-        );
+    let absolute = "rollback.error_rate[sequential]";
+    let baseline = "rollback.error_rate[sequential, baseline]";
+    // Against the path's own ten hours (35 failures in 7,188 uploads:
+    // 0.49%, Wilson upper end 0.58%), each failure weighs ln(10%/0.58%) =
+    // 2.85: the last 3 minutes (36 uploads, 7 failures: 19.9 − 29 × 0.095
+    // = 17.2) pass ln 60,000 = 11.0 two minutes after the step.
+    let (h, t) = stage_of(onset + 2, per_minute);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(status(&e, baseline), CheckStatus::Fail, "{}", e.reason);
+    assert_eq!(e.verdict, Verdict::Rollback);
+    // Neither the stage's totals nor the last 30 minutes can tell yet, and
+    // the absolute check (1.62 a failure) needs a minute more.
+    for name in [
+        "rollback.error_rate[stage]",
+        "rollback.error_rate[last 30m]",
+        absolute,
+    ] {
+        assert_eq!(status(&e, name), CheckStatus::Pass, "{name}");
     }
-    // 3 minutes: 36 uploads, 9 failures: 9 × 1.623 − 27 × 0.085 ≈ 12.3 ≥ ln 100,000.
-    assert_eq!(rolled_back_at, Some(3));
-    // Literal mode has no sequential check.
+    let check = e.check(baseline).unwrap();
+    assert!(
+        check
+            .detail
+            .contains("the 9h 59m before it: 35 failures in 7188 async uploads"),
+        "{}",
+        check.detail
+    );
+    assert_eq!(
+        first_failing(onset, onset + 10, baseline, per_minute),
+        Some(onset + 2)
+    );
+    let (h, t) = stage_of(onset + 1, per_minute);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_ne!(e.verdict, Verdict::Rollback, "{}", e.reason);
+    // 3 minutes: 36 uploads, 9 failures: 9 × 1.623 − 27 × 0.085 ≈ 12.3 ≥
+    // ln 700,000 ≈ 13.5? Not yet: the window from minute 600 (one failure)
+    // adds 1.5 at 4 minutes.
+    assert_eq!(
+        first_failing(onset, onset + 10, absolute, per_minute),
+        Some(onset + 4)
+    );
+    // Literal mode has neither sequential check.
     let (h, t) = stage_of(onset + 3, per_minute);
     let e = judge_history(EvaluationMode::Literal, &h, &t);
-    assert!(e.check(sequential).is_none());
+    assert!(e.check(absolute).is_none() && e.check(baseline).is_none());
+}
+
+#[test]
+fn the_reason_says_each_sequential_sentence_once() {
+    // Ten healthy hours, then every fourth upload fails for 10 minutes:
+    // the success trigger's and the error trigger's sequential checks
+    // (95% success, 5% errors: the same failure rate) both fire with the
+    // same sentence, and the reason carries it once.
+    let onset = 600;
+    let per_minute = |m| if m > onset { (9, 3) } else { even(m, 5) };
+    let (h, t) = stage_of(onset + 10, per_minute);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(e.verdict, Verdict::Rollback, "{}", e.reason);
+    let absolute = e.check("rollback.error_rate[sequential]").unwrap();
+    let twin = e.check("rollback.success_rate[sequential]").unwrap();
+    assert_eq!(absolute.status, CheckStatus::Fail);
+    assert_eq!(twin.status, CheckStatus::Fail);
+    assert_eq!(absolute.detail, twin.detail);
+    assert_eq!(
+        e.reason.matches(&absolute.detail).count(),
+        1,
+        "{}",
+        e.reason
+    );
+    let sentences: Vec<&str> = e.reason.split("; ").collect();
+    for (i, sentence) in sentences.iter().enumerate() {
+        assert!(!sentences[..i].contains(sentence), "{}", e.reason);
+    }
+}
+
+#[test]
+fn the_baseline_check_waits_for_a_clean_history_and_says_so() {
+    let baseline = "rollback.error_rate[sequential, baseline]";
+    // The first half hour: no window has 30 minutes of stage before it.
+    let (h, t) = stage_of(25, |m| even(m, 5));
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    let check = e.check(baseline).unwrap();
+    assert_eq!(check.status, CheckStatus::NotEnoughData);
+    assert!(
+        check
+            .detail
+            .contains("no window has 30m of the stage before it"),
+        "{}",
+        check.detail
+    );
+    // A history at 2% failures (above the stage's 1%) is no baseline: a
+    // step to 25% after it is left to the absolute check.
+    let onset = 300;
+    let per_minute = |m| if m > onset { (9, 3) } else { even(m, 20) };
+    let (h, t) = stage_of(onset + 3, per_minute);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    let check = e.check(baseline).unwrap();
+    assert_eq!(check.status, CheckStatus::Pass, "{}", check.detail);
+    assert!(
+        check
+            .detail
+            .contains("off, the stage's failure rate before the recent windows is 2."),
+        "{}",
+        check.detail
+    );
+    assert_eq!(
+        first_failing(
+            onset,
+            onset + 10,
+            "rollback.error_rate[sequential]",
+            per_minute
+        ),
+        Some(onset + 4)
+    );
+    // A clean history from the stage's start rolls back where the absolute
+    // check cannot yet: the same step after 0.5%.
+    let per_minute = |m| if m > onset { (9, 3) } else { even(m, 5) };
+    assert_eq!(
+        first_failing(onset, onset + 10, baseline, per_minute),
+        Some(onset + 2)
+    );
+}
+
+#[test]
+fn sequential_checks_judge_whole_minutes_whatever_the_tick() {
+    // The same stage kept once a minute and every 10 s (the uploads of a
+    // minute spread over its six ticks): every sequential check sees the
+    // same windows, so observes the same evidence.
+    let onset = 200;
+    let per_minute = |m: u64| if m > onset { (9, 3) } else { even(m, 5) };
+    let minutes = onset + 2;
+    let (coarse, totals) = stage_of(minutes, per_minute);
+    let mut fine = History::new(100_000, Duration::from_secs(10));
+    let mut s = MetricsSnapshot::empty_at(at(T0_MS));
+    fine.push(s.clone());
+    for m in 1..=minutes {
+        let (success, error) = per_minute(m);
+        for tick in 1..=6u64 {
+            let share = |n: u64| n * tick / 6 - n * (tick - 1) / 6;
+            add(&mut s, Arm::Async, share(success), share(error), 0, 100);
+            add(&mut s, Arm::Sync, share(108), 0, 0, 100);
+            s.at_unix_ms = T0_MS + (m - 1) * MINUTE_MS + tick * 10_000;
+            fine.push(s.clone());
+        }
+    }
+    assert_eq!(s.judged(Arm::Async), totals.judged(Arm::Async));
+    let a = judge_history(EvaluationMode::Guarded, &coarse, &totals);
+    let b = judge_history(EvaluationMode::Guarded, &fine, &s);
+    let mut compared = 0;
+    for check in a.checks.iter().filter(|c| c.name.contains("[sequential")) {
+        let other = b.check(&check.name).unwrap();
+        assert_eq!(
+            (check.status, check.observed),
+            (other.status, other.observed),
+            "{}",
+            check.name
+        );
+        compared += 1;
+    }
+    assert_eq!(compared, 6);
+    assert_eq!(a.verdict, Verdict::Rollback);
 }
 
 #[test]
@@ -440,16 +580,18 @@ fn the_recent_window_says_when_the_history_is_too_short() {
 
 #[test]
 fn a_path_at_96_percent_is_reviewed_and_one_at_98_never() {
+    let look = "review.success_rate_in_band[stage at 1h]";
     let stage = "review.success_rate_in_band[sequential, stage]";
     let band = "review.success_rate_in_band[sequential]";
     // 96% at 12 async uploads a minute from the stage's start, failures
-    // evenly spread. On the stage's totals (4% against 2% failures): +0.79
-    // per 100 uploads against a bar of ln 200 ≈ 5.3, so about 56 minutes.
-    // On sliding windows (4% against 2.18%): +0.61 per 100 against
-    // ln 10,000 ≈ 9.2, so about 126 minutes. The failures come whole (0.48
-    // a minute), so the checks fire at 62 and 122 minutes here.
-    let first_failing = |name: &str| {
-        (30..=180).step_by(2).find(|&minutes| {
+    // evenly spread. The look at 1 hour: 28 failures in 720 uploads, and a
+    // path at 98% shows 25 or more with probability 0.65% (≤ 0.75%): review.
+    // On the stage's totals at any time (4% against 2% failures): +0.79 per
+    // 100 uploads against ln 3,000 ≈ 8.0, so about 85 minutes. On sliding
+    // windows (4% against 2.18%): +0.61 per 100 against ln 100,000 ≈ 11.5,
+    // so about 150 minutes.
+    let first = |name: &str| {
+        (30..=240).find(|&minutes| {
             let (h, t) = stage_of(minutes, |m| even(m, 40));
             let e = judge_history(EvaluationMode::Guarded, &h, &t);
             let fired = status(&e, name) == CheckStatus::Fail;
@@ -459,22 +601,79 @@ fn a_path_at_96_percent_is_reviewed_and_one_at_98_never() {
             fired
         })
     };
-    let on_stage = first_failing(stage);
+    assert_eq!(first(look), Some(60));
+    let on_stage = first(stage);
     assert!(
-        on_stage.is_some_and(|m| (52..=62).contains(&m)),
+        on_stage.is_some_and(|m| (80..=92).contains(&m)),
         "{on_stage:?}"
     );
-    let on_windows = first_failing(band);
+    let on_windows = first(band);
     assert!(
-        on_windows.is_some_and(|m| (118..=134).contains(&m)),
+        on_windows.is_some_and(|m| (140..=160).contains(&m)),
         "{on_windows:?}"
+    );
+    let (h, t) = stage_of(59, |m| even(m, 40));
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    let check = e.check(look).unwrap();
+    assert_eq!(check.status, CheckStatus::NotEnoughData);
+    assert!(
+        check.detail.contains("the look is at 1h"),
+        "{}",
+        check.detail
+    );
+    let (h, t) = stage_of(60, |m| even(m, 40));
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    let check = e.check(look).unwrap();
+    assert!(
+        check
+            .detail
+            .contains("28 failures in 720 async uploads at the look")
+            && check.detail.contains("reviews from 25 failures"),
+        "{}",
+        check.detail
     );
     // 98% for twelve hours: never.
     let (h, t) = stage_of(719, |m| even(m, 20));
     let e = judge_history(EvaluationMode::Guarded, &h, &t);
-    assert_eq!(status(&e, band), CheckStatus::Pass);
-    assert_eq!(status(&e, stage), CheckStatus::Pass);
+    for name in [
+        look,
+        "review.success_rate_in_band[stage at 3h]",
+        band,
+        stage,
+    ] {
+        assert_eq!(status(&e, name), CheckStatus::Pass, "{name}");
+    }
     assert_ne!(e.verdict, Verdict::ManualReview, "{}", e.reason);
+}
+
+#[test]
+fn a_look_judges_the_stage_as_it_was_at_the_look() {
+    let look = "review.success_rate_in_band[stage at 1h]";
+    // 26 failures in the first hour, then a clean hour: the look still
+    // reviews (it judged the first hour), the stage's totals would not.
+    let per_minute = |m: u64| if m <= 26 { (11, 1) } else { (12, 0) };
+    let (h, t) = stage_of(120, per_minute);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(status(&e, look), CheckStatus::Fail);
+    // 24 failures: a 1.19% event at 98%, above the look's 0.75%: no review.
+    let per_minute = |m: u64| if m <= 24 { (11, 1) } else { (12, 0) };
+    let (h, t) = stage_of(60, per_minute);
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(status(&e, look), CheckStatus::Pass);
+    // Once the history no longer holds the look's minute, the look says so.
+    let mut short = History::new(30, Duration::from_secs(10));
+    let (h, t) = stage_of(120, per_minute);
+    for s in h.iter() {
+        short.push(s.clone());
+    }
+    let e = judge_history(EvaluationMode::Guarded, &short, &t);
+    let check = e.check(look).unwrap();
+    assert_eq!(check.status, CheckStatus::NotEnoughData);
+    assert!(
+        check.detail.contains("no longer reaches back"),
+        "{}",
+        check.detail
+    );
 }
 
 #[test]
@@ -511,16 +710,28 @@ fn the_stage_band_review_waits_for_30_minutes_and_names_what_it_has() {
         "{}",
         check.detail
     );
-    // A path that was healthy for ten hours and enters the band late: the
+    // A path that was at 98.5% for ten hours and enters the band late: the
     // stage's totals stay far from the bar; the sliding windows catch it.
+    // (After a history at the stage's own target or better, the
+    // baseline-aware rollback would take it first: a step from 0.5% to 4%
+    // is a regression to it.)
     let onset = 600;
     let (h, t) = stage_of(onset + 240, |m| {
-        if m > onset { even(m, 40) } else { even(m, 5) }
+        if m > onset { even(m, 40) } else { even(m, 15) }
     });
     let e = judge_history(EvaluationMode::Guarded, &h, &t);
     assert_eq!(status(&e, stage), CheckStatus::Pass);
     let band = "review.success_rate_in_band[sequential]";
     assert_eq!(status(&e, band), CheckStatus::Fail, "{}", e.reason);
+    assert_eq!(e.verdict, Verdict::ManualReview, "{}", e.reason);
+    let (h, t) = stage_of(onset + 240, |m| {
+        if m > onset { even(m, 40) } else { even(m, 5) }
+    });
+    let e = judge_history(EvaluationMode::Guarded, &h, &t);
+    assert_eq!(
+        status(&e, "rollback.error_rate[sequential, baseline]"),
+        CheckStatus::Fail
+    );
 }
 
 #[test]

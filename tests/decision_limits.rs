@@ -31,9 +31,26 @@
 //! most 1% likely at 98%, so at 96% it is at most `β(1%)` likely on the
 //! hour's `(n, k)`.
 //!
-//! The plan rolls back below 95% success, so a path at 98% must be left
-//! alone too; with it in the healthy path's place the same argument bounds a
-//! step from 98% to 90% far lower.
+//! **What the 22.1% bounds.** The plan rolls back below 95% success, so a
+//! path at 98% must be left alone too. Put that path in the healthy one's
+//! place and the same argument bounds a step **from 98% to 90%** within 5
+//! minutes: at most 22.1% at 12 async uploads a minute. It does not bound
+//! the step the plan cares about, from a *healthy* path to 10% errors: the
+//! argument compares runs that are alike in law until the onset, and a
+//! healthy path's history is not alike a 98% path's. A rule may use
+//! everything the data has shown, its own history included, so it can tell
+//! a path that has run at 0.5% for hours from one at 98% before the step,
+//! and leave the second alone while judging the first against its own rate.
+//! For a step from a healthy path the ceiling stays 72.1%, whatever is asked
+//! of 98% paths; the crate's baseline-aware rollback and the reference
+//! detector in `tests/reference_detector.rs` reach well over half of it.
+//!
+//! **The band's looks.** The same lemma says how much of the false-review
+//! budget of 98% paths a review within the hour must spend: 75% of 96%
+//! paths reviewed within an hour needs a test of size at least 0.44% at the
+//! hour (printed and pinned below), which is why the plan's first look at
+//! the stage spends 0.75% there and leaves the rest of the 1% to the other
+//! checks.
 //!
 //! These are ceilings: a rule checked on every tick for days, which must
 //! also leave paths at 96% and 98% alone (the plan's rollback trigger is 95%),
@@ -170,11 +187,13 @@ fn no_rule_rolls_a_step_back_within_five_minutes_in_99_percent_of_runs_at_12_a_m
 }
 
 #[test]
-fn leaving_98_percent_paths_alone_as_well_the_step_ceiling_is_far_lower() {
-    // The plan rolls back below 95% success, so a steady path at 98% must be
-    // left alone too. The same argument with that path in the healthy one's
-    // place bounds a step from 98% to 90%: what a rule that meets both can
-    // catch within 5 minutes.
+fn a_step_from_98_percent_to_90_is_caught_within_five_minutes_in_at_most_22_percent() {
+    // The same argument with a steady path at 98% in the healthy one's place
+    // bounds a step *from 98%* to 90%: a rule that leaves 98% paths alone in
+    // 99% of stages catches such a step within 5 minutes in at most this
+    // share. A step from a healthy path is bounded by the 72.1% above,
+    // whatever 98% paths must get: a rule may tell the two apart by their
+    // histories.
     let ceiling = step_ceiling(12.0, 0.02);
     let needed = traffic_needed(|r| step_ceiling(r, 0.02), 0.99);
     println!(
@@ -198,4 +217,25 @@ fn no_rule_reviews_a_96_percent_path_within_an_hour_in_95_percent_of_runs_at_12_
     // Pinned: 82.7%, and 19 a minute.
     assert!((0.822..0.832).contains(&ceiling), "{ceiling}");
     assert_eq!(needed, 19);
+}
+
+#[test]
+fn reviewing_three_in_four_96_percent_paths_within_the_hour_needs_nearly_half_the_budget() {
+    // The smallest size of a test on the first hour's data (12 async uploads
+    // a minute) that reviews 75% of 96% paths: any rule that does so spends
+    // at least that much of the 98% paths' false-review budget in the hour.
+    let needed = (1..=100)
+        .map(|tenths_of_a_permille| f64::from(tenths_of_a_permille) * 1e-4)
+        .find(|&size| best_power(60.0 * 12.0, 0.02, 0.04, size) >= 0.75)
+        .expect("reachable below 1%");
+    // The plan's look spends 0.75%: at most this share within the hour.
+    let at_the_look = best_power(60.0 * 12.0, 0.02, 0.04, 0.0075);
+    println!(
+        "96% within 1 h in 75% of runs needs a size of {:.2}% at the hour; at 0.75% at most {:.1}%",
+        100.0 * needed,
+        100.0 * at_the_look
+    );
+    // Pinned: 0.44% and 80.2%.
+    assert!((0.0040..=0.0048).contains(&needed), "{needed}");
+    assert!((0.797..0.807).contains(&at_the_look), "{at_the_look}");
 }

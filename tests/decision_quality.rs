@@ -3,23 +3,26 @@
 //!
 //! The short versions run in the default suite and assert the guarded
 //! mode's goals on enough runs, with enough margin, that a change in how the
-//! random numbers are drawn does not flip them; `cargo test --release --test
-//! decision_quality -- --ignored --nocapture` runs the long version on the
-//! plan's real stage durations and prints the README's tables.
+//! random numbers are drawn does not flip them; they run stages a quarter as
+//! long as the plan's, so more steps fall in a stage's first hour, before
+//! the baseline-aware rollback has a history to lean on, and their bounds
+//! are the short stages' own. `cargo test --release --test decision_quality
+//! -- --ignored --nocapture` runs the long version on the plan's real stage
+//! durations, asserts issue 23's goals there and prints the README's tables.
 //!
-//! Where issue 12 asked for more than 12 async uploads a minute can show
-//! (a step to 10% errors rolled back within 5 minutes in 99% of runs; a path
-//! at 96% reviewed within an hour in 95% of runs), the assertions hold what
-//! is reached; `tests/decision_limits.rs` computes the ceilings no rule can
-//! pass (72.1% and 82.7%).
+//! `tests/decision_limits.rs` computes the ceilings no rule can pass at 12
+//! async uploads a minute (72.1% of steps from a healthy path within 5
+//! minutes; 82.7% of 96% paths reviewed within an hour), and
+//! `tests/reference_detector.rs` compares the crate with a reference
+//! detector on the same traffic.
 
 mod support;
 
 use std::time::Duration;
 
 use support::quality::{
-    End, GUARDED, LITERAL_0, LITERAL_20, Regressions, Which, count, quantile_time, regressions,
-    regressions_table, score, table,
+    End, GUARDED, LITERAL_0, LITERAL_20, Regressions, Timed, Which, count, quantile_time,
+    regressions, regressions_on, regressions_table, score, table,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -43,16 +46,22 @@ fn guarded_mode_meets_the_decision_quality_goals() {
         "{} of {runs} advanced",
         guarded.below_target_advanced
     );
-    // 98% success is above the 95–97% band: (almost) never reviewed.
+    // 98% success is above the 95–97% band: (almost) never reviewed or
+    // rolled back.
     assert!(
-        guarded.below_target_reviewed <= 1,
-        "{} of {runs} reviewed",
-        guarded.below_target_reviewed
+        guarded.below_target_reviewed + guarded.below_target_rolled_back <= 2,
+        "{} of {runs} reviewed, {} rolled back",
+        guarded.below_target_reviewed,
+        guarded.below_target_rolled_back
     );
-    // Severe regression: rolled back every time, median within 100 async uploads.
+    // Severe regression from the stage's first upload: rolled back every
+    // time. It has no history to be judged against, so the absolute checks
+    // judge it: a median of about 175 async uploads (15 minutes at 12 a
+    // minute). The interval triggers at 95% took 60–80, but rolled back 4–5%
+    // of paths at 96% in their first minutes (README, "Sequential rollback").
     assert_eq!(guarded.severe_rolled_back, runs);
     assert!(
-        guarded.severe_median() <= 100,
+        guarded.severe_median() <= 240,
         "median {}",
         guarded.severe_median()
     );
@@ -66,48 +75,54 @@ fn guarded_mode_meets_the_decision_quality_goals() {
 #[test]
 fn sudden_regressions_are_rolled_back_within_minutes() {
     // 200 runs: each bound below sits at least 3.5 standard errors from what
-    // 300 runs of the long version measure.
+    // 1,000 runs of the same short stages measure.
     let runs = 200;
-    let r = regressions(GUARDED, runs, 0.25, Which::Sudden);
+    let r = regressions_on(GUARDED, runs, 0.25, Which::Sudden, 2);
     println!("{}", regressions_table(&[(GUARDED, &r)]));
 
-    // A step to 10% errors at a random time in the 10% stage (12 async
-    // uploads a minute): the sequential check, not the stage's totals or
-    // the 30-minute window, catches it; median about 11 minutes.
-    let within = |limit| count(&r.step, |t| t.within(End::Rollback, limit));
-    assert!(
-        within(15 * MINUTE) * 100 >= runs * 70,
-        "{}",
-        within(15 * MINUTE)
-    );
-    assert!(within(60 * MINUTE) + 1 >= runs, "{}", within(60 * MINUTE));
+    // A step to 10% errors at a random minute of a 12-hour 10% stage (12
+    // async uploads a minute): the baseline-aware check catches it, against
+    // the path's own history, except in the stage's first hour.
+    let within = |list: &[Timed], limit| count(list, |t| t.within(End::Rollback, limit));
+    let step5 = within(&r.step, 5 * MINUTE);
+    assert!(step5 * 100 >= runs * SHORT_STEP_5, "{step5} of {runs}");
+    let step15 = within(&r.step, 15 * MINUTE);
+    assert!(step15 * 100 >= runs * SHORT_STEP_15, "{step15} of {runs}");
     let median = quantile_time(&r.step, End::Rollback, 0.5).unwrap();
-    assert!(median <= 15 * MINUTE, "median {median:?}");
+    assert!(median <= 6 * MINUTE, "median {median:?}");
+    // At 30 async uploads a minute, and at 60 in the 50% stage.
+    let step30 = within(&r.step_30, 5 * MINUTE);
+    assert!(step30 * 100 >= runs * SHORT_STEP_30, "{step30} of {runs}");
+    let step60 = within(&r.step_60, 5 * MINUTE);
+    assert!(step60 * 100 >= runs * SHORT_STEP_60, "{step60} of {runs}");
 
-    // A burst of 50% errors for 3 minutes: rolled back (goal ≥ 99%; ≥ 98%
+    // A burst of 50% errors for 3 minutes: rolled back (goal ≥ 99%; ≥ 97%
     // of 200 leaves room for the draw).
     let burst = count(&r.burst, |t| t.end == End::Rollback);
-    assert!(burst * 100 >= runs * 98, "{burst} of {runs}");
+    assert!(burst * 100 >= runs * 97, "{burst} of {runs}");
 }
+
+/// Bounds of the short version, percent of runs (see the test's comment).
+const SHORT_STEP_5: usize = 40;
+const SHORT_STEP_15: usize = 85;
+const SHORT_STEP_30: usize = 85;
+const SHORT_STEP_60: usize = 95;
 
 #[test]
 fn slow_regressions_are_reviewed_and_steady_paths_are_not() {
     let runs = 200;
-    let r = regressions(GUARDED, runs, 0.25, Which::Slow);
+    let r = regressions_on(GUARDED, runs, 0.25, Which::Slow, 2);
     println!("{}", regressions_table(&[(GUARDED, &r)]));
 
-    // 96% success: reviewed (not held forever); about half within an hour
-    // (the stage as a whole: no rule passes 82.7% here, see
-    // tests/decision_limits.rs), most within 3 hours. Some are rolled back
-    // first: 4% failures sometimes cluster past the sequential rollback's bar.
+    // 96% success from the stage's start: the look at 1 hour reviews most
+    // (goal ≥ 75%; the Neyman–Pearson ceiling at its size is 80%), nearly
+    // all within 3 hours, few are rolled back first.
     let hour = count(&r.band, |t| t.within(End::Review, 60 * MINUTE));
-    assert!(hour * 100 >= runs * 40, "{hour} of {runs}");
+    assert!(hour * 100 >= runs * 64, "{hour} of {runs}");
     let reviewed = count(&r.band, |t| t.within(End::Review, 180 * MINUTE));
-    assert!(reviewed * 100 >= runs * 80, "{reviewed} of {runs}");
+    assert!(reviewed * 100 >= runs * 93, "{reviewed} of {runs}");
     let rolled_back = count(&r.band, |t| t.end == End::Rollback);
-    assert!(rolled_back * 100 <= runs * 25, "{rolled_back} of {runs}");
-    let held = count(&r.band, |t| t.end == End::Held);
-    assert!(held * 100 <= runs * 3, "{held} of {runs} never stopped");
+    assert!(rolled_back * 100 <= runs * 6, "{rolled_back} of {runs}");
 
     // Latency climbing 2% an hour: reviewed before the true ratio reaches
     // 1.25 (goal ≥ 95%).
@@ -117,34 +132,51 @@ fn slow_regressions_are_reviewed_and_steady_paths_are_not() {
     assert!(early * 100 >= runs * 97, "{early} of {runs}");
     // The same paths without the climb: never reviewed or rolled back.
     let flat = count(&r.flat, |t| matches!(t.end, End::Review | End::Rollback));
-    assert!(flat <= 1, "{flat} of {runs}");
+    assert!(flat <= 2, "{flat} of {runs}");
 }
 
 #[test]
-#[ignore = "long: about 10 minutes in release; prints the README's tables"]
+#[ignore = "long: about half an hour in release on 2 cores; prints the README's tables"]
 fn decision_quality_table_on_the_real_plan() {
     let started = std::time::Instant::now();
-    let runs = 300;
+    // `DQ_RUNS` and `DQ_GUARDED_RUNS` shorten the run (the README says
+    // when its tables came from fewer runs than these defaults).
+    let env_runs = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+            .unwrap_or(default)
+    };
+    let runs = env_runs("DQ_RUNS", 300);
     let rows = [GUARDED, LITERAL_20, LITERAL_0];
     // One thread per mode: each run is seeded, so the result does not
-    // depend on the scheduling.
-    let (scores, regressed): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
+    // depend on the scheduling. The guarded mode's regressions get 1,000
+    // runs (two threads), so its goals are read to about ±1.6 points.
+    let guarded_runs = env_runs("DQ_GUARDED_RUNS", 1_000);
+    let (scores, mut regressed): (Vec<_>, Vec<_>) = std::thread::scope(|scope| {
         let handles: Vec<_> = rows
             .iter()
             .map(|&judge| {
                 scope.spawn(move || {
-                    (
-                        score(judge, runs, 1.0),
-                        regressions(judge, runs, 1.0, Which::All),
-                    )
+                    let regressed = if judge.name == GUARDED.name {
+                        None
+                    } else {
+                        Some(regressions(judge, runs, 1.0, Which::All))
+                    };
+                    (score(judge, runs, 1.0), regressed)
                 })
             })
             .collect();
-        handles
+        let guarded = regressions_on(GUARDED, guarded_runs, 1.0, Which::All, 2);
+        let (scores, mut regressed): (Vec<_>, Vec<_>) = handles
             .into_iter()
             .map(|h| h.join().expect("a simulation thread panicked"))
-            .unzip()
+            .unzip();
+        regressed[0] = Some(guarded);
+        (scores, regressed)
     });
+    let regressed: Vec<Regressions> = regressed.iter_mut().map(|r| r.take().unwrap()).collect();
     println!(
         "{}",
         table(&rows.iter().copied().zip(scores.iter()).collect::<Vec<_>>())
@@ -160,22 +192,36 @@ fn decision_quality_table_on_the_real_plan() {
         )
     );
     println!(
-        "{runs} runs per cell in {:.0} s",
+        "{runs} runs per cell ({guarded_runs} for the guarded regressions) in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+    // Issue 23's goals, on the real plan.
     let guarded = &scores[0];
     assert!(guarded.healthy_wrong * 100 <= runs);
     assert!(guarded.below_target_advanced * 20 <= runs);
-    assert!(guarded.below_target_reviewed * 100 <= runs);
+    assert!((guarded.below_target_reviewed + guarded.below_target_rolled_back) * 100 <= runs);
     assert_eq!(guarded.severe_rolled_back, runs);
-    assert!(guarded.severe_median() <= 100);
     assert_eq!(guarded.latency_advanced, 0);
     let r = &regressed[0];
-    assert!(count(&r.burst, |t| t.end == End::Rollback) * 100 >= runs * 98);
+    let n = guarded_runs;
+    let within = |list: &[Timed], limit| count(list, |t| t.within(End::Rollback, limit));
+    assert!(within(&r.step, 5 * MINUTE) * 100 >= n * 55);
+    assert!(within(&r.step, 15 * MINUTE) * 100 >= n * 97);
+    assert!(quantile_time(&r.step, End::Rollback, 0.5).unwrap() <= 5 * MINUTE);
+    assert!(within(&r.step_30, 5 * MINUTE) * 100 >= n * 95);
+    assert!(within(&r.step_60, 5 * MINUTE) * 100 >= n * 99);
+    assert!(count(&r.burst, |t| t.end == End::Rollback) * 100 >= n * 99);
+    assert!(count(&r.band, |t| t.within(End::Review, 60 * MINUTE)) * 100 >= n * 75);
+    assert!(count(&r.band, |t| t.within(End::Review, 180 * MINUTE)) * 100 >= n * 97);
+    assert!(count(&r.band, |t| t.end == End::Rollback) * 100 <= n * 2);
     assert!(
         count(&r.climb, |t| t.end == End::Review
             && Regressions::climb_ratio(t).is_some_and(|x| x < 1.25))
             * 100
-            >= runs * 95
+            >= n * 95
+    );
+    assert_eq!(
+        count(&r.flat, |t| matches!(t.end, End::Review | End::Rollback)),
+        0
     );
 }

@@ -4,7 +4,7 @@
 //! async-upload-rollout check logs/async_upload_rollout/metrics.jsonl [--plan plan.toml] [--stage N] [--json]
 //! async-upload-rollout report logs/*/metrics.jsonl -o report.html
 //! async-upload-rollout bucket 0f8fad5b-d9cb-469f-a165-70867728950e --percent 10
-//! async-upload-rollout plan --plan plan.toml
+//! async-upload-rollout plan --plan plan.toml [--traffic 120/min] [--json]
 //! async-upload-rollout status [--state FILE] [--config FILE] [--json]
 //! async-upload-rollout rollback --reason "error spike after deploy 4512" [--state FILE] [--wait 5s] [--create]
 //! async-upload-rollout resume|advance|pause --reason TEXT [--state FILE] [--wait 5s] [--create]
@@ -48,9 +48,9 @@ use std::time::{Duration, Instant};
 
 use async_upload_rollout::cli::{
     CliError, ConfigChange, ConfigReport, Create, EXIT_NONE_SEEN, EXIT_NOT_CONFIRMED, Fleet,
-    InstanceLog, Operated, ReadOptions, ReportOptions, StageSource, StatusReport, describe_bucket,
-    live_acks, operate, render_checks, render_controller, render_outcome_json, report_html,
-    set_config, wait_for,
+    InstanceLog, Operated, ReadOptions, ReportOptions, StageSource, StatusReport, Traffic,
+    TrafficOptions, describe_bucket, live_acks, operate, plan_at_traffic, render_checks,
+    render_controller, render_outcome_json, render_traffic, report_html, set_config, wait_for,
 };
 use async_upload_rollout::{
     Acknowledgement, ConfigFile, ConfigStore, DEFAULT_SALT, DEFAULT_STATE_PATH, FileStateStore,
@@ -118,11 +118,21 @@ enum Command {
         #[arg(long)]
         percent: Option<Percent>,
     },
-    /// Print the effective plan as TOML (after validating a plan file).
+    /// Print the effective plan as TOML (after validating a plan file), or
+    /// with --traffic what its rollback triggers can show at that traffic.
     Plan {
         /// The plan file to validate and print; default: the week-2 plan.
         #[arg(long, value_name = "FILE")]
         plan: Option<PathBuf>,
+        /// The service's uploads, both paths (e.g. 120/min, 2/s, 7200/h):
+        /// per stage and rate trigger, the time to roll back a step to twice
+        /// the trigger, the chance within 5 minutes, the false stops per
+        /// stage, and the traffic at which 5 minutes holds in 99% of runs.
+        #[arg(long, value_name = "RATE")]
+        traffic: Option<Traffic>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Show the rollout's state: status, stage, the percent in force, who
     /// changed it last and why, the config (with --config FILE, or a
@@ -529,12 +539,27 @@ fn run(command: Command) -> Result<u8, CliError> {
         Command::Config(ConfigCommand::Set(args)) => config_set(args),
         #[cfg(feature = "etcd")]
         Command::Controller(args) => controller(args),
-        Command::Plan { plan } => {
+        Command::Plan {
+            plan,
+            traffic,
+            json,
+        } => {
             let loaded = load_plan(plan.as_deref())?;
             if let Some(path) = &plan {
                 eprintln!("{}: valid plan", path.display());
             }
-            print!("{}", loaded.to_toml_string());
+            match (traffic, json) {
+                (Some(traffic), json) => {
+                    let report = plan_at_traffic(&loaded, traffic, &TrafficOptions::default());
+                    if json {
+                        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+                    } else {
+                        print!("{}", render_traffic(&report));
+                    }
+                }
+                (None, true) => println!("{}", serde_json::to_string(&loaded).unwrap_or_default()),
+                (None, false) => print!("{}", loaded.to_toml_string()),
+            }
             Ok(0)
         }
     }

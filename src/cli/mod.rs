@@ -20,6 +20,9 @@
 //!   follows a `rolled_back` or `awaiting_review` state).
 //! - [`report_html`] builds the status dashboard and daily report: one
 //!   self-contained HTML file with SVG charts drawn by `plotters`.
+//! - [`plan_at_traffic`] tells what each rollback trigger of a plan can
+//!   show at a service's traffic (`plan --traffic`); [`render_traffic`]
+//!   prints it.
 //! - [`describe_bucket`] answers "which path does this upload take?".
 //! - [`operate`] and [`StatusReport`] are the operator's `rollback`,
 //!   `resume`, `advance`, `pause` and `status` on the rollout's state store;
@@ -46,6 +49,7 @@ mod operate;
 mod read;
 mod report;
 mod timeline;
+mod traffic;
 
 pub use crate::act::validate::lines::{LATENCY_SLACK, LATENCY_SLACK_PER_MILLE};
 pub use check::{
@@ -60,3 +64,7 @@ pub use operate::{
 };
 pub use read::{InstanceLog, Logged, ReadOptions};
 pub use report::{ReportOptions, report_html};
+pub use traffic::{
+    InvalidTraffic, METHODS, Methods, PLAN_ROLLBACK_WITHIN, StageReport, Traffic, TrafficOptions,
+    TrafficReport, TriggerReport, plan_at_traffic, render_traffic,
+};

@@ -16,9 +16,12 @@
 //!   memory growth, and the success and error rates, checked over the whole
 //!   stage, over the recent window
 //!   ([`EvaluationSettings::recent_window`]) and, in guarded mode,
-//!   sequentially over the stage's history
-//!   ([`EvaluationSettings::rollback_evidence`]), so a regression late in a
-//!   long stage is judged on the uploads since it began.
+//!   sequentially over whole minutes of the stage's history, against the
+//!   trigger ([`EvaluationSettings::rollback_evidence`]) and against the
+//!   path's own clean history
+//!   ([`EvaluationSettings::baseline_evidence`]), so a regression late in a
+//!   long stage is judged on the uploads since it began (see
+//!   `judge/sequential.rs`).
 //! - **Manual-review triggers** (fail → [`Verdict::ManualReview`]): sustained
 //!   conditions (success rate in the review band, latency ratio above the
 //!   review ratio) and the complaint rate. In literal mode a condition has
@@ -30,7 +33,11 @@
 //!   judged as a whole: the success band sequentially over windows of D or
 //!   more ([`EvaluationSettings::review_evidence`]) and over the stage's
 //!   totals ([`EvaluationSettings::review_stage_evidence`]), the latency
-//!   ratio over the last D with its confidence interval.
+//!   ratio over the last D with its confidence interval. The success band
+//!   is also judged on the stage as a whole, once at each of
+//!   [`EvaluationSettings::review_looks`] (exact binomial tests) and at any
+//!   time ([`EvaluationSettings::review_stage_evidence`]); see
+//!   `judge/band.rs`.
 //!
 //! Where the judged data has too little sync traffic (the 100% stage has
 //! none), the latency and complaint comparisons use the carried sync
@@ -43,10 +50,12 @@
 //! # Literal and guarded modes
 //!
 //! `literal` applies the plan's rules to observed rates. `guarded` (the
-//! default) puts a Wilson score interval at [`EvaluationSettings::confidence`]
-//! around every rate: it rolls back on a rate only when the whole interval is
-//! on the bad side of the trigger, and advances only when the observed rate
-//! meets the target **and** the interval's bad end is within
+//! default) puts a Wilson score interval around every rate: it rolls back on
+//! a rate only when the whole interval (at
+//! [`EvaluationSettings::rollback_confidence`]) is on the bad side of the
+//! trigger, and advances only when the observed rate
+//! meets the target **and** the interval's (at
+//! [`EvaluationSettings::confidence`]) bad end is within
 //! [`EvaluationSettings::advance_tolerance`] of it. It adds the sequential
 //! rollback checks, judges sustained conditions on whole windows, and puts a
 //! confidence interval (order-statistic bounds per arm) around the latency
@@ -64,10 +73,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::unix_ms;
 use crate::decide::percent::Percent;
+use crate::judge::band;
 use crate::judge::plan::{EvaluationMode, LatencyStatistic, PlanError, RolloutPlan, Stage};
+use crate::judge::sequential::{self, Minutes};
 use crate::judge::stats::{
-    Baseline, Cusum, Interval, latency_ratio_bounds, mixture_likelihood_ratio, wilson,
-    z_for_confidence,
+    Baseline, Interval, latency_ratio_bounds, mixture_likelihood_ratio, wilson, z_for_confidence,
 };
 use crate::metrics::{Arm, ArmMetrics, History, MetricsSnapshot};
 
@@ -194,6 +204,8 @@ impl Evaluation {
 pub struct Evaluator {
     plan: RolloutPlan,
     z: f64,
+    /// The z score of the interval rate triggers' rollback intervals.
+    z_rollback: f64,
     sync_baseline: Option<ArmMetrics>,
 }
 
@@ -216,9 +228,11 @@ impl Evaluator {
     pub fn new(plan: RolloutPlan) -> Result<Evaluator, PlanError> {
         plan.validate()?;
         let z = z_for_confidence(plan.evaluation.confidence);
+        let z_rollback = z_for_confidence(plan.evaluation.rollback_confidence);
         Ok(Evaluator {
             plan,
             z,
+            z_rollback,
             sync_baseline: None,
         })
     }
@@ -317,8 +331,9 @@ impl Evaluator {
         let spec = &self.plan.stages[stage];
         let mut checks = Vec::with_capacity(16);
         self.stage_criteria(spec, stage_totals, &mut checks);
-        self.rollback_triggers(stage_totals, history, &mut checks);
-        self.review_triggers(spec, stage_totals, history, &mut checks);
+        let minutes = Minutes::of(history, stage_totals);
+        self.rollback_triggers(spec, stage_totals, history, &minutes, &mut checks);
+        self.review_triggers(spec, stage_totals, history, &minutes, &mut checks);
 
         let verdict = verdict_of(&checks);
         let reason = reason_of(verdict, &checks);
@@ -464,8 +479,10 @@ impl Evaluator {
 
     fn rollback_triggers(
         &self,
+        spec: &Stage,
         totals: &MetricsSnapshot,
         history: &History,
+        minutes: &Minutes<'_>,
         checks: &mut Vec<Check>,
     ) {
         let t = &self.plan.triggers;
@@ -605,41 +622,18 @@ impl Evaluator {
         }
 
         if self.guarded() {
-            checks.push(self.sequential_trigger(
-                "rollback.success_rate",
-                1.0 - t.min_success_rate,
-                history,
-            ));
-            checks.push(self.sequential_trigger("rollback.error_rate", t.max_error_rate, history));
+            for (name, trigger) in [
+                ("rollback.success_rate", 1.0 - t.min_success_rate),
+                ("rollback.error_rate", t.max_error_rate),
+            ] {
+                checks.push(sequential::absolute_check(
+                    &self.plan, name, trigger, minutes,
+                ));
+                checks.push(sequential::baseline_check(
+                    &self.plan, spec, name, trigger, totals, minutes,
+                ));
+            }
         }
-    }
-
-    /// The sequential (CUSUM) form of a rate trigger whose failure rate
-    /// `trigger` rolls back (see
-    /// [`EvaluationSettings::rollback_evidence`](crate::EvaluationSettings::rollback_evidence)).
-    fn sequential_trigger(&self, name: &str, trigger: f64, history: &History) -> Check {
-        let bar = self.plan.evaluation.rollback_evidence;
-        let min = self.plan.triggers.min_uploads.max(1);
-        let target = (2.0 * trigger).min((1.0 + trigger) / 2.0);
-        let cusum = Cusum::with_reference(trigger, target);
-        let rule = format!(
-            "failure rate > {} rolls back (sequential: CUSUM of {} vs {} failures, +{:.2} per failure, −{:.3} per success)",
-            pct(trigger),
-            pct(cusum.p1),
-            pct(cusum.p0()),
-            cusum.up,
-            cusum.down,
-        );
-        let best = strongest_window(history, &cusum, Duration::ZERO, min)
-            .ok_or_else(|| no_window_yet(history, min));
-        evidence_check(
-            format!("{name}[sequential]"),
-            CheckKind::Rollback,
-            trigger >= 1.0,
-            &rule,
-            best,
-            bar,
-        )
     }
 
     /// An immediate trigger on a rate. `fires_below`: the trigger is "rate
@@ -655,7 +649,7 @@ impl Evaluator {
     ) -> Check {
         let min = self.plan.triggers.min_uploads;
         let observed = (n > 0).then(|| count as f64 / n as f64);
-        let interval = wilson(count, n, self.z);
+        let interval = wilson(count, n, self.z_rollback);
         let rule = format!(
             "{} {} {} rolls back",
             name.trim_start_matches("rollback."),
@@ -706,6 +700,7 @@ impl Evaluator {
         spec: &Stage,
         totals: &MetricsSnapshot,
         history: &History,
+        minutes: &Minutes<'_>,
         checks: &mut Vec<Check>,
     ) {
         let t = &self.plan.triggers;
@@ -714,30 +709,7 @@ impl Evaluator {
 
         // Success rate in the band, sustained.
         if self.guarded() {
-            // Judged on windows of 30+ minutes as a whole, sequentially.
-            let min = settings.sustain_min_uploads.max(1);
-            let reference = 1.0 - high;
-            let cusum = Cusum::with_reference(reference, band_middle_failures(low, high));
-            let rule = format!(
-                "success rate in {}–{} for {}+ (sequential over windows that long: CUSUM of {} vs {} failures, zero drift at {})",
-                pct(low),
-                pct(high),
-                humantime::format_duration(t.review_success_sustained),
-                pct(cusum.p1),
-                pct(cusum.p0()),
-                pct(reference),
-            );
-            let best = strongest_window(history, &cusum, t.review_success_sustained, min)
-                .ok_or_else(|| no_window_yet(history, min));
-            checks.push(evidence_check(
-                "review.success_rate_in_band[sequential]".into(),
-                CheckKind::Review,
-                high >= 1.0,
-                &rule,
-                best,
-                settings.review_evidence,
-            ));
-            checks.push(self.stage_band_review(totals));
+            band::band_reviews(&self.plan, totals, minutes, checks);
         } else {
             let in_band = |w: &MetricsSnapshot| -> Option<bool> {
                 let n = w.judged(Arm::Async);
@@ -786,57 +758,6 @@ impl Evaluator {
         checks.push(self.complaint_review(totals));
     }
 
-    /// The success band judged on the stage as a whole (see
-    /// [`EvaluationSettings::review_stage_evidence`](crate::EvaluationSettings::review_stage_evidence)):
-    /// one likelihood ratio on the stage's totals, the band's middle against
-    /// its mirror image across the band's top.
-    fn stage_band_review(&self, totals: &MetricsSnapshot) -> Check {
-        let t = &self.plan.triggers;
-        let settings = &self.plan.evaluation;
-        let [low, high] = t.review_success_band;
-        let top = 1.0 - high;
-        let p1 = band_middle_failures(low, high);
-        let p0 = if 2.0 * top - p1 > 0.0 {
-            2.0 * top - p1
-        } else {
-            top / 2.0
-        };
-        let sprt = Cusum::new(p0, p1);
-        let rule = format!(
-            "success rate in {}–{} over the stage ({}+; likelihood ratio of {} vs {} failures)",
-            pct(low),
-            pct(high),
-            humantime::format_duration(t.review_success_sustained),
-            pct(sprt.p1),
-            pct(sprt.p0()),
-        );
-        let min = settings.sustain_min_uploads.max(1);
-        let (n, failures) = judged_and_failures(totals.arm(Arm::Async));
-        let span = totals.span();
-        let best = if n < min || span < t.review_success_sustained {
-            Err(format!(
-                "the stage has {n} async uploads over {}; judged from {min} over {}",
-                humantime::format_duration(Duration::from_secs(span.as_secs())),
-                humantime::format_duration(t.review_success_sustained),
-            ))
-        } else {
-            Ok(Strongest {
-                llr: sprt.llr(failures, n).max(0.0),
-                n,
-                failures,
-                span,
-            })
-        };
-        evidence_check(
-            "review.success_rate_in_band[sequential, stage]".into(),
-            CheckKind::Review,
-            high >= 1.0,
-            &rule,
-            best,
-            settings.review_stage_evidence,
-        )
-    }
-
     /// Complaints per upload, async against sync (the stage's own, or the
     /// carried baseline where the stage has too little sync traffic).
     fn complaint_review(&self, totals: &MetricsSnapshot) -> Check {
@@ -852,6 +773,10 @@ impl Evaluator {
         };
         let rate = |c: u64, n: u64| (n > 0).then(|| c as f64 / n as f64);
         let alpha = self.plan.evaluation.complaint_significance;
+        // Literal mode compares the rates; guarded mode reviews from the
+        // async complaint rate at which the evidence reaches its bar, and
+        // says which rate that is (the sync rate alone is not the bar).
+        let mut threshold = rate(cs, ns).unwrap_or(0.0);
         let (status, detail) = match (rate(ca, na), rate(cs, ns)) {
             _ if !t.review_on_more_complaints => {
                 (CheckStatus::Pass, "complaint trigger off".to_owned())
@@ -870,9 +795,19 @@ impl Evaluator {
                     let share = na as f64 / (na as f64 + ns as f64);
                     let evidence = mixture_likelihood_ratio(ca.saturating_add(cs), share, ca);
                     let more = ca >= MIN_COMPLAINTS && evidence >= 1.0 / alpha;
+                    let fires_from = complaints_that_fire(cs, share, alpha, na);
+                    threshold = fires_from as f64 / na as f64;
+                    let verdict = if more {
+                        "more than sync, beyond chance"
+                    } else if a > s {
+                        "above sync, but within what chance gives equal rates"
+                    } else {
+                        "not above sync"
+                    };
                     let detail = format!(
-                        "{shown}, evidence ratio {evidence:.1} (review at {:.0} with ≥ {MIN_COMPLAINTS} async complaints)",
-                        1.0 / alpha
+                        "{shown}: {verdict}; evidence ratio {evidence:.1}, reviews at {:.0} with ≥ {MIN_COMPLAINTS} async complaints, i.e. from {fires_from} async complaints ({}) at these counts",
+                        1.0 / alpha,
+                        pct(threshold),
                     );
                     (
                         if more {
@@ -906,7 +841,7 @@ impl Evaluator {
             kind: CheckKind::Review,
             status,
             observed: rate(ca, na),
-            threshold: rate(cs, ns).unwrap_or(0.0),
+            threshold,
             interval: None,
             sample_size: na,
             detail,
@@ -1187,175 +1122,30 @@ fn history_reach(history: &History) -> Duration {
     }
 }
 
-/// The async (judged, failures) between two cumulative snapshots; across a
-/// reset (generation changed or a count went down), everything in `later`.
-fn async_counts_since(later: &MetricsSnapshot, earlier: &MetricsSnapshot) -> (u64, u64) {
-    let (l, e) = (later.arm(Arm::Async), earlier.arm(Arm::Async));
-    let reset = later.generation != earlier.generation
-        || l.success < e.success
-        || l.error < e.error
-        || l.critical < e.critical;
-    if reset {
-        return judged_and_failures(l);
-    }
-    // Counts only: `ArmMetrics::since` would also subtract the histograms.
-    let failures = (l.error - e.error).saturating_add(l.critical - e.critical);
-    ((l.success - e.success).saturating_add(failures), failures)
-}
-
-/// An arm's judged uploads and failures (errors and critical uploads).
-fn judged_and_failures(arm: &ArmMetrics) -> (u64, u64) {
-    let failures = arm.error.saturating_add(arm.critical);
-    (arm.success.saturating_add(failures), failures)
-}
-
-/// The failure rate the success-band reviews are tuned to: the band's
-/// middle, at least half a point above its top (so a band of no width
-/// still has one), at most 99.9%.
-fn band_middle_failures(low: f64, high: f64) -> f64 {
-    (1.0 - (low + high) / 2.0)
-        .max(1.0 - high + 0.005)
-        .min(0.999)
-}
-
-/// The window ending at the latest snapshot with the most CUSUM evidence.
-#[derive(Clone, Copy, Debug)]
-struct Strongest {
-    /// Log-likelihood ratio of the window (at least 0: no window is no evidence).
-    llr: f64,
-    /// Judged async uploads and failures in it.
-    n: u64,
-    failures: u64,
-    /// Its length.
-    span: Duration,
-}
-
-/// Over every window from a kept snapshot to the latest that is at least
-/// `min_span` long and holds at least `min_uploads` judged async uploads,
-/// the one with the largest log-likelihood ratio under `cusum`; `None` when
-/// no window qualifies. With no minimum span this is the CUSUM statistic at
-/// tick resolution (Page's `max(0, S + x)` recursion equals the maximum over
-/// start points). O(snapshots): counts only, no histogram is touched.
-fn strongest_window(
-    history: &History,
-    cusum: &Cusum,
-    min_span: Duration,
-    min_uploads: u64,
-) -> Option<Strongest> {
-    let latest = history.latest()?;
-    let min_span_ms = u64::try_from(min_span.as_millis()).unwrap_or(u64::MAX);
-    let mut best: Option<Strongest> = None;
-    for earlier in history.iter().rev().skip(1) {
-        let span_ms = latest.at_unix_ms.saturating_sub(earlier.at_unix_ms);
-        if span_ms < min_span_ms {
-            continue;
-        }
-        let (n, failures) = async_counts_since(latest, earlier);
-        if n < min_uploads {
-            continue;
-        }
-        let llr = cusum.llr(failures, n);
-        if best.is_none_or(|b| llr > b.llr) {
-            best = Some(Strongest {
-                llr,
-                n,
-                failures,
-                span: Duration::from_millis(span_ms),
-            });
-        }
-    }
-    best.map(|b| Strongest {
-        llr: b.llr.max(0.0),
-        ..b
-    })
-}
-
-/// A check on sequential evidence: fails when the strongest window's
-/// log-likelihood ratio reaches `ln(bar)`. `observed` and `threshold` are
-/// natural logs of likelihood ratios. `best` is `Err(what is missing)` while
-/// no window can be judged.
-fn evidence_check(
-    name: String,
-    kind: CheckKind,
-    off: bool,
-    rule: &str,
-    best: Result<Strongest, String>,
-    bar: f64,
-) -> Check {
-    let threshold = bar.ln();
-    let (status, observed, sample_size, detail) = match best {
-        _ if off => (
-            CheckStatus::Pass,
-            None,
-            0,
-            format!("{rule}: off (the threshold is 100%)"),
-        ),
-        Err(missing) => (
-            CheckStatus::NotEnoughData,
-            None,
-            0,
-            format!("{rule}: {missing}"),
-        ),
-        Ok(b) => {
-            let fired = b.llr >= threshold;
-            let window = if b.llr > 0.0 {
-                format!(
-                    "over the last {} ({} async uploads, {} failures, {})",
-                    humantime::format_duration(Duration::from_secs(b.span.as_secs())),
-                    b.n,
-                    b.failures,
-                    pct(b.failures as f64 / b.n.max(1) as f64)
-                )
-            } else {
-                "(no recent window above the zero-drift rate)".to_owned()
-            };
-            (
-                if fired {
-                    CheckStatus::Fail
-                } else {
-                    CheckStatus::Pass
-                },
-                Some(b.llr),
-                b.n,
-                format!(
-                    "{rule}: likelihood ratio {} {window}; fires at {}",
-                    evidence_text(b.llr),
-                    evidence_text(threshold)
-                ),
-            )
-        }
+/// The fewest async complaints (at least [`MIN_COMPLAINTS`]) at which the
+/// guarded complaint review fires, given `sync` complaints and the async
+/// path's `share` of the uploads: the evidence grows with the async count,
+/// so a binary search over `0..=max` (O(log max) O(1) evaluations). `max + 1`
+/// when not even `max` would fire.
+fn complaints_that_fire(sync: u64, share: f64, alpha: f64, max: u64) -> u64 {
+    let fires = |x: u64| {
+        x >= MIN_COMPLAINTS
+            && mixture_likelihood_ratio(x.saturating_add(sync), share, x) >= 1.0 / alpha
     };
-    Check {
-        name,
-        kind,
-        status,
-        observed,
-        threshold,
-        interval: None,
-        sample_size,
-        detail,
+    let max = max.max(MIN_COMPLAINTS);
+    if !fires(max) {
+        return max.saturating_add(1);
     }
-}
-
-/// What a sequential check on `history`'s windows lacks while
-/// [`strongest_window`] finds none.
-fn no_window_yet(history: &History, min_uploads: u64) -> String {
-    format!(
-        "no window of the history ({} back) has {min_uploads} async uploads yet",
-        humantime::format_duration(history_reach(history))
-    )
-}
-
-/// A log-likelihood ratio shown as the ratio: `e^4.6` → `100`.
-fn evidence_text(ln_ratio: f64) -> String {
-    let r = ln_ratio.exp();
-    if r < 10.0 {
-        format!("{r:.1}")
-    } else if r < 1e7 {
-        format!("{r:.0}")
-    } else {
-        format!("{r:.1e}")
+    let (mut low, mut high) = (0u64, max);
+    while low < high {
+        let mid = low + (high - low) / 2;
+        if fires(mid) {
+            high = mid;
+        } else {
+            low = mid + 1;
+        }
     }
+    low
 }
 
 /// Inputs of [`Evaluator::rate_criterion`].
@@ -1495,6 +1285,16 @@ fn reason_of(verdict: Verdict, checks: &[Check]) -> String {
         })
         .map(|c| c.detail.as_str())
         .collect();
+    // Two checks can say the same thing (the success and error triggers'
+    // sequential checks, when 1 − min_success_rate = max_error_rate): say it
+    // once.
+    let mut said: Vec<&str> = Vec::with_capacity(decisive.len());
+    for detail in decisive {
+        if !said.contains(&detail) {
+            said.push(detail);
+        }
+    }
+    let decisive = said;
     if decisive.is_empty() {
         let criteria = checks
             .iter()
@@ -1507,7 +1307,7 @@ fn reason_of(verdict: Verdict, checks: &[Check]) -> String {
 }
 
 /// A fraction as a percentage with enough digits to see thresholds: `0.99` → `99%`.
-fn pct(x: f64) -> String {
+pub(crate) fn pct(x: f64) -> String {
     let p = x * 100.0;
     let text = format!("{p:.2}");
     let text = text.trim_end_matches('0').trim_end_matches('.');

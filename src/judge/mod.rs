@@ -4,13 +4,16 @@
 //! triggers; [`Evaluator`] turns a stage's metrics into an [`Evaluation`]
 //! with every [`Check`] behind it, using the interval statistics in `stats`.
 
+pub(crate) mod band;
 pub(crate) mod criteria;
+pub(crate) mod exact;
 pub(crate) mod plan;
+pub(crate) mod sequential;
 pub(crate) mod stats;
 
 pub use criteria::{Check, CheckKind, CheckStatus, Evaluation, Evaluator, UnknownStage, Verdict};
 pub use plan::{
-    EvaluationMode, EvaluationSettings, LatencyStatistic, PlanError, RollbackTriggers, RolloutPlan,
-    Stage, StageCriteria,
+    EvaluationMode, EvaluationSettings, LatencyStatistic, PlanError, ReviewLook, RollbackTriggers,
+    RolloutPlan, Stage, StageCriteria,
 };
 pub use stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};

@@ -224,60 +224,117 @@ pub struct EvaluationSettings {
     /// fixed-sample test repeated on every tick fires far more often: at a
     /// p-value of 0.001 it sent 4 of 300 healthy simulated rollouts to review.
     pub complaint_significance: f64,
-    /// In `guarded` mode, the likelihood ratio at which the **sequential**
-    /// rate triggers roll back (default 100,000, i.e. `e^11.5`).
+    /// In `guarded` mode, the confidence of the two-sided Wilson intervals
+    /// of the **interval** rate triggers (on the stage's totals and on the
+    /// recent window): they roll back when the whole interval is on the bad
+    /// side of the trigger (default 0.999).
+    ///
+    /// These triggers are tested again on every tick. At 95% they rolled
+    /// back 4–5% of paths at 96% success (the review band) in their first
+    /// minutes, when a handful of early failures make a wide interval clear
+    /// 5%: a path the plan sends to review, not back. At 99.9% they act on
+    /// overwhelming evidence only, and the sequential checks judge the rest.
+    pub rollback_confidence: f64,
+    /// In `guarded` mode, the likelihood ratio at which the **absolute**
+    /// sequential rate triggers roll back (default 700,000, about `e^13.5`).
     ///
     /// For each rate trigger (success below 95%, errors above 5%: a failure
     /// rate `f` = 5%) a CUSUM of the log-likelihood ratio of the failure
-    /// rate being `2f` against a rate `p₀` is kept over the stage's history,
-    /// `p₀` chosen so that its drift is zero exactly at `f`: each failure
-    /// adds `ln(2f/p₀)` (1.62), each success subtracts `ln((1−p₀)/(1−2f))`
-    /// (0.085), it never goes below 0, and it fires when it reaches
-    /// `ln(rollback_evidence)`. Its value is the evidence of the most telling
-    /// recent window, so a sudden regression is judged on the uploads since
-    /// it began, however long and healthy the stage was before; and it is
-    /// valid on every tick: above the trigger it climbs, below it it sinks,
-    /// and a false alarm needs a cluster of failures whose chance falls
-    /// exponentially with the bar. README "Sequential rollback" gives its
-    /// measured speed and false-alarm rate per stage.
+    /// rate being `2f` against a rate `p₀` is kept over whole minutes of the
+    /// stage's history, `p₀` chosen so that its drift is zero exactly at
+    /// `f`: each failure adds `ln(2f/p₀)` (1.62), each success subtracts
+    /// `ln((1−p₀)/(1−2f))` (0.085), and it fires when the most telling
+    /// window ending at the latest whole minute reaches
+    /// `ln(rollback_evidence)`. It needs no history: it is the rule from a
+    /// stage's first minutes, and for a path whose history is not clean
+    /// (see [`baseline_evidence`](Self::baseline_evidence)). `p₀` is 1.97%
+    /// (98% success), so this bar spends the budget of paths at 98%: README
+    /// "Sequential rollback" gives its false-alarm rate per stage, computed
+    /// exactly, and its speed.
     pub rollback_evidence: f64,
-    /// In `guarded` mode, the likelihood ratio at which the sustained
-    /// success-band review fires on sliding windows (default 10,000, i.e.
-    /// `e^9.2`).
+    /// In `guarded` mode, the likelihood ratio at which the **baseline-aware**
+    /// sequential rate triggers roll back (default 60,000, about `e^11`).
     ///
-    /// "Success in 95–97% for 30 minutes" is judged on windows of at least
+    /// A path that has run clean tells what it normally does: for each whole
+    /// minute `s` of the stage's history whose stage data *before* `s`
+    /// spans at least [`baseline_span`](Self::baseline_span) and meets the
+    /// stage's own error criterion (failures at most
+    /// [`max_error_rate`](crate::StageCriteria::max_error_rate), success at
+    /// least [`min_success_rate`](crate::StageCriteria::min_success_rate)),
+    /// the window from `s` to the latest whole minute is judged by the
+    /// likelihood ratio of the failure rate being `2f` (the trigger's twice,
+    /// 10%) against `p₀(s)`, the upper end of a one-standard-error Wilson
+    /// interval around the failure rate before `s`. The largest ratio over
+    /// those windows is compared with this bar. A step from 0.5% to 10%
+    /// failures after hours of clean traffic adds about 3.0 per failure
+    /// (`ln(10%/0.5%)`) instead of the absolute check's 1.62, so it is
+    /// rolled back about twice as fast. The price: after a clean history,
+    /// a step to more than about 3.2% failures (`p₀` = 0.5%) climbs too, so
+    /// such a step is rolled back rather than left to the band review.
+    pub baseline_evidence: f64,
+    /// How long the stage's clean history before a window must span for the
+    /// baseline-aware check to judge that window (default 30 minutes; see
+    /// [`baseline_evidence`](Self::baseline_evidence)).
+    #[serde(with = "duration_text")]
+    pub baseline_span: Duration,
+    /// In `guarded` mode, the likelihood ratio at which the sustained
+    /// success-band review fires on sliding windows (default 100,000, about
+    /// `e^11.5`).
+    ///
+    /// "Success in 95–97% for 30 minutes" is judged on windows of whole
+    /// minutes, at least
     /// [`review_success_sustained`](RollbackTriggers::review_success_sustained)
-    /// ending now, each as a whole (at least
+    /// long, ending at the latest whole minute, each as a whole (at least
     /// [`sustain_min_uploads`](Self::sustain_min_uploads) async uploads): a
     /// CUSUM of the failure rate being the band's middle (4%) against a rate
     /// chosen so that its drift is zero at the band's top (3% failures). A
     /// path below the band's top climbs, one above it sinks. The windows
     /// catch a path that enters the band late in a stage; one in the band
-    /// from the stage's start is caught sooner by
-    /// [`review_stage_evidence`](Self::review_stage_evidence). The bar is
-    /// high because the maximum over many windows is tested: at 3,000
-    /// (`e^8`) a path at 98% success was reviewed in about 0.9% of 48-hour
-    /// stages at 12 async uploads a minute, and together with the stage's
-    /// own test (up to 0.5%) that could exceed 1%.
+    /// from the stage's start is caught sooner by the stage's looks
+    /// ([`review_looks`](Self::review_looks)). The bar is high because the
+    /// maximum over many windows is tested and because it spends the same
+    /// budget as the looks: paths at 98% success.
     pub review_evidence: f64,
     /// In `guarded` mode, the likelihood ratio at which the success-band
-    /// review fires on the **stage as a whole** (default 200).
+    /// review fires on the **stage as a whole** at any time (default 3,000,
+    /// about `e^8`).
     ///
-    /// Beside the sliding windows of [`review_evidence`](Self::review_evidence),
-    /// the stage's own totals (once they span
+    /// Beside the looks ([`review_looks`](Self::review_looks)) and the
+    /// sliding windows of [`review_evidence`](Self::review_evidence), the
+    /// stage's own totals (once they span
     /// [`review_success_sustained`](RollbackTriggers::review_success_sustained)
     /// and hold [`sustain_min_uploads`](Self::sustain_min_uploads) async
-    /// uploads) are tested as one window: the likelihood ratio of the failure
-    /// rate being the band's middle (4%) against its mirror image across the
-    /// band's top (2% failures, 98% success). Only one window is tested, so
-    /// the bar can be low: by Ville's inequality a path at 98% success or
-    /// better reaches it with probability at most `1 / review_stage_evidence`
-    /// per stage (0.5%), however long the stage and however often it is
-    /// checked. A path in the band from the stage's start is reviewed about
-    /// twice as soon as by the sliding windows alone (96% evenly spread at 12
-    /// async uploads a minute: 62 minutes against 122); a path that enters
-    /// the band late in a long stage is left to them.
+    /// uploads) are tested on every tick as one window: the likelihood ratio
+    /// of the failure rate being the band's middle (4%) against its mirror
+    /// image across the band's top (2% failures, 98% success). Only one
+    /// window is tested, so by Ville's inequality a path at 98% success or
+    /// better reaches the bar with probability at most
+    /// `1 / review_stage_evidence` per stage (0.03%), however long the stage
+    /// and however often it is checked. It catches a path in the band that
+    /// both looks missed, and strong evidence between them.
     pub review_stage_evidence: f64,
+    /// In `guarded` mode, the **looks** of the success-band review: at each
+    /// `at` of a stage's run (default 1 hour and 3 hours), the stage's async
+    /// uploads and failures up to then are tested once, exactly, against
+    /// the band's mirror image across its top (2% failures, 98% success):
+    /// review when the failures are so many that a path at 98% would show as
+    /// many with probability at most `size` (a one-sided binomial test given
+    /// the number of uploads; default sizes 0.75% and 0.05%).
+    ///
+    /// A look is the most powerful test of the data it sees
+    /// (Neyman–Pearson), so the band's false-review budget (paths at 98%
+    /// reviewed in at most 1% of stages, with everything else that stops
+    /// them) is best spent where an answer is wanted: a path at 96% from
+    /// the stage's start is reviewed within the hour in about three runs of
+    /// four at 12 async uploads a minute, and within 3 hours in almost all.
+    /// Each look's false-review probability for a path at 98% success (or
+    /// better) is at most its `size`, at any traffic. The look judges the
+    /// first kept snapshot at or after `at` (a whole minute of the stage);
+    /// once the history no longer reaches back to it, that look says so.
+    /// Each `at` must be at least
+    /// [`review_success_sustained`](RollbackTriggers::review_success_sustained)
+    /// (the plan's "for 30+ minutes").
+    pub review_looks: Vec<ReviewLook>,
     /// In `guarded` mode the stage's latency criterion passes when the
     /// observed ratio meets `max_latency_ratio` **and** the upper end of its
     /// confidence interval (order-statistic bounds on each arm's quantile,
@@ -309,13 +366,39 @@ impl Default for EvaluationSettings {
             sustain_window: Duration::from_secs(5 * 60),
             sustain_min_uploads: 20,
             complaint_significance: 0.005,
-            rollback_evidence: 100_000.0,
-            review_evidence: 10_000.0,
-            review_stage_evidence: 200.0,
+            rollback_confidence: 0.999,
+            rollback_evidence: 2_000_000.0,
+            baseline_evidence: 60_000.0,
+            baseline_span: Duration::from_secs(30 * 60),
+            review_evidence: 100_000.0,
+            review_stage_evidence: 3_000.0,
+            review_looks: vec![
+                ReviewLook {
+                    at: Duration::from_secs(60 * 60),
+                    size: 0.01,
+                },
+                ReviewLook {
+                    at: Duration::from_secs(3 * 60 * 60),
+                    size: 0.0005,
+                },
+            ],
             latency_tolerance: 0.02,
             review_latency_min_uploads: 200,
         }
     }
+}
+
+/// One look of the success-band review at the stage as a whole (see
+/// [`EvaluationSettings::review_looks`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewLook {
+    /// When, from the start of the stage's run (e.g. `"1h"`).
+    #[serde(with = "duration_text")]
+    pub at: Duration,
+    /// The largest chance that a path at the band's mirror image (98%
+    /// success for a 95–97% band) is reviewed at this look, in `(0, 1)`.
+    pub size: f64,
 }
 
 /// How rate rules are applied.
@@ -646,12 +729,17 @@ impl RolloutPlan {
         };
 
         let e = &self.evaluation;
-        if !(e.confidence.is_finite() && e.confidence > 0.5 && e.confidence < 1.0) {
-            return Err(invalid(
-                "evaluation.confidence".into(),
-                &e.confidence,
-                "must be between 0.5 and 1 (exclusive), e.g. 0.95",
-            ));
+        for (field, value) in [
+            ("evaluation.confidence", e.confidence),
+            ("evaluation.rollback_confidence", e.rollback_confidence),
+        ] {
+            if !(value.is_finite() && value > 0.5 && value < 1.0) {
+                return Err(invalid(
+                    field.into(),
+                    &value,
+                    "must be between 0.5 and 1 (exclusive), e.g. 0.95",
+                ));
+            }
         }
         rate("evaluation.advance_tolerance", e.advance_tolerance)?;
         if !(e.complaint_significance > 0.0 && e.complaint_significance < 1.0) {
@@ -663,6 +751,7 @@ impl RolloutPlan {
         }
         for (field, value) in [
             ("evaluation.rollback_evidence", e.rollback_evidence),
+            ("evaluation.baseline_evidence", e.baseline_evidence),
             ("evaluation.review_evidence", e.review_evidence),
             ("evaluation.review_stage_evidence", e.review_stage_evidence),
         ] {
@@ -684,6 +773,7 @@ impl RolloutPlan {
         for (field, value) in [
             ("evaluation.recent_window", e.recent_window),
             ("evaluation.sustain_window", e.sustain_window),
+            ("evaluation.baseline_span", e.baseline_span),
         ] {
             if value.is_zero() {
                 return Err(invalid(field.into(), &"0s", "must be longer than zero"));
@@ -691,6 +781,44 @@ impl RolloutPlan {
         }
 
         let t = &self.triggers;
+        let mut spent = 0.0;
+        let mut previous_look: Option<Duration> = None;
+        for (i, look) in e.review_looks.iter().enumerate() {
+            let field = |name: &str| format!("evaluation.review_looks[{i}].{name}");
+            if !(look.size > 0.0 && look.size < 1.0) {
+                return Err(invalid(
+                    field("size"),
+                    &look.size,
+                    "a look's size is a probability between 0 and 1 (exclusive), e.g. 0.005",
+                ));
+            }
+            spent += look.size;
+            if look.at < t.review_success_sustained {
+                return Err(invalid(
+                    field("at"),
+                    &humantime::format_duration(look.at),
+                    &format!(
+                        "a look comes after triggers.review_success_sustained ({}): the band must have held that long",
+                        humantime::format_duration(t.review_success_sustained)
+                    ),
+                ));
+            }
+            if previous_look.is_some_and(|p| look.at <= p) {
+                return Err(invalid(
+                    field("at"),
+                    &humantime::format_duration(look.at),
+                    "looks must be in increasing order of time",
+                ));
+            }
+            previous_look = Some(look.at);
+        }
+        if spent >= 1.0 {
+            return Err(invalid(
+                "evaluation.review_looks".into(),
+                &spent,
+                "the looks' sizes add up to 1 or more: every path would be reviewed",
+            ));
+        }
         rate("triggers.min_success_rate", t.min_success_rate)?;
         rate("triggers.max_error_rate", t.max_error_rate)?;
         positive("triggers.max_memory_growth", t.max_memory_growth)?;

@@ -90,9 +90,50 @@ pub fn mixture_likelihood_ratio(n: u64, p: f64, x: u64) -> f64 {
     ln_lr.exp()
 }
 
+/// The fewest failures `k` such that `n` trials at failure rate `p` show
+/// `k` or more with probability at most `size`: the critical count of the
+/// exact one-sided binomial test of size `size` (`n + 1` when no count is
+/// that rare, which only happens for tiny `n`).
+///
+/// Exact (each term in Loader's O(1) form, summed down the tail from 12
+/// standard deviations above the mean, so O(σ) terms) while the standard
+/// deviation `σ = √(n·p·(1−p))` is at most 400; beyond, the normal
+/// approximation with Cornish–Fisher's skewness term, whose error there is
+/// far below one count.
+pub(crate) fn binomial_critical_count(n: u64, p: f64, size: f64) -> u64 {
+    if n == 0 || !(p > 0.0 && p < 1.0) || size.is_nan() || size <= 0.0 {
+        return n.saturating_add(1);
+    }
+    if size >= 1.0 {
+        return 0;
+    }
+    let nf = n as f64;
+    let mean = nf * p;
+    let sd = (mean * (1.0 - p)).sqrt();
+    if sd > 400.0 {
+        let z = inverse_normal_cdf(1.0 - size);
+        let skew = (1.0 - 2.0 * p) / sd;
+        let quantile = mean + sd * (z + (z * z - 1.0) * skew / 6.0);
+        return ((quantile + 0.5).ceil().max(0.0) as u64).min(n.saturating_add(1));
+    }
+    let top = ((mean + 12.0 * sd + 30.0).ceil() as u64).min(n);
+    let mut tail = 0.0;
+    let mut k = top;
+    loop {
+        tail += ln_binomial_pmf(n, k, p).exp();
+        if tail > size {
+            return k + 1;
+        }
+        if k == 0 {
+            return 0;
+        }
+        k -= 1;
+    }
+}
+
 /// `ln P(Binomial(n, p) = x)` in O(1), for `p` in `(0, 1)` and `x ≤ n`
 /// (C. Loader, "Fast and accurate computation of binomial probabilities", 2000).
-fn ln_binomial_pmf(n: u64, x: u64, p: f64) -> f64 {
+pub(crate) fn ln_binomial_pmf(n: u64, x: u64, p: f64) -> f64 {
     let q = 1.0 - p;
     if x == 0 {
         return n as f64 * (-p).ln_1p();
@@ -538,6 +579,35 @@ mod tests {
             }
         }
         assert!(crossed <= 100, "{crossed} of 2000 crossed");
+    }
+
+    #[test]
+    fn the_binomial_critical_count_is_the_exact_tail_quantile() {
+        // By hand: 720 trials at 2%, tail sums of the exact pmf.
+        let pmf = |n: u64, k: u64, p: f64| ln_binomial_pmf(n, k, p).exp();
+        let tail = |n: u64, k: u64, p: f64| (k..=n).map(|j| pmf(n, j, p)).sum::<f64>();
+        for (n, p, size) in [
+            (720, 0.02, 0.0075),
+            (720, 0.02, 0.0005),
+            (2_160, 0.02, 0.0005),
+            (40, 0.02, 0.01),
+            (5, 0.3, 0.2),
+        ] {
+            let k = binomial_critical_count(n, p, size);
+            assert!(tail(n, k, p) <= size, "{n} {p} {size}: {k}");
+            assert!(k == 0 || tail(n, k - 1, p) > size, "{n} {p} {size}: {k}");
+        }
+        // 720 at 2%: mean 14.4; the 0.75% test reviews from 25 failures.
+        assert_eq!(binomial_critical_count(720, 0.02, 0.0075), 25);
+        // Degenerate inputs.
+        assert_eq!(binomial_critical_count(0, 0.02, 0.01), 1);
+        assert_eq!(binomial_critical_count(10, 0.02, 1.0), 0);
+        // Huge counts take the normal form, in the right place and at once.
+        let n = 1_000_000_000_000u64;
+        let k = binomial_critical_count(n, 0.02, 0.001);
+        let sd = (n as f64 * 0.02 * 0.98).sqrt();
+        let z = (k as f64 - n as f64 * 0.02) / sd;
+        assert!((3.0..3.2).contains(&z), "{z}");
     }
 
     #[test]

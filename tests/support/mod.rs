@@ -4,4 +4,5 @@
 pub mod certs;
 pub mod child;
 pub mod quality;
+pub mod reference;
 pub mod servers;

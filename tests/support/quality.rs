@@ -285,7 +285,7 @@ impl Timed {
 /// `until_rollback` a regression is followed wherever the controller takes
 /// it: rollback stays armed while a review is pending, and a regression that
 /// began just before the stage's end is judged on at 50%.
-fn run_fault(
+pub fn run_fault(
     mut config: SimulationConfig,
     until_rollback: bool,
     after_fault: Duration,
@@ -314,11 +314,79 @@ fn run_fault(
     }
 }
 
-/// The regression scenarios of issue 12, for one judge.
+/// Where a step to 10% errors is simulated: the traffic and the stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepAt {
+    /// The 10% stage of a 120-uploads-a-minute service: 12 async a minute.
+    Twelve,
+    /// The 10% stage of a 300-uploads-a-minute service: 30 async a minute.
+    Thirty,
+    /// The 50% stage of a 120-uploads-a-minute service: 60 async a minute.
+    Sixty,
+}
+
+impl StepAt {
+    /// Uploads a minute (both paths) and the stage's index in the plan.
+    pub fn traffic_and_stage(self) -> (u32, usize) {
+        match self {
+            StepAt::Twelve => (120, 1),
+            StepAt::Thirty => (300, 1),
+            StepAt::Sixty => (120, 2),
+        }
+    }
+
+    /// Judged async uploads a minute, about.
+    pub fn async_per_minute(self) -> f64 {
+        match self {
+            StepAt::Twelve => 12.0,
+            StepAt::Thirty => 30.0,
+            StepAt::Sixty => 60.0,
+        }
+    }
+}
+
+/// The step scenario: a healthy, complaint-free path whose async error rate
+/// jumps to 10% at a uniformly random whole minute of the stage (its
+/// `min_duration` scaled by `stage_scale`), the controller starting at that
+/// stage. Returns the configuration and the onset.
+pub fn step_config(
+    judge: Judge,
+    seed: u64,
+    stage_scale: f64,
+    at: StepAt,
+) -> (SimulationConfig, Duration) {
+    let (uploads_per_minute, stage) = at.traffic_and_stage();
+    let length = RolloutPlan::default().stages[stage]
+        .criteria
+        .min_duration
+        .mul_f64(stage_scale);
+    let u = SplitMix64::new(seed ^ 0x05EE_D0F0_A5E7).next_f64();
+    let onset = Duration::from_secs((length.as_secs_f64() * u / 60.0).floor() as u64 * 60);
+    let mut c = config(judge, seed, stage_scale);
+    c.start_stage = stage;
+    c.uploads_per_minute = uploads_per_minute;
+    c.async_path = QUIET;
+    c.sync = QUIET;
+    c.fault = Some((
+        Fault::ErrorRate {
+            percent: 10,
+            lasting: None,
+        },
+        stage,
+    ));
+    c.fault_after = onset;
+    (c, onset)
+}
+
+/// The regression scenarios of issues 12 and 23, for one judge.
 pub struct Regressions {
     pub runs: usize,
     /// A step to 10% async errors at a uniformly random time in the 10% stage.
     pub step: Vec<Timed>,
+    /// The same at 30 async uploads a minute (a 300-a-minute service).
+    pub step_30: Vec<Timed>,
+    /// The same in the 50% stage (60 async uploads a minute).
+    pub step_60: Vec<Timed>,
     /// A burst of 50% async errors lasting 3 minutes, at a random time in the 10% stage.
     pub burst: Vec<Timed>,
     /// A path at 96% success (4% errors) from the start of the 10% stage.
@@ -377,6 +445,62 @@ pub enum Which {
 /// Runs the regression scenarios `which` `runs` times each for `judge`
 /// (the others' lists stay empty).
 pub fn regressions(judge: Judge, runs: usize, stage_scale: f64, which: Which) -> Regressions {
+    regressions_of(judge, 0..runs as u64, stage_scale, which)
+}
+
+/// As [`regressions`], on `threads` threads (each run is seeded, so the
+/// result does not depend on the split).
+pub fn regressions_on(
+    judge: Judge,
+    runs: usize,
+    stage_scale: f64,
+    which: Which,
+    threads: usize,
+) -> Regressions {
+    let threads = threads.max(1) as u64;
+    let parts: Vec<Regressions> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|part| {
+                scope.spawn(move || {
+                    let seeds: Vec<u64> = (part..runs as u64).step_by(threads as usize).collect();
+                    regressions_of(judge, seeds, stage_scale, which)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a simulation thread panicked"))
+            .collect()
+    });
+    let mut all = Regressions {
+        runs,
+        step: Vec::new(),
+        step_30: Vec::new(),
+        step_60: Vec::new(),
+        burst: Vec::new(),
+        band: Vec::new(),
+        climb: Vec::new(),
+        flat: Vec::new(),
+    };
+    for p in parts {
+        all.step.extend(p.step);
+        all.step_30.extend(p.step_30);
+        all.step_60.extend(p.step_60);
+        all.burst.extend(p.burst);
+        all.band.extend(p.band);
+        all.climb.extend(p.climb);
+        all.flat.extend(p.flat);
+    }
+    all
+}
+
+fn regressions_of(
+    judge: Judge,
+    seeds: impl IntoIterator<Item = u64> + Clone,
+    stage_scale: f64,
+    which: Which,
+) -> Regressions {
+    let runs = seeds.clone().into_iter().count();
     let (sudden, slow) = (which != Which::Slow, which != Which::Sudden);
     let minutes = |m: u64| Duration::from_secs(m * 60);
     let hours = |h: u64| Duration::from_secs(h * 3600);
@@ -400,21 +524,22 @@ pub fn regressions(judge: Judge, runs: usize, stage_scale: f64, which: Which) ->
     let mut r = Regressions {
         runs,
         step: Vec::with_capacity(runs),
+        step_30: Vec::with_capacity(runs),
+        step_60: Vec::with_capacity(runs),
         burst: Vec::with_capacity(runs),
         band: Vec::with_capacity(runs),
         climb: Vec::with_capacity(runs),
         flat: Vec::with_capacity(runs),
     };
-    for seed in (0..runs as u64).filter(|_| sudden) {
-        let step = faulty(
-            4_000_000 + seed,
-            Fault::ErrorRate {
-                percent: 10,
-                lasting: None,
-            },
-            onset(4_500_000 + seed),
-        );
-        r.step.push(run_fault(step, true, hours(2), hours(24 * 30)));
+    for seed in seeds.clone().into_iter().filter(|_| sudden) {
+        for (at, list) in [
+            (StepAt::Twelve, &mut r.step),
+            (StepAt::Thirty, &mut r.step_30),
+            (StepAt::Sixty, &mut r.step_60),
+        ] {
+            let (step, _) = step_config(judge, 4_000_000 + seed, stage_scale, at);
+            list.push(run_fault(step, true, hours(2), hours(24 * 30)));
+        }
 
         let burst = faulty(
             5_000_000 + seed,
@@ -427,7 +552,7 @@ pub fn regressions(judge: Judge, runs: usize, stage_scale: f64, which: Which) ->
         r.burst
             .push(run_fault(burst, true, hours(2), hours(24 * 30)));
     }
-    for seed in (0..runs as u64).filter(|_| slow) {
+    for seed in seeds.into_iter().filter(|_| slow) {
         // 4% errors from the stage's start (a fault active from the start,
         // so its time counts from there).
         let band = faulty(
@@ -471,7 +596,7 @@ pub fn regressions_table(rows: &[(Judge, &Regressions)]) -> String {
         d.map_or_else(|| "—".to_owned(), |d| format!("{} min", d.as_secs() / 60))
     };
     let mut out = String::from(
-        "| mode | 10% step: rolled back within 5 min | within 15 min | median / 99th percentile time to rollback | 50% burst for 3 min: rolled back | 96% success: reviewed within 1 h | within 3 h | rolled back instead | latency +2%/h: reviewed before the ratio reached 1.25 | median ratio at review | flat latency: reviewed or rolled back |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| mode | 10% step: rolled back within 5 min | within 15 min | median / 99th percentile time to rollback | at 30 async a minute: within 5 min | at 60 a minute (50% stage): within 5 min | 50% burst for 3 min: rolled back | 96% success: reviewed within 1 h | within 3 h | rolled back instead | latency +2%/h: reviewed before the ratio reached 1.25 | median ratio at review | flat latency: reviewed or rolled back |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let m = Duration::from_secs(60);
     for (judge, r) in rows {
@@ -494,12 +619,20 @@ pub fn regressions_table(rows: &[(Judge, &Regressions)]) -> String {
             .get(ratios.len() / 2)
             .map_or_else(|| "—".to_owned(), |x| format!("{x:.3}"));
         out.push_str(&format!(
-            "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             judge.name,
             pct(count(&r.step, |t| t.within(End::Rollback, 5 * m)), &r.step),
             pct(count(&r.step, |t| t.within(End::Rollback, 15 * m)), &r.step),
             mins(quantile_time(&r.step, End::Rollback, 0.5)),
             mins(quantile_time(&r.step, End::Rollback, 0.99)),
+            pct(
+                count(&r.step_30, |t| t.within(End::Rollback, 5 * m)),
+                &r.step_30
+            ),
+            pct(
+                count(&r.step_60, |t| t.within(End::Rollback, 5 * m)),
+                &r.step_60
+            ),
             pct(count(&r.burst, |t| t.end == End::Rollback), &r.burst),
             pct(count(&r.band, |t| t.within(End::Review, 60 * m)), &r.band),
             pct(count(&r.band, |t| t.within(End::Review, 180 * m)), &r.band),
