@@ -212,37 +212,15 @@ impl PrometheusExporter {
     /// does not matter. A `+Inf` bucket is always added.
     #[must_use]
     pub fn with_latency_bounds(self, nominal: impl IntoIterator<Item = Duration>) -> Self {
-        let collector = &*self.collector;
-        let status = *collector.lock_status();
-        PrometheusExporter {
-            collector: Arc::new(RolloutCollector {
-                rollout: Arc::clone(&collector.rollout),
-                metrics: Arc::clone(&collector.metrics),
-                bounds: latency_bounds(nominal),
-                status: Mutex::new(status),
-                run: Mutex::new(lock(&collector.run).clone()),
-                rollout_name: collector.rollout_name.clone(),
-                process: collector.process.clone(),
-            }),
-        }
+        let bounds = latency_bounds(nominal);
+        self.rebuilt(|collector| collector.bounds = bounds)
     }
 
     /// Names the rollout in the per-run series' `rollout` label (default
     /// `async-upload`): a fleet's `--name`.
     #[must_use]
     pub fn with_rollout_name(self, name: &str) -> Self {
-        let collector = &*self.collector;
-        PrometheusExporter {
-            collector: Arc::new(RolloutCollector {
-                rollout: Arc::clone(&collector.rollout),
-                metrics: Arc::clone(&collector.metrics),
-                bounds: collector.bounds.clone(),
-                status: Mutex::new(*collector.lock_status()),
-                run: Mutex::new(lock(&collector.run).clone()),
-                rollout_name: name.to_owned(),
-                process: collector.process.clone(),
-            }),
-        }
+        self.rebuilt(|collector| collector.rollout_name = name.to_owned())
     }
 
     /// Names this process in the per-run series' `process` label instead of
@@ -252,17 +230,25 @@ impl PrometheusExporter {
     /// ones starting again, or the fleet's totals lose its earlier share.
     #[must_use]
     pub fn with_process_label(self, process: &str) -> Self {
+        self.rebuilt(|collector| collector.process = process.to_owned())
+    }
+
+    /// A new exporter on the same rollout and metrics, with a copy of this
+    /// one's settings and status changed by `change` (the builder methods).
+    fn rebuilt(self, change: impl FnOnce(&mut RolloutCollector)) -> Self {
         let collector = &*self.collector;
+        let mut copy = RolloutCollector {
+            rollout: Arc::clone(&collector.rollout),
+            metrics: Arc::clone(&collector.metrics),
+            bounds: collector.bounds.clone(),
+            status: Mutex::new(*collector.lock_status()),
+            run: Mutex::new(lock(&collector.run).clone()),
+            rollout_name: collector.rollout_name.clone(),
+            process: collector.process.clone(),
+        };
+        change(&mut copy);
         PrometheusExporter {
-            collector: Arc::new(RolloutCollector {
-                rollout: Arc::clone(&collector.rollout),
-                metrics: Arc::clone(&collector.metrics),
-                bounds: collector.bounds.clone(),
-                status: Mutex::new(*collector.lock_status()),
-                run: Mutex::new(lock(&collector.run).clone()),
-                rollout_name: collector.rollout_name.clone(),
-                process: process.to_owned(),
-            }),
+            collector: Arc::new(copy),
         }
     }
 

@@ -424,19 +424,7 @@ pub const READY_WITHIN: Duration = Duration::from_secs(60);
 /// body, at most [`READY_WITHIN`]. Refused, reset or timed-out connections
 /// and other answers mean "not ready yet"; the panic names the last one.
 pub fn wait_ready(addr: SocketAddr, path: &str, body_has: &str, what: &str) {
-    let deadline = Instant::now() + READY_WITHIN;
-    loop {
-        let last = match http_get(addr, path) {
-            Ok((200, body)) if body.contains(body_has) => return,
-            Ok((status, body)) => format!("{status} {}", body.trim()),
-            Err(err) => err.to_string(),
-        };
-        assert!(
-            Instant::now() < deadline,
-            "{what} on {addr} was not ready within {READY_WITHIN:?}: GET {path}: {last}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_ready_with(addr, path, body_has, what, None);
 }
 
 /// [`wait_ready`] sending an `Authorization` header.
