@@ -145,8 +145,6 @@ pub use decide::{
     ConfigError, DEFAULT_SALT, Decision, DecisionReason, ParsePercentError, ParsePercentErrorKind,
     Percent, PercentOutOfRange, ROLLOUT_ENV_VAR, Rollout, RolloutConfig, RolloutHandle,
 };
-#[cfg(feature = "prometheus")]
-pub use export::prometheus::{ControllerStatus, PrometheusExporter};
 pub use judge::{
     Check, CheckKind, CheckStatus, Evaluation, EvaluationMode, EvaluationSettings, Evaluator,
     Interval, LatencyStatistic, PlanError, ReviewLook, RollbackTriggers, RolloutPlan, Stage,

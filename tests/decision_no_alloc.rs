@@ -61,7 +61,6 @@ fn should_use_async_allocates_nothing() {
         let n = allocations_during(|| {
             for id in &ids {
                 async_count += usize::from(rollout.should_use_async(id));
-                async_count += usize::from(rollout.should_use_async_uncached(id));
                 async_count += usize::from(handle.should_use_async(id.as_bytes()));
                 async_count += usize::from(rollout.should_use_async("allow-7"));
                 async_count += usize::from(handle.should_use_async("allow-7"));

@@ -254,15 +254,6 @@ impl Rollout {
         self.shared.current.load().decide(id)
     }
 
-    /// The same decision as [`should_use_async`](Rollout::should_use_async),
-    /// which caches nothing any more (nothing outlives a decision), so there
-    /// is nothing left to bypass. Kept so that existing callers compile.
-    #[inline]
-    #[must_use]
-    pub fn should_use_async_uncached<K: AsRef<[u8]> + ?Sized>(&self, upload_id: &K) -> bool {
-        self.should_use_async(upload_id)
-    }
-
     /// The bucket of `upload_id` under the current salt, in `0..1_000_000`.
     ///
     /// The id is in the rollout at `p` iff `bucket < p.ppm()` (overrides and
@@ -732,7 +723,6 @@ mod tests {
         assert!(rollout.is_halted());
         let ids = ["allow", "anyone", "upload-1", "upload-2"];
         assert!(ids.iter().all(|id| !rollout.should_use_async(id)));
-        assert!(ids.iter().all(|id| !rollout.should_use_async_uncached(id)));
         assert_eq!(rollout.decide("allow").reason, DecisionReason::Halted);
         assert_eq!(rollout.percent(), Percent::ZERO);
 
