@@ -646,8 +646,18 @@ impl StateStore for EtcdStateStore {
         let epoch = state.epoch.to_string();
         let expected_revision = expected.map_or(0, |r| i64::try_from(r.0).unwrap_or(i64::MAX));
         let fence_revision = fence.as_ref().map(|f| f.revision);
-        let (succeeded, revision, found, leader, mark) =
-            self.call(move |mut client| async move {
+        // The mark in this store's cache can be older than etcd's (another
+        // store wrote since and its watch event is on the way): then the
+        // transaction fails on the mark alone, with the state as expected.
+        // One more try against the mark etcd answered with, if this epoch
+        // is still above it; any other failure is a real conflict.
+        let mut high_water_revision = high_water_revision;
+        let mut attempts = 0;
+        let (succeeded, revision, found, leader, mark) = loop {
+            attempts += 1;
+            let (key, leader_key, epoch_key) = (key.clone(), leader_key.clone(), epoch_key.clone());
+            let (value, epoch) = (value.clone(), epoch.clone());
+            let outcome = self.call(move |mut client| async move {
                 let mut compares = vec![
                     Compare::mod_revision(key.clone(), CompareOp::Equal, expected_revision),
                     Compare::mod_revision(epoch_key.clone(), CompareOp::Equal, high_water_revision),
@@ -691,6 +701,20 @@ impl StateStore for EtcdStateStore {
                 }
                 Ok((response.succeeded(), revision, found, leader, mark))
             })?;
+            let (succeeded, _, found, leader, mark) = &outcome;
+            if !succeeded
+                && attempts < 2
+                && found.unwrap_or(0) == expected_revision
+                && fence_revision.is_none_or(|fence| *leader == Some(fence))
+                && let Some((mark, mark_revision, _)) = *mark
+                && state.epoch > mark
+                && mark_revision != high_water_revision
+            {
+                high_water_revision = mark_revision;
+                continue;
+            }
+            break outcome;
+        };
         if succeeded {
             let mut cache = lock(&self.inner.cache);
             if revision > cache.state_as_of {
