@@ -17,14 +17,13 @@
 mod server;
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::fleet::EtcdStateStore;
 use async_upload_rollout::{Percent, Rollout, RolloutConfig, StateStore};
-use support::child::{ServerProcess, http, run_if_child, status_of};
+use support::child::{ServerProcess, collect_lines, http, run_if_child, status_of};
 use support::servers::{Etcd, Prometheus, Proxy, wait_until};
 
 const NAME: &str = "fleet-test";
@@ -69,14 +68,7 @@ impl ControllerProcess {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = Arc::clone(&stderr);
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
+        let stderr = collect_lines(child.stderr.take().unwrap());
         ControllerProcess {
             child,
             id: id.to_owned(),

@@ -17,7 +17,7 @@
 mod server;
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -31,7 +31,7 @@ use async_upload_rollout::fleet::{
 };
 use async_upload_rollout::*;
 use support::certs::Pki;
-use support::child::{ServerProcess, run_if_child, status_of};
+use support::child::{ServerProcess, collect_lines, run_if_child, status_of};
 use support::servers::{Etcd, EtcdTlsFiles, Prometheus, path_str, serve_metrics, wait_until};
 
 const NAME: &str = "tls-test";
@@ -483,14 +483,7 @@ impl Process {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let lines = Arc::clone(&stderr);
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(line);
-            }
-        });
+        let stderr = collect_lines(child.stderr.take().unwrap());
         Process { child, stderr }
     }
 

@@ -21,6 +21,21 @@ pub const TOKEN: &str = "process-test-token";
 /// Bounds every wait here.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 
+/// Every line `pipe` (a child's stderr) writes, collected by a thread of
+/// its own as they come, so that a test can read what was said so far.
+pub fn collect_lines(
+    pipe: impl Read + Send + 'static,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = std::sync::Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
 /// In a child (the environment variable set): runs the server with its
 /// flags until it is killed. In a normal test run: returns at once.
 pub fn run_if_child<F, Fut, E>(run: F)

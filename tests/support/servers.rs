@@ -67,27 +67,7 @@ impl Etcd {
         let (client, peer) = (free_port(), free_port());
         let url = format!("http://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
-        let args: Vec<String> = [
-            "--name",
-            "test",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-            "--listen-client-urls",
-            &url,
-            "--advertise-client-urls",
-            &url,
-            "--listen-peer-urls",
-            &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-            "--initial-cluster",
-            &format!("test={peer_url}"),
-            "--log-level",
-            "error",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+        let args = etcd_args(dir.path(), &url, &peer_url, &[]);
         let addr: SocketAddr = format!("127.0.0.1:{client}").parse().unwrap();
         let child = spawn_etcd(&args, addr);
         Etcd {
@@ -132,6 +112,32 @@ pub fn signal(pid: u32, signal: i32) {
     assert_eq!(done, 0, "kill({pid}, {signal})");
 }
 
+/// A one-member etcd's arguments: its data under `dir`, clients on `url`,
+/// peers on `peer_url`, then `extra`.
+fn etcd_args(dir: &Path, url: &str, peer_url: &str, extra: &[&str]) -> Vec<String> {
+    let data = dir.join("data");
+    let cluster = format!("test={peer_url}");
+    let base = [
+        "--name",
+        "test",
+        "--data-dir",
+        path_str(&data),
+        "--listen-client-urls",
+        url,
+        "--advertise-client-urls",
+        url,
+        "--listen-peer-urls",
+        peer_url,
+        "--initial-advertise-peer-urls",
+        peer_url,
+        "--initial-cluster",
+        &cluster,
+        "--log-level",
+        "error",
+    ];
+    base.iter().chain(extra).map(|s| (*s).to_owned()).collect()
+}
+
 /// Starts etcd with `args` and waits until it serves on `addr`.
 fn spawn_etcd(args: &[String], addr: SocketAddr) -> Child {
     let child = Command::new("etcd")
@@ -172,36 +178,22 @@ impl Etcd {
         let url = format!("https://127.0.0.1:{client}");
         let peer_url = format!("http://127.0.0.1:{peer}");
         let metrics_url = format!("http://127.0.0.1:{metrics}");
-        let args: Vec<String> = [
-            "--name",
-            "test",
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-            "--listen-client-urls",
+        let args = etcd_args(
+            dir.path(),
             &url,
-            "--advertise-client-urls",
-            &url,
-            "--listen-peer-urls",
             &peer_url,
-            "--initial-advertise-peer-urls",
-            &peer_url,
-            "--initial-cluster",
-            &format!("test={peer_url}"),
-            "--listen-metrics-urls",
-            &metrics_url,
-            "--cert-file",
-            path_str(files.cert),
-            "--key-file",
-            path_str(files.key),
-            "--client-cert-auth",
-            "--trusted-ca-file",
-            path_str(files.client_ca),
-            "--log-level",
-            "error",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
+            &[
+                "--listen-metrics-urls",
+                &metrics_url,
+                "--cert-file",
+                path_str(files.cert),
+                "--key-file",
+                path_str(files.key),
+                "--client-cert-auth",
+                "--trusted-ca-file",
+                path_str(files.client_ca),
+            ],
+        );
         let child = Command::new("etcd")
             .args(&args)
             .stdout(Stdio::null())
