@@ -443,13 +443,8 @@ fn strings(args: &[&str]) -> Vec<String> {
 /// The command line as a process (a controller), killed when dropped, its
 /// stderr kept; the passwords it reads unset unless in `env`.
 fn start_cli(args: &[String], env: &[(&str, &str)]) -> Process {
-    let mut command = Command::new(support::cli());
-    command
-        .args(args)
-        .env_remove("ETCD_PASSWORD")
-        .env_remove("PROMETHEUS_USER")
-        .env_remove("PROMETHEUS_PASSWORD")
-        .envs(env.iter().copied());
+    let mut command = support::cli_command();
+    command.args(args).envs(env.iter().copied());
     Process::start(command)
 }
 

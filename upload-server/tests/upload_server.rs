@@ -116,15 +116,20 @@ impl Running {
         self.request("POST", "/uploads", &headers, body).await
     }
 
-    async fn put_rollout(&self, token: Option<&str>, body: &str) -> Reply {
+    /// An admin request: `method path` with `body`, and `Authorization:
+    /// Bearer <token>` when there is a token.
+    async fn admin(&self, token: Option<&str>, method: &str, path: &str, body: &[u8]) -> Reply {
         let auth = token.map(|t| format!("Bearer {t}"));
         let headers: Vec<(&str, &str)> = auth
             .as_deref()
             .map(|a| ("Authorization", a))
             .into_iter()
             .collect();
-        self.request("PUT", "/rollout", &headers, body.as_bytes())
-            .await
+        self.request(method, path, &headers, body).await
+    }
+
+    async fn put_rollout(&self, token: Option<&str>, body: &str) -> Reply {
+        self.admin(token, "PUT", "/rollout", body.as_bytes()).await
     }
 
     async fn rollout_status(&self) -> RolloutBody {
@@ -135,20 +140,9 @@ impl Running {
 
     /// `POST /rollout/<operation>` with `{"reason": reason}`.
     async fn operate(&self, token: Option<&str>, operation: &str, reason: &str) -> Reply {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| ("Authorization", a))
-            .into_iter()
-            .collect();
         let body = serde_json::json!({ "reason": reason }).to_string();
-        self.request(
-            "POST",
-            &format!("/rollout/{operation}"),
-            &headers,
-            body.as_bytes(),
-        )
-        .await
+        let path = format!("/rollout/{operation}");
+        self.admin(token, "POST", &path, body.as_bytes()).await
     }
 
     async fn metrics_text(&self) -> String {
@@ -218,6 +212,19 @@ async fn bounded<T>(test: impl Future<Output = T>) -> T {
         .expect("the test ran past its deadline")
 }
 
+/// `POST /uploads` of `id` with the body `upload <id>`.
+async fn upload_to(addr: SocketAddr, id: &str) -> Reply {
+    let body = format!("upload {id}");
+    request(
+        addr,
+        "POST",
+        "/uploads",
+        &[("Upload-Id", id)],
+        body.as_bytes(),
+    )
+    .await
+}
+
 /// Uploads each id concurrently (8 connections at a time) with the body
 /// `upload <id>`; returns each id's status code, in `ids`' order.
 async fn upload_all(server: &Running, ids: &[String]) -> Vec<u16> {
@@ -229,15 +236,7 @@ async fn upload_all(server: &Running, ids: &[String]) -> Vec<u16> {
             .cloned()
             .map(|id| {
                 tokio::spawn(async move {
-                    let body = format!("upload {id}");
-                    let reply = request(
-                        addr,
-                        "POST",
-                        "/uploads",
-                        &[("Upload-Id", &id)],
-                        body.as_bytes(),
-                    )
-                    .await;
+                    let reply = upload_to(addr, &id).await;
                     assert_eq!(reply.header("upload-id"), Some(id.as_str()));
                     assert_eq!(reply.json()["upload_id"], id.as_str());
                     reply.status
@@ -658,15 +657,7 @@ async fn many_concurrent_clients_every_upload_is_stored_and_counted_exactly_once
                     let mut statuses = Vec::with_capacity(per_client);
                     for i in 0..per_client {
                         let id = format!("load-{c:02}-{i:03}");
-                        let body = format!("upload {id}");
-                        let reply = request(
-                            addr,
-                            "POST",
-                            "/uploads",
-                            &[("Upload-Id", &id)],
-                            body.as_bytes(),
-                        )
-                        .await;
+                        let reply = upload_to(addr, &id).await;
                         statuses.push((id, reply.status));
                     }
                     statuses

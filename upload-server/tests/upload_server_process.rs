@@ -132,22 +132,18 @@ fn the_clis_rollback_on_the_state_file_reaches_a_running_server_within_two_secon
     let server = ServerProcess::start(SERVER, dir.path(), Some("10"), &[]);
     assert_eq!(status_of(&server.get_rollout()), "running");
 
-    let output = Command::new(support::cli())
-        .args([
+    let (code, _, stderr) = cli(
+        &[
             "rollback",
             "--state",
             path_str(&state),
             "--reason",
             "pager: 5xx spike",
-        ])
-        .output()
-        .unwrap();
-    let written = std::time::Instant::now();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        dir.path(),
     );
+    let written = std::time::Instant::now();
+    assert_eq!(code, 0, "{stderr}");
     let took = wait_until("the server to roll back", || {
         status_of(&server.get_rollout()) == "rolled_back"
     });
@@ -159,29 +155,35 @@ fn the_clis_rollback_on_the_state_file_reaches_a_running_server_within_two_secon
     assert_eq!(server.upload(&ids("after-cli", 200)), 0);
 
     // `status` shows what the server runs on.
-    let output = Command::new(support::cli())
-        .args(["status", "--state", path_str(&state), "--json"])
-        .output()
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (_, status) = status_json(&state, None);
     assert_eq!(status["state"]["status"], "rolled_back");
     assert_eq!(status["state"]["reason"], "pager: 5xx spike");
     assert_eq!(status["halted"], true);
 }
 
-/// The command line, run to its end: `(exit code, stdout, stderr)`.
+/// The command line, run to its end in `cwd`: `(exit code, stdout,
+/// stderr)`.
 #[cfg(feature = "cli")]
 fn cli(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
-    let output = Command::new(support::cli())
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    support::output_of(support::cli_command().args(args).current_dir(cwd))
+}
+
+/// `status --state STATE [--config CONFIG] --json`, run beside the state
+/// file: its exit code and its JSON.
+#[cfg(feature = "cli")]
+fn status_json(
+    state: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> (i32, serde_json::Value) {
+    let mut args = vec!["status", "--state", path_str(state)];
+    if let Some(config) = config {
+        args.extend(["--config", path_str(config)]);
+    }
+    args.push("--json");
+    let (code, stdout, stderr) = cli(&args, state.parent().unwrap());
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("status --json: {e}: {stdout}{stderr}"));
+    (code, json)
 }
 
 #[test]
@@ -317,11 +319,7 @@ fn create_starts_a_state_file_and_success_names_the_store_and_the_new_epoch() {
 fn wait_for_services(state: &std::path::Path, n: usize) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     wait_until("the services' acknowledgements", || {
-        let (_, stdout, _) = cli(
-            &["status", "--state", path_str(state), "--json"],
-            state.parent().unwrap(),
-        );
-        last = serde_json::from_str(&stdout).unwrap();
+        last = status_json(state, None).1;
         last["services"].as_array().is_some_and(|s| {
             s.iter()
                 .filter(|s| s["live"] == true && s["current"] == true)
@@ -627,27 +625,12 @@ fn the_kill_switch_reads_zero_in_every_view_and_a_bad_config_is_reported_everywh
         metrics.contains("\nasync_upload_rollout_percent 0.0\n"),
         "{metrics}"
     );
-    let (code, stdout, _) = cli(
-        &[
-            "status",
-            "--state",
-            path_str(&state),
-            "--config",
-            path_str(&config),
-            "--json",
-        ],
-        dir.path(),
-    );
+    let (code, status) = status_json(&state, Some(&config));
     assert_eq!(code, 0);
-    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(status["percent"], 0.0, "{status}");
     assert_eq!(status["kill_switch"], true);
     wait_until("the service to acknowledge 0%", || {
-        let (_, stdout, _) = cli(
-            &["status", "--state", path_str(&state), "--json"],
-            dir.path(),
-        );
-        let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let (_, status) = status_json(&state, None);
         status["services"][0]["percent"] == 0.0
     });
     let (_, text, _) = cli(
@@ -685,18 +668,7 @@ fn the_kill_switch_reads_zero_in_every_view_and_a_bad_config_is_reported_everywh
         metrics.contains("\nasync_upload_rollout_config_error 1\n"),
         "{metrics}"
     );
-    let (_, stdout, _) = cli(
-        &[
-            "status",
-            "--state",
-            path_str(&state),
-            "--config",
-            path_str(&config),
-            "--json",
-        ],
-        dir.path(),
-    );
-    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (_, status) = status_json(&state, Some(&config));
     assert!(
         status["config_error"]
             .as_str()
@@ -705,11 +677,7 @@ fn the_kill_switch_reads_zero_in_every_view_and_a_bad_config_is_reported_everywh
         "{status}"
     );
     wait_until("the service's acknowledgement to carry it", || {
-        let (_, stdout, _) = cli(
-            &["status", "--state", path_str(&state), "--json"],
-            dir.path(),
-        );
-        let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let (_, status) = status_json(&state, None);
         status["services"][0]["config_error"].is_string()
     });
     // A rollback is written while the config cannot be read.

@@ -30,23 +30,33 @@ pub fn cli() -> &'static str {
     })
 }
 
-/// The command line run to its end with `args` and `env` (the passwords
-/// it reads from the environment unset unless given): `(exit code,
-/// stdout, stderr)`.
-pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = std::process::Command::new(cli())
-        .args(args)
+/// The command line ([`cli`]) as a command to run, the passwords it reads
+/// from the environment unset (a test sets those it means).
+pub fn cli_command() -> std::process::Command {
+    let mut command = std::process::Command::new(cli());
+    command
         .env_remove("ETCD_PASSWORD")
         .env_remove("PROMETHEUS_USER")
-        .env_remove("PROMETHEUS_PASSWORD")
-        .envs(env.iter().copied())
+        .env_remove("PROMETHEUS_PASSWORD");
+    command
+}
+
+/// Runs `command` to its end: `(exit code, stdout, stderr)`.
+pub fn output_of(command: &mut std::process::Command) -> (i32, String, String) {
+    let output = command
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
     (
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// The command line run to its end with `args` and `env`: `(exit code,
+/// stdout, stderr)`.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    output_of(cli_command().args(args).envs(env.iter().copied()))
 }
 
 /// Waits for `done`, at most [`DEADLINE`]; returns how long it took.
