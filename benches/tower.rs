@@ -10,7 +10,7 @@
 //! - `service`: a hand-written service answering 200 with one static chunk
 //!   (no allocation of its own), bare and behind `RolloutLayer`;
 //! - `axum`: an axum `Router` with one `POST /uploads` route, bare and with
-//!   the layer on the route (how `examples/upload_server.rs` uses it).
+//!   the layer on the route (how the upload server, `upload-server/`, uses it).
 //!
 //! Every round runs the four variants for about `--slice-ms` each, in a
 //! rotated order, so other load and frequency changes hit them alike; the

@@ -55,6 +55,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// Asserts that a command's output (`out.stdout`, `out.stderr`) says
+/// `what`, showing it whole when it does not.
+fn assert_says(output: &[u8], what: &str) {
+    let said = text(output);
+    assert!(said.contains(what), "{what:?} not in:\n{said}");
+}
+
 fn path_str(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -412,11 +419,7 @@ fn usage_and_input_errors_exit_1_naming_the_file_and_line() {
     healthy_log(&dir.file("ok.jsonl"), 4);
     let out = run(&["check", path_str(&dir.file("ok.jsonl")), "--stage", "9"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("--stage 9"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "--stage 9");
 }
 
 #[test]
@@ -443,22 +446,14 @@ fn snapshot_only_logs_are_judged_at_the_stage_given() {
     // No stage or percent in plain snapshot lines: the stage must be given.
     let out = run(&["check", path_str(&log)]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("--stage"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "--stage");
 
     let out = run(&["check", path_str(&log), "--stage", "1"]);
     let stdout = text(&out.stdout);
     // 98.9% success, under the 99% target: hold.
     assert_eq!(out.status.code(), Some(4), "{stdout}{}", text(&out.stderr));
     assert_eq!(row(&stdout, "uploads")[3], "1800");
-    assert!(
-        text(&out.stderr).contains("cumulative"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "cumulative");
     // No controller state: the headline is the recomputed verdict.
     assert!(
         stdout.starts_with("stage 1 (10%): verdict hold"),
@@ -743,11 +738,7 @@ fn check_answers_with_the_controllers_held_state_on_the_week2_example_logs() {
         stdout.starts_with("RUNNING at stage 3 (100%): verdict hold"),
         "{stdout}"
     );
-    assert!(
-        text(&out.stderr).contains("logged no tick in it yet"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "logged no tick in it yet");
 }
 
 #[test]
@@ -875,11 +866,7 @@ fn logs_at_different_stages_or_runs_are_not_merged_unless_a_stage_is_picked() {
         stdout.contains("judged stage 2 (50%), from --stage; 2 instance(s)"),
         "{stdout}"
     );
-    assert!(
-        text(&out.stderr).contains(&format!("{}: left out", path_str(&burst))),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, &format!("{}: left out", path_str(&burst)));
 
     // The same stage in different runs (one resumed after a rollback).
     let resumed = dir.file("resumed.jsonl");
@@ -1256,11 +1243,7 @@ fn config_set_writes_a_config_file_whole_and_config_show_reads_it() {
         "on",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("other.toml"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "other.toml");
     assert!(!missing.exists());
     let out = run(&[
         "config",
@@ -1275,11 +1258,7 @@ fn config_set_writes_a_config_file_whole_and_config_show_reads_it() {
     fs::write(&path, "percent = 10\nkill_switch = maybe\n").unwrap();
     let out = run(&["config", "show", "--config", path_str(&path)]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stdout).contains("CONFIG ERROR"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "CONFIG ERROR");
     let out = run(&[
         "config",
         "set",
@@ -1289,11 +1268,7 @@ fn config_set_writes_a_config_file_whole_and_config_show_reads_it() {
         "off",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("--overwrite"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "--overwrite");
     let out = run(&[
         "config",
         "set",
@@ -1306,11 +1281,7 @@ fn config_set_writes_a_config_file_whole_and_config_show_reads_it() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let out = run(&["config", "set", "--config", path_str(&path)]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("nothing to set"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert_says(&out.stderr, "nothing to set");
 }
 
 #[test]
@@ -1339,29 +1310,17 @@ fn operator_commands_name_the_store_and_refuse_what_an_unreadable_state_does_not
         "0s",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("stored epoch 1 in state file"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "stored epoch 1 in state file");
     // A state cut short: only a rollback, above the epoch it still shows.
     fs::write(&state, "{\"epoch\": 41, \"stage\": 0, \"sta").unwrap();
     for command in ["resume", "advance", "pause"] {
         let out = run(&[command, "--state", path_str(&state), "--reason", "x"]);
         assert_eq!(out.status.code(), Some(1), "{command}");
-        assert!(
-            text(&out.stderr).contains("Only a rollback is accepted"),
-            "{}",
-            text(&out.stderr)
-        );
+        assert_says(&out.stderr, "Only a rollback is accepted");
     }
     let out = run(&["status", "--state", path_str(&state)]);
     assert!(out.status.success());
-    assert!(
-        text(&out.stdout).contains("STATE ERROR"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "STATE ERROR");
     let out = run(&[
         "rollback",
         "--state",
@@ -1372,11 +1331,7 @@ fn operator_commands_name_the_store_and_refuse_what_an_unreadable_state_does_not
         "0s",
     ]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(
-        text(&out.stdout).contains("stored epoch 42"),
-        "{}",
-        text(&out.stdout)
-    );
+    assert_says(&out.stdout, "stored epoch 42");
     let out = run(&["status", "--state", path_str(&state), "--json"]);
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(status["state"]["status"], "rolled_back");

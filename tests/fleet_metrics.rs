@@ -80,7 +80,7 @@ fn the_fleets_totals_from_prometheus_equal_the_merge_and_judge_the_same() {
             )
             .with_rollout_name(name);
             exporter.set_run(Some(r.run.clone()));
-            serve_metrics(Arc::new(exporter))
+            serve_metrics(move || exporter.encode_prometheus_text())
         })
         .collect();
     let prometheus = Prometheus::start(&targets, Duration::from_secs(1));

@@ -488,14 +488,22 @@ fn a_state_that_does_not_fit_the_plan_fails_closed() {
     assert!(p.rollout.is_halted());
 }
 
-/// A store that can be made to fail, over a real in-memory one.
-struct Flaky {
+/// A store that can be made to fail, over a real in-memory one: `down`,
+/// every call is an I/O error; `panic_on_load`, a load panics (a bug in a
+/// store plug-in).
+#[derive(Default)]
+struct Faulty {
     inner: MemoryStateStore,
     down: AtomicBool,
+    panic_on_load: AtomicBool,
 }
 
-impl StateStore for Flaky {
+impl StateStore for Faulty {
     fn load(&self) -> Result<Option<Stored>, StoreError> {
+        assert!(
+            !self.panic_on_load.load(Ordering::SeqCst),
+            "store plug-in bug"
+        );
         self.check()?;
         self.inner.load()
     }
@@ -510,11 +518,11 @@ impl StateStore for Flaky {
     }
 
     fn describe(&self) -> String {
-        "flaky store".into()
+        "faulty store".into()
     }
 }
 
-impl Flaky {
+impl Faulty {
     fn check(&self) -> Result<(), StoreError> {
         if self.down.load(Ordering::SeqCst) {
             Err(StoreError::Io {
@@ -531,10 +539,7 @@ impl Flaky {
 fn an_unreachable_store_fails_closed_after_stale_after_and_a_rollback_is_never_delayed() {
     let clock = ManualClock::default();
     let p = Process::start(&clock, 10);
-    let store = Arc::new(Flaky {
-        inner: MemoryStateStore::new(),
-        down: AtomicBool::new(false),
-    });
+    let store = Arc::new(Faulty::default());
     let mut c = p
         .controller(store.clone())
         .stale_after(Duration::from_secs(30))
@@ -680,39 +685,15 @@ fn an_old_state_file_put_back_is_written_again_above_the_high_water_mark() {
 
 #[test]
 fn a_panicking_tick_is_caught_counted_and_fails_closed() {
-    /// A store whose load panics on demand: a bug in a store plug-in.
-    struct Panicky {
-        inner: MemoryStateStore,
-        panic: AtomicBool,
-    }
-    impl StateStore for Panicky {
-        fn load(&self) -> Result<Option<Stored>, StoreError> {
-            assert!(!self.panic.load(Ordering::SeqCst), "store plug-in bug");
-            self.inner.load()
-        }
-        fn compare_and_swap(
-            &self,
-            expected: Option<Revision>,
-            state: &RolloutState,
-        ) -> Result<Revision, StoreError> {
-            self.inner.compare_and_swap(expected, state)
-        }
-        fn describe(&self) -> String {
-            "panicky store".into()
-        }
-    }
     let p = Process::start(&ManualClock::default(), 10);
-    let store = Arc::new(Panicky {
-        inner: MemoryStateStore::new(),
-        panic: AtomicBool::new(false),
-    });
+    let store = Arc::new(Faulty::default());
     let monitor = p
         .controller(store.clone())
         .build()
         .unwrap()
         .spawn_with_poll(Duration::from_millis(5), Duration::from_millis(5));
     assert!(!p.rollout.is_halted());
-    store.panic.store(true, Ordering::SeqCst);
+    store.panic_on_load.store(true, Ordering::SeqCst);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while monitor.health().panics == 0 {
         assert!(std::time::Instant::now() < deadline, "no panic seen");
@@ -733,7 +714,7 @@ fn a_panicking_tick_is_caught_counted_and_fails_closed() {
             .contains("store plug-in bug"),
         "{health:?}"
     );
-    store.panic.store(false, Ordering::SeqCst);
+    store.panic_on_load.store(false, Ordering::SeqCst);
     while p.rollout.is_halted() {
         assert!(std::time::Instant::now() < deadline, "never recovered");
         std::thread::sleep(Duration::from_millis(5));

@@ -11,14 +11,13 @@
 //! the starting request (the state decides the percent in force); a write
 //! keeps it as it is.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::hash::Hasher as _;
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::act::source::{ConfigFormat, SourceError, parse_file};
-use crate::act::store::{Revision, StoreError};
+use crate::act::store::{Revision, StoreError, durable};
 use crate::decide::config::RolloutConfig;
 
 /// Where a rollout's shared config lives: load it with its revision, and
@@ -134,17 +133,7 @@ impl ConfigFile {
     }
 
     fn lock(&self) -> Result<File, StoreError> {
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(|e| self.io(e))?;
-        lock.lock().map_err(|e| self.io(e))?;
-        Ok(lock)
+        durable::lock(&self.path, &self.lock_path).map_err(|e| self.io(e))
     }
 
     /// The file's text for `config`.
@@ -162,30 +151,7 @@ impl ConfigFile {
     /// Replaces the file with `bytes`: temporary file, fsync, rename, fsync
     /// of the directory.
     fn write(&self, bytes: &[u8]) -> Result<(), StoreError> {
-        static TEMP: AtomicU64 = AtomicU64::new(0);
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let mut temp = self.path.clone().into_os_string();
-        temp.push(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            TEMP.fetch_add(1, Ordering::Relaxed)
-        ));
-        let temp = PathBuf::from(temp);
-        let written = (|| {
-            let mut file = File::create(&temp)?;
-            file.write_all(bytes)?;
-            file.sync_all()?;
-            fs::rename(&temp, &self.path)?;
-            File::open(dir)?.sync_all()
-        })();
-        if written.is_err() {
-            let _ = fs::remove_file(&temp);
-        }
-        written.map_err(|e| self.io(e))
+        durable::write_whole(&self.path, bytes).map_err(|e| self.io(e))
     }
 }
 

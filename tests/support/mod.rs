@@ -1,8 +1,9 @@
 //! Code shared by several integration tests.
 #![allow(dead_code)]
 
-pub mod certs;
-pub mod child;
 pub mod quality;
 pub mod reference;
-pub mod servers;
+/// Real etcd and Prometheus on loopback (shared with the upload server's
+/// tests: the `test-support` crate).
+#[allow(unused_imports)] // not every test uses them
+pub use test_support::servers;

@@ -1,15 +1,15 @@
 //! [`FileStateStore`]: the rollout's state in one JSON file.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::act::state::RolloutState;
 use crate::act::store::ack::{Acknowledgement, Applied, default_service_id};
-use crate::act::store::{Revision, Salvaged, StateStore, StoreError, Stored};
+use crate::act::store::{Revision, Salvaged, StateStore, StoreError, Stored, durable};
 
 /// Where the state lives by default, beside the metrics log:
 /// `logs/async_upload_rollout/state.json` (relative to the working directory).
@@ -188,17 +188,7 @@ impl FileStateStore {
     /// Takes the writers' lock (creating the directory): held until the
     /// returned file drops (or the process dies).
     fn lock(&self) -> Result<File, StoreError> {
-        if let Some(dir) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(|e| self.io(e))?;
-        }
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(|e| self.io(e))?;
-        lock.lock().map_err(|e| self.io(e))?;
-        Ok(lock)
+        durable::lock(&self.path, &self.lock_path).map_err(|e| self.io(e))
     }
 
     fn ack_path(&self) -> PathBuf {
@@ -242,40 +232,12 @@ impl FileStateStore {
     /// state, never below.
     fn write(&self, state: &RolloutState, high_water: u64) -> io::Result<()> {
         if state.epoch > high_water {
-            write_durably(&self.epoch_path, format!("{}\n", state.epoch).as_bytes())?;
+            durable::write_whole(&self.epoch_path, format!("{}\n", state.epoch).as_bytes())?;
         }
         let mut text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
         text.push(b'\n');
-        write_durably(&self.path, &text)
+        durable::write_whole(&self.path, &text)
     }
-}
-
-/// Writes `text` at `path` whole: a temporary file in the same directory,
-/// fsynced, renamed over `path`, and the directory fsynced.
-fn write_durably(path: &Path, text: &[u8]) -> io::Result<()> {
-    static TEMP: AtomicU64 = AtomicU64::new(0);
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut temp = path.to_path_buf().into_os_string();
-    temp.push(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        TEMP.fetch_add(1, Ordering::Relaxed)
-    ));
-    let temp = PathBuf::from(temp);
-    let written = (|| {
-        let mut file = File::create(&temp)?;
-        file.write_all(text)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    written
 }
 
 /// The state in `bytes`, or why it cannot be believed.
@@ -384,7 +346,6 @@ impl StateStore for FileStateStore {
     }
 
     fn acknowledge(&self, applied: &Applied) -> Result<(), StoreError> {
-        static TEMP: AtomicU64 = AtomicU64::new(0);
         let ack =
             Acknowledgement::of_this_process(&self.service, applied.clone(), SystemTime::now());
         let io = |source: io::Error| StoreError::Io {
@@ -396,13 +357,7 @@ impl StateStore for FileStateStore {
             self.sweep_acks();
         }
         let path = self.ack_path();
-        let mut temp = path.clone().into_os_string();
-        temp.push(format!(
-            ".{}.{}.tmp",
-            std::process::id(),
-            TEMP.fetch_add(1, Ordering::Relaxed)
-        ));
-        let temp = PathBuf::from(temp);
+        let temp = durable::temp_beside(&path);
         let mut text = serde_json::to_vec(&ack).map_err(|e| io(io::Error::other(e)))?;
         text.push(b'\n');
         let written = fs::write(&temp, &text).and_then(|()| fs::rename(&temp, &path));

@@ -24,6 +24,7 @@
 //! so that an operator's command can wait for them.
 
 pub(crate) mod ack;
+pub(crate) mod durable;
 mod file;
 mod memory;
 mod salvage;

@@ -1,31 +1,19 @@
-//! The upload_server example as real processes: killed with SIGKILL and
+//! The upload server binary as real processes: killed with SIGKILL and
 //! started again on the same state file, started with
 //! `ASYNC_UPLOAD_ROLLOUT=0`, a corrupt state file, and reached by the
 //! operator's command line.
 //!
-//! Each server is this test binary started again as a child process (the
-//! example's code is compiled in with `#[path]`), running only
-//! [`child_process_runs_the_server`] with its flags in an environment
-//! variable. It listens on `127.0.0.1:0` and prints its address on stderr;
-//! every child is killed when its test ends, and every test is bounded.
+//! Each server is the `upload_server` binary cargo built for these tests,
+//! listening on `127.0.0.1:0` and printing its address on stderr; every
+//! child is killed when its test ends, and every test is bounded.
 
-#[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
-#[path = "../examples/upload_server.rs"]
-mod server;
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_upload_rollout::{Percent, Rollout, RolloutConfig};
-use support::child::{ServerProcess, ids, path_str, run_if_child, status_of, wait_until};
-
-/// Not a test of its own: the entry point of the child processes the other
-/// tests start (it returns at once when run as a normal test).
-#[test]
-fn child_process_runs_the_server() {
-    run_if_child(server::run);
-}
+use support::{SERVER, ServerProcess, ids, path_str, status_of, wait_until};
 
 #[test]
 fn restart_after_rollback_stays_rolled_back() {
@@ -34,7 +22,7 @@ fn restart_after_rollback_stays_rolled_back() {
     std::fs::write(&config, "percent = 10\nforce_async = [\"load-test-1\"]\n").unwrap();
     let flags = ["--config", path_str(&config)];
 
-    let server = ServerProcess::start(dir.path(), Some("10"), &flags);
+    let server = ServerProcess::start(SERVER, dir.path(), Some("10"), &flags);
     let rollout = server.get_rollout();
     assert_eq!(status_of(&rollout), "running");
     assert_eq!(rollout["percent"], 10.0);
@@ -64,7 +52,7 @@ fn restart_after_rollback_stays_rolled_back() {
     server.kill();
 
     // Killed, started again with the same environment and state file.
-    let server = ServerProcess::start(dir.path(), Some("10"), &flags);
+    let server = ServerProcess::start(SERVER, dir.path(), Some("10"), &flags);
     let rollout = server.get_rollout();
     assert_eq!(status_of(&rollout), "rolled_back", "{rollout}");
     assert_eq!(rollout["percent"], 0.0);
@@ -98,7 +86,7 @@ fn async_upload_rollout_zero_serves_nothing_async() {
         // high-water mark (`state.json.epoch`) is a rollout that had a
         // state, which the environment does not start again.
         let dir = tempfile::tempdir().unwrap();
-        let server = ServerProcess::start(dir.path(), percent, &[]);
+        let server = ServerProcess::start(SERVER, dir.path(), percent, &[]);
         let rollout = server.get_rollout();
         assert_eq!(status_of(&rollout), "off", "{percent:?}: {rollout}");
         assert_eq!(rollout["percent"], 0.0);
@@ -111,7 +99,7 @@ fn async_upload_rollout_zero_serves_nothing_async() {
 fn a_corrupt_state_file_serves_on_the_sync_path_and_reports_state_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("state.json"), "{\"epoch\": 9, \"stat").unwrap();
-    let mut server = ServerProcess::start(dir.path(), Some("50"), &[]);
+    let server = ServerProcess::start(SERVER, dir.path(), Some("50"), &[]);
     let rollout = server.get_rollout();
     let error = rollout["state_error"].as_str().expect("state_error is set");
     assert!(error.contains("state.json"), "{error}");
@@ -141,25 +129,21 @@ fn a_corrupt_state_file_serves_on_the_sync_path_and_reports_state_error() {
 fn the_clis_rollback_on_the_state_file_reaches_a_running_server_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let server = ServerProcess::start(dir.path(), Some("10"), &[]);
+    let server = ServerProcess::start(SERVER, dir.path(), Some("10"), &[]);
     assert_eq!(status_of(&server.get_rollout()), "running");
 
-    let output = Command::new(env!("CARGO_BIN_EXE_async-upload-rollout"))
-        .args([
+    let (code, _, stderr) = cli(
+        &[
             "rollback",
             "--state",
             path_str(&state),
             "--reason",
             "pager: 5xx spike",
-        ])
-        .output()
-        .unwrap();
-    let written = Instant::now();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        dir.path(),
     );
+    let written = std::time::Instant::now();
+    assert_eq!(code, 0, "{stderr}");
     let took = wait_until("the server to roll back", || {
         status_of(&server.get_rollout()) == "rolled_back"
     });
@@ -171,38 +155,40 @@ fn the_clis_rollback_on_the_state_file_reaches_a_running_server_within_two_secon
     assert_eq!(server.upload(&ids("after-cli", 200)), 0);
 
     // `status` shows what the server runs on.
-    let output = Command::new(env!("CARGO_BIN_EXE_async-upload-rollout"))
-        .args(["status", "--state", path_str(&state), "--json"])
-        .output()
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (_, status) = status_json(&state, None);
     assert_eq!(status["state"]["status"], "rolled_back");
     assert_eq!(status["state"]["reason"], "pager: 5xx spike");
     assert_eq!(status["halted"], true);
 }
 
-/// The command line, run to its end: `(exit code, stdout, stderr)`.
+/// The command line, run to its end in `cwd`: `(exit code, stdout,
+/// stderr)`.
 #[cfg(feature = "cli")]
 fn cli(args: &[&str], cwd: &std::path::Path) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_async-upload-rollout"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    support::output_of(support::cli_command().args(args).current_dir(cwd))
+}
+
+/// `status --state STATE [--config CONFIG] --json`, run beside the state
+/// file: its exit code and its JSON.
+#[cfg(feature = "cli")]
+fn status_json(
+    state: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> (i32, serde_json::Value) {
+    let mut args = vec!["status", "--state", path_str(state)];
+    if let Some(config) = config {
+        args.extend(["--config", path_str(config)]);
+    }
+    args.push("--json");
+    let (code, stdout, stderr) = cli(&args, state.parent().unwrap());
+    let json = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("status --json: {e}: {stdout}{stderr}"));
+    (code, json)
 }
 
 #[test]
 fn upload_server_help_exits_0_and_describes_every_flag() {
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process_runs_the_server", "--nocapture"])
-        .env(support::child::CHILD_ARGS, "--help")
-        .output()
-        .unwrap();
+    let output = Command::new(SERVER).arg("--help").output().unwrap();
     assert!(output.status.success(), "{output:?}");
     let help = String::from_utf8_lossy(&output.stdout);
     for flag in [
@@ -237,7 +223,7 @@ fn upload_server_help_exits_0_and_describes_every_flag() {
 #[test]
 fn a_rollback_on_a_wrong_state_path_changes_nothing_and_exits_non_zero_naming_the_path() {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::start(dir.path(), Some("10"), &[]);
+    let server = ServerProcess::start(SERVER, dir.path(), Some("10"), &[]);
     assert_eq!(status_of(&server.get_rollout()), "running");
 
     // A mistyped --state: the path is named (absolute), nothing is created.
@@ -302,6 +288,7 @@ fn create_starts_a_state_file_and_success_names_the_store_and_the_new_epoch() {
 
     // A service on it serves the stage the file holds, and acknowledges it.
     let server = ServerProcess::start(
+        SERVER,
         dir.path(),
         Some("50"),
         &["--state", path_str(&state), "--replica", "web-1"],
@@ -332,11 +319,7 @@ fn create_starts_a_state_file_and_success_names_the_store_and_the_new_epoch() {
 fn wait_for_services(state: &std::path::Path, n: usize) -> serde_json::Value {
     let mut last = serde_json::Value::Null;
     wait_until("the services' acknowledgements", || {
-        let (_, stdout, _) = cli(
-            &["status", "--state", path_str(state), "--json"],
-            state.parent().unwrap(),
-        );
-        last = serde_json::from_str(&stdout).unwrap();
+        last = status_json(state, None).1;
         last["services"].as_array().is_some_and(|s| {
             s.iter()
                 .filter(|s| s["live"] == true && s["current"] == true)
@@ -352,9 +335,10 @@ fn wait_for_services(state: &std::path::Path, n: usize) -> serde_json::Value {
 fn rollback_wait_names_a_stopped_service_and_says_none_seen_when_no_service_answers() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let a = ServerProcess::start(dir.path(), Some("10"), &["--replica", "svc-a"]);
+    let a = ServerProcess::start(SERVER, dir.path(), Some("10"), &["--replica", "svc-a"]);
     let b_dir = tempfile::tempdir().unwrap();
     let b = ServerProcess::start(
+        SERVER,
         b_dir.path(),
         Some("10"),
         &["--state", path_str(&state), "--replica", "svc-b"],
@@ -433,7 +417,7 @@ fn rollback_wait_names_a_stopped_service_and_says_none_seen_when_no_service_answ
 fn a_rollback_over_a_corrupt_state_file_is_stored_and_nothing_is_async_until_a_resume() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state.json");
-    let mut server = ServerProcess::start(dir.path(), Some("50"), &["--replica", "web-1"]);
+    let server = ServerProcess::start(SERVER, dir.path(), Some("50"), &["--replica", "web-1"]);
     let all = ids("corrupt-rollback", 200);
     let reference = Rollout::new(RolloutConfig::with_percent(
         Percent::from_whole(50).unwrap(),
@@ -601,7 +585,8 @@ fn the_kill_switch_reads_zero_in_every_view_and_a_bad_config_is_reported_everywh
     let state = dir.path().join("state.json");
     let config = dir.path().join("rollout.toml");
     std::fs::write(&config, "percent = 10\n").unwrap();
-    let mut server = ServerProcess::start(
+    let server = ServerProcess::start(
+        SERVER,
         dir.path(),
         Some("10"),
         &["--config", path_str(&config), "--replica", "web-1"],
@@ -609,18 +594,14 @@ fn the_kill_switch_reads_zero_in_every_view_and_a_bad_config_is_reported_everywh
     assert_eq!(server.get_rollout()["percent"], 10.0);
 
     // The kill switch through the admin route: written to the config file.
-    let (status, body) = support::child::http(
-        server.addr,
+    let reply = server.request(
         "PUT",
         "/rollout",
-        &[(
-            "Authorization",
-            &format!("Bearer {}", support::child::TOKEN),
-        )],
+        &[("Authorization", &format!("Bearer {}", support::TOKEN))],
         br#"{"kill_switch": true}"#,
     );
-    assert_eq!(status, 200, "{body}");
-    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = reply.json();
     assert!(
         reply["config_written_to"]
             .as_str()
@@ -639,32 +620,17 @@ fn the_kill_switch_reads_zero_in_every_view_and_a_bad_config_is_reported_everywh
         rollout["state"]["status"], "running",
         "the state is untouched"
     );
-    let (_, metrics) = support::child::http(server.addr, "GET", "/metrics", &[], b"");
+    let metrics = support::http::get(server.addr, "/metrics").body;
     assert!(
         metrics.contains("\nasync_upload_rollout_percent 0.0\n"),
         "{metrics}"
     );
-    let (code, stdout, _) = cli(
-        &[
-            "status",
-            "--state",
-            path_str(&state),
-            "--config",
-            path_str(&config),
-            "--json",
-        ],
-        dir.path(),
-    );
+    let (code, status) = status_json(&state, Some(&config));
     assert_eq!(code, 0);
-    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(status["percent"], 0.0, "{status}");
     assert_eq!(status["kill_switch"], true);
     wait_until("the service to acknowledge 0%", || {
-        let (_, stdout, _) = cli(
-            &["status", "--state", path_str(&state), "--json"],
-            dir.path(),
-        );
-        let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let (_, status) = status_json(&state, None);
         status["services"][0]["percent"] == 0.0
     });
     let (_, text, _) = cli(
@@ -697,23 +663,12 @@ fn the_kill_switch_reads_zero_in_every_view_and_a_bad_config_is_reported_everywh
         true,
         "the last good config"
     );
-    let (_, metrics) = support::child::http(server.addr, "GET", "/metrics", &[], b"");
+    let metrics = support::http::get(server.addr, "/metrics").body;
     assert!(
         metrics.contains("\nasync_upload_rollout_config_error 1\n"),
         "{metrics}"
     );
-    let (_, stdout, _) = cli(
-        &[
-            "status",
-            "--state",
-            path_str(&state),
-            "--config",
-            path_str(&config),
-            "--json",
-        ],
-        dir.path(),
-    );
-    let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (_, status) = status_json(&state, Some(&config));
     assert!(
         status["config_error"]
             .as_str()
@@ -722,11 +677,7 @@ fn the_kill_switch_reads_zero_in_every_view_and_a_bad_config_is_reported_everywh
         "{status}"
     );
     wait_until("the service's acknowledgement to carry it", || {
-        let (_, stdout, _) = cli(
-            &["status", "--state", path_str(&state), "--json"],
-            dir.path(),
-        );
-        let status: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let (_, status) = status_json(&state, None);
         status["services"][0]["config_error"].is_string()
     });
     // A rollback is written while the config cannot be read.
@@ -746,7 +697,7 @@ fn the_kill_switch_reads_zero_in_every_view_and_a_bad_config_is_reported_everywh
     wait_until("config_error to clear", || {
         server.get_rollout()["config_error"].is_null()
     });
-    let (_, metrics) = support::child::http(server.addr, "GET", "/metrics", &[], b"");
+    let metrics = support::http::get(server.addr, "/metrics").body;
     assert!(
         metrics.contains("\nasync_upload_rollout_config_error 0\n"),
         "{metrics}"

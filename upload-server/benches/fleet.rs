@@ -11,21 +11,13 @@
 //!    fleet's totals, and the evaluation) with 3 and with 30 replicas'
 //!    series.
 //!
-//! `cargo bench --features etcd,cli,tower --bench fleet` (needs `etcd` and
-//! `prometheus` installed: `apt-get install etcd-server prometheus`). The
-//! replicas are this binary started again as the upload_server example.
-
-#[allow(dead_code)]
-#[path = "../tests/support/child.rs"]
-mod child;
-#[allow(dead_code)]
-#[path = "../examples/upload_server.rs"]
-mod server;
-#[allow(dead_code)]
-#[path = "../tests/support/servers.rs"]
-mod servers;
+//! `cargo bench --workspace --all-features --bench fleet` (needs `etcd`
+//! and `prometheus` installed: `apt-get install etcd-server prometheus`).
+//! The replicas are the `upload_server` binary; the controllers, the
+//! library's `async-upload-rollout` built beside it.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -33,17 +25,16 @@ use std::time::{Duration, Instant, SystemTime};
 use async_upload_rollout::export::prometheus::PrometheusExporter;
 use async_upload_rollout::fleet::{EtcdStateStore, PrometheusSource};
 use async_upload_rollout::*;
-use child::{ServerProcess, run_if_child, status_of};
-use servers::{Etcd, Prometheus, cpu_name, serve_metrics, wait_until};
+use test_support::process::{ServerProcess, built_beside, status_of};
+use test_support::servers::{Etcd, Prometheus, cpu_name, serve_metrics, wait_until};
 
 const NAME: &str = "bench";
 const WITHIN: Duration = Duration::from_secs(120);
 
+/// The upload server binary, built by cargo for this bench.
+const SERVER: &str = env!("CARGO_BIN_EXE_upload_server");
+
 fn main() {
-    run_if_child(server::run);
-    if std::env::var(child::CHILD_ARGS).is_ok() {
-        return;
-    }
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list`
     }
@@ -94,13 +85,14 @@ fn replicas(
                 tick,
             ];
             flags.extend_from_slice(extra.get(i).copied().unwrap_or(&[]));
-            ServerProcess::start(dir.path(), None, &flags)
+            ServerProcess::start(SERVER, dir.path(), None, &flags)
         })
         .collect()
 }
 
 fn controller(etcd: &Etcd, prometheus: &str, id: &str, ttl: u64, tick: &str, start: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_async-upload-rollout"))
+    let library = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    Command::new(built_beside(SERVER, "async-upload-rollout", &library))
         .args([
             "controller",
             "--etcd",
@@ -320,7 +312,7 @@ fn tick_cost(replicas: usize) {
             )
             .with_rollout_name(NAME);
             exporter.set_run(Some(RunView::new(epoch, MetricsSnapshot::default(), None)));
-            serve_metrics(Arc::new(exporter))
+            serve_metrics(move || exporter.encode_prometheus_text())
         })
         .collect();
     let prometheus = Prometheus::start(&targets, Duration::from_secs(1));

@@ -12,137 +12,36 @@
 //! itself (a controller that lost its lease cannot write) is pinned by
 //! tests/etcd_store.rs against the same real etcd.
 
-#[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
-#[path = "../examples/upload_server.rs"]
-mod server;
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::fleet::EtcdStateStore;
 use async_upload_rollout::{Percent, Rollout, RolloutConfig, StateStore};
-use support::child::{ServerProcess, collect_lines, http, run_if_child, status_of};
+use support::fleet::{Controller, operator, replica};
 use support::servers::{Etcd, Prometheus, Proxy, wait_until};
+use support::status_of;
 
 const NAME: &str = "fleet-test";
-const CLI: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
 /// The controllers' lease: a dead leader is replaced within it.
 const LEASE_TTL: u64 = 2;
-
-/// Not a test of its own: the entry point of the replica processes.
-#[test]
-fn child_process_runs_the_server() {
-    run_if_child(server::run);
-}
-
-/// A controller process, killed when dropped; its stderr kept.
-struct ControllerProcess {
-    child: Child,
-    id: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl ControllerProcess {
-    fn start(etcd: &str, prometheus: &str, id: &str) -> ControllerProcess {
-        let mut child = Command::new(CLI)
-            .args([
-                "controller",
-                "--etcd",
-                etcd,
-                "--prometheus",
-                prometheus,
-                "--name",
-                NAME,
-                "--tick",
-                "1s",
-                "--lease-ttl",
-                &LEASE_TTL.to_string(),
-                "--id",
-                id,
-            ])
-            .env("ASYNC_UPLOAD_ROLLOUT", "10")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = collect_lines(child.stderr.take().unwrap());
-        ControllerProcess {
-            child,
-            id: id.to_owned(),
-            stderr,
-        }
-    }
-
-    fn said(&self, what: &str) -> bool {
-        self.stderr.lock().unwrap().iter().any(|l| l.contains(what))
-    }
-}
-
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn decide(replica: &ServerProcess, id: &str) -> bool {
-    let (status, body) = http(
-        replica.addr,
-        "GET",
-        &format!("/rollout/decide/{id}"),
-        &[],
-        b"",
-    );
-    assert_eq!(status, 200, "{body}");
-    let decision: serde_json::Value = serde_json::from_str(&body).unwrap();
-    decision["use_async"].as_bool().unwrap()
-}
-
-fn operator(etcd: &str, command: &str, reason: &str) {
-    let output = Command::new(CLI)
-        .args([command, "--etcd", etcd, "--name", NAME, "--reason", reason])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 #[test]
 fn a_fleet_of_three_replicas_and_two_controllers_acts_as_one() {
     let etcd = Etcd::start();
     let proxy = Proxy::start(etcd.addr);
     let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let replica = |i: usize, etcd_url: &str, extra: &[&str]| {
-        let id = format!("r{i}");
-        let mut flags = vec![
-            "--etcd",
-            etcd_url,
-            "--name",
-            NAME,
-            "--replica",
-            &id,
-            "--tick",
-            "200ms",
-            "--log-interval",
-            "0s",
-            "--stale-after",
-            "3s",
-        ];
+    let start = |i: usize, etcd_url: &str, extra: &[&str]| {
+        let mut flags = vec!["--log-interval", "0s", "--stale-after", "3s"];
         flags.extend_from_slice(extra);
-        ServerProcess::start(dirs[i].path(), None, &flags)
+        replica(dirs[i].path(), etcd_url, NAME, &format!("r{i}"), &flags)
     };
     // r1 fails half of its async uploads on purpose; r2 reaches etcd
     // through a proxy the test can cut.
     let replicas = [
-        replica(0, &etcd.url, &[]),
-        replica(1, &etcd.url, &["--inject-async-error-rate", "0.5"]),
-        replica(2, &proxy.url(), &[]),
+        start(0, &etcd.url, &[]),
+        start(1, &etcd.url, &["--inject-async-error-rate", "0.5"]),
+        start(2, &proxy.url(), &[]),
     ];
     for r in &replicas {
         let rollout = r.get_rollout();
@@ -159,8 +58,8 @@ fn a_fleet_of_three_replicas_and_two_controllers_acts_as_one() {
     let targets: Vec<_> = replicas.iter().map(|r| r.addr).collect();
     let prometheus = Prometheus::start(&targets, Duration::from_secs(1));
     let controllers = [
-        ControllerProcess::start(&etcd.url, &prometheus.url, "c0"),
-        ControllerProcess::start(&etcd.url, &prometheus.url, "c1"),
+        Controller::start(&etcd.url, &prometheus.url, NAME, "c0", LEASE_TTL),
+        Controller::start(&etcd.url, &prometheus.url, NAME, "c1", LEASE_TTL),
     ];
     let observer =
         EtcdStateStore::connect(std::slice::from_ref(&etcd.url), NAME, "observer").unwrap();
@@ -176,8 +75,7 @@ fn a_fleet_of_three_replicas_and_two_controllers_acts_as_one() {
         let acks = observer.acknowledgements().unwrap().unwrap();
         acks.len() == 3 && acks.iter().all(|ack| ack.applied.epoch == first.epoch)
     });
-    let leaders: Vec<&ControllerProcess> =
-        controllers.iter().filter(|c| c.said("leading")).collect();
+    let leaders: Vec<&Controller> = controllers.iter().filter(|c| c.said("leading")).collect();
     assert_eq!(leaders.len(), 1, "one leader");
 
     // 2. The same id takes the same path on every replica.
@@ -188,13 +86,13 @@ fn a_fleet_of_three_replicas_and_two_controllers_acts_as_one() {
         let id = format!("same-path-{i}");
         let want = reference.should_use_async(&id);
         for r in &replicas {
-            assert_eq!(decide(r, &id), want, "{id} on {}", r.addr);
+            assert_eq!(r.decide(&id), want, "{id} on {}", r.addr);
         }
     }
 
     // 3. An operator's rollback through etcd reaches every replica.
     let written = Instant::now();
-    operator(&etcd.url, "rollback", "pager: checking the fleet");
+    operator(&etcd.url, NAME, "rollback", "pager: checking the fleet");
     wait_until("every replica rolled back", within, || {
         replicas
             .iter()
@@ -213,8 +111,8 @@ fn a_fleet_of_three_replicas_and_two_controllers_acts_as_one() {
     });
     let acked = written.elapsed();
     assert!(acked < Duration::from_secs(5), "acked after {acked:?}");
-    assert!((0..100).all(|i| replicas.iter().all(|r| !decide(r, &format!("x{i}")))));
-    operator(&etcd.url, "resume", "all clear");
+    assert!((0..100).all(|i| replicas.iter().all(|r| !r.decide(&format!("x{i}")))));
+    operator(&etcd.url, NAME, "resume", "all clear");
     wait_until("every replica back at 10%", within, || {
         replicas.iter().all(|r| r.get_rollout()["percent"] == 10.0)
     });
@@ -261,7 +159,7 @@ fn a_fleet_of_three_replicas_and_two_controllers_acts_as_one() {
         cut.elapsed()
     );
     assert!(replicas[2].get_rollout()["state_error"].is_string());
-    assert!((0..100).all(|i| !decide(&replicas[2], &format!("cut-{i}"))));
+    assert!((0..100).all(|i| !replicas[2].decide(&format!("cut-{i}"))));
     assert_eq!(
         replicas[0].get_rollout()["percent"],
         10.0,

@@ -2,97 +2,39 @@
 //! one replica's `PUT /rollout` (or `config set`) reaches every replica; a
 //! rollback over a corrupt state key is stored and holds until a resume; a
 //! corrupt config key is reported by every replica and never stops a
-//! rollback. Replicas are this test binary started again as child processes
-//! running the upload_server example (as in tests/fleet.rs); no controller
-//! runs, so the states are written here, as an operator would.
+//! rollback. Replicas are the upload server binary (as in fleet.rs); no
+//! controller runs, so the states are written here, as an operator would.
 
-#[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
-#[path = "../examples/upload_server.rs"]
-mod server;
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::fleet::EtcdStateStore;
 use async_upload_rollout::{ChangedBy, RolloutState, RolloutStatus, StateStore};
-use support::child::{ServerProcess, TOKEN, http, run_if_child, status_of};
+use support::fleet::replica;
 use support::servers::{Etcd, wait_until};
+use support::{ServerProcess, TOKEN, run_cli, status_of};
 
 const NAME: &str = "operator-test";
-const CLI: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
 const WITHIN: Duration = Duration::from_secs(30);
-
-/// Not a test of its own: the entry point of the replica processes.
-#[test]
-fn child_process_runs_the_server() {
-    run_if_child(server::run);
-}
 
 fn replicas(etcd: &Etcd, dirs: &[tempfile::TempDir]) -> Vec<ServerProcess> {
     dirs.iter()
         .enumerate()
-        .map(|(i, dir)| {
-            let id = format!("r{i}");
-            ServerProcess::start(
-                dir.path(),
-                None,
-                &[
-                    "--etcd",
-                    &etcd.url,
-                    "--name",
-                    NAME,
-                    "--replica",
-                    &id,
-                    "--tick",
-                    "200ms",
-                ],
-            )
-        })
+        .map(|(i, dir)| replica(dir.path(), &etcd.url, NAME, &format!("r{i}"), &[]))
         .collect()
 }
 
 /// Writes `value` under the rollout's key `key` as is (garbage included).
 fn put_raw(etcd: &Etcd, key: &str, value: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut client = etcd_client::Client::connect([etcd.url.as_str()], None)
-            .await
-            .unwrap();
-        let key = format!("{}{key}", async_upload_rollout::fleet::key_prefix(NAME));
-        client.put(key, value, None).await.unwrap();
-    });
+    support::fleet::raw(&etcd.url, NAME, key, Some(value));
 }
 
 /// The command line against the fleet: `(exit code, stdout, stderr)`.
 fn cli(etcd: &Etcd, args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(CLI)
-        .args(args)
-        .args(["--etcd", &etcd.url, "--name", NAME])
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-fn decide(replica: &ServerProcess, id: &str) -> bool {
-    let (status, body) = http(
-        replica.addr,
-        "GET",
-        &format!("/rollout/decide/{id}"),
-        &[],
-        b"",
-    );
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str::<serde_json::Value>(&body).unwrap()["use_async"]
-        .as_bool()
-        .unwrap()
+    let mut args = args.to_vec();
+    args.extend(["--etcd", &etcd.url, "--name", NAME]);
+    run_cli(&args, &[])
 }
 
 /// Writes the 10% stage at `epoch` as the fleet's state and waits until
@@ -122,16 +64,15 @@ fn a_kill_switch_set_through_one_replicas_put_reaches_every_replica_within_two_s
         EtcdStateStore::connect(std::slice::from_ref(&etcd.url), NAME, "operator").unwrap();
     start_at_ten_percent(&operator, &replicas, 1);
 
-    let (status, body) = http(
-        replicas[0].addr,
+    let reply = replicas[0].request(
         "PUT",
         "/rollout",
         &[("Authorization", &format!("Bearer {TOKEN}"))],
         br#"{"kill_switch": true}"#,
     );
     let written = Instant::now();
-    assert_eq!(status, 200, "{body}");
-    let reply: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let reply = reply.json();
     let to = reply["config_written_to"].as_str().unwrap();
     assert!(to.contains(&etcd.url) && to.contains(NAME), "{to}");
     assert_eq!(reply["percent"], 0.0, "{reply}");
@@ -147,7 +88,7 @@ fn a_kill_switch_set_through_one_replicas_put_reaches_every_replica_within_two_s
     );
     for r in &replicas {
         assert!(
-            (0..100).all(|i| !decide(r, &format!("killed-{i}"))),
+            (0..100).all(|i| !r.decide(&format!("killed-{i}"))),
             "{}",
             r.addr
         );
@@ -214,7 +155,7 @@ fn a_rollback_over_a_corrupt_state_key_is_stored_and_a_corrupt_config_key_stops_
     );
     for r in &replicas {
         assert_eq!(status_of(&r.get_rollout()), "rolled_back");
-        assert!((0..100).all(|i| !decide(r, &format!("held-{i}"))));
+        assert!((0..100).all(|i| !r.decide(&format!("held-{i}"))));
     }
     let (code, stdout, stderr) = cli(&etcd, &["resume", "--reason", "repaired"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
@@ -230,7 +171,7 @@ fn a_rollback_over_a_corrupt_state_key_is_stored_and_a_corrupt_config_key_stops_
             .iter()
             .all(|r| r.get_rollout()["config_error"].is_string())
     });
-    let (_, metrics) = http(replicas[1].addr, "GET", "/metrics", &[], b"");
+    let metrics = support::http::get(replicas[1].addr, "/metrics").body;
     assert!(
         metrics.contains("\nasync_upload_rollout_config_error 1\n"),
         "{metrics}"

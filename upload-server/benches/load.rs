@@ -1,24 +1,18 @@
 //! The upload server under load: uploads per second and latency
-//! percentiles, with 32 keep-alive clients on loopback against the example
-//! server (in this process, its own runtime), at 50%: half the uploads are
-//! stored before the answer (201), half in the background (202).
+//! percentiles, with 32 keep-alive clients on loopback against the
+//! `upload_server` binary (a process of its own, as a user runs it), at
+//! 50%: half the uploads are stored before the answer (201), half in the
+//! background (202). The server is stopped with SIGTERM at the end, which
+//! stores every accepted upload before it exits.
 //!
-//! `cargo bench --features prometheus,tower --bench load [-- SECONDS]` (default 10).
-
-#[allow(dead_code)]
-#[path = "../examples/upload_server.rs"]
-mod server;
-#[allow(dead_code)]
-#[path = "../tests/support/servers.rs"]
-mod servers;
+//! `cargo bench -p upload-server --bench load [-- SECONDS]` (default 10).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_upload_rollout::{Percent, Rollout, RolloutConfig, RolloutPlan};
-use servers::cpu_name;
+use test_support::process::ServerProcess;
+use test_support::servers::cpu_name;
 
 const CLIENTS: usize = 32;
 
@@ -31,30 +25,15 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(10);
     let dir = tempfile::tempdir().unwrap();
-    let mut plan = RolloutPlan::default();
-    plan.triggers.max_memory_growth = 100.0; // a bench's memory grows as it warms up
-    let config = server::ServerConfig {
-        state_path: dir.path().join("state.json"),
-        log_path: dir.path().join("metrics.jsonl"),
-        store_dir: dir.path().join("uploads"),
-        plan,
-        ..server::ServerConfig::default()
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (addr, state) = runtime.block_on(async {
-        let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(
-            Percent::from_whole(50).unwrap(),
-        )));
-        let state = server::AppState::new(config, rollout).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let serving = state.clone();
-        tokio::spawn(server::serve(listener, serving, std::future::pending()));
-        (addr, state)
-    });
+    // The memory trigger has no data during its warm-up (an hour): a
+    // server's memory grows as it warms up under load.
+    let mut server = ServerProcess::start(
+        env!("CARGO_BIN_EXE_upload_server"),
+        dir.path(),
+        Some("50"),
+        &["--tick", "10s"],
+    );
+    let addr = server.addr;
     let until = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let clients: Vec<_> = (0..CLIENTS)
@@ -69,7 +48,13 @@ fn main() {
         statuses[1] += s[1];
     }
     let elapsed = started.elapsed();
-    runtime.block_on(state.drain(Duration::from_secs(30)));
+    server.signal("TERM");
+    let stopped = server.process().wait_exit(Duration::from_secs(30));
+    assert!(
+        stopped.is_some_and(|status| status.success()),
+        "the server did not stop cleanly: {stopped:?}\n{}",
+        server.stderr_text()
+    );
     latencies.sort();
     let at = |p: f64| {
         #[allow(

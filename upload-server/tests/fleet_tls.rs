@@ -12,15 +12,12 @@
 //! bearer token from a file is shown sent by a loopback server that records
 //! the `Authorization` header (Prometheus itself checks no bearer tokens).
 
-#[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
-#[path = "../examples/upload_server.rs"]
-mod server;
 mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -31,11 +28,11 @@ use async_upload_rollout::fleet::{
 };
 use async_upload_rollout::*;
 use support::certs::Pki;
-use support::child::{ServerProcess, collect_lines, run_if_child, status_of};
 use support::servers::{Etcd, EtcdTlsFiles, Prometheus, path_str, serve_metrics, wait_until};
+use support::{Process, SERVER, ServerProcess, run_cli, status_of};
+use test_support::etcd::{block_on, etcd_client};
 
 const NAME: &str = "tls-test";
-const CLI: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
 const WITHIN: Duration = Duration::from_secs(30);
 /// The etcd user the fleet runs as, and its password.
 const USER: &str = "rollout";
@@ -45,12 +42,6 @@ const PASSWORD: &str = "s3cret-rollout";
 const CLIENT_CN: &str = "replica-cert";
 /// A user with no role: authenticated, but allowed nothing.
 const STRANGER: &str = "stranger";
-
-/// Not a test of its own: the entry point of the replica processes.
-#[test]
-fn child_process_runs_the_server() {
-    run_if_child(server::run);
-}
 
 /// etcd with TLS, client-certificate verification and authentication, and
 /// the files that go with it.
@@ -120,11 +111,7 @@ impl SecureEtcd {
 fn enable_auth(url: &str, pki: &Pki) {
     use etcd_client::{Certificate, Client, ConnectOptions, Identity, Permission, TlsOptions};
     let read = |path: &Path| std::fs::read(path).unwrap();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    block_on(async {
         let tls = TlsOptions::new()
             .ca_certificate(Certificate::from_pem(read(&pki.ca)))
             .identity(Identity::from_pem(
@@ -445,58 +432,20 @@ fn a_bad_or_unreadable_tls_file_is_named_before_anything_connects() {
 
 /// The command line: `(exit code, stdout, stderr)`.
 fn cli(args: &[String], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = Command::new(CLI)
-        .args(args)
-        .env_remove("ETCD_PASSWORD")
-        .env_remove("PROMETHEUS_USER")
-        .env_remove("PROMETHEUS_PASSWORD")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run_cli(&args, env)
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| (*s).to_owned()).collect()
 }
 
-/// A process killed when dropped, its stderr kept.
-struct Process {
-    child: Child,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Process {
-    fn start(args: &[String], env: &[(&str, &str)]) -> Process {
-        let mut child = Command::new(CLI)
-            .args(args)
-            .env_remove("ETCD_PASSWORD")
-            .env_remove("PROMETHEUS_USER")
-            .env_remove("PROMETHEUS_PASSWORD")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = collect_lines(child.stderr.take().unwrap());
-        Process { child, stderr }
-    }
-
-    fn said(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The command line as a process (a controller), killed when dropped, its
+/// stderr kept; the passwords it reads unset unless in `env`.
+fn start_cli(args: &[String], env: &[(&str, &str)]) -> Process {
+    let mut command = support::cli_command();
+    command.args(args).envs(env.iter().copied());
+    Process::start(command)
 }
 
 #[test]
@@ -515,12 +464,13 @@ fn the_controller_a_replica_and_every_operator_command_work_over_tls_with_a_user
     let dir = tempfile::tempdir().unwrap();
     let mut replica_flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     replica_flags.extend(["--name", NAME, "--replica", "r1", "--tick", "200ms"]);
-    let replica = ServerProcess::start_with_env(dir.path(), None, &replica_flags, &password);
+    let replica =
+        ServerProcess::start_with_env(SERVER, dir.path(), None, &replica_flags, &password);
 
     // A controller with the same flags (Prometheus is not reached: its
     // ticks judge nothing), writing the first state from
     // ASYNC_UPLOAD_ROLLOUT=10.
-    let controller = Process::start(
+    let controller = start_cli(
         &with(&[
             "controller",
             "--prometheus",
@@ -538,9 +488,9 @@ fn the_controller_a_replica_and_every_operator_command_work_over_tls_with_a_user
         replica.get_rollout()["percent"] == 10.0
     });
     assert!(
-        controller.said().contains("controller c1: leading"),
+        controller.text().contains("controller c1: leading"),
         "{}",
-        controller.said()
+        controller.text()
     );
     let observer = secure.store("observer");
     wait_until("the replica's acknowledgement", WITHIN, || {
@@ -627,22 +577,10 @@ fn the_controller_a_replica_and_every_operator_command_work_over_tls_with_a_user
 
     // A replica without the password does not start, and says why.
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_process_runs_the_server", "--nocapture"])
-        .env(
-            support::child::CHILD_ARGS,
-            [
-                "--addr",
-                "127.0.0.1:0",
-                "--store-dir",
-                path_str(&dir.path().join("uploads")),
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .chain(flags.iter().cloned())
-            .collect::<Vec<_>>()
-            .join("\u{1f}"),
-        )
+    let output = Command::new(SERVER)
+        .args(["--addr", "127.0.0.1:0", "--store-dir"])
+        .arg(dir.path().join("uploads"))
+        .args(&flags)
         .env_remove("ETCD_PASSWORD")
         .output()
         .unwrap();
@@ -675,7 +613,7 @@ fn a_prometheus_asking_for_basic_auth_answers_the_right_credentials_and_says_401
     )
     .with_rollout_name(NAME);
     exporter.set_run(Some(run));
-    let target = serve_metrics(Arc::new(exporter));
+    let target = serve_metrics(move || exporter.encode_prometheus_text());
     let web_config = format!("basic_auth_users:\n  {PROMETHEUS_USER}: {PROMETHEUS_HASH}\n");
     let basic = PrometheusAuth::basic(PROMETHEUS_USER, PROMETHEUS_PASSWORD);
     let prometheus = Prometheus::start_with_web_config(
@@ -836,7 +774,7 @@ fn the_controller_sends_prometheus_its_bearer_token_or_basic_auth() {
         &[],
         "bearer",
     );
-    let process = Process::start(&args, &env);
+    let process = start_cli(&args, &env);
     wait_until("the leader's first query", WITHIN, || {
         !seen.lock().unwrap().is_empty()
     });
@@ -847,7 +785,7 @@ fn the_controller_sends_prometheus_its_bearer_token_or_basic_auth() {
             .all(|h| h == "Bearer controller-token"),
         "{:?}\n{}",
         seen.lock().unwrap(),
-        process.said()
+        process.text()
     );
     drop(process);
 
@@ -859,7 +797,7 @@ fn the_controller_sends_prometheus_its_bearer_token_or_basic_auth() {
         &[("PROMETHEUS_USER", "ops"), ("PROMETHEUS_PASSWORD", "pw")],
         "basic",
     );
-    let process = Process::start(&args, &env);
+    let process = start_cli(&args, &env);
     wait_until("the leader's first query", WITHIN, || {
         !seen.lock().unwrap().is_empty()
     });
@@ -868,7 +806,7 @@ fn the_controller_sends_prometheus_its_bearer_token_or_basic_auth() {
         seen.lock().unwrap().iter().all(|h| *h == expected),
         "{:?}\n{}",
         seen.lock().unwrap(),
-        process.said()
+        process.text()
     );
     drop(process);
 
@@ -936,7 +874,10 @@ fn an_https_prometheus_is_read_with_its_ca_and_the_controller_judges_its_data() 
         )
         .with_rollout_name(HTTPS_NAME),
     );
-    let target = serve_metrics(Arc::clone(&exporter));
+    let target = serve_metrics({
+        let exporter = Arc::clone(&exporter);
+        move || exporter.encode_prometheus_text()
+    });
     let web_config = format!(
         "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  {PROMETHEUS_USER}: {PROMETHEUS_HASH}\n",
         path_str(&pki.server_cert),
@@ -949,7 +890,7 @@ fn an_https_prometheus_is_read_with_its_ca_and_the_controller_judges_its_data() 
 
     // The controller, given the CA and the credentials, leads and starts
     // the run; the replica exports it.
-    let controller = Process::start(
+    let controller = start_cli(
         &strings(&[
             "controller",
             "--etcd",
@@ -1010,7 +951,7 @@ fn an_https_prometheus_is_read_with_its_ca_and_the_controller_judges_its_data() 
         judged(),
         "the controller did not roll back on the replica's critical error within {WITHIN:?}\nlog:\n{}\nstderr:\n{}",
         std::fs::read_to_string(&log).unwrap_or_default(),
-        controller.said()
+        controller.text()
     );
     let rolled_back = observer.load().unwrap().unwrap().state;
     assert_says(&rolled_back.reason, &["critical"]);

@@ -1,7 +1,6 @@
 //! A replica's share of the run survives its restart.
 //!
-//! Two upload-server replicas (this test binary started again as the
-//! upload_server example) on fixed loopback ports, a real etcd holding the
+//! Two upload server replicas (the binary) on fixed loopback ports, a real etcd holding the
 //! 50% stage, and a real Prometheus scraping both every half second. After
 //! each replica's uploads are scraped, both are killed with SIGKILL and
 //! started again on the same ports: one without its log (a new machine, a
@@ -13,9 +12,6 @@
 //! twice. Prometheus then holds each restarted replica's run under two
 //! `process` labels, its earlier process's and its new one's.
 
-#[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
-#[path = "../examples/upload_server.rs"]
-mod server;
 mod support;
 
 use std::collections::BTreeSet;
@@ -26,33 +22,23 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_upload_rollout::fleet::{EtcdStateStore, PrometheusSource};
 use async_upload_rollout::{Arm, ChangedBy, MetricsSource, RolloutState, StateStore};
-use support::child::{ServerProcess, ids, run_if_child};
 use support::servers::{Etcd, Prometheus, free_port, wait_until};
+use support::{ServerProcess, ids};
 
 const NAME: &str = "restart-test";
 const WITHIN: Duration = Duration::from_secs(30);
 
-/// Not a test of its own: the entry point of the replica processes.
-#[test]
-fn child_process_runs_the_server() {
-    run_if_child(server::run);
-}
-
 /// A replica on a fixed port, its log in `dir`.
 fn replica(etcd: &Etcd, id: &str, port: u16, dir: &Path) -> ServerProcess {
     let addr = format!("127.0.0.1:{port}");
-    ServerProcess::start(
+    support::fleet::replica(
         dir,
-        None,
+        &etcd.url,
+        NAME,
+        id,
         &[
             "--addr",
             &addr,
-            "--etcd",
-            &etcd.url,
-            "--name",
-            NAME,
-            "--replica",
-            id,
             "--tick",
             "100ms",
             // Every tick logged: the replica restarted with its log has

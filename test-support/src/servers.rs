@@ -412,6 +412,9 @@ impl Proxy {
 /// machine building something beside the tests starts servers slowly.
 pub const READY_WITHIN: Duration = Duration::from_secs(60);
 
+/// How long one readiness probe waits for its answer.
+const POLL_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Waits until `GET path` on `addr` answers 200 with `body_has` in its
 /// body, at most [`READY_WITHIN`]. Refused, reset or timed-out connections
 /// and other answers mean "not ready yet"; the panic names the last one.
@@ -429,9 +432,14 @@ pub fn wait_ready_with(
 ) {
     let deadline = Instant::now() + READY_WITHIN;
     loop {
-        let last = match http_get_with(addr, path, authorization) {
-            Ok((200, body)) if body.contains(body_has) => return,
-            Ok((status, body)) => format!("{status} {}", body.trim()),
+        let headers: Vec<(&str, &str)> = authorization
+            .map(|a| ("Authorization", a))
+            .into_iter()
+            .collect();
+        let answer = crate::http::try_request(addr, "GET", path, &headers, b"", POLL_TIMEOUT);
+        let last = match answer {
+            Ok(reply) if reply.status == 200 && reply.body.contains(body_has) => return,
+            Ok(reply) => format!("{} {}", reply.status, reply.body.trim()),
             Err(err) => err.to_string(),
         };
         assert!(
@@ -440,46 +448,6 @@ pub fn wait_ready_with(
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// `GET path` on `addr` with an optional `Authorization` header: the
-/// status code and the body.
-pub fn http_get_with(
-    addr: SocketAddr,
-    path: &str,
-    authorization: Option<&str>,
-) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let auth = authorization.map_or_else(String::new, |a| format!("Authorization: {a}\r\n"));
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {response:?}")))?;
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, body.to_owned()))
-}
-
-/// `GET path` on `addr`: the status code and the body.
-fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes())?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {response:?}")))?;
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    Ok((status, body.to_owned()))
 }
 
 fn pipe(mut from: TcpStream, mut to: TcpStream, silent: Arc<AtomicBool>) {
@@ -525,13 +493,11 @@ pub fn path_str(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// Serves `exporter`'s Prometheus text exposition on a loopback port, for
-/// as long as the process runs: a replica's `/metrics` without the rest of
-/// a replica.
-#[cfg(feature = "prometheus")]
-pub fn serve_metrics(
-    exporter: std::sync::Arc<async_upload_rollout::export::prometheus::PrometheusExporter>,
-) -> SocketAddr {
+/// Serves the text `exposition` returns (at each request) as a Prometheus
+/// text exposition on a loopback port, for as long as the process runs: a
+/// replica's `/metrics` without the rest of a replica (say,
+/// `move || exporter.encode_prometheus_text()`).
+pub fn serve_metrics(exposition: impl Fn() -> String + Send + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
@@ -545,7 +511,7 @@ pub fn serve_metrics(
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
-            let body = exporter.encode_prometheus_text();
+            let body = exposition();
             let _ = write!(
                 stream,
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",

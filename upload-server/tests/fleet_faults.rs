@@ -24,24 +24,19 @@
 //! fleet_faults -- --ignored --nocapture` runs the full suite: 6 replicas,
 //! the defaults (`stale_after` 30 s, a lease of 5 s) and outages of 60 s.
 
-#[allow(dead_code)] // the in-process helpers are for tests/upload_server.rs
-#[path = "../examples/upload_server.rs"]
-mod server;
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::fleet::{EtcdStateStore, key_prefix};
 use async_upload_rollout::{RolloutStatus, StateStore};
-use support::child::{ServerProcess, run_if_child, status_of};
+use support::fleet::{Controller, operator, replica};
 use support::servers::{Etcd, Proxy, signal, wait_until};
+use support::{ServerProcess, run_cli, status_of};
 
 const NAME: &str = "faults";
-const CLI: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
 /// Bounds every wait (a failure, not a timing).
 const WITHIN: Duration = Duration::from_secs(90);
 /// What a timing may exceed its goal by on a loaded 2-core machine.
@@ -52,12 +47,6 @@ const WINDOW: Duration = Duration::from_secs(2);
 /// A Prometheus that is not there (the controllers judge nothing: these
 /// tests are about the state, not the metrics).
 const NO_PROMETHEUS: &str = "http://127.0.0.1:9";
-
-/// Not a test of its own: the entry point of the replica processes.
-#[test]
-fn child_process_runs_the_server() {
-    run_if_child(server::run);
-}
 
 /// One fault at a time: the timings are about the fault, not about the
 /// other tests' processes.
@@ -92,94 +81,24 @@ const FULL: Plan = Plan {
     outage: Duration::from_secs(60),
 };
 
-/// A controller process, killed when dropped; its stderr kept, each line
-/// with when it came.
-struct ControllerProcess {
-    child: Child,
-    id: String,
-    lines: Arc<Mutex<Vec<(Instant, String)>>>,
+/// A controller of this fleet with `plan`'s lease, judging nothing (no
+/// Prometheus).
+fn controller(etcd: &str, id: &str, plan: &Plan) -> Controller {
+    Controller::start(etcd, NO_PROMETHEUS, NAME, id, plan.lease_ttl)
 }
 
-impl ControllerProcess {
-    fn start(etcd: &str, id: &str, plan: &Plan) -> ControllerProcess {
-        let mut child = Command::new(CLI)
-            .args([
-                "controller",
-                "--etcd",
-                etcd,
-                "--prometheus",
-                NO_PROMETHEUS,
-                "--name",
-                NAME,
-                "--tick",
-                "1s",
-                "--lease-ttl",
-                &plan.lease_ttl.to_string(),
-                "--id",
-                id,
-            ])
-            .env("ASYNC_UPLOAD_ROLLOUT", "10")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let kept = Arc::clone(&lines);
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                kept.lock().unwrap().push((Instant::now(), line));
-            }
-        });
-        ControllerProcess {
-            child,
-            id: id.to_owned(),
-            lines,
-        }
-    }
-
-    /// Its stderr lines since `since` that contain `what`.
-    fn said_since(&self, since: Instant, what: &str) -> Vec<String> {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(at, line)| *at >= since && line.contains(what))
-            .map(|(_, line)| line.clone())
-            .collect()
-    }
-
-    /// Its last leadership line (leading, lost, following) since `since`.
-    fn leads_since(&self, since: Instant) -> bool {
-        self.lines
-            .lock()
-            .unwrap()
-            .iter()
-            .rfind(|(at, line)| {
-                *at >= since
-                    && (line.ends_with(": leading")
-                        || line.contains("lost the leadership")
-                        || line.contains(": following"))
-            })
-            .is_some_and(|(_, line)| line.ends_with(": leading"))
-    }
-
-    fn text(&self) -> String {
-        let lines = self.lines.lock().unwrap();
-        lines
-            .iter()
-            .map(|(_, l)| l.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for ControllerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Whether `controller`'s last leadership line since `since` (leading,
+/// lost, following) says it leads.
+fn leads_since(controller: &Controller, since: Instant) -> bool {
+    controller
+        .lines_since(since)
+        .iter()
+        .rfind(|line| {
+            line.ends_with(": leading")
+                || line.contains("lost the leadership")
+                || line.contains(": following")
+        })
+        .is_some_and(|line| line.ends_with(": leading"))
 }
 
 /// etcd, replicas (the last one through a proxy), two controllers, and an
@@ -189,7 +108,7 @@ struct Fleet {
     proxy: Proxy,
     _dirs: Vec<tempfile::TempDir>,
     replicas: Vec<ServerProcess>,
-    controllers: Vec<ControllerProcess>,
+    controllers: Vec<Controller>,
     observer: EtcdStateStore,
 }
 
@@ -213,27 +132,18 @@ impl Fleet {
                     etcd.url.clone()
                 };
                 let id = format!("r{i}");
-                ServerProcess::start(
+                replica(
                     dir.path(),
-                    None,
-                    &[
-                        "--etcd",
-                        &url,
-                        "--name",
-                        NAME,
-                        "--replica",
-                        &id,
-                        "--tick",
-                        "200ms",
-                        "--stale-after",
-                        &stale_after,
-                    ],
+                    &url,
+                    NAME,
+                    &id,
+                    &["--stale-after", &stale_after],
                 )
             })
             .collect();
         let controllers = ["c0", "c1"]
             .iter()
-            .map(|id| ControllerProcess::start(&etcd.url, id, &plan))
+            .map(|id| controller(&etcd.url, id, &plan))
             .collect();
         let observer =
             EtcdStateStore::connect(std::slice::from_ref(&etcd.url), NAME, "observer").unwrap();
@@ -301,7 +211,7 @@ impl Fleet {
         };
         self.controllers
             .iter()
-            .any(|c| c.id == leader && c.leads_since(from))
+            .any(|c| c.id == leader && leads_since(c, from))
     }
 
     /// Asserts that no controller ever said it follows itself or named a
@@ -501,10 +411,10 @@ fn paused_leader(plan: Plan) {
         (&fleet.controllers[1], &fleet.controllers[0])
     };
     let stopped = Instant::now();
-    signal(paused.child.id(), libc::SIGSTOP);
+    signal(paused.pid(), libc::SIGSTOP);
     wait_until("the other to lead", WITHIN, || {
         fleet.observer.leader().ok().flatten().as_deref() == Some(other.id.as_str())
-            && other.leads_since(stopped)
+            && leads_since(other, stopped)
     });
     let took = stopped.elapsed();
     figure(fault, "the other leads after", took, "the lease TTL + 1 s");
@@ -513,12 +423,17 @@ fn paused_leader(plan: Plan) {
         "{took:?}"
     );
     // An operator acts under the new leader.
-    operator(&fleet.etcd.url, "pause", "while the old leader sleeps");
+    operator(
+        &fleet.etcd.url,
+        NAME,
+        "pause",
+        "while the old leader sleeps",
+    );
     let decided = fleet.observer.load().unwrap().unwrap();
     assert_eq!(decided.state.status, RolloutStatus::Paused);
     std::thread::sleep(Duration::from_secs(plan.lease_ttl));
     let resumed = Instant::now();
-    signal(paused.child.id(), libc::SIGCONT);
+    signal(paused.pid(), libc::SIGCONT);
     wait_until("the old leader to say it lost", WITHIN, || {
         !paused.said_since(resumed, "lost the leadership").is_empty()
     });
@@ -535,37 +450,9 @@ fn paused_leader(plan: Plan) {
     );
 }
 
-/// An operator's command against the fleet; asserts it succeeded.
-fn operator(etcd: &str, command: &str, reason: &str) -> String {
-    let output = Command::new(CLI)
-        .args([command, "--etcd", etcd, "--name", NAME, "--reason", reason])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{command}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 /// Writes `value` at the rollout's `key` as is, or deletes it (`None`).
 fn raw(etcd: &Etcd, key: &str, value: Option<&str>) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let mut client = etcd_client::Client::connect([etcd.url.as_str()], None)
-            .await
-            .unwrap();
-        let key = format!("{}{key}", key_prefix(NAME));
-        match value {
-            Some(value) => drop(client.put(key, value, None).await.unwrap()),
-            None => drop(client.delete(key, None).await.unwrap()),
-        }
-    });
+    support::fleet::raw(&etcd.url, NAME, key, value);
 }
 
 /// One replica's `GET /rollout` at one time: which replica, its epoch,
@@ -587,8 +474,7 @@ impl Sampler {
             let mut seen = Vec::new();
             while !stopping.load(Ordering::Acquire) {
                 for (i, addr) in addrs.iter().enumerate() {
-                    let (_, body) = support::child::http(*addr, "GET", "/rollout", &[], b"");
-                    let rollout: serde_json::Value = serde_json::from_str(&body).unwrap();
+                    let rollout = support::http::get(*addr, "/rollout").json();
                     seen.push((
                         i,
                         rollout["state"]["epoch"].as_u64().unwrap_or(0),
@@ -644,7 +530,7 @@ fn garbage_then_deletion_of_the_state_key_never_forgets_a_rollback() {
 
     // Rolled back; then garbage; then the key deleted (the case:
     // the leader wrote epoch 1 `running` from its environment).
-    operator(&fleet.etcd.url, "rollback", "pager");
+    operator(&fleet.etcd.url, NAME, "rollback", "pager");
     fleet.wait_all("every replica rolled back", |r| {
         status_of(r) == "rolled_back"
     });
@@ -695,7 +581,7 @@ fn garbage_then_deletion_of_the_state_key_never_forgets_a_rollback() {
 
     // Running; garbage; deleted: the running stage is written again above
     // every epoch, the stage and run continue.
-    operator(&fleet.etcd.url, "resume", "all clear");
+    operator(&fleet.etcd.url, NAME, "resume", "all clear");
     fleet.wait_all("every replica at 10%", |r| r["percent"] == 10.0);
     let running = fleet.observer.load().unwrap().unwrap().state;
     raw(&fleet.etcd, "state", Some("[]"));
@@ -735,10 +621,10 @@ fn garbage_then_deletion_of_the_state_key_never_forgets_a_rollback() {
     raw(&etcd, "state", Some("garbage"));
     let controllers: Vec<_> = ["c2", "c3"]
         .iter()
-        .map(|id| ControllerProcess::start(&etcd.url, id, &SHORT))
+        .map(|id| controller(&etcd.url, id, &SHORT))
         .collect();
     wait_until("a new leader", WITHIN, || {
-        controllers.iter().any(|c| c.leads_since(deleted))
+        controllers.iter().any(|c| leads_since(c, deleted))
     });
     raw(&etcd, "state", None);
     std::thread::sleep(Duration::from_secs(2));
@@ -751,16 +637,10 @@ fn garbage_then_deletion_of_the_state_key_never_forgets_a_rollback() {
         assert_eq!(r.get_rollout()["percent"], 0.0);
     }
     let cli = |args: &[&str]| {
-        let output = Command::new(CLI)
-            .args(args)
-            .args(["--etcd", &etcd.url, "--name", NAME])
-            .output()
-            .unwrap();
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned()
-                + &String::from_utf8_lossy(&output.stderr),
-        )
+        let mut args = args.to_vec();
+        args.extend(["--etcd", &etcd.url, "--name", NAME]);
+        let (code, stdout, stderr) = run_cli(&args, &[]);
+        (Some(code), stdout + &stderr)
     };
     let (code, text) = cli(&["advance", "--reason", "go"]);
     assert_ne!(code, Some(0), "refused without --create: {text}");
@@ -780,8 +660,8 @@ fn garbage_then_deletion_of_the_state_key_never_forgets_a_rollback() {
 fn garbage_in_the_config_key_keeps_the_last_good_config() {
     let _one = one_at_a_time();
     let fleet = Fleet::start(SHORT);
-    let output = Command::new(CLI)
-        .args([
+    let (code, _, stderr) = run_cli(
+        &[
             "config",
             "set",
             "--etcd",
@@ -791,14 +671,10 @@ fn garbage_in_the_config_key_keeps_the_last_good_config() {
             "--force-sync",
             "vip",
             "--create",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+        ],
+        &[],
     );
+    assert_eq!(code, 0, "{stderr}");
     fleet.wait_all("the config everywhere", |r| {
         r["config"]["force_sync"] == serde_json::json!(["vip"])
     });
@@ -818,7 +694,12 @@ fn garbage_in_the_config_key_keeps_the_last_good_config() {
         assert_eq!(rollout["percent"], 10.0, "{rollout}");
         assert_eq!(rollout["config"]["force_sync"], serde_json::json!(["vip"]));
     }
-    operator(&fleet.etcd.url, "rollback", "a rollback still goes through");
+    operator(
+        &fleet.etcd.url,
+        NAME,
+        "rollback",
+        "a rollback still goes through",
+    );
     fleet.wait_all("every replica rolled back", |r| {
         status_of(r) == "rolled_back"
     });

@@ -1,14 +1,13 @@
-//! The upload_server example, served on loopback and driven over real HTTP.
+//! The upload server's application, served in this process on loopback
+//! and driven over real HTTP.
 //!
-//! The example's code is compiled into this test (`#[path]`), started on
-//! `127.0.0.1:0` with a temporary log and upload directory and a 50 ms
-//! controller tick, and spoken to by a minimal hand-written HTTP/1.1 client
-//! (one connection per request, `Connection: close`). Every test stops its
-//! server and is bounded by [`DEADLINE`].
+//! The crate's [`AppState`] is started on `127.0.0.1:0` with a temporary
+//! log and upload directory and a 50 ms controller tick, and spoken to by
+//! the workspace's minimal HTTP/1.1 client (one connection per request,
+//! `Connection: close`). Every test stops its server and is bounded by
+//! [`DEADLINE`]. The binary as a process: `upload_server_process.rs`.
 
-#[allow(dead_code)] // `main` and the flag parsing are not used here.
-#[path = "../examples/upload_server.rs"]
-mod server;
+mod support;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,11 +19,12 @@ use async_upload_rollout::{
     Arm, LogEvent, LogRecord, Percent, Rollout, RolloutConfig, RolloutPlan, RolloutStatus, read_log,
 };
 use axum::body::Bytes;
-use server::{AppState, RolloutBody, ServerConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::http::{self, Reply};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use upload_server::{AppState, RolloutBody, ServerConfig};
 
 /// No test here runs longer than this.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -87,7 +87,7 @@ impl Running {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let served = tokio::spawn(server::serve(listener, state.clone(), async move {
+        let served = tokio::spawn(upload_server::serve(listener, state.clone(), async move {
             let _ = stopped.await;
         }));
         Running {
@@ -116,15 +116,20 @@ impl Running {
         self.request("POST", "/uploads", &headers, body).await
     }
 
-    async fn put_rollout(&self, token: Option<&str>, body: &str) -> Reply {
+    /// An admin request: `method path` with `body`, and `Authorization:
+    /// Bearer <token>` when there is a token.
+    async fn admin(&self, token: Option<&str>, method: &str, path: &str, body: &[u8]) -> Reply {
         let auth = token.map(|t| format!("Bearer {t}"));
         let headers: Vec<(&str, &str)> = auth
             .as_deref()
             .map(|a| ("Authorization", a))
             .into_iter()
             .collect();
-        self.request("PUT", "/rollout", &headers, body.as_bytes())
-            .await
+        self.request(method, path, &headers, body).await
+    }
+
+    async fn put_rollout(&self, token: Option<&str>, body: &str) -> Reply {
+        self.admin(token, "PUT", "/rollout", body.as_bytes()).await
     }
 
     async fn rollout_status(&self) -> RolloutBody {
@@ -135,20 +140,9 @@ impl Running {
 
     /// `POST /rollout/<operation>` with `{"reason": reason}`.
     async fn operate(&self, token: Option<&str>, operation: &str, reason: &str) -> Reply {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| ("Authorization", a))
-            .into_iter()
-            .collect();
         let body = serde_json::json!({ "reason": reason }).to_string();
-        self.request(
-            "POST",
-            &format!("/rollout/{operation}"),
-            &headers,
-            body.as_bytes(),
-        )
-        .await
+        let path = format!("/rollout/{operation}");
+        self.admin(token, "POST", &path, body.as_bytes()).await
     }
 
     async fn metrics_text(&self) -> String {
@@ -170,29 +164,8 @@ impl Running {
     }
 }
 
-/// One HTTP response.
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-}
-
-/// A minimal HTTP/1.1 exchange: one request on a new connection, read to
-/// the server's close.
+/// One request on a new connection (the workspace's blocking client, off
+/// the runtime's worker threads).
 async fn request(
     addr: SocketAddr,
     method: &str,
@@ -200,69 +173,20 @@ async fn request(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
-    // A server may answer (413) before reading the whole body: a failed
-    // write is then not the test's failure; a missing response is.
-    let _ = stream.write_all(body).await;
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw).await;
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Reply {
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("a response head");
-    let head = std::str::from_utf8(&raw[..split]).unwrap();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap();
-    let status = status_line
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|line| line.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let rest = &raw[split + 4..];
-    let chunked = headers
+    let (method, path, body) = (method.to_owned(), path.to_owned(), body.to_vec());
+    let headers: Vec<(String, String)> = headers
         .iter()
-        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
-    let body = if chunked {
-        dechunk(rest)
-    } else {
-        rest.to_vec()
-    };
-    Reply {
-        status,
-        headers,
-        body: String::from_utf8(body).unwrap(),
-    }
-}
-
-fn dechunk(mut rest: &[u8]) -> Vec<u8> {
-    let mut body = Vec::new();
-    loop {
-        let end = rest.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size_text = std::str::from_utf8(&rest[..end]).unwrap();
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return body;
-        }
-        body.extend_from_slice(&rest[end + 2..end + 2 + size]);
-        rest = &rest[end + 2 + size + 2..];
-    }
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        http::request(addr, &method, &path, &headers, &body)
+    })
+    .await
+    .unwrap()
 }
 
 fn whole(percent: u32) -> Percent {
@@ -288,6 +212,19 @@ async fn bounded<T>(test: impl Future<Output = T>) -> T {
         .expect("the test ran past its deadline")
 }
 
+/// `POST /uploads` of `id` with the body `upload <id>`.
+async fn upload_to(addr: SocketAddr, id: &str) -> Reply {
+    let body = format!("upload {id}");
+    request(
+        addr,
+        "POST",
+        "/uploads",
+        &[("Upload-Id", id)],
+        body.as_bytes(),
+    )
+    .await
+}
+
 /// Uploads each id concurrently (8 connections at a time) with the body
 /// `upload <id>`; returns each id's status code, in `ids`' order.
 async fn upload_all(server: &Running, ids: &[String]) -> Vec<u16> {
@@ -299,15 +236,7 @@ async fn upload_all(server: &Running, ids: &[String]) -> Vec<u16> {
             .cloned()
             .map(|id| {
                 tokio::spawn(async move {
-                    let body = format!("upload {id}");
-                    let reply = request(
-                        addr,
-                        "POST",
-                        "/uploads",
-                        &[("Upload-Id", &id)],
-                        body.as_bytes(),
-                    )
-                    .await;
+                    let reply = upload_to(addr, &id).await;
                     assert_eq!(reply.header("upload-id"), Some(id.as_str()));
                     assert_eq!(reply.json()["upload_id"], id.as_str());
                     reply.status
@@ -728,15 +657,7 @@ async fn many_concurrent_clients_every_upload_is_stored_and_counted_exactly_once
                     let mut statuses = Vec::with_capacity(per_client);
                     for i in 0..per_client {
                         let id = format!("load-{c:02}-{i:03}");
-                        let body = format!("upload {id}");
-                        let reply = request(
-                            addr,
-                            "POST",
-                            "/uploads",
-                            &[("Upload-Id", &id)],
-                            body.as_bytes(),
-                        )
-                        .await;
+                        let reply = upload_to(addr, &id).await;
                         statuses.push((id, reply.status));
                     }
                     statuses
@@ -801,22 +722,14 @@ async fn many_concurrent_clients_every_upload_is_stored_and_counted_exactly_once
     .await;
 }
 
-/// One request written as raw bytes (a header value that is not UTF-8).
+/// One request written as raw bytes (a header value that is not UTF-8):
+/// `head` is the request line and headers.
 async fn raw_request(addr: SocketAddr, head: &[u8], body: &[u8]) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut bytes = head.to_vec();
-    bytes.extend_from_slice(
-        format!(
-            "Host: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        )
-        .as_bytes(),
-    );
-    bytes.extend_from_slice(body);
-    stream.write_all(&bytes).await.unwrap();
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw).await;
-    parse_response(&raw)
+    let (head, body) = (head.to_vec(), body.to_vec());
+    tokio::task::spawn_blocking(move || http::exchange(addr, &head, &body, http::TIMEOUT))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -898,7 +811,7 @@ async fn a_failed_or_cancelled_upload_leaves_no_temporary_file() {
         for i in 0..20 {
             let id = format!("cancelled-{i}");
             let body = Bytes::from(vec![b'x'; 256 * 1024]);
-            let store = server::store(&store_dir, &id, &body);
+            let store = upload_server::store(&store_dir, &id, &body);
             // Polled once (the blocking write starts), then dropped.
             let _ = tokio::time::timeout(Duration::ZERO, store).await;
         }
