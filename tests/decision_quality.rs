@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use support::quality::{
     End, GUARDED, LITERAL_0, LITERAL_20, Regressions, Timed, Which, count, quantile_time,
-    regressions, regressions_on, regressions_table, score, table,
+    regressions, regressions_on, regressions_table, score, steady_stage_stops, table,
 };
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -47,17 +47,16 @@ fn guarded_mode_meets_the_decision_quality_goals() {
         guarded.below_target_advanced
     );
     // 98% success is above the 95–97% band: (almost) never reviewed or
-    // rolled back.
-    assert!(
-        guarded.below_target_reviewed + guarded.below_target_rolled_back <= 2,
-        "{} of {runs} reviewed, {} rolled back",
-        guarded.below_target_reviewed,
-        guarded.below_target_rolled_back
-    );
+    // rolled back, in the stage or in the day it is held past it.
+    let stopped = guarded.below_target_reviewed
+        + guarded.below_target_rolled_back
+        + guarded.below_target_stopped_after;
+    assert!(stopped <= 2, "{stopped} of {runs} reviewed or rolled back");
     // Severe regression from the stage's first upload: rolled back every
     // time. It has no history to be judged against, so the absolute checks
-    // judge it: a median of about 175 async uploads (15 minutes at 12 a
-    // minute). The interval triggers at 95% took 60–80, but rolled back 4–5%
+    // judge it: a median of about 200 async uploads (17 minutes at 12 a
+    // minute; 175 with the absolute bar at 2·10⁶, which rolled back 1.1% of
+    // 96% paths before their review). The interval triggers at 95% took 60–80, but rolled back 4–5%
     // of paths at 96% in their first minutes (README, "Sequential rollback").
     assert_eq!(guarded.severe_rolled_back, runs);
     assert!(
@@ -136,7 +135,7 @@ fn slow_regressions_are_reviewed_and_steady_paths_are_not() {
 }
 
 #[test]
-#[ignore = "long: about half an hour in release on 2 cores; prints the README's tables"]
+#[ignore = "long: about 40 minutes in release on 2 cores; prints the decision-quality tables"]
 fn decision_quality_table_on_the_real_plan() {
     let started = std::time::Instant::now();
     // `DQ_RUNS` and `DQ_GUARDED_RUNS` shorten the run (the README says
@@ -199,7 +198,19 @@ fn decision_quality_table_on_the_real_plan() {
     let guarded = &scores[0];
     assert!(guarded.healthy_wrong * 100 <= runs);
     assert!(guarded.below_target_advanced * 20 <= runs);
-    assert!((guarded.below_target_reviewed + guarded.below_target_rolled_back) * 100 <= runs);
+    // Steady 98% paths: wrongly rolled back or reviewed in ≤ 1% of 48-hour
+    // 10% stages (the path fails the stage's criteria and holds after that;
+    // the day it holds longer is printed in the table, not asserted). The
+    // review spends about 0.7 of that 1% (the look at one hour), so the
+    // table's `runs` cannot tell the two apart: 2,000 stages of their own
+    // (the table's seeds first) read the rate to about ±0.2 points.
+    let steady_runs = env_runs("DQ_STEADY_RUNS", 2_000);
+    let steady = steady_stage_stops(0.02, steady_runs, 48);
+    println!(
+        "98% success, 48-hour 10% stages: {steady} of {steady_runs} rolled back or reviewed ({:.2}%)",
+        100.0 * steady as f64 / steady_runs as f64
+    );
+    assert!(steady * 100 <= steady_runs, "{steady} of {steady_runs}");
     assert_eq!(guarded.severe_rolled_back, runs);
     assert_eq!(guarded.latency_advanced, 0);
     let r = &regressed[0];

@@ -6,6 +6,8 @@
 
 pub(crate) mod band;
 pub(crate) mod criteria;
+// The exact false-alarm computation is read by `plan --traffic` only.
+#[cfg(any(feature = "cli", test))]
 pub(crate) mod exact;
 pub(crate) mod plan;
 pub(crate) mod sequential;

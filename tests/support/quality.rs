@@ -79,6 +79,8 @@ pub struct Run {
     pub end: End,
     /// Async uploads when the run ended.
     pub async_uploads: u64,
+    /// Simulated time when the run ended.
+    pub elapsed: Duration,
 }
 
 /// Runs until the controller advances past `last_stage`, rolls back, asks for
@@ -119,6 +121,7 @@ fn run_through(
     Run {
         end,
         async_uploads: sim.uploads(Arm::Async),
+        elapsed: sim.elapsed(),
     }
 }
 
@@ -132,10 +135,16 @@ pub struct Scores {
     pub healthy_advanced: usize,
     /// Below target (98% success at 10%): runs that advanced.
     pub below_target_advanced: usize,
-    /// Below target: runs rolled back (an over-reaction: 98% is above the 95% trigger).
+    /// Below target: runs rolled back within the 10% stage's `min_duration`
+    /// (an over-reaction: 98% is above the 95% trigger).
     pub below_target_rolled_back: usize,
-    /// Below target: runs sent to review (98% is above the 95–97% band).
+    /// Below target: runs sent to review within the stage's `min_duration`
+    /// (98% is above the 95–97% band).
     pub below_target_reviewed: usize,
+    /// Below target: runs rolled back or reviewed in the day the stage is
+    /// held past its `min_duration` (the path fails the stage's criteria, so
+    /// it holds; issue 23's budget is per stage, so these are counted apart).
+    pub below_target_stopped_after: usize,
     /// Severe regression (10% errors): runs rolled back, and the async uploads it took.
     pub severe_rolled_back: usize,
     pub severe_uploads: Vec<u64>,
@@ -169,6 +178,7 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
         below_target_advanced: 0,
         below_target_rolled_back: 0,
         below_target_reviewed: 0,
+        below_target_stopped_after: 0,
         severe_rolled_back: 0,
         severe_uploads: Vec::new(),
         latency_advanced: 0,
@@ -198,8 +208,11 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
             ..QUIET
         };
         below.sync = QUIET;
-        match run(below, 1, plan_hours(1) + hours(24)).end {
+        let below = run(below, 1, plan_hours(1) + hours(24));
+        let in_stage = below.elapsed <= plan_hours(1);
+        match below.end {
             End::Advanced => s.below_target_advanced += 1,
+            End::Rollback | End::Review if !in_stage => s.below_target_stopped_after += 1,
             End::Rollback => s.below_target_rolled_back += 1,
             End::Review => s.below_target_reviewed += 1,
             End::Held => {}
@@ -240,11 +253,11 @@ pub fn score(judge: Judge, runs: usize, stage_scale: f64) -> Scores {
 pub fn table(rows: &[(Judge, &Scores)]) -> String {
     let pct = |n: usize, d: usize| format!("{:.1}% ({n}/{d})", 100.0 * n as f64 / d.max(1) as f64);
     let mut out = String::from(
-        "| mode | healthy: wrongly rolled back or reviewed | of which rolled back | healthy: completed 10% and 50% | 98% success: wrongly advanced | 98% success: rolled back | 98% success: reviewed | 10% errors: rolled back | 10% errors: median async uploads to rollback | latency +30%: advanced | latency +30%: review or rollback |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| mode | healthy: wrongly rolled back or reviewed | of which rolled back | healthy: completed 10% and 50% | 98% success: wrongly advanced | 98% success: rolled back in the stage | 98% success: reviewed in the stage | 98% success: rolled back or reviewed while held a day longer | 10% errors: rolled back | 10% errors: median async uploads to rollback | latency +30%: advanced | latency +30%: review or rollback |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for (judge, s) in rows {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             judge.name,
             pct(s.healthy_wrong, s.runs),
             pct(s.healthy_rolled_back, s.runs),
@@ -252,6 +265,7 @@ pub fn table(rows: &[(Judge, &Scores)]) -> String {
             pct(s.below_target_advanced, s.runs),
             pct(s.below_target_rolled_back, s.runs),
             pct(s.below_target_reviewed, s.runs),
+            pct(s.below_target_stopped_after, s.runs),
             pct(s.severe_rolled_back, s.runs),
             s.severe_median(),
             pct(s.latency_advanced, s.runs),
@@ -596,7 +610,7 @@ pub fn regressions_table(rows: &[(Judge, &Regressions)]) -> String {
         d.map_or_else(|| "—".to_owned(), |d| format!("{} min", d.as_secs() / 60))
     };
     let mut out = String::from(
-        "| mode | 10% step: rolled back within 5 min | within 15 min | median / 99th percentile time to rollback | at 30 async a minute: within 5 min | at 60 a minute (50% stage): within 5 min | 50% burst for 3 min: rolled back | 96% success: reviewed within 1 h | within 3 h | rolled back instead | latency +2%/h: reviewed before the ratio reached 1.25 | median ratio at review | flat latency: reviewed or rolled back |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| mode | 10% step: rolled back within 5 min | within 15 min | median / 99th percentile time to rollback | at 30 async a minute: within 5 min | at 60 a minute (50% stage): within 5 min | 50% burst for 3 min: rolled back | 96% success: reviewed within 1 h | within 3 h | rolled back instead | latency +2%/h: reviewed before the ratio reached 1.25 | median ratio at review | flat latency: reviewed or rolled back |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let m = Duration::from_secs(60);
     for (judge, r) in rows {
@@ -650,4 +664,43 @@ pub fn regressions_table(rows: &[(Judge, &Regressions)]) -> String {
         ));
     }
     out
+}
+
+/// Steady paths at `error_rate` (async and nothing else amiss) held in the
+/// 10% stage of the real plan for `hours`, `runs` seeded runs on two
+/// threads: how many were rolled back or sent to review within that time
+/// (issue 23 budgets these per 48-hour stage). The seeds are those of
+/// [`score`]'s 98% scenario, so its first runs are the same runs.
+pub fn steady_stage_stops(error_rate: f64, runs: usize, hours: u64) -> usize {
+    let limit = Duration::from_secs(hours * 3600);
+    let stops = |seeds: std::ops::Range<u64>| {
+        seeds
+            .filter(|&seed| {
+                let mut c = config(GUARDED, 1_000_000 + seed, 1.0);
+                c.async_path = PathModel {
+                    error_rate,
+                    ..QUIET
+                };
+                c.sync = QUIET;
+                c.auto_advance = true;
+                let mut sim = Simulation::new(c).expect("the default plan is valid");
+                loop {
+                    let tick = sim.step();
+                    if tick.evaluation.is_some_and(|e| {
+                        matches!(e.verdict, Verdict::Rollback | Verdict::ManualReview)
+                    }) {
+                        return true;
+                    }
+                    if sim.elapsed() >= limit {
+                        return false;
+                    }
+                }
+            })
+            .count()
+    };
+    let half = runs as u64 / 2;
+    std::thread::scope(|scope| {
+        let first = scope.spawn(|| stops(0..half));
+        stops(half..runs as u64) + first.join().expect("a simulation thread panicked")
+    })
 }
