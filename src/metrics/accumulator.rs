@@ -152,7 +152,7 @@ impl MetricsAccumulator {
 
     /// Counts one upload on `arm` with its `outcome` and, unless it was
     /// [`Rejected`](Outcome::Rejected), its `latency` (clamped to
-    /// [`LatencyHistogram::HIGHEST_TRACKABLE`]).
+    /// [`LatencyHistogram::HIGHEST_TRACKABLE`](super::LatencyHistogram::HIGHEST_TRACKABLE)).
     ///
     /// The hot path: no lock, no allocation, no system call. On a thread with
     /// its own stripe it is a handful of plain loads and stores. Only the
