@@ -329,7 +329,7 @@ pub struct Check {
     pub kind: CheckKind,
     /// Pass, fail, or not enough data.
     pub status: CheckStatus,
-    /// The observed value (a rate, ratio or count or growth; for a
+    /// The observed value (a rate, ratio, count or growth; for a
     /// `[sequential]` check the natural log of its likelihood ratio; for a
     /// literal sustained check the minutes it has held), when there is one:
     /// see [`Check::unit`].
