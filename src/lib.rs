@@ -146,9 +146,10 @@ pub use decide::{
     Percent, PercentOutOfRange, ROLLOUT_ENV_VAR, Rollout, RolloutConfig, RolloutHandle,
 };
 pub use judge::{
-    Check, CheckKind, CheckStatus, Evaluation, EvaluationMode, EvaluationSettings, Evaluator,
-    Interval, LatencyStatistic, PlanError, ReviewLook, RollbackTriggers, RolloutPlan, Stage,
-    StageCriteria, UnknownStage, Verdict, mixture_likelihood_ratio, wilson, z_for_confidence,
+    Check, CheckId, CheckKind, CheckStatus, Evaluation, EvaluationMode, EvaluationSettings,
+    Evaluator, Interval, LatencyStatistic, PlanError, ReviewLook, RollbackTriggers, RolloutPlan,
+    Stage, StageCriteria, Unit, UnknownStage, Verdict, mixture_likelihood_ratio, wilson,
+    z_for_confidence,
 };
 pub use metrics::{
     Arm, ArmMetrics, HistogramBucket, History, LatencyHistogram, MemoryStats, MetricsAccumulator,

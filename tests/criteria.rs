@@ -7,8 +7,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_upload_rollout::{
-    Arm, CheckStatus, EvaluationMode, Evaluator, History, LatencyStatistic, MemoryStats,
-    MetricsSnapshot, Outcome, RolloutPlan, Verdict,
+    Arm, ArmMetrics, CheckStatus, EvaluationMode, Evaluator, History, LatencyStatistic,
+    MemoryStats, MetricsSnapshot, Outcome, RolloutPlan, Verdict,
 };
 
 const T0_MS: u64 = 1_762_300_800_000;
@@ -1051,18 +1051,29 @@ fn the_last_stage_compares_with_the_sync_baseline_carried_from_the_stage_before(
     let mut leaving = leaving;
     leaving.arm_mut(Arm::Sync).complaints = 6;
     let last = 3; // the 100% stage
-    let judge_last = |evaluator: &Evaluator, h: &History, t: &MetricsSnapshot| {
-        evaluator.evaluate(last, t, h, at(t.at_unix_ms)).unwrap()
-    };
-    let plain = Evaluator::new(plan(EvaluationMode::Guarded)).unwrap();
-    let mut carried = plain.clone();
-    assert!(carried.carry_sync_baseline(&leaving));
-    assert_eq!(carried.sync_baseline().unwrap().judged(), 60_000);
+    let evaluator = Evaluator::new(plan(EvaluationMode::Guarded)).unwrap();
+    let judge_with =
+        |evaluator: &Evaluator, baseline: Option<&ArmMetrics>, h: &History, t: &MetricsSnapshot| {
+            evaluator
+                .evaluate_with_sync_baseline(last, t, h, baseline, at(t.at_unix_ms))
+                .unwrap()
+        };
+    let baseline = evaluator.carry_sync_baseline(None, &leaving);
+    assert_eq!(baseline.as_ref().unwrap().judged(), 60_000);
+    let plain = |h: &History, t: &MetricsSnapshot| judge_with(&evaluator, None, h, t);
+    let carried =
+        |h: &History, t: &MetricsSnapshot| judge_with(&evaluator, baseline.as_ref(), h, t);
+    // Without a baseline, `evaluate` judges as with none.
+    let (h, t) = all_async_stage(300, 100, 1.0);
+    assert_eq!(
+        evaluator.evaluate(last, &t, &h, at(t.at_unix_ms)).unwrap(),
+        plain(&h, &t)
+    );
 
     // Same latency as the baseline, 30,000 async uploads: the criterion can
     // pass only with the baseline.
     let (h, t) = all_async_stage(300, 100, 1.0);
-    let e = judge_last(&plain, &h, &t);
+    let e = plain(&h, &t);
     let check = e.check("latency_ratio").unwrap();
     assert_eq!(check.status, CheckStatus::NotEnoughData, "{}", check.detail);
     assert!(
@@ -1070,7 +1081,7 @@ fn the_last_stage_compares_with_the_sync_baseline_carried_from_the_stage_before(
         "{}",
         check.detail
     );
-    let e = judge_last(&carried, &h, &t);
+    let e = carried(&h, &t);
     let check = e.check("latency_ratio").unwrap();
     assert_eq!(check.status, CheckStatus::Pass, "{}", check.detail);
     assert!(
@@ -1084,7 +1095,7 @@ fn the_last_stage_compares_with_the_sync_baseline_carried_from_the_stage_before(
 
     // 30% slower: the criterion fails and the review fires.
     let (h, t) = all_async_stage(300, 100, 1.3);
-    let e = judge_last(&carried, &h, &t);
+    let e = carried(&h, &t);
     assert_eq!(status(&e, "latency_ratio"), CheckStatus::Fail);
     assert_eq!(
         status(&e, "review.latency_ratio[last 30m]"),
@@ -1092,7 +1103,7 @@ fn the_last_stage_compares_with_the_sync_baseline_carried_from_the_stage_before(
     );
     assert_eq!(e.verdict, Verdict::ManualReview, "{}", e.reason);
     // Without the baseline the review has nothing to compare with: it says so.
-    let e = judge_last(&plain, &h, &t);
+    let e = plain(&h, &t);
     assert_eq!(
         status(&e, "review.latency_ratio[last 30m]"),
         CheckStatus::NotEnoughData
@@ -1102,10 +1113,10 @@ fn the_last_stage_compares_with_the_sync_baseline_carried_from_the_stage_before(
     let (h, mut t) = all_async_stage(300, 100, 1.0);
     t.arm_mut(Arm::Async).complaints = 30;
     assert_eq!(
-        status(&judge_last(&plain, &h, &t), "review.complaints"),
+        status(&plain(&h, &t), "review.complaints"),
         CheckStatus::NotEnoughData
     );
-    let e = judge_last(&carried, &h, &t);
+    let e = carried(&h, &t);
     assert_eq!(
         status(&e, "review.complaints"),
         CheckStatus::Fail,
@@ -1119,16 +1130,15 @@ fn the_last_stage_compares_with_the_sync_baseline_carried_from_the_stage_before(
     *tiny.arm_mut(Arm::Sync) = Default::default();
     tiny.arm_mut(Arm::Sync)
         .record(Outcome::Success, Duration::from_millis(5));
-    assert!(!carried.carry_sync_baseline(&tiny));
-    assert_eq!(carried.sync_baseline().unwrap().judged(), 60_000);
+    let kept = evaluator.carry_sync_baseline(baseline.clone(), &tiny);
+    assert_eq!(kept.as_ref().unwrap().judged(), 60_000);
+    assert_eq!(evaluator.carry_sync_baseline(None, &tiny), None);
     // A plan's fixed baseline still wins for latency.
     let mut p = plan(EvaluationMode::Guarded);
     p.stages[last].criteria.baseline_latency = Some(Duration::from_millis(100));
-    let fixed = Evaluator::new(p)
-        .unwrap()
-        .with_sync_baseline(carried.sync_baseline().cloned());
+    let fixed = Evaluator::new(p).unwrap();
     let (h, t) = all_async_stage(300, 100, 1.0);
-    let check = judge_last(&fixed, &h, &t)
+    let check = judge_with(&fixed, baseline.as_ref(), &h, &t)
         .check("latency_ratio")
         .cloned()
         .unwrap();

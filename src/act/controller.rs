@@ -66,9 +66,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::decide::config::RolloutConfig;
 use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
-use crate::judge::criteria::{Evaluation, Evaluator, Verdict};
 use crate::judge::plan::{PlanError, RolloutPlan};
-use crate::metrics::{History, MetricsAccumulator, MetricsSnapshot};
+use crate::judge::{Evaluation, Evaluator, Verdict};
+use crate::metrics::{ArmMetrics, History, MetricsAccumulator, MetricsSnapshot};
 
 /// How often [`RolloutController`] logs a quiet tick unless told otherwise.
 pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -226,6 +226,9 @@ pub struct RolloutController {
     rollout: Arc<Rollout>,
     metrics: Arc<MetricsAccumulator>,
     evaluator: Evaluator,
+    /// The carried sync baseline, an input of every evaluation
+    /// ([`Evaluator::carry_sync_baseline`]).
+    sync_baseline: Option<ArmMetrics>,
     clock: Arc<dyn Clock>,
     sink: Option<JsonlSink>,
     store: Arc<dyn StateStore>,
@@ -512,6 +515,7 @@ impl RolloutControllerBuilder {
             rollout: self.rollout,
             metrics: self.metrics,
             evaluator,
+            sync_baseline: None,
             clock: self.clock,
             sink: self.sink,
             store,
@@ -1480,9 +1484,13 @@ impl RolloutController {
                 metrics_error,
             };
         };
-        let evaluation = self
-            .evaluator
-            .evaluate_in_range(stage, &totals, &self.history, now);
+        let evaluation = self.evaluator.evaluate_in_range(
+            stage,
+            &totals,
+            &self.history,
+            self.sync_baseline.as_ref(),
+            now,
+        );
         let action = self.act(&evaluation, now, &mut store_error);
         // A rollback whose write failed is in force here but not stored:
         // its line comes when it is.
@@ -1638,7 +1646,9 @@ impl RolloutController {
             Some(_) => self.last_totals.clone(),
         };
         if let Some(leaving) = leaving {
-            self.evaluator.carry_sync_baseline(&leaving);
+            self.sync_baseline = self
+                .evaluator
+                .carry_sync_baseline(self.sync_baseline.take(), &leaving);
         }
         let epoch = self.current().map_or(0, |s| s.run_epoch);
         self.run = Run::start(epoch, snapshot, now, self.memory_warmup);
@@ -1679,7 +1689,7 @@ impl RolloutController {
                     "recovered the carried sync baseline from {display}: {} sync uploads judged in an earlier run",
                     sync.judged(),
                 );
-                self.evaluator.set_sync_baseline(Some(sync));
+                self.sync_baseline = Some(sync);
                 Ok(Some(reason))
             }
             Ok(None) => Ok(None),

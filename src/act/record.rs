@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::act::state::{Operation, RolloutState};
 use crate::decide::percent::Percent;
-use crate::judge::criteria::Evaluation;
+use crate::judge::Evaluation;
 use crate::metrics::MetricsSnapshot;
 
 /// The `"v"` field of every [`LogRecord`] this version writes.

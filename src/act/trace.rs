@@ -24,7 +24,7 @@
 use crate::act::record::Action;
 use crate::act::state::RolloutState;
 use crate::decide::percent::Percent;
-use crate::judge::criteria::Evaluation;
+use crate::judge::Evaluation;
 
 /// How serious a state event is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

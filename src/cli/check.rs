@@ -6,7 +6,8 @@ use super::fleet::CheckOutcome;
 use crate::decide::config::RolloutConfig;
 use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
-use crate::judge::criteria::{Check, Evaluation, Verdict};
+use crate::judge::sequential::evidence_text;
+use crate::judge::{Check, CheckKind, Evaluation, Unit, Verdict};
 use crate::metrics::Arm;
 
 /// The exit code of `check` for `verdict`, distinct for each verdict so a
@@ -178,50 +179,15 @@ pub fn render_controller(outcome: &CheckOutcome) -> String {
     out
 }
 
-/// How a check's observed value and threshold read best.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ValueKind {
-    /// A count of uploads or errors.
-    Count,
-    /// Minutes a sustained condition has held.
-    Minutes,
-    /// A rate, ratio or growth, shown as a percentage.
-    Percent,
-    /// The natural log of a likelihood ratio (sequential checks), shown as
-    /// the ratio.
-    Evidence,
-}
-
-/// The kind of value the check called `name` observes.
-pub(crate) fn value_kind(name: &str) -> ValueKind {
-    if name == "uploads" || name.starts_with("rollback.critical_errors") {
-        ValueKind::Count
-    } else if name.contains("[sequential") {
-        ValueKind::Evidence
-    } else if name == "review.success_rate_in_band" || name == "review.latency_ratio" {
-        // Literal mode's streaks: minutes held.
-        ValueKind::Minutes
-    } else {
-        ValueKind::Percent
-    }
-}
-
-/// `x` shown as `kind` reads.
-pub(crate) fn format_value(kind: ValueKind, x: f64) -> String {
-    match kind {
-        ValueKind::Count => format!("{x:.0}"),
-        ValueKind::Minutes => format!("{x:.0} min"),
-        ValueKind::Evidence => {
-            let ratio = x.exp();
-            if ratio < 10.0 {
-                format!("LR {ratio:.1}")
-            } else if ratio < 1e7 {
-                format!("LR {ratio:.0}")
-            } else {
-                format!("LR {ratio:.1e}")
-            }
-        }
-        ValueKind::Percent => {
+/// `x`, a value in `unit`, as the tables show it: a count, minutes, a
+/// likelihood ratio (`LR 200`, from its natural log) or a percentage with up
+/// to three decimals.
+pub(crate) fn format_value(unit: Unit, x: f64) -> String {
+    match unit {
+        Unit::Count => format!("{x:.0}"),
+        Unit::Minutes => format!("{x:.0} min"),
+        Unit::LikelihoodRatio => format!("LR {}", evidence_text(x)),
+        Unit::Fraction => {
             let text = format!("{:.3}", x * 100.0);
             let text = text.trim_end_matches('0').trim_end_matches('.');
             format!("{text}%")
@@ -231,15 +197,14 @@ pub(crate) fn format_value(kind: ValueKind, x: f64) -> String {
 
 /// A check's observed value as text (`—` when there is none).
 pub(crate) fn observed_text(check: &Check) -> String {
-    check.observed.map_or_else(
-        || "—".to_owned(),
-        |x| format_value(value_kind(&check.name), x),
-    )
+    check
+        .observed
+        .map_or_else(|| "—".to_owned(), |x| format_value(check.unit(), x))
 }
 
 /// A check's threshold as text.
 pub(crate) fn threshold_text(check: &Check) -> String {
-    format_value(value_kind(&check.name), check.threshold)
+    format_value(check.unit(), check.threshold)
 }
 
 /// A check's confidence interval as text (empty when there is none).
@@ -247,8 +212,8 @@ pub(crate) fn interval_text(check: &Check) -> String {
     check.interval.map_or_else(String::new, |i| {
         format!(
             "[{}, {}]",
-            format_value(ValueKind::Percent, i.low),
-            format_value(ValueKind::Percent, i.high)
+            format_value(Unit::Fraction, i.low),
+            format_value(Unit::Fraction, i.high)
         )
     })
 }
@@ -346,9 +311,9 @@ pub fn render_checks(evaluation: &Evaluation) -> String {
 
 fn kind_text(check: &Check) -> &'static str {
     match check.kind {
-        crate::judge::criteria::CheckKind::Criterion => "criterion",
-        crate::judge::criteria::CheckKind::Review => "review",
-        crate::judge::criteria::CheckKind::Rollback => "rollback",
+        CheckKind::Criterion => "criterion",
+        CheckKind::Review => "review",
+        CheckKind::Rollback => "rollback",
     }
 }
 
@@ -436,7 +401,16 @@ mod tests {
             ),
         ];
         for (name, x, want) in cases {
-            assert_eq!(format_value(value_kind(name), x), want, "{name}");
+            let check = Check::new(
+                &crate::judge::CheckId::parse(name).expect(name),
+                crate::judge::CheckStatus::Pass,
+                Some(x),
+                x,
+                0,
+                String::new(),
+            );
+            assert_eq!(observed_text(&check), want, "{name}");
+            assert_eq!(threshold_text(&check), want, "{name}");
         }
     }
 

@@ -9,8 +9,8 @@ use crate::act::record::LogEvent;
 use crate::act::state::{RolloutState, RolloutStatus};
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::decide::percent::Percent;
-use crate::judge::criteria::{CheckStatus, Evaluation, Evaluator, Verdict};
 use crate::judge::plan::RolloutPlan;
+use crate::judge::{CheckStatus, Evaluation, Evaluator, Verdict};
 use crate::metrics::{ArmMetrics, History, MetricsSnapshot};
 
 use super::check::exit_code;
@@ -529,10 +529,15 @@ impl Fleet {
                     acc
                 })
             });
-        let evaluator = evaluator.with_sync_baseline(carried.as_ref().map(|c| c.value.clone()));
         let now: SystemTime = from_unix_ms(totals.at_unix_ms);
         let evaluation = evaluator
-            .evaluate(stage, &totals, &history, now)
+            .evaluate_with_sync_baseline(
+                stage,
+                &totals,
+                &history,
+                carried.as_ref().map(|c| &c.value),
+                now,
+            )
             .map_err(|e| CliError::UnknownStage {
                 stage: e.index,
                 stages: e.stages,

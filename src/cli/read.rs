@@ -16,7 +16,7 @@ use crate::act::record::{Action, LogEvent, LogRecord};
 use crate::act::state::{RolloutState, RolloutStatus};
 use crate::act::validate::{SeriesKey, first_decrease, missing_totals, snapshot_contradiction};
 use crate::decide::percent::Percent;
-use crate::judge::criteria::Evaluation;
+use crate::judge::Evaluation;
 use crate::metrics::{Arm, ArmMetrics, History, MetricsSnapshot};
 
 use super::timeline::Timeline;

@@ -26,8 +26,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::act::state::RolloutStatus;
 use crate::clock::from_unix_ms;
-use crate::judge::criteria::{CheckStatus, Evaluation, Verdict};
 use crate::judge::plan::{LatencyStatistic, RolloutPlan};
+use crate::judge::{CheckKind, CheckStatus, Evaluation, Verdict};
 use crate::metrics::{Arm, MetricsSnapshot};
 
 use super::check::{interval_text, observed_text, threshold_text};
@@ -371,9 +371,9 @@ fn checks_table(html: &mut String, e: &Evaluation) {
     html.push_str("<table class=\"checks\"><tr><th>check</th><th>kind</th><th>status</th><th>observed</th><th>threshold</th><th>interval</th><th>sample</th><th>detail</th></tr>\n");
     for c in &e.checks {
         let kind = match c.kind {
-            crate::judge::criteria::CheckKind::Criterion => "criterion",
-            crate::judge::criteria::CheckKind::Review => "review",
-            crate::judge::criteria::CheckKind::Rollback => "rollback",
+            CheckKind::Criterion => "criterion",
+            CheckKind::Review => "review",
+            CheckKind::Rollback => "rollback",
         };
         let _ = writeln!(
             html,

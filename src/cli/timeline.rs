@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::act::record::{Action, LogEvent, LogRecord};
 use crate::act::state::RolloutState;
-use crate::judge::criteria::Verdict;
+use crate::judge::Verdict;
 use crate::metrics::MetricsSnapshot;
 
 /// Bin lengths, in minutes; each divides the next, so bins merge whole.

@@ -43,11 +43,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use crate::act::simulation::SplitMix64;
-use crate::judge::criteria::{Evaluator, Verdict};
 use crate::judge::exact::minute_cusum_alarm_probability;
 use crate::judge::plan::RolloutPlan;
 use crate::judge::sequential::rollback_target;
 use crate::judge::stats::Cusum;
+use crate::judge::{Evaluator, Verdict};
 use crate::metrics::{Arm, History, MetricsSnapshot};
 
 /// The plan's promise for immediate rollback triggers.
@@ -472,7 +472,7 @@ impl Scenario<'_> {
             let now: SystemTime = totals.at();
             let e = self
                 .evaluator
-                .evaluate_in_range(self.stage, &totals, &history, now);
+                .evaluate_in_range(self.stage, &totals, &history, None, now);
             if e.verdict == Verdict::Rollback {
                 return Some(after);
             }

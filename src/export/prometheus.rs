@@ -67,7 +67,7 @@ use crate::act::controller::ControllerView;
 use crate::act::run::RunView;
 use crate::act::state::RolloutStatus;
 use crate::decide::rollout::Rollout;
-use crate::judge::criteria::Verdict;
+use crate::judge::Verdict;
 use crate::metrics::histogram::{bounds, clamp_ns, index_of};
 use crate::metrics::{Arm, LatencyHistogram, MetricsAccumulator, Outcome};
 

@@ -1,4 +1,15 @@
-//! [`process_memory_bytes`]: this process's resident set size.
+//! Memory: [`process_memory_bytes`] reads this process's resident set size;
+//! `MemoryCells` keep the accumulator's samples of it (baseline, current,
+//! peak) for snapshots.
+
+#[cfg(not(loom))]
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+#[cfg(loom)]
+use loom::sync::atomic::AtomicU64;
+
+use super::snapshot::MemoryStats;
 
 /// The resident set size of this process in bytes, or `None` where it cannot
 /// be read.
@@ -12,6 +23,61 @@
 #[must_use]
 pub fn process_memory_bytes() -> Option<u64> {
     imp::resident_bytes()
+}
+
+/// The accumulator's memory samples: the baseline (the first sample after
+/// creation or a reset), the latest and the peak.
+pub(super) struct MemoryCells {
+    /// `NO_SAMPLE` until the first sample after a reset.
+    baseline: AtomicU64,
+    current: AtomicU64,
+    peak: AtomicU64,
+}
+
+const NO_SAMPLE: u64 = u64::MAX;
+
+impl MemoryCells {
+    pub(super) fn new() -> MemoryCells {
+        MemoryCells {
+            baseline: AtomicU64::new(NO_SAMPLE),
+            current: AtomicU64::new(0),
+            peak: AtomicU64::new(0),
+        }
+    }
+
+    /// See [`MetricsAccumulator::record_memory`](crate::MetricsAccumulator::record_memory).
+    pub(super) fn record(&self, bytes: u64) {
+        self.current.store(bytes, Relaxed);
+        self.peak.fetch_max(bytes, Relaxed);
+        // Publishes `current` and `peak` to a snapshot that sees the baseline.
+        let _ = self
+            .baseline
+            .compare_exchange(NO_SAMPLE, bytes, Release, Relaxed);
+    }
+
+    /// Forgets the samples: the next one is the new baseline.
+    pub(super) fn reset(&self) {
+        // Baseline first: a snapshot that sees no baseline reports no memory,
+        // whatever `current` and `peak` hold in between.
+        self.baseline.store(NO_SAMPLE, Release);
+        self.current.store(0, Relaxed);
+        self.peak.store(0, Relaxed);
+    }
+
+    /// The samples since the last reset; `None` before the first.
+    pub(super) fn read(&self) -> Option<MemoryStats> {
+        let baseline = self.baseline.load(Acquire);
+        if baseline == NO_SAMPLE {
+            return None;
+        }
+        let current = self.current.load(Relaxed);
+        let peak = self.peak.load(Relaxed).max(current).max(baseline);
+        Some(MemoryStats {
+            baseline,
+            current,
+            peak,
+        })
+    }
 }
 
 #[cfg(target_os = "linux")]

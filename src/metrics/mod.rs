@@ -26,10 +26,14 @@
 //! its denominator is 0, never NaN.
 
 mod accumulator;
+mod critical;
 pub(crate) mod histogram;
 mod history;
 mod memory;
+mod raw;
+mod slot;
 mod snapshot;
+mod stripe;
 
 use serde::{Deserialize, Serialize};
 

@@ -4,6 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::critical;
 use super::histogram::LatencyHistogram;
 use super::{Arm, Outcome};
 use crate::clock::{from_unix_ms, unix_ms};
@@ -140,9 +141,7 @@ impl ArmMetrics {
                 // is oldest first).
                 let mut reasons = self.critical_reasons.clone();
                 reasons.extend(other.critical_reasons.iter().cloned());
-                let excess = reasons
-                    .len()
-                    .saturating_sub(crate::MetricsAccumulator::CRITICAL_REASONS_KEPT);
+                let excess = reasons.len().saturating_sub(critical::REASONS_KEPT);
                 reasons.drain(..excess);
                 reasons
             },
@@ -225,7 +224,7 @@ impl TryFrom<ArmRepr> for ArmMetrics {
                 repr.complaints
             ));
         }
-        let kept = crate::MetricsAccumulator::CRITICAL_REASONS_KEPT;
+        let kept = critical::REASONS_KEPT;
         if repr.critical_reasons.len() > kept
             || u64::try_from(repr.critical_reasons.len()).unwrap_or(u64::MAX) > repr.critical_events
         {
