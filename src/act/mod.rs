@@ -12,10 +12,12 @@
 pub(crate) mod config_store;
 pub(crate) mod controller;
 pub(crate) mod health;
+pub(crate) mod journal;
 pub(crate) mod log;
 pub(crate) mod metrics_source;
 pub(crate) mod monitor;
 pub(crate) mod outage;
+pub(crate) mod policy;
 pub(crate) mod record;
 pub(crate) mod recover;
 pub(crate) mod run;
@@ -23,6 +25,7 @@ pub mod simulation;
 pub(crate) mod source;
 pub(crate) mod state;
 pub(crate) mod store;
+pub(crate) mod sync;
 pub(crate) mod trace;
 pub(crate) mod validate;
 

@@ -1,0 +1,201 @@
+//! What a [`RolloutController`] shows: the [`ControllerView`] it publishes
+//! for readers that must not wait (HTTP handlers, exporters, health checks),
+//! and its getters.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::act::controller::RolloutController;
+use crate::act::health::Health;
+use crate::act::run::RunView;
+use crate::act::state::{RolloutState, RolloutStatus};
+use crate::act::store::{Revision, StateStore};
+use crate::decide::percent::Percent;
+use crate::decide::rollout::Rollout;
+use crate::judge::criteria::Evaluation;
+use crate::judge::plan::RolloutPlan;
+use crate::metrics::{History, MetricsAccumulator, MetricsSnapshot};
+
+/// What the controller shows to readers that must not wait for a tick:
+/// HTTP handlers, exporters, health checks. Published after every tick, poll
+/// and operator action; read it with [`RolloutController::view`] or
+/// [`MonitorHandle::view`](crate::MonitorHandle::view) (a lock-free load).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ControllerView {
+    /// The state as stored (exactly what the store holds, as last read or
+    /// written); `None` while it cannot be read (or nothing is stored yet).
+    pub state: Option<RolloutState>,
+    /// The percent in force: 0% whenever nothing is async (the kill switch
+    /// is on, the rollout is halted: off, rolled back, a rollback not yet
+    /// stored, state unknown or stale).
+    pub percent: Percent,
+    /// Whether nothing is async because of the state, force lists included
+    /// (off, rolled back, a rollback not yet stored, state unknown or
+    /// stale).
+    pub halted: bool,
+    /// Whether the config's kill switch is on (nothing async, whatever the
+    /// state says).
+    pub kill_switch: bool,
+    /// Why the state could not be loaded or written, while that lasts.
+    pub state_error: Option<String>,
+    /// Why the config source (a config file, a fleet's config key) cannot be
+    /// read, while that lasts; the last good config stays in force.
+    pub config_error: Option<String>,
+    /// Whether the store has been unreadable for longer than `stale_after`.
+    pub stale: bool,
+    /// The latest evaluation, if a tick judged one.
+    pub last_evaluation: Option<Evaluation>,
+    /// The plan's stage percents.
+    pub stages: Vec<Percent>,
+    /// The current run as this process counts it, while the rollout serves
+    /// async (what a fleet replica exports, labelled with its epoch).
+    #[serde(skip)]
+    pub run: Option<RunView>,
+}
+
+impl RolloutController {
+    /// The state in force: the stored one, or one not yet written (the
+    /// first state, or a rollback whose write failed). `None` while the
+    /// state cannot be read.
+    #[must_use]
+    pub fn state(&self) -> Option<&RolloutState> {
+        self.sync.current()
+    }
+
+    /// The store's revision of the state in force, once written.
+    #[must_use]
+    pub fn revision(&self) -> Option<Revision> {
+        self.sync.revision()
+    }
+
+    /// The current stage's index; `None` when off or unknown.
+    #[must_use]
+    pub fn stage(&self) -> Option<usize> {
+        self.sync.current().and_then(|s| s.stage)
+    }
+
+    /// The status, with a rollback that is pending a write counted as done;
+    /// `None` while the state is unknown.
+    #[must_use]
+    pub fn status(&self) -> Option<RolloutStatus> {
+        self.sync.status()
+    }
+
+    /// When the current stage started (`None` when off or unknown).
+    #[must_use]
+    pub fn stage_started(&self) -> Option<SystemTime> {
+        self.sync.current().and_then(|s| s.stage_started_at)
+    }
+
+    /// Why the state could not be read or written, while that lasts.
+    #[must_use]
+    pub fn state_error(&self) -> Option<&str> {
+        self.sync.state_error()
+    }
+
+    /// The percent in force: `None` when nothing is async (the kill switch
+    /// is on; off, rolled back, a rollback pending, state unknown or stale).
+    #[must_use]
+    pub fn percent_in_force(&self) -> Option<Percent> {
+        if self.rollout.config().kill_switch {
+            return None;
+        }
+        self.sync.state_percent()
+    }
+
+    /// The percent in force, 0% when nothing is async.
+    pub(super) fn percent_now(&self) -> Percent {
+        self.percent_in_force().unwrap_or(Percent::ZERO)
+    }
+
+    /// What readers see (lock-free, published after every tick, poll and
+    /// operator action).
+    #[must_use]
+    pub fn view(&self) -> Arc<ControllerView> {
+        self.view.load_full()
+    }
+
+    pub(crate) fn view_cell(&self) -> Arc<ArcSwap<ControllerView>> {
+        Arc::clone(&self.view)
+    }
+
+    pub(crate) fn health(&self) -> Arc<Health> {
+        Arc::clone(&self.health)
+    }
+
+    pub(super) fn publish(&self) {
+        let by_state = self.sync.state_percent();
+        let kill_switch = self.rollout.config().kill_switch;
+        self.view.store(Arc::new(ControllerView {
+            state: self.sync.stored_state().cloned(),
+            percent: by_state.filter(|_| !kill_switch).unwrap_or(Percent::ZERO),
+            halted: by_state.is_none(),
+            kill_switch,
+            state_error: self.sync.state_error().map(str::to_owned),
+            config_error: self.config_error.clone(),
+            stale: self.sync.stale(),
+            last_evaluation: self.last.clone(),
+            stages: self.plan().stages.iter().map(|s| s.percent).collect(),
+            run: by_state.map(|_| self.run.view.clone()),
+        }));
+    }
+
+    /// Why the config source cannot be read, while that lasts.
+    #[must_use]
+    pub fn config_error(&self) -> Option<&str> {
+        self.config_error.as_deref()
+    }
+
+    /// The plan it runs.
+    #[must_use]
+    pub fn plan(&self) -> &RolloutPlan {
+        self.evaluator.plan()
+    }
+
+    /// The latest evaluation of the current run, if a tick judged one.
+    #[must_use]
+    pub fn last_evaluation(&self) -> Option<&Evaluation> {
+        self.last.as_ref()
+    }
+
+    /// The current run's totals as of the latest tick (what it judged).
+    #[must_use]
+    pub fn stage_totals(&self) -> Option<&MetricsSnapshot> {
+        self.last_totals.as_ref()
+    }
+
+    /// The rollout it drives.
+    #[must_use]
+    pub fn rollout(&self) -> &Arc<Rollout> {
+        &self.rollout
+    }
+
+    /// The metrics it judges.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<MetricsAccumulator> {
+        &self.metrics
+    }
+
+    /// The store it keeps the state in.
+    #[must_use]
+    pub fn state_store(&self) -> &Arc<dyn StateStore> {
+        self.sync.store()
+    }
+
+    /// How long the last state read serves while the store cannot confirm
+    /// contact ([`RolloutControllerBuilder::stale_after`](crate::act::controller::RolloutControllerBuilder::stale_after)).
+    #[must_use]
+    pub fn stale_after(&self) -> Duration {
+        self.sync.stale_after()
+    }
+
+    /// The snapshots of the current run kept so far.
+    #[must_use]
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+}
