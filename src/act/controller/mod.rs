@@ -164,8 +164,8 @@ pub enum OperatorError {
     Store(#[from] StoreError),
 }
 
-/// Runs a [`RolloutPlan`]: judges the current stage on every tick and acts,
-/// keeping the rollout's state in a [`StateStore`].
+/// Runs a [`RolloutPlan`](crate::RolloutPlan): judges the current stage on every tick and acts,
+/// keeping the rollout's state in a [`StateStore`](crate::StateStore).
 ///
 /// # Examples
 ///
