@@ -30,10 +30,10 @@ pub(crate) mod trace;
 pub(crate) mod validate;
 
 pub use config_store::{ConfigFile, ConfigStore};
+pub use controller::builder::RolloutControllerBuilder;
 pub use controller::{
     ControllerError, ControllerView, DEFAULT_LOG_INTERVAL, DEFAULT_MEMORY_WARMUP,
-    DEFAULT_STALE_AFTER, DEFAULT_STATE_POLL, OperatorError, RolloutController,
-    RolloutControllerBuilder, Tick,
+    DEFAULT_STALE_AFTER, DEFAULT_STATE_POLL, OperatorError, RolloutController, Tick,
 };
 pub use health::MonitorHealth;
 pub use log::{

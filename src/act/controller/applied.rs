@@ -104,7 +104,7 @@ impl RolloutController {
     /// Tells the store what this process applies (epoch, percent, config),
     /// when that changed and every [`ACK_REFRESH`] (its heartbeat). Not for
     /// a controller that serves no uploads
-    /// ([`RolloutControllerBuilder::acknowledges`](crate::act::controller::RolloutControllerBuilder::acknowledges)).
+    /// ([`RolloutControllerBuilder::acknowledges`](crate::act::controller::builder::RolloutControllerBuilder::acknowledges)).
     pub(super) fn acknowledge(&mut self, now: SystemTime) {
         if !self.acknowledges {
             return;

@@ -34,11 +34,11 @@
 //! the run's totals are recovered from the newest tick line of the same run
 //! in the log, so uploads judged before the restart still count. What is not
 //! recovered: uploads recorded after that line (at most one
-//! [`log_interval`](RolloutControllerBuilder::log_interval) of quiet ticks),
+//! [`log_interval`](builder::RolloutControllerBuilder::log_interval) of quiet ticks),
 //! the recent windows' history (the short-window checks start over), and the
 //! memory baseline (each process takes its own after the warm-up). Only with
 //! no stored state does the starting request (`ASYNC_UPLOAD_ROLLOUT`, a
-//! config file, [`start_stage`](RolloutControllerBuilder::start_stage)) pick
+//! config file, [`start_stage`](builder::RolloutControllerBuilder::start_stage)) pick
 //!
 //! # Layout
 //!
@@ -53,7 +53,7 @@
 //! and what it shows ([`view`]).
 
 mod applied;
-mod builder;
+pub(crate) mod builder;
 mod operate;
 mod view;
 
@@ -62,6 +62,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use serde::Serialize;
 
 use crate::act::health::Health;
 use crate::act::journal::Journal;
@@ -78,13 +79,11 @@ use crate::act::sync::StoreSync;
 use crate::act::trace::{self, Severity};
 use crate::clock::{Clock, unix_ms};
 use crate::decide::config::RolloutConfig;
+use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
 use crate::judge::criteria::{Evaluation, Evaluator};
 use crate::judge::plan::PlanError;
 use crate::metrics::{History, MetricsAccumulator, MetricsSnapshot};
-
-pub use builder::RolloutControllerBuilder;
-pub use view::ControllerView;
 
 /// How often [`RolloutController`] logs a quiet tick unless told otherwise.
 pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -162,6 +161,44 @@ pub enum OperatorError {
     /// anyway, and retried).
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What the controller shows to readers that must not wait for a tick:
+/// HTTP handlers, exporters, health checks. Published after every tick, poll
+/// and operator action; read it with [`RolloutController::view`] or
+/// [`MonitorHandle::view`](crate::MonitorHandle::view) (a lock-free load).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ControllerView {
+    /// The state as stored (exactly what the store holds, as last read or
+    /// written); `None` while it cannot be read (or nothing is stored yet).
+    pub state: Option<RolloutState>,
+    /// The percent in force: 0% whenever nothing is async (the kill switch
+    /// is on, the rollout is halted: off, rolled back, a rollback not yet
+    /// stored, state unknown or stale).
+    pub percent: Percent,
+    /// Whether nothing is async because of the state, force lists included
+    /// (off, rolled back, a rollback not yet stored, state unknown or
+    /// stale).
+    pub halted: bool,
+    /// Whether the config's kill switch is on (nothing async, whatever the
+    /// state says).
+    pub kill_switch: bool,
+    /// Why the state could not be loaded or written, while that lasts.
+    pub state_error: Option<String>,
+    /// Why the config source (a config file, a fleet's config key) cannot be
+    /// read, while that lasts; the last good config stays in force.
+    pub config_error: Option<String>,
+    /// Whether the store has been unreadable for longer than `stale_after`.
+    pub stale: bool,
+    /// The latest evaluation, if a tick judged one.
+    pub last_evaluation: Option<Evaluation>,
+    /// The plan's stage percents.
+    pub stages: Vec<Percent>,
+    /// The current run as this process counts it, while the rollout serves
+    /// async (what a fleet replica exports, labelled with its epoch).
+    #[serde(skip)]
+    pub run: Option<RunView>,
 }
 
 /// Runs a [`RolloutPlan`](crate::RolloutPlan): judges the current stage on every tick and acts,
@@ -306,7 +343,8 @@ impl RolloutController {
     }
 
     /// Snapshots, evaluates, acts, and logs one line (see
-    /// [`RolloutControllerBuilder::log_interval`] for which ticks).
+    /// [`RolloutControllerBuilder::log_interval`](builder::RolloutControllerBuilder::log_interval)
+    /// for which ticks).
     pub fn tick(&mut self) -> Tick {
         let now = self.clock.now();
         let store_error = self.sync_with_store(now).err();

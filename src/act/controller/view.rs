@@ -5,12 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use arc_swap::ArcSwap;
-use serde::Serialize;
-
-use crate::act::controller::RolloutController;
+use crate::act::controller::{ControllerView, RolloutController};
 use crate::act::health::Health;
-use crate::act::run::RunView;
 use crate::act::state::{RolloutState, RolloutStatus};
 use crate::act::store::{Revision, StateStore};
 use crate::decide::percent::Percent;
@@ -18,44 +14,7 @@ use crate::decide::rollout::Rollout;
 use crate::judge::criteria::Evaluation;
 use crate::judge::plan::RolloutPlan;
 use crate::metrics::{History, MetricsAccumulator, MetricsSnapshot};
-
-/// What the controller shows to readers that must not wait for a tick:
-/// HTTP handlers, exporters, health checks. Published after every tick, poll
-/// and operator action; read it with [`RolloutController::view`] or
-/// [`MonitorHandle::view`](crate::MonitorHandle::view) (a lock-free load).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[non_exhaustive]
-pub struct ControllerView {
-    /// The state as stored (exactly what the store holds, as last read or
-    /// written); `None` while it cannot be read (or nothing is stored yet).
-    pub state: Option<RolloutState>,
-    /// The percent in force: 0% whenever nothing is async (the kill switch
-    /// is on, the rollout is halted: off, rolled back, a rollback not yet
-    /// stored, state unknown or stale).
-    pub percent: Percent,
-    /// Whether nothing is async because of the state, force lists included
-    /// (off, rolled back, a rollback not yet stored, state unknown or
-    /// stale).
-    pub halted: bool,
-    /// Whether the config's kill switch is on (nothing async, whatever the
-    /// state says).
-    pub kill_switch: bool,
-    /// Why the state could not be loaded or written, while that lasts.
-    pub state_error: Option<String>,
-    /// Why the config source (a config file, a fleet's config key) cannot be
-    /// read, while that lasts; the last good config stays in force.
-    pub config_error: Option<String>,
-    /// Whether the store has been unreadable for longer than `stale_after`.
-    pub stale: bool,
-    /// The latest evaluation, if a tick judged one.
-    pub last_evaluation: Option<Evaluation>,
-    /// The plan's stage percents.
-    pub stages: Vec<Percent>,
-    /// The current run as this process counts it, while the rollout serves
-    /// async (what a fleet replica exports, labelled with its epoch).
-    #[serde(skip)]
-    pub run: Option<RunView>,
-}
+use arc_swap::ArcSwap;
 
 impl RolloutController {
     /// The state in force: the stored one, or one not yet written (the
@@ -187,7 +146,7 @@ impl RolloutController {
     }
 
     /// How long the last state read serves while the store cannot confirm
-    /// contact ([`RolloutControllerBuilder::stale_after`](crate::act::controller::RolloutControllerBuilder::stale_after)).
+    /// contact ([`RolloutControllerBuilder::stale_after`](crate::act::controller::builder::RolloutControllerBuilder::stale_after)).
     #[must_use]
     pub fn stale_after(&self) -> Duration {
         self.sync.stale_after()

@@ -37,8 +37,9 @@ use crate::decide::percent::Percent;
 use crate::judge::plan::RolloutPlan;
 
 mod lost;
+mod request;
 
-pub(crate) use lost::Request;
+pub(crate) use request::Request;
 
 /// The [`OutageLog`] kind of a store that cannot be read.
 pub(super) const UNREACHABLE: &str = "state store unreachable";
