@@ -12,10 +12,12 @@
 pub(crate) mod config_store;
 pub(crate) mod controller;
 pub(crate) mod health;
+pub(crate) mod journal;
 pub(crate) mod log;
 pub(crate) mod metrics_source;
 pub(crate) mod monitor;
 pub(crate) mod outage;
+pub(crate) mod policy;
 pub(crate) mod record;
 pub(crate) mod recover;
 pub(crate) mod run;
@@ -23,14 +25,15 @@ pub mod simulation;
 pub(crate) mod source;
 pub(crate) mod state;
 pub(crate) mod store;
+pub(crate) mod sync;
 pub(crate) mod trace;
 pub(crate) mod validate;
 
 pub use config_store::{ConfigFile, ConfigStore};
+pub use controller::builder::RolloutControllerBuilder;
 pub use controller::{
     ControllerError, ControllerView, DEFAULT_LOG_INTERVAL, DEFAULT_MEMORY_WARMUP,
-    DEFAULT_STALE_AFTER, DEFAULT_STATE_POLL, OperatorError, RolloutController,
-    RolloutControllerBuilder, Tick,
+    DEFAULT_STALE_AFTER, DEFAULT_STATE_POLL, OperatorError, RolloutController, Tick,
 };
 pub use health::MonitorHealth;
 pub use log::{

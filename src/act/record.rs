@@ -7,7 +7,7 @@
 //! ([`JsonlSink`](crate::JsonlSink), [`read_log`](crate::read_log)) nor the
 //! schema depends on the controller.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 
 use crate::act::state::{Operation, RolloutState};
 use crate::decide::percent::Percent;
@@ -20,6 +20,20 @@ use crate::metrics::MetricsSnapshot;
 /// status, ...) instead of version 1's controller state, and `state` events
 /// exist.
 pub const LOG_SCHEMA_VERSION: u32 = 2;
+
+/// Reads the `v` field: a version this build knows, `1..=LOG_SCHEMA_VERSION`.
+/// A newer version is refused rather than guessed at: its fields may mean
+/// something this build does not know.
+fn schema_version<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(deserializer)?;
+    if v == 0 || v > LOG_SCHEMA_VERSION {
+        return Err(de::Error::custom(format_args!(
+            "schema version {v} is not one this build reads (1 to {LOG_SCHEMA_VERSION}); \
+             a newer async-upload-rollout wrote it"
+        )));
+    }
+    Ok(v)
+}
 
 /// The standard log line.
 ///
@@ -54,7 +68,7 @@ pub const LOG_SCHEMA_VERSION: u32 = 2;
 pub struct LogRecord {
     /// Schema version, [`LOG_SCHEMA_VERSION`] when written by this crate.
     /// Reading refuses a version this build does not know.
-    #[serde(deserialize_with = "crate::act::validate::schema_version")]
+    #[serde(deserialize_with = "schema_version")]
     pub v: u32,
     /// When the record was written, in milliseconds since the Unix epoch.
     pub at_unix_ms: u64,
