@@ -25,12 +25,13 @@
 
 use std::time::Duration;
 
-use crate::judge::criteria::{Check, CheckKind, CheckStatus, pct};
+use crate::judge::check::{Check, CheckId, CheckStatus};
 use crate::judge::plan::{ReviewLook, RolloutPlan};
 use crate::judge::sequential::{
     Minutes, Strongest, evidence_check, judged_and_failures, no_window_yet, strongest_window,
 };
 use crate::judge::stats::{Cusum, binomial_critical_count};
+use crate::judge::text::pct;
 use crate::metrics::{Arm, MetricsSnapshot};
 
 /// The failure rate the success-band reviews are tuned to: the band's
@@ -86,8 +87,7 @@ fn sliding_review(plan: &RolloutPlan, minutes: &Minutes<'_>) -> Check {
     let best = strongest_window(minutes, &cusum, t.review_success_sustained, min)
         .ok_or_else(|| no_window_yet(minutes, min));
     evidence_check(
-        "review.success_rate_in_band[sequential]".into(),
-        CheckKind::Review,
+        &CheckId::BandSequential,
         high >= 1.0,
         &rule,
         best,
@@ -131,8 +131,7 @@ fn stage_review(plan: &RolloutPlan, totals: &MetricsSnapshot) -> Check {
         })
     };
     evidence_check(
-        "review.success_rate_in_band[sequential, stage]".into(),
-        CheckKind::Review,
+        &CheckId::BandStageSequential,
         high >= 1.0,
         &rule,
         best,
@@ -154,7 +153,7 @@ fn look_review(
     let [low, high] = t.review_success_band;
     let mirror = band_mirror_failures(low, high);
     let at = humantime::format_duration(look.at);
-    let name = format!("review.success_rate_in_band[stage at {at}]");
+    let id = CheckId::BandLook { at: look.at };
     let rule = format!(
         "success rate in {}–{}: the stage's first {at} as a whole (an exact binomial test against {} success, size {})",
         pct(low),
@@ -163,17 +162,9 @@ fn look_review(
         pct(look.size),
     );
     let min = plan.evaluation.sustain_min_uploads.max(1);
-    let check =
-        |status: CheckStatus, observed: Option<f64>, threshold: f64, n: u64, detail| Check {
-            name: name.clone(),
-            kind: CheckKind::Review,
-            status,
-            observed,
-            threshold,
-            interval: None,
-            sample_size: n,
-            detail,
-        };
+    let check = |status: CheckStatus, observed: Option<f64>, threshold: f64, n: u64, detail| {
+        Check::new(&id, status, observed, threshold, n, detail)
+    };
     if high >= 1.0 {
         return check(
             CheckStatus::Pass,

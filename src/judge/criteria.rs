@@ -3,17 +3,12 @@
 //! async / sync latency ratio, all over the whole stage (see the module docs
 //! of [`evaluator`](crate::judge::evaluator)).
 
-use crate::judge::check::CheckId;
+use crate::judge::check::{Check, CheckId, CheckStatus};
+use crate::judge::text::pct;
 use crate::judge::judging::{Judging, LatencyComparison};
 use crate::judge::plan::Stage;
 use crate::judge::stats::wilson;
 use crate::metrics::{Arm, MetricsSnapshot};
-
-// The sequential and band rules (issue 23's files) import the result model
-// and `pct` through this path; they can import `crate::judge::check` and
-// `crate::judge::text` directly when next edited, and these lines go.
-pub(crate) use crate::judge::check::{Check, CheckKind, CheckStatus};
-pub(crate) use crate::judge::text::pct;
 
 /// Inputs of [`Judging::rate_criterion`].
 struct RateCriterion {

@@ -159,15 +159,23 @@ impl Judging<'_> {
         }
 
         if self.guarded() {
-            for (name, trigger) in [
-                ("rollback.success_rate", 1.0 - t.min_success_rate),
-                ("rollback.error_rate", t.max_error_rate),
+            for (absolute, baseline, trigger) in [
+                (
+                    CheckId::RollbackSuccessSequential,
+                    CheckId::RollbackSuccessBaseline,
+                    1.0 - t.min_success_rate,
+                ),
+                (
+                    CheckId::RollbackErrorSequential,
+                    CheckId::RollbackErrorBaseline,
+                    t.max_error_rate,
+                ),
             ] {
                 checks.push(sequential::absolute_check(
-                    self.plan, name, trigger, minutes,
+                    self.plan, &absolute, trigger, minutes,
                 ));
                 checks.push(sequential::baseline_check(
-                    self.plan, spec, name, trigger, totals, minutes,
+                    self.plan, spec, &baseline, trigger, totals, minutes,
                 ));
             }
         }

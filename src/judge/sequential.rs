@@ -46,9 +46,10 @@
 
 use std::time::Duration;
 
-use crate::judge::criteria::{Check, CheckKind, CheckStatus, pct};
+use crate::judge::check::{Check, CheckId, CheckStatus};
 use crate::judge::plan::{RolloutPlan, Stage};
 use crate::judge::stats::{Cusum, wilson};
+use crate::judge::text::pct;
 use crate::metrics::{Arm, ArmMetrics, History, MetricsSnapshot};
 
 /// The resolution of the sequential checks: windows of whole minutes.
@@ -326,7 +327,7 @@ pub(crate) fn rollback_target(trigger: f64) -> f64 {
 /// [`EvaluationSettings::rollback_evidence`](crate::EvaluationSettings::rollback_evidence)).
 pub(crate) fn absolute_check(
     plan: &RolloutPlan,
-    name: &str,
+    id: &CheckId,
     trigger: f64,
     minutes: &Minutes<'_>,
 ) -> Check {
@@ -343,14 +344,7 @@ pub(crate) fn absolute_check(
     );
     let best = strongest_window(minutes, &cusum, Duration::ZERO, min)
         .ok_or_else(|| no_window_yet(minutes, min));
-    evidence_check(
-        format!("{name}[sequential]"),
-        CheckKind::Rollback,
-        trigger >= 1.0,
-        &rule,
-        best,
-        bar,
-    )
+    evidence_check(id, trigger >= 1.0, &rule, best, bar)
 }
 
 /// The baseline-aware sequential check of a rate trigger whose failure rate
@@ -359,7 +353,7 @@ pub(crate) fn absolute_check(
 pub(crate) fn baseline_check(
     plan: &RolloutPlan,
     stage: &Stage,
-    name: &str,
+    id: &CheckId,
     trigger: f64,
     totals: &MetricsSnapshot,
     minutes: &Minutes<'_>,
@@ -381,17 +375,8 @@ pub(crate) fn baseline_check(
         pct(p1),
         pct(clean),
     );
-    let name = format!("{name}[sequential, baseline]");
-    let quiet = |status: CheckStatus, detail: String| Check {
-        name: name.clone(),
-        kind: CheckKind::Rollback,
-        status,
-        observed: None,
-        threshold,
-        interval: None,
-        sample_size: 0,
-        detail,
-    };
+    let quiet =
+        |status: CheckStatus, detail: String| Check::new(id, status, None, threshold, 0, detail);
     if trigger >= 1.0 {
         return quiet(
             CheckStatus::Pass,
@@ -436,19 +421,17 @@ pub(crate) fn baseline_check(
             } else {
                 "(no recent window above its history)".to_owned()
             };
-            Check {
-                name,
-                kind: CheckKind::Rollback,
-                status: if fired {
+            Check::new(
+                id,
+                if fired {
                     CheckStatus::Fail
                 } else {
                     CheckStatus::Pass
                 },
-                observed: Some(b.window.llr),
+                Some(b.window.llr),
                 threshold,
-                interval: None,
-                sample_size: b.window.n,
-                detail: format!(
+                b.window.n,
+                format!(
                     "{rule}: likelihood ratio {} {window} against {} (the {} before it: {} failures in {} async uploads, {}); fires at {}",
                     evidence_text(b.window.llr),
                     pct(b.p0),
@@ -458,7 +441,7 @@ pub(crate) fn baseline_check(
                     pct(b.before_failures as f64 / b.before_n.max(1) as f64),
                     evidence_text(threshold)
                 ),
-            }
+            )
         }
     }
 }
@@ -468,8 +451,7 @@ pub(crate) fn baseline_check(
 /// natural logs of likelihood ratios. `best` is `Err(what is missing)` while
 /// no window can be judged.
 pub(crate) fn evidence_check(
-    name: String,
-    kind: CheckKind,
+    id: &CheckId,
     off: bool,
     rule: &str,
     best: Result<Strongest, String>,
@@ -518,16 +500,7 @@ pub(crate) fn evidence_check(
             )
         }
     };
-    Check {
-        name,
-        kind,
-        status,
-        observed,
-        threshold,
-        interval: None,
-        sample_size,
-        detail,
-    }
+    Check::new(id, status, observed, threshold, sample_size, detail)
 }
 
 /// What a sequential check on whole minutes lacks while
