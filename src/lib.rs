@@ -109,6 +109,12 @@
 //! - **No lost counts**: every record is in the next snapshot, counters only
 //!   grow, windows subtract and instances merge exactly; latency quantiles
 //!   are within 1/256 of the exact value.
+//!
+//! # User guide
+//!
+//! The [`docs`] module holds the guide, one chapter a layer: [deciding](docs::deciding),
+//! [metrics](docs::metrics), [judging](docs::judging), [the controller and its
+//! state](docs::controller), [integrations](docs::integrations).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -117,6 +123,7 @@ mod act;
 pub mod cli;
 mod clock;
 mod decide;
+pub mod docs;
 #[cfg(feature = "prometheus")]
 pub mod export;
 #[cfg(feature = "etcd")]
@@ -159,3 +166,8 @@ pub use metrics::{
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The Rust examples of the fleet guide (`docs/fleet.md`), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/fleet.md")]
+struct FleetDoctests;

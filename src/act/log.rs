@@ -7,7 +7,7 @@
 //! appending, so a torn line never ends up in the middle of the log. A
 //! *whole* line (ending in `\n`) that is not a valid record is an error,
 //! wherever it is: it was written or edited wrong, not cut short. The line
-//! schema is in the README and on [`LogRecord`](crate::LogRecord).
+//! schema is in `docs/log-schema.md` and on [`LogRecord`](crate::LogRecord).
 //!
 //! # Rotation
 //!

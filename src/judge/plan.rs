@@ -248,9 +248,9 @@ pub struct EvaluationSettings {
     /// `ln(rollback_evidence)`. It needs no history: it is the rule from a
     /// stage's first minutes, and for a path whose history is not clean
     /// (see [`baseline_evidence`](Self::baseline_evidence)). `p₀` is 1.97%
-    /// (98% success), so this bar spends the budget of paths at 98%: README
-    /// "Sequential rollback" gives its false-alarm rate per stage, computed
-    /// exactly, and its speed.
+    /// (98% success), so this bar spends the budget of paths at 98%: `docs/decision-quality.md`
+    /// gives its false-alarm rate per stage, measured beside the exact bound,
+    /// and its speed.
     pub rollback_evidence: f64,
     /// In `guarded` mode, the likelihood ratio at which the **baseline-aware**
     /// sequential rate triggers roll back (default 60,000, about `e^11`).
