@@ -119,7 +119,12 @@
 #![warn(missing_docs)]
 
 mod act;
+// Not part of the API: the internals of the `async-upload-rollout` binary
+// (reading logs, the HTML report, the operator commands). Public only so that
+// the binary, the tests, a bench and the fuzz targets can reach them; hidden
+// from the docs, with no semver promise: any release may change them.
 #[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
 mod clock;
 mod decide;

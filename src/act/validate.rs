@@ -25,7 +25,7 @@ pub(crate) use lines::*;
 
 /// Checks a reader runs on a parsed record, alone and against the record
 /// before it: the command line's reader
-/// ([`InstanceLog`](crate::cli::InstanceLog)) runs them on every line.
+/// (`InstanceLog`) runs them on every line.
 #[cfg(feature = "cli")]
 pub(crate) mod lines {
     use crate::act::record::{LogEvent, LogRecord};

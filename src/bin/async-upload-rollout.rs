@@ -38,7 +38,8 @@
 //! recomputed checks and whether they agree with the controller's;
 //! `check --json` prints the evaluation as one line of JSON with a
 //! `controller` member instead. The work is done by
-//! [`async_upload_rollout::cli`]; this file parses arguments and prints.
+//! `async_upload_rollout::cli` (the binary's internals, hidden from the
+//! library's docs and not part of its API); this file parses arguments and prints.
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
