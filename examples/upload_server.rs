@@ -147,10 +147,15 @@ use async_upload_rollout::export::prometheus::{
 };
 use async_upload_rollout::tower::{FromFn, LayerHandle, RolloutDecision, RolloutLayer};
 use async_upload_rollout::{
-    Arm, ConfigFile, ConfigStore, ConfigWatcher, ControllerError, ControllerView, DEFAULT_LOG_PATH,
-    DEFAULT_STATE_PATH, Evaluation, FileStateStore, JsonlSink, LogError, MetricsAccumulator,
-    MonitorHandle, Operation, OperatorError, Outcome, Percent, PlanError, PollOutcome, Rollout,
-    RolloutConfig, RolloutController, RolloutPlan, RolloutState, SourceError, StateStore,
+    Arm, ControllerError, ControllerView, Evaluation, FileStateStore, JsonlSink,
+    MetricsAccumulator, MonitorHandle, Outcome, Percent, Rollout, RolloutConfig, RolloutController,
+    RolloutPlan, RolloutState, StateStore,
+    act::log::{DEFAULT_LOG_PATH, LogError},
+    act::{
+        ConfigFile, ConfigStore, ConfigWatcher, DEFAULT_STATE_PATH, Operation, OperatorError,
+        PollOutcome, SourceError,
+    },
+    judge::PlanError,
     process_memory_bytes,
 };
 use axum::body::{Body, Bytes};
@@ -242,10 +247,10 @@ impl Default for ServerConfig {
             admin_token: None,
             state_path: DEFAULT_STATE_PATH.into(),
             config_path: None,
-            state_poll: async_upload_rollout::DEFAULT_STATE_POLL,
+            state_poll: async_upload_rollout::act::DEFAULT_STATE_POLL,
             log_path: DEFAULT_LOG_PATH.into(),
             tick: Duration::from_secs(10),
-            log_interval: async_upload_rollout::DEFAULT_LOG_INTERVAL,
+            log_interval: async_upload_rollout::act::DEFAULT_LOG_INTERVAL,
             store_dir: std::env::temp_dir()
                 .join("async_upload_rollout")
                 .join("uploads"),
@@ -254,7 +259,7 @@ impl Default for ServerConfig {
             max_upload_bytes: 64 * 1024 * 1024,
             memory_warmup: Duration::from_secs(60),
             fleet: None,
-            stale_after: async_upload_rollout::DEFAULT_STALE_AFTER,
+            stale_after: async_upload_rollout::act::DEFAULT_STALE_AFTER,
             inject_async_error_rate: 0.0,
             service_id: None,
         }
@@ -480,7 +485,7 @@ fn state_store(config: &ServerConfig) -> Result<Stores, StartError> {
             };
             Ok((
                 Arc::new(store),
-                async_upload_rollout::DEFAULT_SALT.to_owned(),
+                async_upload_rollout::decide::DEFAULT_SALT.to_owned(),
                 config_store,
             ))
         }
@@ -1616,7 +1621,7 @@ fn fleet(config: &mut ServerConfig) -> &mut FleetConfig {
         etcd_key: None,
         etcd_user: None,
         name: "async-upload".to_owned(),
-        replica: async_upload_rollout::default_service_id(),
+        replica: async_upload_rollout::act::default_service_id(),
     })
 }
 

@@ -12,9 +12,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use async_upload_rollout::simulation::SplitMix64;
+use async_upload_rollout::act::simulation::SplitMix64;
 use async_upload_rollout::{
-    Arm, Check, CheckKind, CheckStatus, Evaluator, History, MetricsSnapshot, Outcome, RolloutPlan,
+    Arm, Check, Evaluator, History, MetricsSnapshot, Outcome, RolloutPlan,
+    judge::{CheckKind, CheckStatus},
 };
 
 const MINUTE_MS: u64 = 60_000;

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::fleet::EtcdStateStore;
-use async_upload_rollout::{ChangedBy, RolloutState, RolloutStatus, StateStore};
+use async_upload_rollout::{RolloutState, RolloutStatus, StateStore, act::ChangedBy};
 use support::child::{ServerProcess, TOKEN, http, run_if_child, status_of};
 use support::servers::{Etcd, wait_until};
 

@@ -200,6 +200,7 @@ pub struct ControllerView {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use async_upload_rollout::*;
+/// use async_upload_rollout::clock::ManualClock;
 ///
 /// let clock = ManualClock::default();
 /// let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(Percent::from_whole(1)?)));
@@ -420,7 +421,7 @@ impl RolloutControllerBuilder {
     /// Whether this process acknowledges what it applies through the store
     /// ([`StateStore::acknowledge`]: the epoch, percent in force, config
     /// fingerprint and errors, on every change and every
-    /// [`ACK_REFRESH`](crate::ACK_REFRESH)), so operators' commands can
+    /// [`ACK_REFRESH`](crate::act::ACK_REFRESH)), so operators' commands can
     /// confirm that it applied their change. Default: on; turn it off for a
     /// controller that serves no uploads (a fleet's leading controller).
     pub fn acknowledges(mut self, on: bool) -> Self {
@@ -1123,7 +1124,7 @@ impl RolloutController {
     }
 
     /// A read failed: keep the last state until it is stale (an unreachable
-    /// store, said once per [`OUTAGE_LOG_INTERVAL`](crate::OUTAGE_LOG_INTERVAL)),
+    /// store, said once per [`OUTAGE_LOG_INTERVAL`](crate::act::OUTAGE_LOG_INTERVAL)),
     /// or fail closed at once when the content cannot be believed (said
     /// once per problem). The last known state is kept either way.
     fn store_failed(&mut self, err: StoreError, now: SystemTime) -> StoreError {

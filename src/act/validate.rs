@@ -1,5 +1,5 @@
 //! Record-level checks of the log's lines that serde runs while reading a
-//! [`LogRecord`](crate::LogRecord), so that every reader refuses the same
+//! [`LogRecord`](crate::act::log::LogRecord), so that every reader refuses the same
 //! lines. Snapshot invariants are checked by the metrics types themselves.
 
 use serde::{Deserialize, Deserializer, de};

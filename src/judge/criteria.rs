@@ -252,12 +252,12 @@ impl Evaluator {
     ///
     /// It is used, in place of the judged window's own sync arm, when that
     /// arm has fewer judged uploads than the rule needs
-    /// ([`triggers.min_uploads`](crate::RollbackTriggers::min_uploads) for the
+    /// ([`triggers.min_uploads`](crate::judge::RollbackTriggers::min_uploads) for the
     /// stage's totals,
-    /// [`sustain_min_uploads`](crate::EvaluationSettings::sustain_min_uploads)
+    /// [`sustain_min_uploads`](crate::judge::EvaluationSettings::sustain_min_uploads)
     /// for a review window), by the latency criterion, the latency review
     /// and the complaint review. A stage's fixed
-    /// [`baseline_latency`](crate::StageCriteria::baseline_latency) still
+    /// [`baseline_latency`](crate::judge::StageCriteria::baseline_latency) still
     /// wins for latency. `None` forgets it.
     pub fn set_sync_baseline(&mut self, baseline: Option<ArmMetrics>) {
         self.sync_baseline = baseline;
@@ -272,7 +272,7 @@ impl Evaluator {
     /// At a stage change: keeps the sync arm of the stage being left
     /// (`leaving_totals`, everything recorded during it) as the carried
     /// baseline when it has at least
-    /// [`triggers.min_uploads`](crate::RollbackTriggers::min_uploads) judged
+    /// [`triggers.min_uploads`](crate::judge::RollbackTriggers::min_uploads) judged
     /// uploads, and says whether it did. Otherwise the baseline carried so
     /// far stays, so the 100% stage compares with the last stage that had
     /// sync traffic.

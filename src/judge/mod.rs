@@ -9,11 +9,10 @@ pub(crate) mod criteria;
 pub(crate) mod exact;
 pub(crate) mod plan;
 pub(crate) mod sequential;
-pub(crate) mod stats;
+pub mod stats;
 
 pub use criteria::{Check, CheckKind, CheckStatus, Evaluation, Evaluator, UnknownStage, Verdict};
 pub use plan::{
     EvaluationMode, EvaluationSettings, LatencyStatistic, PlanError, ReviewLook, RollbackTriggers,
     RolloutPlan, Stage, StageCriteria,
 };
-pub use stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};

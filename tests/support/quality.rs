@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use async_upload_rollout::simulation::{
+use async_upload_rollout::act::simulation::{
     Fault, PathModel, Simulation, SimulationConfig, SplitMix64,
 };
-use async_upload_rollout::{Arm, EvaluationMode, RolloutPlan, Verdict};
+use async_upload_rollout::{Arm, RolloutPlan, Verdict, judge::EvaluationMode};
 
 /// A way of judging: the mode and the rollback triggers' minimum sample.
 #[derive(Clone, Copy, Debug)]
