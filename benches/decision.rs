@@ -2,8 +2,8 @@
 //!
 //! Every group cycles through the same 4096 UUID-shaped ids (36 bytes each).
 //!
-//! Criterion times each variant alone, one after the other; the README's
-//! "Performance of a decision" compares it with `benches/interleaved.rs`,
+//! Criterion times each variant alone, one after the other; `docs/performance.md`
+//! ("A decision") compares it with `benches/interleaved.rs`,
 //! which times them in round-robin slices as a user's binary would.
 //!
 //! - `decision/10%`: `should_use_async` and `RolloutHandle` against the floor

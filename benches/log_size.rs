@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use async_upload_rollout::act::simulation::{Simulation, SimulationConfig};
 use async_upload_rollout::cli::{Fleet, InstanceLog};
-use async_upload_rollout::simulation::{Simulation, SimulationConfig};
-use async_upload_rollout::{JsonlSink, LogRecord, RolloutPlan};
+use async_upload_rollout::{JsonlSink, RolloutPlan, act::log::LogRecord};
 
 const BIN: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
 

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use async_upload_rollout::simulation::SplitMix64;
+use async_upload_rollout::act::simulation::SplitMix64;
 use async_upload_rollout::{Percent, Rollout, RolloutConfig};
 
 const UPLOADS: usize = 100_000;

@@ -13,10 +13,12 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use async_upload_rollout::simulation::SplitMix64;
+use async_upload_rollout::act::simulation::SplitMix64;
 use async_upload_rollout::{
-    Arm, Clock, DEFAULT_LOG_PATH, History, JsonlSink, LogRecord, ManualClock, MetricsAccumulator,
-    Outcome, Percent, Rollout, RolloutConfig, process_memory_bytes, read_log,
+    Arm, History, JsonlSink, MetricsAccumulator, Outcome, Percent, Rollout, RolloutConfig,
+    act::log::{DEFAULT_LOG_PATH, LogRecord, read_log},
+    clock::{Clock, ManualClock},
+    process_memory_bytes,
 };
 
 const MINUTES: u64 = 20;

@@ -26,9 +26,10 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use async_upload_rollout::simulation::{Fault, Simulation, SimulationConfig};
+use async_upload_rollout::act::simulation::{Fault, Simulation, SimulationConfig};
 use async_upload_rollout::{
-    Action, Arm, DEFAULT_LOG_PATH, EvaluationMode, JsonlSink, Percent, RolloutStatus, Tick, Verdict,
+    Action, Arm, JsonlSink, Percent, RolloutStatus, Tick, Verdict, act::log::DEFAULT_LOG_PATH,
+    judge::EvaluationMode,
 };
 
 /// `--help`: every flag, what it does and its default.

@@ -30,7 +30,7 @@ impl Clock for SystemClock {
 ///
 /// ```
 /// use std::time::Duration;
-/// use async_upload_rollout::{Clock, ManualClock};
+/// use async_upload_rollout::clock::{Clock, ManualClock};
 ///
 /// let clock = ManualClock::default();
 /// let handle = clock.clone();

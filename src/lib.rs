@@ -39,7 +39,7 @@
 //! # Judging and acting
 //!
 //! A [`RolloutPlan`] (default: the week-2 plan, 1% → 10% → 50% → 100%) holds
-//! each stage's [`StageCriteria`] and the [`RollbackTriggers`]. The
+//! each stage's [`StageCriteria`](judge::StageCriteria) and the [`RollbackTriggers`](judge::RollbackTriggers). The
 //! [`Evaluator`] turns metrics into an [`Evaluation`]: a [`Verdict`] with
 //! every [`Check`] behind it, judged literally or (by default) with Wilson
 //! intervals. The [`RolloutController`] ticks, rolls back by itself, advances
@@ -48,13 +48,13 @@
 //! ([`FileStateStore`] by default): a rollback holds across restarts, config
 //! reloads and admin calls until a person resumes, operators change the
 //! state through the same transitions ([`RolloutState::apply`]), and a state
-//! that cannot be read means nothing async. [`simulation`] runs whole
+//! that cannot be read means nothing async. [`simulation`](act::simulation) runs whole
 //! rollouts in simulated time.
 //!
 //! # Metrics
 //!
 //! The handler records each upload on the path it took; snapshots, windows
-//! and the JSON-lines log ([`JsonlSink`], [`read_log`]) are what rollout
+//! and the JSON-lines log ([`JsonlSink`], [`read_log`](act::log::read_log)) are what rollout
 //! criteria read. Rates are defined under [`MetricsAccumulator`]'s "Rates".
 //!
 //! ```
@@ -77,14 +77,14 @@
 //!
 //! # Operating a rollout
 //!
-//! - [`ConfigWatcher`] (always available, no extra dependency): the config
+//! - [`ConfigWatcher`](act::ConfigWatcher) (always available, no extra dependency): the config
 //!   (salt, kill switch, id lists) from a TOML or JSON file, reloaded live;
 //!   its percent is only the starting request (the percent in force is the
 //!   controller's); a bad or half-written file keeps the last good config.
-//!   [`ConfigStore`] ([`ConfigFile`], a fleet's etcd) changes that config
+//!   [`ConfigStore`](act::ConfigStore) ([`ConfigFile`](act::ConfigFile), a fleet's etcd) changes that config
 //!   for every service at once, with a compare-and-swap.
 //! - Every service [acknowledges](StateStore::acknowledge) the epoch and
-//!   config it applies ([`Acknowledgement`]), so an operator's command can
+//!   config it applies ([`Acknowledgement`](act::Acknowledgement)), so an operator's command can
 //!   confirm a change reached every live service, or name who did not.
 //! - Feature `prometheus`: `export::prometheus::PrometheusExporter`, the
 //!   counters, latency histograms, percent, stage and verdict in the
@@ -109,54 +109,77 @@
 //! - **No lost counts**: every record is in the next snapshot, counters only
 //!   grow, windows subtract and instances merge exactly; latency quantiles
 //!   are within 1/256 of the exact value.
+//!
+//! # Crate layout
+//!
+//! The root holds what an upload service needs: [`Rollout`] and its config,
+//! [`MetricsAccumulator`], the [`RolloutController`] and its builder, the
+//! [`RolloutState`] and its [`StateStore`], the [`RolloutPlan`] and its
+//! [`Evaluation`], the log's [`JsonlSink`]. Everything else lives in the
+//! module of its layer, in the order an upload meets them:
+//!
+//! | module | what it owns |
+//! | --- | --- |
+//! | [`decide`] | which path one upload takes: [`Percent`], the config and its errors, the decision's reason |
+//! | [`metrics`] | what the handler records: the accumulator, snapshots, windows, the latency histogram |
+//! | [`judge`] | metrics to a verdict: the plan, its criteria and triggers, the evaluator; [`judge::stats`], the interval statistics |
+//! | [`act`] | a verdict to an action: the controller, the state and its stores, config sources, acknowledgements; [`act::log`], the JSON-lines log; [`act::simulation`], whole rollouts in simulated time |
+//! | [`clock`] | where time comes from: [`clock::SystemClock`], [`clock::ManualClock`] |
+//! | `export`, `fleet`, `openfeature`, `tower` | the faces on top, behind features |
+//!
+//! # User guide
+//!
+//! The [`docs`] module holds the guide, one chapter a layer: [deciding](docs::deciding),
+//! [metrics](docs::metrics), [judging](docs::judging), [the controller and its
+//! state](docs::controller), [integrations](docs::integrations).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod act;
+pub mod act;
+// Not part of the API: the internals of the `async-upload-rollout` binary
+// (reading logs, the HTML report, the operator commands). Public only so that
+// the binary, the tests, a bench and the fuzz targets can reach them; hidden
+// from the docs, with no semver promise: any release may change them.
 #[cfg(feature = "cli")]
+#[doc(hidden)]
 pub mod cli;
-mod clock;
-mod decide;
+pub mod clock;
+pub mod decide;
+pub mod docs;
 #[cfg(feature = "prometheus")]
 pub mod export;
 #[cfg(feature = "etcd")]
 pub mod fleet;
-mod judge;
-mod metrics;
+pub mod judge;
+pub mod metrics;
 #[cfg(feature = "openfeature")]
 pub mod openfeature;
 #[cfg(feature = "tower")]
 pub mod tower;
 
-pub use act::simulation;
+// The crate root: what an upload service needs (decide, record, the
+// controller and its builder, the state and its store, the plan and its
+// evaluation, the log's sink). Everything else lives in its layer's module:
+// `decide`, `metrics`, `judge` (`judge::stats`), `act` (`act::log`,
+// `act::simulation`), `clock`, and the faces on top.
+pub use act::log::{Action, JsonlSink};
 pub use act::{
-    ACK_REFRESH, ACK_TTL, Acknowledgement, Action, Applied, ChangedBy, ConfigFile, ConfigFormat,
-    ConfigStore, ConfigWatcher, ControllerError, ControllerView, DEFAULT_LOG_INTERVAL,
-    DEFAULT_LOG_PATH, DEFAULT_MEMORY_WARMUP, DEFAULT_STALE_AFTER, DEFAULT_STATE_PATH,
-    DEFAULT_STATE_POLL, FileStateStore, InvalidState, JsonlSink, LOG_SCHEMA_VERSION, LogError,
-    LogEvent, LogRead, LogRecord, MAX_LINE_BYTES, MemoryStateStore, MetricsSource, MonitorHandle,
-    MonitorHealth, NoOp, OUTAGE_LOG_INTERVAL, Operation, OperatorError, PollOutcome, Refused,
-    Revision, RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, RunView,
-    Salvaged, SourceError, StateStore, StoreError, Stored, Tick, TornLine, WatcherHandle,
-    default_service_id, log_files, read_log,
+    ControllerError, ControllerView, FileStateStore, MemoryStateStore, MonitorHandle,
+    RolloutController, RolloutControllerBuilder, RolloutState, RolloutStatus, StateStore,
+    StoreError, Tick,
 };
-pub use clock::{Clock, ManualClock, SystemClock};
-pub use decide::{
-    ConfigError, DEFAULT_SALT, Decision, DecisionReason, ParsePercentError, ParsePercentErrorKind,
-    Percent, PercentOutOfRange, ROLLOUT_ENV_VAR, Rollout, RolloutConfig, RolloutHandle,
-};
-pub use judge::{
-    Check, CheckId, CheckKind, CheckStatus, Evaluation, EvaluationMode, EvaluationSettings,
-    Evaluator, Interval, LatencyStatistic, PlanError, ReviewLook, RollbackTriggers, RolloutPlan,
-    Stage, StageCriteria, Unit, UnknownStage, Verdict, mixture_likelihood_ratio, wilson,
-    z_for_confidence,
-};
+pub use decide::{Percent, Rollout, RolloutConfig, RolloutHandle};
+pub use judge::{Check, Evaluation, Evaluator, RolloutPlan, Verdict};
 pub use metrics::{
-    Arm, ArmMetrics, HistogramBucket, History, LatencyHistogram, MemoryStats, MetricsAccumulator,
-    MetricsSnapshot, Outcome, process_memory_bytes,
+    Arm, History, MetricsAccumulator, MetricsSnapshot, Outcome, process_memory_bytes,
 };
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// The Rust examples of the fleet guide (`docs/fleet.md`), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/fleet.md")]
+struct FleetDoctests;

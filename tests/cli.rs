@@ -8,11 +8,13 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use async_upload_rollout::act::simulation::{Fault, Simulation, SimulationConfig};
 use async_upload_rollout::cli::{Fleet, InstanceLog, exit_code};
-use async_upload_rollout::simulation::{Fault, Simulation, SimulationConfig};
 use async_upload_rollout::{
-    Arm, Evaluation, JsonlSink, LogEvent, LogRecord, ManualClock, MetricsAccumulator, Outcome,
-    Percent, Rollout, RolloutConfig, RolloutPlan, RolloutStatus, Verdict, read_log,
+    Arm, Evaluation, JsonlSink, MetricsAccumulator, Outcome, Percent, Rollout, RolloutConfig,
+    RolloutPlan, RolloutStatus, Verdict,
+    act::log::{LogEvent, LogRecord, read_log},
+    clock::ManualClock,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_async-upload-rollout");

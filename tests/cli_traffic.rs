@@ -24,7 +24,7 @@ fn plan_traffic_prints_what_each_trigger_can_show_and_says_how_each_figure_was_m
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}{stdout}", text(&out.stderr));
     // The budget for the default plan is 30 s in a release build
-    // (8 s on the 2-core VM at a load of 6; README). Timing belongs in benchmarks, so
+    // (8 s on the 2-core VM at a load of 6; docs/cli.md). Timing belongs in benchmarks, so
     // this only catches a gross regression, with room for a debug build on
     // a loaded machine (31 s in debug at a load of 9).
     assert!(took < Duration::from_secs(180), "took {took:?}");

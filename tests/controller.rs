@@ -4,9 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_upload_rollout::{
-    Action, Arm, Clock, ControllerError, JsonlSink, LogEvent, LogRecord, ManualClock,
-    MetricsAccumulator, OperatorError, Outcome, Percent, Rollout, RolloutConfig, RolloutController,
-    RolloutPlan, RolloutStatus, Verdict, read_log,
+    Action, Arm, ControllerError, JsonlSink, MetricsAccumulator, Outcome, Percent, Rollout,
+    RolloutConfig, RolloutController, RolloutPlan, RolloutStatus, Verdict,
+    act::OperatorError,
+    act::log::{LogEvent, LogRecord, read_log},
+    clock::{Clock, ManualClock},
 };
 
 struct Setup {
@@ -372,7 +374,7 @@ fn monitor_thread_ticks_and_stops_promptly_when_dropped() {
     let s = setup(10);
     let c = s
         .controller()
-        .clock(Arc::new(async_upload_rollout::SystemClock))
+        .clock(Arc::new(async_upload_rollout::clock::SystemClock))
         .build()
         .unwrap();
     for _ in 0..50 {

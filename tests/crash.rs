@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::{
-    Arm, JsonlSink, LogError, LogRecord, MetricsAccumulator, Outcome, Percent, read_log,
+    Arm, JsonlSink, MetricsAccumulator, Outcome, Percent,
+    act::log::{LogError, LogRecord, read_log},
 };
 
 /// Set in the child: the log to write.
@@ -195,7 +196,7 @@ fn rotation_bounds_the_log_and_read_log_reads_the_set_oldest_first() {
     for i in 1..=40 {
         sink.append(&line(i)).unwrap();
     }
-    let files = async_upload_rollout::log_files(&path);
+    let files = async_upload_rollout::act::log::log_files(&path);
     assert_eq!(
         files,
         [
@@ -231,5 +232,5 @@ fn rotation_bounds_the_log_and_read_log_reads_the_set_oldest_first() {
         sink.append(&line(i)).unwrap();
     }
     assert!(read_log::<LogRecord>(&solo).unwrap().records.len() <= 2);
-    assert_eq!(async_upload_rollout::log_files(&solo), [solo]);
+    assert_eq!(async_upload_rollout::act::log::log_files(&solo), [solo]);
 }

@@ -7,8 +7,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_upload_rollout::{
-    Arm, ArmMetrics, CheckStatus, EvaluationMode, Evaluator, History, LatencyStatistic,
-    MemoryStats, MetricsSnapshot, Outcome, RolloutPlan, Verdict,
+    Arm, Evaluator, History, MetricsSnapshot, Outcome, RolloutPlan, Verdict,
+    judge::{CheckStatus, EvaluationMode, LatencyStatistic},
+    metrics::{ArmMetrics, MemoryStats},
 };
 
 const T0_MS: u64 = 1_762_300_800_000;

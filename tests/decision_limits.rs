@@ -1,5 +1,5 @@
 //! What no detector can do at 12 async uploads a minute: the bounds behind
-//! the two goals of issue 12 that the README calls out of reach.
+//! the two goals of issue 12 that `docs/decision-quality.md` calls out of reach.
 //!
 //! Both goals ask one rule to tell two paths apart on a few minutes of async
 //! uploads and to leave the better path alone. However the rule works (any
@@ -54,7 +54,7 @@
 //!
 //! These are ceilings: a rule checked on every tick for days, which must
 //! also leave paths at 96% and 98% alone (the plan's rollback trigger is 95%),
-//! stays below them. The README's tables give what the guarded evaluator
+//! stays below them. The tables in `docs/decision-quality.md` give what the guarded evaluator
 //! reaches.
 
 /// `ln m!` for `m ≤ max`, by summing logarithms (exact to rounding).

@@ -3,7 +3,7 @@
 //! One test function only: changing the environment is only sound while no
 //! other thread reads it, and this test binary runs nothing else.
 
-use async_upload_rollout::{ConfigError, Percent, Rollout, RolloutConfig};
+use async_upload_rollout::{Percent, Rollout, RolloutConfig, decide::ConfigError};
 
 fn set(name: &str, value: &str) {
     // SAFETY: this binary's only test runs on one thread; nothing else reads

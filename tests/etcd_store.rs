@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
+use async_upload_rollout::act::{Acknowledgement, Applied, ChangedBy, Operation, Revision, Stored};
 use async_upload_rollout::fleet::EtcdStateStore;
 use async_upload_rollout::*;
 use support::servers::{Etcd, Proxy, wait_until};

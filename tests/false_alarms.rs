@@ -1,5 +1,5 @@
 //! How often the guarded evaluator's sequential checks fire on a steady
-//! path, per stage: the README's false-alarm table.
+//! path, per stage: the false-alarm table of `docs/decision-quality.md`.
 //!
 //! Each run feeds the real [`Evaluator`] a whole stage of one-minute ticks
 //! (async uploads a minute: the stage's percent of 120, with Poisson-like
@@ -12,9 +12,10 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use async_upload_rollout::simulation::SplitMix64;
+use async_upload_rollout::act::simulation::SplitMix64;
 use async_upload_rollout::{
-    Arm, Check, CheckKind, CheckStatus, Evaluator, History, MetricsSnapshot, Outcome, RolloutPlan,
+    Arm, Check, Evaluator, History, MetricsSnapshot, Outcome, RolloutPlan,
+    judge::{CheckKind, CheckStatus},
 };
 
 const MINUTE_MS: u64 = 60_000;
@@ -105,7 +106,7 @@ fn steady_paths_outside_the_band_are_left_alone_and_paths_inside_it_are_not() {
 }
 
 #[test]
-#[ignore = "long: several minutes in release; prints the README's false-alarm table"]
+#[ignore = "long: several minutes in release; prints the false-alarm table of docs/decision-quality.md"]
 fn false_alarm_table() {
     let started = std::time::Instant::now();
     // (stage index, hours, async uploads a minute, runs)

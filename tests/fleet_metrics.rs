@@ -13,6 +13,10 @@ use async_upload_rollout::cli::{Fleet, InstanceLog};
 use async_upload_rollout::export::prometheus::PrometheusExporter;
 use async_upload_rollout::fleet::PrometheusSource;
 use async_upload_rollout::*;
+use async_upload_rollout::{
+    act::log::{LogEvent, LogRecord},
+    act::{ChangedBy, MetricsSource, RunView},
+};
 use support::servers::{Prometheus, serve_metrics, wait_until};
 
 struct Replica {

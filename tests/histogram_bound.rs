@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_upload_rollout::{Arm, LatencyHistogram, ManualClock, MetricsAccumulator, Outcome};
+use async_upload_rollout::{
+    Arm, MetricsAccumulator, Outcome, clock::ManualClock, metrics::LatencyHistogram,
+};
 use proptest::prelude::*;
 
 const HOUR_NS: u64 = 3_600_000_000_000;

@@ -10,8 +10,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_upload_rollout::{
-    Arm, Check, CheckStatus, EvaluationMode, Evaluator, History, LatencyHistogram, MetricsSnapshot,
-    Outcome, RolloutPlan,
+    Arm, Check, Evaluator, History, MetricsSnapshot, Outcome, RolloutPlan,
+    judge::{CheckStatus, EvaluationMode},
+    metrics::LatencyHistogram,
 };
 
 const EPS: f64 = LatencyHistogram::RELATIVE_ERROR;

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_upload_rollout::{
-    Arm, DEFAULT_LOG_PATH, JsonlSink, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRecord,
-    ManualClock, MetricsAccumulator, Outcome, read_log,
+    Arm, JsonlSink, MetricsAccumulator, Outcome,
+    act::log::{DEFAULT_LOG_PATH, LOG_SCHEMA_VERSION, LogError, LogEvent, LogRecord, read_log},
+    clock::ManualClock,
 };
 
 /// A fresh directory under the system's temp dir, removed on drop.

@@ -6,8 +6,11 @@
 use std::fs;
 use std::path::Path;
 
-use async_upload_rollout::simulation::{Simulation, SimulationConfig};
-use async_upload_rollout::{JsonlSink, LogError, LogRecord, MAX_LINE_BYTES, read_log};
+use async_upload_rollout::act::simulation::{Simulation, SimulationConfig};
+use async_upload_rollout::{
+    JsonlSink,
+    act::log::{LogError, LogRecord, MAX_LINE_BYTES, read_log},
+};
 use serde_json::Value;
 
 /// Forty simulated minutes of a healthy 10% stage, logged by a real
@@ -247,9 +250,9 @@ fn an_8_mib_line_is_an_error_naming_file_and_line_not_a_buffer() {
 #[cfg(feature = "cli")]
 mod command_line {
     use super::*;
-    use async_upload_rollout::LogEvent;
+    use async_upload_rollout::act::log::LogEvent;
+    use async_upload_rollout::act::simulation::Fault;
     use async_upload_rollout::cli::InstanceLog;
-    use async_upload_rollout::simulation::Fault;
     use std::process::Command;
 
     const BIN: &str = env!("CARGO_BIN_EXE_async-upload-rollout");

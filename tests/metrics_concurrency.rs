@@ -5,7 +5,9 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::Duration;
 
-use async_upload_rollout::{Arm, ArmMetrics, MetricsAccumulator, MetricsSnapshot, Outcome};
+use async_upload_rollout::{
+    Arm, MetricsAccumulator, MetricsSnapshot, Outcome, metrics::ArmMetrics,
+};
 
 const PER_THREAD: u64 = 40_000;
 

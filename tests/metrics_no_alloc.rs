@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_upload_rollout::{Arm, ManualClock, MetricsAccumulator, Outcome};
+use async_upload_rollout::{Arm, MetricsAccumulator, Outcome, clock::ManualClock};
 
 #[path = "support/alloc.rs"]
 mod alloc;

@@ -1,7 +1,10 @@
 //! Plan files: the default round-trips, and every kind of bad plan is a load
 //! error that names the field (and the file).
 
-use async_upload_rollout::{EvaluationMode, LatencyStatistic, PlanError, RolloutPlan};
+use async_upload_rollout::{
+    RolloutPlan,
+    judge::{EvaluationMode, LatencyStatistic, PlanError},
+};
 
 const STAGES: &str = r#"
 [[stages]]

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_upload_rollout::clock::ManualClock;
 use async_upload_rollout::export::prometheus::{ControllerStatus, PrometheusExporter};
 use async_upload_rollout::*;
 use prometheus_client::registry::Registry;

@@ -18,7 +18,7 @@ mod support;
 
 use std::time::Duration;
 
-use async_upload_rollout::simulation::{Simulation, SplitMix64};
+use async_upload_rollout::act::simulation::{Simulation, SplitMix64};
 use async_upload_rollout::{Arm, Verdict};
 
 use support::quality::{GUARDED, StepAt, step_config};

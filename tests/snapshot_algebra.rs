@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_upload_rollout::{
-    Arm, HistogramBucket, ManualClock, MetricsAccumulator, MetricsSnapshot, Outcome,
+    Arm, MetricsAccumulator, MetricsSnapshot, Outcome, clock::ManualClock, metrics::HistogramBucket,
 };
 use proptest::prelude::*;
 

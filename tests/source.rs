@@ -10,6 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::*;
+use async_upload_rollout::{
+    act::log::{LogEvent, LogRecord, read_log},
+    act::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError},
+};
 
 fn rollout() -> Arc<Rollout> {
     Arc::new(Rollout::new(RolloutConfig::default()))

@@ -8,6 +8,10 @@ use std::fs;
 use std::sync::Arc;
 
 use async_upload_rollout::*;
+use async_upload_rollout::{
+    act::{ConfigWatcher, PollOutcome, SourceError},
+    decide::ROLLOUT_ENV_VAR,
+};
 
 const VAR: &str = "ASYNC_UPLOAD_ROLLOUT_SOURCE_TEST";
 

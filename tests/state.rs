@@ -9,6 +9,12 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, SystemTime};
 
 use async_upload_rollout::*;
+use async_upload_rollout::{
+    act::log::{LogRecord, read_log},
+    act::{ChangedBy, ConfigWatcher, Operation, OperatorError, Revision, Stored},
+    clock::{Clock, ManualClock},
+    decide::DecisionReason,
+};
 
 const MS: Duration = Duration::from_millis(100);
 

@@ -15,6 +15,7 @@ mod support;
 
 use std::time::SystemTime;
 
+use async_upload_rollout::act::{Applied, ChangedBy};
 use async_upload_rollout::*;
 
 fn state(epoch: u64, status: RolloutStatus, stage: usize) -> RolloutState {

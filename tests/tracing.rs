@@ -15,6 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_upload_rollout::*;
+use async_upload_rollout::{
+    act::{ConfigWatcher, PollOutcome, Revision, Stored},
+    clock::ManualClock,
+};
 use capture::Capture;
 use tracing::Level;
 

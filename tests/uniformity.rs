@@ -3,7 +3,7 @@
 //! The ids are deterministic (SplitMix64-generated UUID strings) so these tests
 //! never flake; the thresholds are the ones a random sample would have to meet.
 
-use async_upload_rollout::simulation::SplitMix64;
+use async_upload_rollout::act::simulation::SplitMix64;
 use async_upload_rollout::{Percent, Rollout, RolloutConfig};
 
 const N: usize = 200_000;

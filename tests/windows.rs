@@ -3,7 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_upload_rollout::{Arm, Clock, History, ManualClock, MetricsAccumulator, Outcome};
+use async_upload_rollout::{
+    Arm, History, MetricsAccumulator, Outcome,
+    clock::{Clock, ManualClock},
+};
 
 const STEP: Duration = Duration::from_secs(10);
 const MINUTE: Duration = Duration::from_secs(60);

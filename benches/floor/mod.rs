@@ -4,7 +4,7 @@
 use std::hash::Hasher;
 use std::hint::black_box;
 
-use async_upload_rollout::simulation::SplitMix64;
+use async_upload_rollout::act::simulation::SplitMix64;
 use siphasher::sip::SipHasher13;
 
 /// Ids per run; a power of two, so the cycle is a mask.

@@ -2,7 +2,7 @@
 //! snapshot answers every query, and the record prints and reads back.
 #![no_main]
 
-use async_upload_rollout::{Arm, LogRecord};
+use async_upload_rollout::{Arm, act::log::LogRecord};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use async_upload_rollout::cli::{Fleet, InstanceLog, ReportOptions, report_html};
-use async_upload_rollout::{LogRecord, RolloutPlan, read_log};
+use async_upload_rollout::{RolloutPlan, act::log::{LogRecord, read_log}};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

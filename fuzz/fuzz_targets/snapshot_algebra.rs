@@ -6,7 +6,7 @@
 #![no_main]
 
 use arbitrary::Arbitrary;
-use async_upload_rollout::{Arm, LatencyHistogram, MetricsSnapshot};
+use async_upload_rollout::{Arm, MetricsSnapshot, metrics::LatencyHistogram};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 

@@ -1,7 +1,7 @@
 //! [`ConfigStore`]: where the config every service of a rollout applies
 //! (salt, kill switch, id lists) is kept, with compare-and-swap, so that an
 //! operator changes it for all of them at once: [`ConfigFile`] (the file
-//! each service's [`ConfigWatcher`](crate::ConfigWatcher) reads), or a
+//! each service's [`ConfigWatcher`](crate::act::ConfigWatcher) reads), or a
 //! fleet's config key in etcd (`fleet::EtcdStateStore`, feature `etcd`).
 //!
 //! The command line's `config show` and `config set`, and the upload
@@ -60,7 +60,7 @@ pub trait ConfigStore: Send + Sync {
 }
 
 /// A rollout config file (TOML or JSON, as
-/// [`ConfigWatcher`](crate::ConfigWatcher) reads it) as a [`ConfigStore`].
+/// [`ConfigWatcher`](crate::act::ConfigWatcher) reads it) as a [`ConfigStore`].
 ///
 /// Its revision is a hash of its bytes. Writes take an OS lock on
 /// `<path>.lock`, check the revision, and replace the file whole: a
@@ -69,7 +69,7 @@ pub trait ConfigStore: Send + Sync {
 /// file are not kept.
 ///
 /// ```
-/// use async_upload_rollout::{ConfigFile, ConfigStore, RolloutConfig};
+/// use async_upload_rollout::{RolloutConfig, act::{ConfigFile, ConfigStore}};
 ///
 /// # let dir = tempfile::tempdir()?;
 /// let path = dir.path().join("rollout.toml");

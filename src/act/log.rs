@@ -7,7 +7,7 @@
 //! appending, so a torn line never ends up in the middle of the log. A
 //! *whole* line (ending in `\n`) that is not a valid record is an error,
 //! wherever it is: it was written or edited wrong, not cut short. The line
-//! schema is in the README and on [`LogRecord`](crate::LogRecord).
+//! schema is in `docs/log-schema.md` and on [`LogRecord`].
 //!
 //! # Rotation
 //!
@@ -16,6 +16,8 @@
 //! ones move up to `.2`, `.3`, …, the oldest beyond the number kept is
 //! deleted) and a new `metrics.jsonl` is started. [`read_log`] reads the
 //! whole set as one log, oldest first ([`log_files`] lists it).
+
+pub use super::record::{Action, LOG_SCHEMA_VERSION, LogEvent, LogRecord, NoOp};
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
@@ -216,7 +218,7 @@ pub struct LogRead<T> {
 /// # Examples
 ///
 /// ```
-/// use async_upload_rollout::{read_log, JsonlSink, LogRecord, MetricsAccumulator};
+/// use async_upload_rollout::{JsonlSink, MetricsAccumulator, act::log::{read_log, LogRecord}};
 ///
 /// # let dir = std::env::temp_dir().join(format!("aur-doc-{}", std::process::id()));
 /// let path = dir.join("logs/async_upload_rollout/metrics.jsonl");

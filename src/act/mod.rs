@@ -6,14 +6,14 @@
 //! [`MemoryStateStore`]); [`MonitorHandle`] runs it in the background and
 //! fails safe; [`ConfigWatcher`] reloads the config file and [`ConfigStore`]
 //! changes it (or a fleet's) with a compare-and-swap; the JSON-lines log
-//! ([`JsonlSink`], [`read_log`]) keeps the audit record in the schema of
-//! [`LogRecord`]; [`simulation`] runs whole rollouts in simulated time.
+//! ([`JsonlSink`](log::JsonlSink), [`read_log`](log::read_log)) keeps the audit record in the schema of
+//! [`LogRecord`](log::LogRecord); [`simulation`] runs whole rollouts in simulated time.
 
 pub(crate) mod config_store;
 pub(crate) mod controller;
 pub(crate) mod health;
 pub(crate) mod journal;
-pub(crate) mod log;
+pub mod log;
 pub(crate) mod metrics_source;
 pub(crate) mod monitor;
 pub(crate) mod outage;
@@ -36,13 +36,9 @@ pub use controller::{
     DEFAULT_STALE_AFTER, DEFAULT_STATE_POLL, OperatorError, RolloutController, Tick,
 };
 pub use health::MonitorHealth;
-pub use log::{
-    DEFAULT_LOG_PATH, JsonlSink, LogError, LogRead, MAX_LINE_BYTES, TornLine, log_files, read_log,
-};
 pub use metrics_source::MetricsSource;
 pub use monitor::MonitorHandle;
 pub use outage::OUTAGE_LOG_INTERVAL;
-pub use record::{Action, LOG_SCHEMA_VERSION, LogEvent, LogRecord, NoOp};
 pub use run::RunView;
 pub use source::{ConfigFormat, ConfigWatcher, PollOutcome, SourceError, WatcherHandle};
 pub use state::{ChangedBy, InvalidState, Operation, Refused, RolloutState, RolloutStatus};

@@ -4,7 +4,7 @@
 //!
 //! One home for the schema: the controller writes these records and the
 //! command line reads them, and neither the log's file handling
-//! ([`JsonlSink`](crate::JsonlSink), [`read_log`](crate::read_log)) nor the
+//! ([`JsonlSink`](crate::JsonlSink), [`read_log`](crate::act::log::read_log)) nor the
 //! schema depends on the controller.
 
 use serde::{Deserialize, Deserializer, Serialize, de};
@@ -144,7 +144,7 @@ pub enum LogEvent {
     /// could not read the state (`reason` says which).
     State,
     /// A config file was applied or rejected by a
-    /// [`ConfigWatcher`](crate::ConfigWatcher); `reason` says which and why.
+    /// [`ConfigWatcher`](crate::act::ConfigWatcher); `reason` says which and why.
     Config,
     /// An event this version does not know (written by a newer one). Read
     /// only; it serializes as `"other"`.

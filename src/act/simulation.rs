@@ -10,7 +10,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use async_upload_rollout::simulation::{Fault, Simulation, SimulationConfig};
+//! use async_upload_rollout::act::simulation::{Fault, Simulation, SimulationConfig};
 //! use async_upload_rollout::{RolloutStatus, Verdict};
 //!
 //! let mut config = SimulationConfig::default();
@@ -382,7 +382,7 @@ impl Simulation {
 /// generator. Plenty for synthetic traffic and test ids; not for secrets.
 ///
 /// ```
-/// use async_upload_rollout::simulation::SplitMix64;
+/// use async_upload_rollout::act::simulation::SplitMix64;
 ///
 /// let mut rng = SplitMix64::new(7);
 /// let id = rng.uuid();

@@ -204,7 +204,7 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use async_upload_rollout::{ConfigWatcher, PollOutcome, Rollout, RolloutConfig};
+/// use async_upload_rollout::{Rollout, RolloutConfig, act::{ConfigWatcher, PollOutcome}};
 ///
 /// # let dir = std::env::temp_dir().join(format!("aur-source-doc-{}", std::process::id()));
 /// # std::fs::create_dir_all(&dir)?;

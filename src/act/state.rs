@@ -60,7 +60,9 @@ use crate::judge::plan::RolloutPlan;
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use async_upload_rollout::{ChangedBy, Operation, RolloutPlan, RolloutState, RolloutStatus};
+/// use async_upload_rollout::{
+///     RolloutPlan, RolloutState, RolloutStatus, act::{ChangedBy, Operation},
+/// };
 ///
 /// let plan = RolloutPlan::default();
 /// let now = SystemTime::now();
@@ -77,7 +79,7 @@ use crate::judge::plan::RolloutPlan;
 ///
 /// // Advancing is refused until someone resumes.
 /// assert!(rolled_back.apply(Operation::Advance, &plan, now, ChangedBy::Operator, "x").is_err());
-/// # Ok::<(), async_upload_rollout::Refused>(())
+/// # Ok::<(), async_upload_rollout::act::Refused>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RolloutState {

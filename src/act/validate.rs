@@ -1,5 +1,5 @@
 //! Record-level checks of the log's lines that a reader runs on a parsed
-//! [`LogRecord`](crate::LogRecord), so that every reader refuses the same
+//! [`LogRecord`](crate::act::log::LogRecord), so that every reader refuses the same
 //! lines. The schema version is checked while reading, by the schema itself
 //! (`act/record.rs`); snapshot invariants by the metrics types themselves.
 //! This module depends on the schema, never the other way round.
@@ -9,7 +9,7 @@ pub(crate) use lines::*;
 
 /// Checks a reader runs on a parsed record, alone and against the record
 /// before it: the command line's reader
-/// ([`InstanceLog`](crate::cli::InstanceLog)) runs them on every line.
+/// (`InstanceLog`) runs them on every line.
 #[cfg(feature = "cli")]
 pub(crate) mod lines {
     use crate::act::record::{LogEvent, LogRecord};

@@ -38,7 +38,8 @@
 //! recomputed checks and whether they agree with the controller's;
 //! `check --json` prints the evaluation as one line of JSON with a
 //! `controller` member instead. The work is done by
-//! [`async_upload_rollout::cli`]; this file parses arguments and prints.
+//! `async_upload_rollout::cli` (the binary's internals, hidden from the
+//! library's docs and not part of its API); this file parses arguments and prints.
 #![forbid(unsafe_code)]
 
 use std::io::{IsTerminal, Write};
@@ -53,8 +54,9 @@ use async_upload_rollout::cli::{
     render_controller, render_outcome_json, render_traffic, report_html, set_config, wait_for,
 };
 use async_upload_rollout::{
-    Acknowledgement, ConfigFile, ConfigStore, DEFAULT_SALT, DEFAULT_STATE_PATH, FileStateStore,
-    Operation, Percent, RolloutConfig, RolloutPlan, StateStore,
+    FileStateStore, Percent, RolloutConfig, RolloutPlan, StateStore,
+    act::{Acknowledgement, ConfigFile, ConfigStore, DEFAULT_STATE_PATH, Operation},
+    decide::DEFAULT_SALT,
 };
 use clap::{Args, Parser, Subcommand};
 
@@ -469,7 +471,9 @@ fn run(command: Command) -> Result<u8, CliError> {
             // An invalid ASYNC_UPLOAD_ROLLOUT is reported, never taken as 0%.
             let percent = match percent {
                 Some(p) => Some(p),
-                None if std::env::var_os(async_upload_rollout::ROLLOUT_ENV_VAR).is_some() => {
+                None if std::env::var_os(async_upload_rollout::decide::ROLLOUT_ENV_VAR)
+                    .is_some() =>
+                {
                     match RolloutConfig::from_env() {
                         Ok(config) => Some(config.percent),
                         Err(err) => {

@@ -1,6 +1,12 @@
 //! What the operator's command line (`async-upload-rollout`, feature `cli`)
 //! does, as a library so that it can be tested without a process.
 //!
+//! **Not part of the crate's API.** This module is hidden from the docs and
+//! carries no semver promise: it is public only for the binary
+//! (`src/bin/async-upload-rollout.rs`), the tests, `benches/log_size.rs` and
+//! the fuzz targets. Use the binary; its commands, flags, output and exit
+//! codes are the contract (`docs/cli.md`).
+//!
 //! - [`InstanceLog`] reads one instance's `metrics.jsonl` in one pass,
 //!   validating every line alone and against the one before, and keeps only
 //!   what the judgement and the report need (its memory does not grow with
@@ -24,7 +30,7 @@
 //!   show at a service's traffic (`plan --traffic`); [`render_traffic`]
 //!   prints it.
 //! - [`describe_bucket`] answers "which path does this upload take?".
-//! - [`operate`] and [`StatusReport`] are the operator's `rollback`,
+//! - [`operate`](fn@operate) and [`StatusReport`] are the operator's `rollback`,
 //!   `resume`, `advance`, `pause` and `status` on the rollout's state store;
 //!   [`wait_for_acks`] waits until every live service applied a change.
 //! - [`ConfigReport`] and [`set_config`] are `config show` and `config set`

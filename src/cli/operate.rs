@@ -488,7 +488,7 @@ pub struct ServiceStatus {
     /// Its latest acknowledgement.
     #[serde(flatten)]
     pub ack: Acknowledgement,
-    /// Whether it counts (written within [`ACK_TTL`](crate::ACK_TTL)).
+    /// Whether it counts (written within [`ACK_TTL`](crate::act::ACK_TTL)).
     pub live: bool,
     /// Whether it applies the stored epoch (or a later one).
     pub current: bool,

@@ -156,7 +156,7 @@ pub struct InstanceLog {
 
 impl InstanceLog {
     /// Reads the log at `path` and its rotated files before it
-    /// ([`log_files`](crate::log_files)), calling `progress(lines, bytes)`
+    /// ([`log_files`](crate::act::log::log_files)), calling `progress(lines, bytes)`
     /// after every line of each, with the default [`ReadOptions`].
     ///
     /// A torn last line (no `\n`: a crash cut it short) is skipped and kept
@@ -336,7 +336,7 @@ impl InstanceLog {
     /// sync arm of the last logged tick of the newest earlier run with at
     /// least `min_judged` judged sync uploads (the controller keeps the sync
     /// arm of each run it leaves that has
-    /// [`triggers.min_uploads`](crate::RollbackTriggers::min_uploads)), and
+    /// [`triggers.min_uploads`](crate::judge::RollbackTriggers::min_uploads)), and
     /// where it was logged. `None` when no earlier run had enough.
     #[must_use]
     pub fn carried_sync_baseline(&self, min_judged: u64) -> Option<Logged<ArmMetrics>> {

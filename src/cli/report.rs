@@ -7,7 +7,7 @@
 //! the differences of consecutive tick snapshots of one stage run
 //! (`later.since(earlier)`, exact), whose later tick falls in the bin,
 //! summed over instances. A bin needs
-//! [`sustain_min_uploads`](crate::EvaluationSettings::sustain_min_uploads)
+//! [`sustain_min_uploads`](crate::judge::EvaluationSettings::sustain_min_uploads)
 //! judged uploads on an arm to get a point, so a 1% stage's sparse traffic
 //! shows gaps instead of noise. The thin dashed line is the stage's
 //! **cumulative** totals at the end of each bin (what the stage criteria

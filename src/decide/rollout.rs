@@ -287,7 +287,7 @@ impl Rollout {
     /// # Examples
     ///
     /// ```
-    /// use async_upload_rollout::{DecisionReason, Percent, Rollout, RolloutConfig};
+    /// use async_upload_rollout::{Percent, Rollout, RolloutConfig, decide::DecisionReason};
     ///
     /// let mut config = RolloutConfig::with_percent(Percent::from_whole(10)?);
     /// config.force_async = vec!["load-test-1".into()];
@@ -330,7 +330,7 @@ impl Rollout {
     /// closed: the sync path still serves every upload.
     ///
     /// ```
-    /// use async_upload_rollout::{DecisionReason, Percent, Rollout, RolloutConfig};
+    /// use async_upload_rollout::{Percent, Rollout, RolloutConfig, decide::DecisionReason};
     ///
     /// let mut config = RolloutConfig::with_percent(Percent::from_whole(50)?);
     /// config.force_async = vec!["load-test-1".into()];

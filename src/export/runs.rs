@@ -37,7 +37,7 @@
 //! [`MetricsSnapshot`]: crate::MetricsSnapshot
 //! [`process_label`]: crate::export::prometheus::process_label
 //! [`PrometheusExporter::with_process_label`]: crate::export::prometheus::PrometheusExporter::with_process_label
-//! [`RunView::counted_here`]: crate::RunView::counted_here
+//! [`RunView::counted_here`]: crate::act::RunView::counted_here
 
 use std::fmt;
 

@@ -109,7 +109,7 @@ pub enum FleetEvent {
     LostLeadership,
     /// Something failed; the controller keeps trying. The same kind of
     /// failure is reported once per
-    /// [`OUTAGE_LOG_INTERVAL`](crate::OUTAGE_LOG_INTERVAL) while it lasts,
+    /// [`OUTAGE_LOG_INTERVAL`](crate::act::OUTAGE_LOG_INTERVAL) while it lasts,
     /// saying how many like it were not reported.
     Error(String),
     /// What failed works again: how long it failed, and how often.

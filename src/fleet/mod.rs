@@ -5,7 +5,7 @@
 //!   acknowledgements in etcd, behind the same
 //!   [`StateStore`](crate::StateStore) trait as the state file.
 //! - [`PrometheusSource`]: a run's totals summed over every replica by
-//!   Prometheus, the [`MetricsSource`](crate::MetricsSource) of the fleet's
+//!   Prometheus, the [`MetricsSource`](crate::act::MetricsSource) of the fleet's
 //!   controller.
 //! - [`FleetController`]: any number may run; one leads (elected on an etcd
 //!   lease), judges the fleet from Prometheus, and writes every change

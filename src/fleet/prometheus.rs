@@ -45,7 +45,7 @@ pub const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 /// ```no_run
 /// use std::time::SystemTime;
 /// use async_upload_rollout::fleet::PrometheusSource;
-/// use async_upload_rollout::{ChangedBy, MetricsSource, RolloutState};
+/// use async_upload_rollout::{RolloutState, act::{ChangedBy, MetricsSource}};
 ///
 /// let mut source = PrometheusSource::new("http://127.0.0.1:9090", "async-upload");
 /// let state = RolloutState::running(1, SystemTime::now(), ChangedBy::Config, "start");

@@ -6,7 +6,7 @@
 //! Four views, each a [`Check`]:
 //!
 //! - **Looks** (`review.success_rate_in_band[stage at 1h]`, `…[stage at 3h]`,
-//!   [`review_looks`](crate::EvaluationSettings::review_looks)): at each look
+//!   [`review_looks`](crate::judge::EvaluationSettings::review_looks)): at each look
 //!   the stage's async failures up to then are tested once against 98%
 //!   success with an exact one-sided binomial test of the look's size. The
 //!   most powerful test of that data (Neyman–Pearson), at a false-review
@@ -67,7 +67,7 @@ pub(crate) fn band_reviews(
 }
 
 /// Sliding windows of 30+ whole minutes (see
-/// [`EvaluationSettings::review_evidence`](crate::EvaluationSettings::review_evidence)).
+/// [`EvaluationSettings::review_evidence`](crate::judge::EvaluationSettings::review_evidence)).
 fn sliding_review(plan: &RolloutPlan, minutes: &Minutes<'_>) -> Check {
     let t = &plan.triggers;
     let settings = &plan.evaluation;
@@ -96,7 +96,7 @@ fn sliding_review(plan: &RolloutPlan, minutes: &Minutes<'_>) -> Check {
 }
 
 /// The stage's totals as one window, on every tick (see
-/// [`EvaluationSettings::review_stage_evidence`](crate::EvaluationSettings::review_stage_evidence)).
+/// [`EvaluationSettings::review_stage_evidence`](crate::judge::EvaluationSettings::review_stage_evidence)).
 fn stage_review(plan: &RolloutPlan, totals: &MetricsSnapshot) -> Check {
     let t = &plan.triggers;
     let settings = &plan.evaluation;
@@ -140,7 +140,7 @@ fn stage_review(plan: &RolloutPlan, totals: &MetricsSnapshot) -> Check {
 }
 
 /// One look at the stage as a whole (see
-/// [`EvaluationSettings::review_looks`](crate::EvaluationSettings::review_looks)).
+/// [`EvaluationSettings::review_looks`](crate::judge::EvaluationSettings::review_looks)).
 /// `observed` is the stage's success rate at the look, `threshold` the
 /// success rate at or below which the look reviews (for the uploads it saw).
 fn look_review(

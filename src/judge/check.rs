@@ -214,7 +214,7 @@ impl CheckId {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use async_upload_rollout::{CheckId, Unit};
+    /// use async_upload_rollout::judge::{CheckId, Unit};
     ///
     /// let id = CheckId::parse("rollback.error_rate[last 30m]").unwrap();
     /// assert_eq!(id, CheckId::RollbackErrorRate { window: Some(Duration::from_secs(1800)) });

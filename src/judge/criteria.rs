@@ -4,10 +4,10 @@
 //! of [`evaluator`](crate::judge::evaluator)).
 
 use crate::judge::check::{Check, CheckId, CheckStatus};
-use crate::judge::text::pct;
 use crate::judge::judging::{Judging, LatencyComparison};
 use crate::judge::plan::Stage;
 use crate::judge::stats::wilson;
+use crate::judge::text::pct;
 use crate::metrics::{Arm, MetricsSnapshot};
 
 /// Inputs of [`Judging::rate_criterion`].

@@ -122,7 +122,7 @@ impl Evaluator {
     /// The **carried sync baseline** after a stage change: the sync arm of
     /// the stage being left (`leaving_totals`, everything recorded during
     /// it) when it has at least
-    /// [`triggers.min_uploads`](crate::RollbackTriggers::min_uploads) judged
+    /// [`triggers.min_uploads`](crate::judge::RollbackTriggers::min_uploads) judged
     /// uploads, else the baseline `carried` so far, so the 100% stage
     /// compares with the last stage that had sync traffic.
     ///
@@ -178,12 +178,12 @@ impl Evaluator {
     ///
     /// It is used, in place of the judged window's own sync arm, when that
     /// arm has fewer judged uploads than the rule needs
-    /// ([`triggers.min_uploads`](crate::RollbackTriggers::min_uploads) for the
+    /// ([`triggers.min_uploads`](crate::judge::RollbackTriggers::min_uploads) for the
     /// stage's totals,
-    /// [`sustain_min_uploads`](crate::EvaluationSettings::sustain_min_uploads)
+    /// [`sustain_min_uploads`](crate::judge::EvaluationSettings::sustain_min_uploads)
     /// for a review window), by the latency criterion, the latency review
     /// and the complaint review. A stage's fixed
-    /// [`baseline_latency`](crate::StageCriteria::baseline_latency) still
+    /// [`baseline_latency`](crate::judge::StageCriteria::baseline_latency) still
     /// wins for latency.
     ///
     /// # Errors

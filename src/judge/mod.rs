@@ -27,7 +27,7 @@ pub(crate) mod plan;
 pub(crate) mod review;
 pub(crate) mod rollback;
 pub(crate) mod sequential;
-pub(crate) mod stats;
+pub mod stats;
 pub(crate) mod streak;
 pub(crate) mod text;
 
@@ -37,4 +37,3 @@ pub use plan::{
     EvaluationMode, EvaluationSettings, LatencyStatistic, PlanError, ReviewLook, RollbackTriggers,
     RolloutPlan, Stage, StageCriteria,
 };
-pub use stats::{Interval, mixture_likelihood_ratio, wilson, z_for_confidence};

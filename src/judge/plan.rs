@@ -18,7 +18,7 @@ use crate::decide::percent::Percent;
 /// # Examples
 ///
 /// ```
-/// use async_upload_rollout::{RolloutPlan, EvaluationMode};
+/// use async_upload_rollout::{RolloutPlan, judge::EvaluationMode};
 ///
 /// let plan = RolloutPlan::default();
 /// assert_eq!(plan.stages.len(), 4);
@@ -39,7 +39,7 @@ use crate::decide::percent::Percent;
 ///     percent = 100
 /// "#)?;
 /// assert_eq!(plan.stages.len(), 2);
-/// # Ok::<(), async_upload_rollout::PlanError>(())
+/// # Ok::<(), async_upload_rollout::judge::PlanError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -215,7 +215,7 @@ pub struct EvaluationSettings {
     /// breaks the streak.
     pub sustain_min_uploads: u64,
     /// In `guarded` mode, the complaint trigger fires when the always-valid
-    /// evidence ratio ([`mixture_likelihood_ratio`](crate::mixture_likelihood_ratio))
+    /// evidence ratio ([`mixture_likelihood_ratio`](crate::judge::stats::mixture_likelihood_ratio))
     /// that the async path draws more complaints per upload reaches
     /// `1 / complaint_significance`, with at least 5 async complaints. The
     /// chance that equal complaint rates ever fire it, over the whole stage
@@ -251,9 +251,9 @@ pub struct EvaluationSettings {
     /// `ln(rollback_evidence)`. It needs no history: it is the rule from a
     /// stage's first minutes, and for a path whose history is not clean
     /// (see [`baseline_evidence`](Self::baseline_evidence)). `p₀` is 1.97%
-    /// (98% success), so this bar spends the budget of paths at 98%: README
-    /// "Sequential rollback" gives its false-alarm rate per stage, computed
-    /// exactly, and its speed.
+    /// (98% success), so this bar spends the budget of paths at 98%: `docs/decision-quality.md`
+    /// gives its false-alarm rate per stage, measured beside the exact bound,
+    /// and its speed.
     ///
     /// The bar is set by the paths just inside the review band, not by the
     /// 98% budget alone: at 96% success the drift is only −0.017 per upload,
@@ -273,8 +273,8 @@ pub struct EvaluationSettings {
     /// minute `s` of the stage's history whose stage data *before* `s`
     /// spans at least [`baseline_span`](Self::baseline_span) and meets the
     /// stage's own error criterion (failures at most
-    /// [`max_error_rate`](crate::StageCriteria::max_error_rate), success at
-    /// least [`min_success_rate`](crate::StageCriteria::min_success_rate)),
+    /// [`max_error_rate`](crate::judge::StageCriteria::max_error_rate), success at
+    /// least [`min_success_rate`](crate::judge::StageCriteria::min_success_rate)),
     /// the window from `s` to the latest whole minute is judged by the
     /// likelihood ratio of the failure rate being `2f` (the trigger's twice,
     /// 10%) against `p₀(s)`, the upper end of a one-standard-error Wilson
@@ -432,8 +432,8 @@ pub enum EvaluationMode {
 /// Which latency figure the latency ratio compares.
 ///
 /// Precision of the ratio `async / sync`: a quantile is read from the
-/// [`LatencyHistogram`](crate::LatencyHistogram) and is within
-/// [`RELATIVE_ERROR`](crate::LatencyHistogram::RELATIVE_ERROR) = `ε` = 1/256
+/// [`LatencyHistogram`](crate::metrics::LatencyHistogram) and is within
+/// [`RELATIVE_ERROR`](crate::metrics::LatencyHistogram::RELATIVE_ERROR) = `ε` = 1/256
 /// (0.39%) of the exact nearest-rank value, so the ratio of two quantiles is
 /// within a factor `[(1 − ε)/(1 + ε), (1 + ε)/(1 − ε)]` = `[255/257, 257/255]`
 /// of the exact ratio: about ±0.78%. The mean is exact (sum and count are

@@ -14,17 +14,17 @@
 //!   the drift is zero exactly at `f`. Nothing about the path is assumed; it
 //!   judges from a stage's first minutes, and it is what protects a path at
 //!   98% success, whose rate `p₀` is. It fires at
-//!   [`rollback_evidence`](crate::EvaluationSettings::rollback_evidence).
+//!   [`rollback_evidence`](crate::judge::EvaluationSettings::rollback_evidence).
 //! - **Baseline-aware** (`rollback.*[sequential, baseline]`): a window from
 //!   minute `s` is judged against the path's own failure rate *before* `s`,
 //!   when that history spans at least
-//!   [`baseline_span`](crate::EvaluationSettings::baseline_span) and meets
+//!   [`baseline_span`](crate::judge::EvaluationSettings::baseline_span) and meets
 //!   the stage's error criterion: `p₀(s)` is the upper end of the
 //!   one-standard-error Wilson interval of the failures before `s`. A
 //!   healthy path (0.5% failures) gives each failure in the window a weight
 //!   of about `ln(10%/0.5%)` = 3.0 instead of 1.62, so a step to 10% is
 //!   caught about twice as fast. It fires at
-//!   [`baseline_evidence`](crate::EvaluationSettings::baseline_evidence).
+//!   [`baseline_evidence`](crate::judge::EvaluationSettings::baseline_evidence).
 //!
 //! # Why the guarantee holds however often it is checked
 //!
@@ -324,7 +324,7 @@ pub(crate) fn rollback_target(trigger: f64) -> f64 {
 
 /// The absolute sequential check of a rate trigger whose failure rate
 /// `trigger` rolls back (see
-/// [`EvaluationSettings::rollback_evidence`](crate::EvaluationSettings::rollback_evidence)).
+/// [`EvaluationSettings::rollback_evidence`](crate::judge::EvaluationSettings::rollback_evidence)).
 pub(crate) fn absolute_check(
     plan: &RolloutPlan,
     id: &CheckId,
@@ -349,7 +349,7 @@ pub(crate) fn absolute_check(
 
 /// The baseline-aware sequential check of a rate trigger whose failure rate
 /// `trigger` rolls back (see
-/// [`EvaluationSettings::baseline_evidence`](crate::EvaluationSettings::baseline_evidence)).
+/// [`EvaluationSettings::baseline_evidence`](crate::judge::EvaluationSettings::baseline_evidence)).
 pub(crate) fn baseline_check(
     plan: &RolloutPlan,
     stage: &Stage,

@@ -116,7 +116,7 @@ impl MetricsAccumulator {
     }
 
     /// An accumulator whose snapshots are stamped by `clock` (a
-    /// [`ManualClock`](crate::ManualClock) in tests and simulations).
+    /// [`ManualClock`](crate::clock::ManualClock) in tests and simulations).
     ///
     /// It owns one stripe per expected recording thread (twice the available
     /// parallelism, from 4 to 32) plus 4 shared ones; each stripe holds the

@@ -120,7 +120,7 @@ fn midpoint(index: usize) -> u64 {
 ///
 /// ```
 /// use std::time::Duration;
-/// use async_upload_rollout::LatencyHistogram;
+/// use async_upload_rollout::metrics::LatencyHistogram;
 ///
 /// let mut h = LatencyHistogram::new();
 /// for ms in 1..=100 {

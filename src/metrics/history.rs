@@ -26,7 +26,7 @@ use crate::clock::{duration_ms, unix_ms};
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
-/// use async_upload_rollout::{Arm, History, ManualClock, MetricsAccumulator, Outcome};
+/// use async_upload_rollout::{Arm, History, MetricsAccumulator, Outcome, clock::ManualClock};
 ///
 /// let clock = ManualClock::default();
 /// let metrics = MetricsAccumulator::with_clock(Arc::new(clock.clone()));

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use crate::{Arm, DecisionReason, Outcome};
+use crate::{Arm, Outcome, decide::DecisionReason};
 
 /// The path a request takes, decided once by [`RolloutLayer`] and put into
 /// the request's extensions before the inner service sees it.

@@ -1,7 +1,7 @@
 //! Decision-quality scenarios: whole rollouts through the real controller.
 //!
 //! Shared by `tests/decision_quality.rs` (short, asserted in CI) and its
-//! `#[ignore]`d long version that produces the README's tables: [`score`]
+//! `#[ignore]`d long version that produces the tables of `docs/decision-quality.md`: [`score`]
 //! runs the original scenarios (healthy, 98%, 10% errors from the start,
 //! latency +30%), [`regressions`] those of issue 12 (a step to 10% errors
 //! and a 3-minute burst of 50% at a random time, a path at 96%, a latency
@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
-use async_upload_rollout::simulation::{
+use async_upload_rollout::act::simulation::{
     Fault, PathModel, Simulation, SimulationConfig, SplitMix64,
 };
-use async_upload_rollout::{Arm, EvaluationMode, RolloutPlan, Verdict};
+use async_upload_rollout::{Arm, RolloutPlan, Verdict, judge::EvaluationMode};
 
 /// A way of judging: the mode and the rollback triggers' minimum sample.
 #[derive(Clone, Copy, Debug)]

@@ -17,7 +17,7 @@
 //! with nothing else spending it), and `tests/reference_detector.rs` checks
 //! in CI that the tuned bars still hold it.
 
-use async_upload_rollout::simulation::SplitMix64;
+use async_upload_rollout::act::simulation::SplitMix64;
 
 /// The rates of the two CUSUMs.
 const HEALTHY: f64 = 0.005;

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use async_upload_rollout::act::{ChangedBy, MetricsSource, Operation, RunView};
 use async_upload_rollout::export::prometheus::PrometheusExporter;
 use async_upload_rollout::fleet::{EtcdStateStore, PrometheusSource};
 use async_upload_rollout::*;

@@ -5,7 +5,8 @@
 //! the field.
 
 use async_upload_rollout::{
-    ConfigStore, Operation, OperatorError, Percent, Rollout, RolloutConfig,
+    Percent, Rollout, RolloutConfig,
+    act::{ConfigStore, Operation, OperatorError},
 };
 use axum::body::{Body, Bytes};
 use axum::extract::State;

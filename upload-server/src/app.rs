@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_upload_rollout::export::prometheus::PrometheusExporter;
 use async_upload_rollout::tower::{FromFn, LayerHandle, RolloutLayer};
 use async_upload_rollout::{
-    ConfigStore, ConfigWatcher, JsonlSink, MetricsAccumulator, MonitorHandle, PollOutcome, Rollout,
-    RolloutController,
+    JsonlSink, MetricsAccumulator, MonitorHandle, Rollout, RolloutController,
+    act::{ConfigStore, ConfigWatcher, PollOutcome},
 };
 use axum::Router;
 use axum::http::StatusCode;

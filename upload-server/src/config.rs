@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use async_upload_rollout::{DEFAULT_LOG_PATH, DEFAULT_STATE_PATH, RolloutPlan};
+use async_upload_rollout::{RolloutPlan, act::DEFAULT_STATE_PATH, act::log::DEFAULT_LOG_PATH};
 
 /// How the server is set up; `main` fills it from the flags, tests directly.
 #[derive(Clone, Debug)]
@@ -73,10 +73,10 @@ impl Default for ServerConfig {
             admin_token: None,
             state_path: DEFAULT_STATE_PATH.into(),
             config_path: None,
-            state_poll: async_upload_rollout::DEFAULT_STATE_POLL,
+            state_poll: async_upload_rollout::act::DEFAULT_STATE_POLL,
             log_path: DEFAULT_LOG_PATH.into(),
             tick: Duration::from_secs(10),
-            log_interval: async_upload_rollout::DEFAULT_LOG_INTERVAL,
+            log_interval: async_upload_rollout::act::DEFAULT_LOG_INTERVAL,
             store_dir: std::env::temp_dir()
                 .join("async_upload_rollout")
                 .join("uploads"),
@@ -85,7 +85,7 @@ impl Default for ServerConfig {
             max_upload_bytes: 64 * 1024 * 1024,
             memory_warmup: Duration::from_secs(60),
             fleet: None,
-            stale_after: async_upload_rollout::DEFAULT_STALE_AFTER,
+            stale_after: async_upload_rollout::act::DEFAULT_STALE_AFTER,
             inject_async_error_rate: 0.0,
             service_id: None,
         }

@@ -4,7 +4,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use async_upload_rollout::{ControllerError, LogError, PlanError, SourceError};
+use async_upload_rollout::{
+    ControllerError, act::SourceError, act::log::LogError, judge::PlanError,
+};
 
 /// The server could not start. Nothing is listening yet.
 #[derive(Debug, thiserror::Error)]

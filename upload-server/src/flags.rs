@@ -198,6 +198,6 @@ fn fleet(config: &mut ServerConfig) -> &mut FleetConfig {
         etcd_key: None,
         etcd_user: None,
         name: "async-upload".to_owned(),
-        replica: async_upload_rollout::default_service_id(),
+        replica: async_upload_rollout::act::default_service_id(),
     })
 }

@@ -3,7 +3,10 @@
 
 use std::sync::Arc;
 
-use async_upload_rollout::{ConfigFile, ConfigStore, FileStateStore, StateStore};
+use async_upload_rollout::{
+    FileStateStore, StateStore,
+    act::{ConfigFile, ConfigStore},
+};
 
 use crate::config::ServerConfig;
 use crate::error::StartError;
@@ -27,7 +30,7 @@ pub(crate) fn state_store(config: &ServerConfig) -> Result<Stores, StartError> {
             };
             Ok((
                 Arc::new(store),
-                async_upload_rollout::DEFAULT_SALT.to_owned(),
+                async_upload_rollout::decide::DEFAULT_SALT.to_owned(),
                 config_store,
             ))
         }

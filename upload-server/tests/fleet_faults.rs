@@ -290,7 +290,7 @@ fn settle<const N: usize>(from: Instant, mut done: [&mut dyn FnMut() -> bool; N]
     }
 }
 
-/// Prints one measured figure beside its goal (the README's fault table).
+/// Prints one measured figure beside its goal (the fault table of `docs/fleet.md`).
 fn figure(fault: &str, what: &str, measured: Duration, goal: &str) {
     eprintln!("FAULT {fault}: {what}: {measured:.2?} (goal {goal})");
 }

@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use async_upload_rollout::fleet::EtcdStateStore;
-use async_upload_rollout::{ChangedBy, RolloutState, RolloutStatus, StateStore};
+use async_upload_rollout::{RolloutState, RolloutStatus, StateStore, act::ChangedBy};
 use support::fleet::replica;
 use support::servers::{Etcd, wait_until};
 use support::{ServerProcess, TOKEN, run_cli, status_of};

@@ -21,7 +21,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_upload_rollout::fleet::{EtcdStateStore, PrometheusSource};
-use async_upload_rollout::{Arm, ChangedBy, MetricsSource, RolloutState, StateStore};
+use async_upload_rollout::{
+    Arm, RolloutState, StateStore,
+    act::{ChangedBy, MetricsSource},
+};
 use support::servers::{Etcd, Prometheus, free_port, wait_until};
 use support::{ServerProcess, ids};
 

@@ -21,6 +21,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use async_upload_rollout::act::{Applied, ChangedBy, MetricsSource, RunView};
 use async_upload_rollout::export::prometheus::PrometheusExporter;
 use async_upload_rollout::fleet::{
     ConnectError, CredentialFile, EtcdStateStore, EtcdStateStoreBuilder, EtcdTls, PrometheusAuth,

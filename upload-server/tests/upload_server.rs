@@ -16,7 +16,8 @@ use std::time::Duration;
 
 use async_upload_rollout::export::prometheus::PROMETHEUS_TEXT_CONTENT_TYPE;
 use async_upload_rollout::{
-    Arm, LogEvent, LogRecord, Percent, Rollout, RolloutConfig, RolloutPlan, RolloutStatus, read_log,
+    Arm, Percent, Rollout, RolloutConfig, RolloutPlan, RolloutStatus,
+    act::log::{LogEvent, LogRecord, read_log},
 };
 use axum::body::Bytes;
 use support::http::{self, Reply};

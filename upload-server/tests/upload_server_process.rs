@@ -394,7 +394,7 @@ fn rollback_wait_names_a_stopped_service_and_says_none_seen_when_no_service_answ
 
     // No service left: the acknowledgements expire, and a command says so
     // (exit 6) after storing its change.
-    std::thread::sleep(async_upload_rollout::ACK_TTL + Duration::from_millis(500));
+    std::thread::sleep(async_upload_rollout::act::ACK_TTL + Duration::from_millis(500));
     let (code, stdout, stderr) = cli(
         &[
             "resume",
@@ -520,14 +520,15 @@ fn a_rollback_over_a_corrupt_state_file_is_stored_and_nothing_is_async_until_a_r
     assert_eq!(stored.epoch, 4, "above the epoch the service had seen (3)");
     assert_eq!(stored.stage, Some(2), "the stage the service had seen");
     // The log has it once, as an action line with exactly what was stored.
-    let log = async_upload_rollout::read_log::<async_upload_rollout::LogRecord>(
-        dir.path().join("metrics.jsonl"),
-    )
-    .unwrap();
+    let log =
+        async_upload_rollout::act::log::read_log::<async_upload_rollout::act::log::LogRecord>(
+            dir.path().join("metrics.jsonl"),
+        )
+        .unwrap();
     let rollbacks: Vec<_> = log
         .records
         .iter()
-        .filter(|r| r.event == async_upload_rollout::LogEvent::Action)
+        .filter(|r| r.event == async_upload_rollout::act::log::LogEvent::Action)
         .filter(|r| r.state.as_ref().is_some_and(|s| s.epoch == 4))
         .collect();
     assert_eq!(rollbacks.len(), 1, "{rollbacks:?}");
@@ -535,10 +536,11 @@ fn a_rollback_over_a_corrupt_state_file_is_stored_and_nothing_is_async_until_a_r
     // A second rollback changes nothing, and is logged as a no-op.
     let (status, body) = server.operate("rollback", "pager: again");
     assert_eq!(status, 200, "{body}");
-    let log = async_upload_rollout::read_log::<async_upload_rollout::LogRecord>(
-        dir.path().join("metrics.jsonl"),
-    )
-    .unwrap();
+    let log =
+        async_upload_rollout::act::log::read_log::<async_upload_rollout::act::log::LogRecord>(
+            dir.path().join("metrics.jsonl"),
+        )
+        .unwrap();
     let last = log
         .records
         .iter()

@@ -132,7 +132,7 @@ impl RolloutControllerBuilder {
     /// Whether this process acknowledges what it applies through the store
     /// ([`StateStore::acknowledge`]: the epoch, percent in force, config
     /// fingerprint and errors, on every change and every
-    /// [`ACK_REFRESH`](crate::ACK_REFRESH)), so operators' commands can
+    /// [`ACK_REFRESH`](crate::act::ACK_REFRESH)), so operators' commands can
     /// confirm that it applied their change. Default: on; turn it off for a
     /// controller that serves no uploads (a fleet's leading controller).
     pub fn acknowledges(mut self, on: bool) -> Self {

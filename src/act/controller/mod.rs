@@ -210,6 +210,7 @@ pub struct ControllerView {
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use async_upload_rollout::*;
+/// use async_upload_rollout::clock::ManualClock;
 ///
 /// let clock = ManualClock::default();
 /// let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(Percent::from_whole(1)?)));

@@ -33,7 +33,7 @@ pub const DEFAULT_STATE_PATH: &str = "logs/async_upload_rollout/state.json";
 ///   file, `<path>.acks/<service>.json` ([`Acknowledgement`]: its id, host,
 ///   pid, the epoch and config it applies, and when), written whole and
 ///   again every few seconds; one older than
-///   [`ACK_TTL`](crate::ACK_TTL) no longer counts, and a service that stops
+///   [`ACK_TTL`](crate::act::ACK_TTL) no longer counts, and a service that stops
 ///   cleanly removes its own. The service's id is
 ///   [`with_service`](FileStateStore::with_service)'s, by default
 ///   `<host>-<pid>`.
@@ -52,7 +52,7 @@ pub const DEFAULT_STATE_PATH: &str = "logs/async_upload_rollout/state.json";
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use async_upload_rollout::{ChangedBy, FileStateStore, RolloutState, StateStore};
+/// use async_upload_rollout::{FileStateStore, RolloutState, StateStore, act::ChangedBy};
 ///
 /// # let dir = tempfile::tempdir()?;
 /// let store = FileStateStore::new(dir.path().join("state.json"));

@@ -152,7 +152,7 @@ impl StoreError {
 ///
 /// ```
 /// use std::time::SystemTime;
-/// use async_upload_rollout::{ChangedBy, MemoryStateStore, RolloutState, StateStore};
+/// use async_upload_rollout::{MemoryStateStore, RolloutState, StateStore, act::ChangedBy};
 ///
 /// let store = MemoryStateStore::new();
 /// assert!(store.load()?.is_none());

@@ -178,7 +178,7 @@ impl StoreSync {
     }
 
     /// A read failed: keep the last state until it is stale (an unreachable
-    /// store, said once per [`OUTAGE_LOG_INTERVAL`](crate::OUTAGE_LOG_INTERVAL)),
+    /// store, said once per [`OUTAGE_LOG_INTERVAL`](crate::act::OUTAGE_LOG_INTERVAL)),
     /// or fail closed at once when the content cannot be believed (said
     /// once per problem). The last known state is kept either way.
     pub(super) fn store_failed(

@@ -187,7 +187,7 @@ impl Inner {
     /// Keeps the cache current: read, watch from the next revision, and
     /// start again (read, re-watch) when the watch breaks, goes silent or
     /// is compacted. A broken watch is traced once per
-    /// [`OUTAGE_LOG_INTERVAL`](crate::OUTAGE_LOG_INTERVAL).
+    /// [`OUTAGE_LOG_INTERVAL`](crate::act::OUTAGE_LOG_INTERVAL).
     pub(super) async fn watch_loop(self: Arc<Self>) {
         let mut outage = OutageLog::default();
         let mut backoff = RETRY_FIRST;
