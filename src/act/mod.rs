@@ -21,6 +21,7 @@ pub(crate) mod policy;
 pub(crate) mod record;
 pub(crate) mod recover;
 pub(crate) mod run;
+pub(crate) mod salvage;
 pub mod simulation;
 pub(crate) mod source;
 pub(crate) mod state;

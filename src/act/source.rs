@@ -61,6 +61,9 @@
 //! something that is not a percent, it is an error like a bad file, and
 //! nothing changes. The variable is read at every poll; choose another one,
 //! or none, with [`with_env_override`](ConfigWatcher::with_env_override).
+//!
+//! One concept in one file of about 758 lines (27 of them its unit tests, 198
+//! docs): watching one config file: reading, validating and reloading it.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;

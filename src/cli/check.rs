@@ -1,37 +1,15 @@
-//! Text output of `check` and `bucket`, and the exit codes.
+//! Text output of `check` and `bucket`.
 
 use std::fmt::Write as _;
 
+use super::error::exit_code;
 use super::fleet::CheckOutcome;
 use crate::decide::config::RolloutConfig;
 use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
 use crate::judge::sequential::evidence_text;
-use crate::judge::{Check, CheckKind, Evaluation, Unit, Verdict};
+use crate::judge::{Check, CheckKind, Evaluation, Unit};
 use crate::metrics::Arm;
-
-/// The exit code of `check` for `verdict`, distinct for each verdict so a
-/// script can tell "ready" from "wait":
-///
-/// | code | verdict |
-/// | --- | --- |
-/// | 0 | advance: every criterion met, no trigger fired |
-/// | 4 | hold: a criterion is not met yet, or too little data |
-/// | 2 | manual review |
-/// | 3 | rollback |
-///
-/// (1 is left for usage and input errors.) A breaking change before 1.0:
-/// hold used to exit 0 like advance, so scripts that took 0 as "nothing to
-/// do" must now accept 4.
-#[must_use]
-pub fn exit_code(verdict: Verdict) -> u8 {
-    match verdict {
-        Verdict::Advance => 0,
-        Verdict::Hold => 4,
-        Verdict::ManualReview => 2,
-        Verdict::Rollback => 3,
-    }
-}
 
 /// The evaluation as `check --json` prints it: one line of JSON, the
 /// [`Evaluation`] exactly as the controller logs it (verdict, reason, stage,
@@ -412,13 +390,5 @@ mod tests {
             assert_eq!(observed_text(&check), want, "{name}");
             assert_eq!(threshold_text(&check), want, "{name}");
         }
-    }
-
-    #[test]
-    fn exit_codes_are_distinct_per_verdict() {
-        assert_eq!(exit_code(Verdict::Advance), 0);
-        assert_eq!(exit_code(Verdict::Hold), 4);
-        assert_eq!(exit_code(Verdict::ManualReview), 2);
-        assert_eq!(exit_code(Verdict::Rollback), 3);
     }
 }

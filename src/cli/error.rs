@@ -1,4 +1,4 @@
-//! [`CliError`]: why a command could not do its work.
+//! [`CliError`]: why a command could not do its work; and [`exit_code`], `check`'s exit code per verdict.
 
 use std::io;
 use std::path::PathBuf;
@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use crate::act::log::LogError;
 use crate::act::state::{InvalidState, Operation, Refused};
 use crate::act::store::StoreError;
+use crate::judge::Verdict;
 use crate::judge::plan::PlanError;
 
 /// A command could not do its work (exit code 1). Every variant names the
@@ -171,6 +172,29 @@ fn describe_logs(logs: &[(PathBuf, String)]) -> String {
         .join("; ")
 }
 
+/// The exit code of `check` for `verdict`, distinct for each verdict so a
+/// script can tell "ready" from "wait":
+///
+/// | code | verdict |
+/// | --- | --- |
+/// | 0 | advance: every criterion met, no trigger fired |
+/// | 4 | hold: a criterion is not met yet, or too little data |
+/// | 2 | manual review |
+/// | 3 | rollback |
+///
+/// (1 is left for usage and input errors.) A breaking change before 1.0:
+/// hold used to exit 0 like advance, so scripts that took 0 as "nothing to
+/// do" must now accept 4.
+#[must_use]
+pub fn exit_code(verdict: Verdict) -> u8 {
+    match verdict {
+        Verdict::Advance => 0,
+        Verdict::Hold => 4,
+        Verdict::ManualReview => 2,
+        Verdict::Rollback => 3,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -183,5 +207,13 @@ mod tests {
         };
         assert_eq!(err.to_string(), "--stage 9: the plan has 4 stages (0 to 3)");
         assert_eq!(stage_range(1), "0");
+    }
+
+    #[test]
+    fn exit_codes_are_distinct_per_verdict() {
+        assert_eq!(exit_code(Verdict::Advance), 0);
+        assert_eq!(exit_code(Verdict::Hold), 4);
+        assert_eq!(exit_code(Verdict::ManualReview), 2);
+        assert_eq!(exit_code(Verdict::Rollback), 3);
     }
 }

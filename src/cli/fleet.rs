@@ -1,4 +1,7 @@
 //! Putting instances' logs together and judging them: [`Fleet`].
+//!
+//! One concept in one file of about 895 lines (202 of them its unit tests, 104
+//! docs): putting instances' logs together and judging them as one.
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
@@ -13,8 +16,8 @@ use crate::judge::plan::RolloutPlan;
 use crate::judge::{CheckStatus, Evaluation, Evaluator, Verdict};
 use crate::metrics::{ArmMetrics, History, MetricsSnapshot};
 
-use super::check::exit_code;
 use super::error::CliError;
+use super::error::exit_code;
 use super::read::{InstanceLog, Logged, Series, time_text};
 
 /// Where the stage that was judged came from.

@@ -59,10 +59,10 @@ mod traffic;
 
 pub use crate::act::validate::lines::{LATENCY_SLACK, LATENCY_SLACK_PER_MILLE};
 pub use check::{
-    describe_bucket, exit_code, render_checks, render_controller, render_json, render_outcome_json,
+    describe_bucket, render_checks, render_controller, render_json, render_outcome_json,
 };
 pub use config::{ConfigChange, ConfigReport, set_config};
-pub use error::CliError;
+pub use error::{CliError, exit_code};
 pub use fleet::{CheckOutcome, Comparison, ControllerAnswer, Fleet, StageSource};
 pub use operate::{
     Confirmation, Confirmed, Create, EXIT_NONE_SEEN, EXIT_NOT_CONFIRMED, Operated, ServiceStatus,

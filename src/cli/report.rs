@@ -14,6 +14,10 @@
 //! judge). Thresholds are drawn per stage (the stage's criterion) and across
 //! the whole chart (the rollback or review trigger); stage changes, rollbacks,
 //! reviews and resumes are vertical lines.
+//!
+//! One concept in one file of about 1136 lines (18 of them its unit tests, 69
+//! docs): one self-contained HTML page: its layout, charts and text are
+//! generated together.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

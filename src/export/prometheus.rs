@@ -53,6 +53,9 @@
 //! [`PROMETHEUS_TEXT_CONTENT_TYPE`]). Prometheus reads both.
 //!
 //! [`Collector`]: prometheus_client::collector::Collector
+//!
+//! One concept in one file of about 727 lines (92 of them its unit tests, 165
+//! docs): every series the exporter writes, and the tests that scrape them.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};

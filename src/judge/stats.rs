@@ -6,6 +6,10 @@
 //! Every function costs O(1), or O(buckets) for the histogram bounds,
 //! whatever the counts: a snapshot with 10¹⁵ uploads is judged as fast as
 //! one with 10.
+//!
+//! One concept in one file of about 725 lines (270 of them its unit tests, 114
+//! docs): each statistic is small; together they are the judge's arithmetic,
+//! beside the tests that pin their values.
 
 use std::time::Duration;
 

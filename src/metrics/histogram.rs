@@ -55,6 +55,9 @@
 //! snapshots that never stop writers. The bucket math is ten lines; owning it
 //! lets the shared, striped counters and this plain-data histogram use the
 //! same indices. The bench puts `hdrhistogram` under a `Mutex` beside it.
+//!
+//! One concept in one file of about 780 lines (189 of them its unit tests, 177
+//! docs): the bucket layout and its proven error bound are one argument.
 
 use std::time::Duration;
 

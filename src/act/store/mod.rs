@@ -27,7 +27,6 @@ pub(crate) mod ack;
 pub(crate) mod durable;
 mod file;
 mod memory;
-mod salvage;
 
 use std::fmt;
 use std::io;
@@ -37,10 +36,10 @@ use std::time::Duration;
 use crate::act::state::RolloutState;
 use crate::decide::config::RolloutConfig;
 
+pub use crate::act::salvage::Salvaged;
 pub use ack::{ACK_REFRESH, ACK_TTL, Acknowledgement, Applied, default_service_id};
 pub use file::{DEFAULT_STATE_PATH, FileStateStore};
 pub use memory::MemoryStateStore;
-pub use salvage::Salvaged;
 
 /// A store's version of its content: it changes on every successful write.
 ///
