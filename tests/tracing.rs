@@ -99,7 +99,9 @@ fn an_automatic_rollback_is_an_error_event_with_its_fields_and_quiet_ticks_are_d
     assert!(
         rollback
             .field("reason")
-            .is_some_and(|r| r.contains("error")),
+            // The reason names the failures it acted on: the first bad
+            // minute (50 of 100 async uploads failed) rolls it back.
+            .is_some_and(|r| r.contains("rolls back") && r.contains("50 failures")),
         "{rollback:?}"
     );
 

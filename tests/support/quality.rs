@@ -610,7 +610,7 @@ pub fn regressions_table(rows: &[(Judge, &Regressions)]) -> String {
         d.map_or_else(|| "—".to_owned(), |d| format!("{} min", d.as_secs() / 60))
     };
     let mut out = String::from(
-        "| mode | 10% step: rolled back within 5 min | within 15 min | median / 99th percentile time to rollback | at 30 async a minute: within 5 min | at 60 a minute (50% stage): within 5 min | 50% burst for 3 min: rolled back | 96% success: reviewed within 1 h | within 3 h | rolled back instead | latency +2%/h: reviewed before the ratio reached 1.25 | median ratio at review | flat latency: reviewed or rolled back |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| mode | 10% step: rolled back within 5 min | within 15 min | median / 99th percentile time to rollback | at 30 async a minute: within 5 min | at 60 a minute (50% stage): within 5 min | 50% burst for 3 min: rolled back | 96% success: reviewed within 1 h | within 3 h | rolled back instead | latency +2%/h: reviewed before the ratio reached 1.25 | median ratio at review | flat latency: reviewed or rolled back |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     let m = Duration::from_secs(60);
     for (judge, r) in rows {
