@@ -70,7 +70,14 @@ fn a_fleet_of_three_replicas_and_two_controllers_acts_as_one() {
     wait_until("every replica at 10%", within, || {
         replicas.iter().all(|r| r.get_rollout()["percent"] == 10.0)
     });
-    let first = observer.load().unwrap().unwrap().state;
+    // The observer's store reads through its own watch, which may see the
+    // leader's write a moment after the replicas did.
+    let mut first = None;
+    wait_until("the observer sees the first state", within, || {
+        first = observer.load().unwrap();
+        first.is_some()
+    });
+    let first = first.unwrap().state;
     wait_until("every replica's ack", within, || {
         let acks = observer.acknowledgements().unwrap().unwrap();
         acks.len() == 3 && acks.iter().all(|ack| ack.applied.epoch == first.epoch)
