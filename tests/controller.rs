@@ -568,7 +568,11 @@ fn a_judging_controller_serves_nothing_acknowledges_nothing_and_acts_on_its_sour
         .build()
         .unwrap();
     assert!(leader.rollout().is_none() && leader.metrics().is_none());
-    assert_eq!(leader.stage(), Some(1), "starts the 10% stage it was asked for");
+    assert_eq!(
+        leader.stage(),
+        Some(1),
+        "starts the 10% stage it was asked for"
+    );
     assert_eq!(leader.view().percent, Percent::from_whole(10).unwrap());
     assert_eq!(store.load().unwrap().unwrap().state.stage, Some(1));
 
@@ -596,7 +600,10 @@ fn a_judging_controller_serves_nothing_acknowledges_nothing_and_acts_on_its_sour
         ))
         .build()
         .unwrap();
-    assert!(serving.rollout().unwrap().is_halted(), "rolled back by the leader");
+    assert!(
+        serving.rollout().unwrap().is_halted(),
+        "rolled back by the leader"
+    );
     assert_eq!(store.acknowledgements().unwrap().unwrap().len(), 1);
 
     // A config file is applied to a rollout: a controller without one

@@ -321,8 +321,11 @@ fn a_follower_applies_the_fleets_state_and_config_and_acknowledges_each_epoch() 
     )));
     let metrics = Arc::new(MetricsAccumulator::new());
     let mut replica = fleet::replica(
-        RolloutController::builder(rollout.clone(), metrics)
-            .state_store(Arc::new(store(&etcd, "follow", "replica-a"))),
+        RolloutController::builder(rollout.clone(), metrics).state_store(Arc::new(store(
+            &etcd,
+            "follow",
+            "replica-a",
+        ))),
     )
     .build()
     .unwrap();

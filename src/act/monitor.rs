@@ -305,7 +305,11 @@ impl Shared {
         }
         // Level-triggered: a monitor that applied the state an instant
         // before the deadline is overruled at the next check.
-        if self.rollout.as_ref().is_some_and(|rollout| !rollout.is_halted()) {
+        if self
+            .rollout
+            .as_ref()
+            .is_some_and(|rollout| !rollout.is_halted())
+        {
             self.halt();
         }
         let view = self.view.load();

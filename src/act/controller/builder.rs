@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::act::controller::applied::{Part, Serving};
 use crate::act::controller::{
     ControllerError, ControllerView, DEFAULT_LOG_INTERVAL, DEFAULT_MEMORY_WARMUP,
     DEFAULT_STALE_AFTER, RolloutController, Run,
 };
-use crate::act::controller::applied::{Part, Serving};
 use crate::act::health::Health;
 use crate::act::journal::Journal;
 use crate::act::log::JsonlSink;
@@ -128,6 +128,7 @@ impl RolloutControllerBuilder {
     /// What it may write of its own accord (default: everything, it owns
     /// the state); [`fleet::replica`](crate::fleet::replica) makes it a
     /// fleet's replica.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
     pub(crate) fn authority(mut self, authority: Authority) -> Self {
         self.authority = authority;
         self
