@@ -35,9 +35,9 @@ use crate::act::controller::{ControllerError, RolloutController, Tick};
 use crate::act::log::JsonlSink;
 use crate::clock::{Clock, ManualClock};
 use crate::decide::rollout::Rollout;
+use crate::decide::{Percent, RolloutConfig};
 use crate::judge::plan::RolloutPlan;
 use crate::metrics::{Arm, MetricsAccumulator, Outcome};
-use crate::{Percent, RolloutConfig};
 
 /// How one upload path behaves.
 #[derive(Clone, Copy, Debug, PartialEq)]

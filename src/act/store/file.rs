@@ -398,7 +398,7 @@ impl StateStore for FileStateStore {
                     let at = fs::metadata(&path)
                         .and_then(|m| m.modified())
                         .unwrap_or(SystemTime::UNIX_EPOCH);
-                    let mut applied = Applied::new(0, crate::Percent::ZERO);
+                    let mut applied = Applied::new(0, crate::decide::Percent::ZERO);
                     applied.state_error = Some(format!(
                         "unreadable acknowledgement file {}: {err}",
                         path.display()
