@@ -80,12 +80,12 @@ impl BucketHasher {
 
 /// SipHash-1-3 of `message` keyed `k0, k1`: the value of
 /// `siphasher::sip::SipHasher13::new_with_keys(k0, k1).hash(message)`
-/// (checked below for every length to 64 and by the pinned vectors), written
-/// out so that it inlines and its state lives in four registers. The
-/// `siphasher` crate's `hash` is a call that reads its state from a 72-byte
-/// hasher in memory: one built from the published keys is first stored on
-/// the stack and then loaded back, which cost a decision about 3 ns (see
-/// docs/performance.md).
+/// (checked below for every length to 72, and by the pinned vectors),
+/// written out so that its state lives in four registers: the decision
+/// calls it with the keys and the id in registers. The `siphasher` crate's
+/// `hash` reads its state from a 72-byte hasher in memory, so one built from
+/// the published keys was first stored on the stack and then loaded back,
+/// which cost a decision about 3 ns (see docs/performance.md).
 #[inline]
 fn sip13(k0: u64, k1: u64, message: &[u8]) -> u64 {
     let mut v = [
