@@ -13,8 +13,8 @@
 //! (min–max) of the per-round ratios to the floor.
 //!
 //! On a machine shared with builds, other processes preempt the slices and
-//! the per-round ratios scatter (0.2–2.8 at load 5 on 2 cores). The figures
-//! in docs/performance.md come from the built binary run as
+//! the per-round ratios scatter (0.2–2.8 at load 5 on 2 cores). The pinned
+//! figures in docs/performance.md come from the built binary run as
 //! `taskset -c 1 chrt -f 50 target/release/deps/interleaved-* [--call-per-decision]`:
 //! one core, ahead of every normal process (the kernel's real-time throttle
 //! still pauses it 50 ms a second). Section 2 then means nothing (both
