@@ -12,6 +12,14 @@
 //! round. Reported: the median ns per decision over the rounds, and the median
 //! (min–max) of the per-round ratios to the floor.
 //!
+//! On a machine shared with builds, other processes preempt the slices and
+//! the per-round ratios scatter (0.2–2.8 at load 5 on 2 cores). The pinned
+//! figures in docs/performance.md come from the built binary run as
+//! `taskset -c 1 chrt -f 50 target/release/deps/interleaved-* [--call-per-decision]`:
+//! one core, ahead of every normal process (the kernel's real-time throttle
+//! still pauses it 50 ms a second). Section 2 then means nothing (both
+//! threads share the one core), so its figures come from plain runs.
+//!
 //! Section 1, one thread, 4096 UUID-shaped ids (36 bytes), 10% unless named.
 //! Section 2, decisions per second with 1 and 2 threads at once, against a
 //! control with no shared state (a bare hash per thread): scaling is the
@@ -110,13 +118,22 @@ impl Options {
 }
 
 /// Decisions that fill about `target` on one thread.
+///
+/// From the fastest of three timings: a scheduler pause during a single one
+/// (another process, or the real-time throttle under `chrt`) once shrank
+/// every slice after the floor's to the 1,024-decision minimum, where a
+/// slice's fixed costs added ~11 ns to each decision (0% then measured
+/// 12.5 ns instead of 1.5).
 fn calibrate(run: &mut Slice<'_>, ids: &[String], target: Duration) -> u64 {
     let mut n = 1024u64;
     loop {
-        let started = Instant::now();
-        black_box(run(ids, n, 0));
-        let took = started.elapsed();
-        if took >= Duration::from_millis(5) {
+        let mut time = || {
+            let started = Instant::now();
+            black_box(run(ids, n, 0));
+            started.elapsed()
+        };
+        if time() >= Duration::from_millis(5) {
+            let took = (0..3).map(|_| time()).min().expect("three timings");
             let per = took.as_secs_f64() / n as f64;
             return ((target.as_secs_f64() / per) as u64).max(1024);
         }
@@ -150,6 +167,7 @@ fn single_thread(options: &Options, ids: &[String]) -> Measured {
     let mut handle = ten.handle();
     let mut listed_handle = listed.handle();
     let oneshot = BareDecision::new();
+    let registers = BareDecision::new();
     let mut cache = Cache::new(&cell);
 
     let mut variants: Vec<(&'static str, Slice<'_>)> = vec![
@@ -176,6 +194,10 @@ fn single_thread(options: &Options, ids: &[String]) -> Measured {
         (
             "bare SipHash-1-3, one-shot hash + map",
             slice(move |id| oneshot.one_shot(id.as_bytes())),
+        ),
+        (
+            "bare SipHash-1-3 in registers + map",
+            slice(move |id| registers.in_registers(id.as_bytes())),
         ),
         (
             "RolloutHandle::should_use_async",
@@ -386,23 +408,33 @@ fn targets(one: &Measured, two: &Measured) {
     let (floor_ns, _, _) = find(one, "bare SipHash-1-3 write+finish + map (floor)");
     let (_, decision, decision_min) = find(one, "Rollout::should_use_async");
     let (_, handle, _) = find(one, "RolloutHandle::should_use_async");
-    // The fastest computation of the same bucket: the streaming floor or
-    // the one-shot hash, whichever this run found faster.
-    let (_, one_shot, one_shot_min) = find(one, "bare SipHash-1-3, one-shot hash + map");
-    let fastest = one_shot.min(1.0);
+    // The fastest computation of the same bucket: whichever of the floor's
+    // three forms this run found fastest (by median ratio; by fastest slice
+    // below).
+    let forms = [
+        (
+            "write+finish",
+            "bare SipHash-1-3 write+finish + map (floor)",
+        ),
+        ("one-shot", "bare SipHash-1-3, one-shot hash + map"),
+        ("in registers", "bare SipHash-1-3 in registers + map"),
+    ]
+    .map(|(short, name)| (short, find(one, name)));
+    let (fastest_name, (_, fastest, _)) = forms
+        .iter()
+        .copied()
+        .min_by(|a, b| a.1.1.total_cmp(&b.1.1))
+        .expect("three forms");
     println!("\n## targets");
     println!(
-        "should_use_async ≤ 1.10× the fastest bare hash ({}): {:.3}× {}",
-        if one_shot < 1.0 {
-            "one-shot"
-        } else {
-            "write+finish"
-        },
+        "should_use_async ≤ 1.10× the fastest bare hash ({fastest_name}): {:.3}× {}",
         decision / fastest,
         verdict(decision / fastest <= 1.1)
     );
-    let (_, _, floor_min) = find(one, "bare SipHash-1-3 write+finish + map (floor)");
-    let fastest_min = one_shot_min.min(floor_min);
+    let fastest_min = forms
+        .iter()
+        .map(|(_, (_, _, min_ns))| *min_ns)
+        .fold(f64::MAX, f64::min);
     println!(
         "  the same by fastest slices: {decision_min:.2} ns ÷ {fastest_min:.2} ns = {:.3}× {}",
         decision_min / fastest_min,
@@ -457,6 +489,7 @@ fn load() -> String {
 fn main() {
     let options = Options::from_args();
     let ids = uuid_ids();
+    floor::check_forms_agree(&ids);
     let calls = if CALL_PER_DECISION.load(Ordering::Relaxed) {
         "each decision a call through a boxed closure"
     } else {
