@@ -4,54 +4,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_upload_rollout::{
-    Action, Arm, ControllerError, JsonlSink, MetricsAccumulator, Outcome, Percent, Rollout,
-    RolloutConfig, RolloutController, RolloutPlan, RolloutStatus, Verdict,
+    Action, Arm, ControllerError, JsonlSink, Outcome, Percent, RolloutPlan, RolloutStatus, Verdict,
     act::OperatorError,
     act::log::{LogEvent, LogRecord, read_log},
-    clock::{Clock, ManualClock},
+    clock::Clock,
 };
 
-struct Setup {
-    clock: ManualClock,
-    rollout: Arc<Rollout>,
-    metrics: Arc<MetricsAccumulator>,
-}
+#[path = "support/traffic.rs"]
+mod traffic;
 
+use traffic::Setup;
+
+/// The rollout at `percent`; one of each minute's 200 sync uploads fails.
 fn setup(percent: u32) -> Setup {
-    let clock = ManualClock::default();
     Setup {
-        rollout: Arc::new(Rollout::new(RolloutConfig::with_percent(
-            Percent::from_whole(percent).unwrap(),
-        ))),
-        metrics: Arc::new(MetricsAccumulator::with_clock(Arc::new(clock.clone()))),
-        clock,
-    }
-}
-
-impl Setup {
-    fn controller(&self) -> async_upload_rollout::RolloutControllerBuilder {
-        RolloutController::builder(self.rollout.clone(), self.metrics.clone())
-            .clock(Arc::new(self.clock.clone()))
-    }
-
-    /// One minute of traffic: `async_ok`/`async_err` async uploads, 200 healthy sync ones.
-    fn minute(&self, async_ok: u64, async_err: u64) {
-        let ms = Duration::from_millis(100);
-        for _ in 0..async_ok {
-            self.metrics.record(Arm::Async, Outcome::Success, ms);
-        }
-        for _ in 0..async_err {
-            self.metrics.record(Arm::Async, Outcome::Error, ms);
-        }
-        for i in 0..200 {
-            let outcome = if i == 0 {
-                Outcome::Error
-            } else {
-                Outcome::Success
-            };
-            self.metrics.record(Arm::Sync, outcome, ms);
-        }
-        self.clock.advance(Duration::from_secs(60));
+        sync_errors: 1,
+        ..Setup::new(percent)
     }
 }
 
