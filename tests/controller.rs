@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_upload_rollout::{
-    Action, Arm, ControllerError, JsonlSink, Outcome, Percent, RolloutPlan, RolloutStatus, Verdict,
+    Action, Arm, ControllerError, JsonlSink, Outcome, Percent, RolloutController, RolloutPlan,
+    RolloutStatus, Verdict,
     act::OperatorError,
     act::log::{LogEvent, LogRecord, read_log},
     clock::Clock,
@@ -29,6 +30,15 @@ fn short_plan() -> RolloutPlan {
         stage.criteria.min_duration = Duration::from_secs(30 * 60);
     }
     plan
+}
+
+/// A controller on `s` with [`short_plan`] that advances by itself.
+fn auto_advancing(s: &Setup) -> RolloutController {
+    s.controller()
+        .plan(short_plan())
+        .auto_advance(true)
+        .build()
+        .unwrap()
 }
 
 fn verdict(tick: &async_upload_rollout::Tick) -> Option<Verdict> {
@@ -105,12 +115,7 @@ fn rollback_sets_zero_percent_and_every_id_goes_sync() {
 #[test]
 fn advances_only_with_auto_advance_and_after_min_duration() {
     let s = setup(10);
-    let mut c = s
-        .controller()
-        .plan(short_plan())
-        .auto_advance(true)
-        .build()
-        .unwrap();
+    let mut c = auto_advancing(&s);
     // Healthy and plentiful from the first minute: criteria hold early, but
     // the stage is not ready (and says nothing) before its min_duration...
     for minute in 1..=40 {
@@ -156,12 +161,7 @@ fn advances_only_with_auto_advance_and_after_min_duration() {
 #[test]
 fn manual_review_stops_advancing_until_resumed_but_rollback_stays_armed() {
     let s = setup(10);
-    let mut c = s
-        .controller()
-        .plan(short_plan())
-        .auto_advance(true)
-        .build()
-        .unwrap();
+    let mut c = auto_advancing(&s);
     // 96% success for 40 minutes: the review band.
     let mut reviewed = false;
     for _ in 0..40 {
@@ -184,12 +184,7 @@ fn manual_review_stops_advancing_until_resumed_but_rollback_stays_armed() {
 #[test]
 fn pause_stops_advancing_and_operator_rollback_is_immediate() {
     let s = setup(10);
-    let mut c = s
-        .controller()
-        .plan(short_plan())
-        .auto_advance(true)
-        .build()
-        .unwrap();
+    let mut c = auto_advancing(&s);
     c.pause("holiday freeze").unwrap();
     for _ in 0..60 {
         s.minute(400, 1);
