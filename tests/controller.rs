@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_upload_rollout::{
-    Action, Arm, ControllerError, JsonlSink, Outcome, Percent, RolloutController, RolloutPlan,
-    RolloutStatus, Verdict,
+    Action, Arm, ControllerError, JsonlSink, MetricsAccumulator, Outcome, Percent,
+    RolloutController, RolloutPlan, RolloutStatus, Verdict,
     act::OperatorError,
     act::log::{LogEvent, LogRecord, read_log},
     clock::Clock,
@@ -496,4 +496,88 @@ fn the_last_stage_completes_on_the_sync_baseline_carried_from_the_stage_before_e
     assert_eq!(c.status(), Some(RolloutStatus::Running));
     let evaluation = c.last_evaluation().unwrap();
     assert_eq!(evaluation.verdict, Verdict::Hold, "{evaluation:#?}");
+}
+
+/// Run totals from elsewhere: a fleet's counters, here another process's
+/// accumulator.
+struct Remote(Arc<MetricsAccumulator>);
+
+impl async_upload_rollout::act::MetricsSource for Remote {
+    fn run_totals(
+        &mut self,
+        _state: &async_upload_rollout::RolloutState,
+        _now: std::time::SystemTime,
+    ) -> Result<async_upload_rollout::MetricsSnapshot, String> {
+        Ok(self.0.snapshot())
+    }
+
+    fn describe(&self) -> String {
+        "the remote counters".to_owned()
+    }
+}
+
+#[test]
+fn a_judging_controller_serves_nothing_acknowledges_nothing_and_acts_on_its_source() {
+    use async_upload_rollout::{FileStateStore, StateStore, act::ConfigWatcher};
+
+    let s = setup(0);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStateStore::new(dir.path().join("state.json")).with_service("leader"));
+    let mut leader = RolloutController::judging(Box::new(Remote(s.metrics.clone())))
+        .clock(Arc::new(s.clock.clone()))
+        .plan(short_plan())
+        .start_percent(Percent::from_whole(10).unwrap())
+        .state_store(store.clone())
+        .build()
+        .unwrap();
+    assert!(leader.rollout().is_none() && leader.metrics().is_none());
+    assert_eq!(
+        leader.stage(),
+        Some(1),
+        "starts the 10% stage it was asked for"
+    );
+    assert_eq!(leader.view().percent, Percent::from_whole(10).unwrap());
+    assert_eq!(store.load().unwrap().unwrap().state.stage, Some(1));
+
+    // The source's counters, not any of its own, are what it judges.
+    s.minute(0, 100);
+    let tick = leader.tick();
+    assert_eq!(verdict(&tick), Some(Verdict::Rollback), "{tick:?}");
+    assert_eq!(tick.action, Some(Action::Rollback { manual: false }));
+    assert_eq!(
+        store.load().unwrap().unwrap().state.status,
+        RolloutStatus::RolledBack
+    );
+    assert!(leader.view().halted);
+    assert_eq!(
+        store.acknowledgements().unwrap().unwrap_or_default().len(),
+        0,
+        "a controller that serves no uploads acknowledges nothing"
+    );
+
+    // A serving controller on the same store acknowledges what it applies.
+    let serving = setup(10)
+        .controller()
+        .state_store(Arc::new(
+            FileStateStore::new(dir.path().join("state.json")).with_service("replica"),
+        ))
+        .build()
+        .unwrap();
+    assert!(
+        serving.rollout().unwrap().is_halted(),
+        "rolled back by the leader"
+    );
+    assert_eq!(store.acknowledgements().unwrap().unwrap().len(), 1);
+
+    // A config file is applied to a rollout: a controller without one
+    // refuses it, naming it.
+    let config = dir.path().join("rollout.toml");
+    std::fs::write(&config, "percent = 10\n").unwrap();
+    let watcher = ConfigWatcher::new(&config, s.rollout.clone()).unwrap();
+    let err = RolloutController::judging(Box::new(Remote(s.metrics.clone())))
+        .config_watcher(watcher)
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ControllerError::NotServing { .. }), "{err}");
+    assert!(err.to_string().contains("a config watcher"), "{err}");
 }

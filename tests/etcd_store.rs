@@ -9,7 +9,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_upload_rollout::act::{Acknowledgement, Applied, ChangedBy, Operation, Revision, Stored};
-use async_upload_rollout::fleet::EtcdStateStore;
+use async_upload_rollout::fleet::{self, EtcdStateStore};
 use async_upload_rollout::*;
 use support::servers::{Etcd, Proxy, wait_until};
 
@@ -320,11 +320,15 @@ fn a_follower_applies_the_fleets_state_and_config_and_acknowledges_each_epoch() 
         Percent::from_whole(50).unwrap(),
     )));
     let metrics = Arc::new(MetricsAccumulator::new());
-    let mut replica = RolloutController::builder(rollout.clone(), metrics)
-        .state_store(Arc::new(store(&etcd, "follow", "replica-a")))
-        .follower(true)
-        .build()
-        .unwrap();
+    let mut replica = fleet::replica(
+        RolloutController::builder(rollout.clone(), metrics).state_store(Arc::new(store(
+            &etcd,
+            "follow",
+            "replica-a",
+        ))),
+    )
+    .build()
+    .unwrap();
     assert!(
         rollout.is_halted(),
         "nothing async before the fleet's first state"

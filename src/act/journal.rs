@@ -8,6 +8,7 @@
 //! stops the controller (a tick returns it as its `log_error`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use crate::act::health::Health;
@@ -33,12 +34,33 @@ pub(crate) struct Line<'a> {
     pub(crate) state_percent: Option<Percent>,
 }
 
+/// Where a controller reads the kill switch in force (which makes the
+/// percent in force 0%): the config of the rollout it serves, or, for a
+/// controller that serves no uploads (a fleet's leader), the shared config
+/// it last applied.
+#[derive(Clone, Debug)]
+pub(crate) enum KillSwitch {
+    /// The served rollout's config.
+    Served(Arc<Rollout>),
+    /// The shared config's, as last applied.
+    Shared(Arc<AtomicBool>),
+}
+
+impl KillSwitch {
+    /// Whether the kill switch is on now.
+    pub(crate) fn is_on(&self) -> bool {
+        match self {
+            KillSwitch::Served(rollout) => rollout.config().kill_switch,
+            KillSwitch::Shared(on) => on.load(Ordering::Acquire),
+        }
+    }
+}
+
 /// The controller's log lines and tracing events.
 pub(crate) struct Journal {
     sink: Option<JsonlSink>,
     health: Arc<Health>,
-    /// Whose config's kill switch makes the percent in force 0%.
-    rollout: Arc<Rollout>,
+    kill_switch: KillSwitch,
     log_interval: Duration,
     last_logged_tick: Option<SystemTime>,
 }
@@ -47,13 +69,13 @@ impl Journal {
     pub(crate) fn new(
         sink: Option<JsonlSink>,
         health: Arc<Health>,
-        rollout: Arc<Rollout>,
+        kill_switch: KillSwitch,
         log_interval: Duration,
     ) -> Journal {
         Journal {
             sink,
             health,
-            rollout,
+            kill_switch,
             log_interval,
             last_logged_tick: None,
         }
@@ -72,7 +94,7 @@ impl Journal {
     /// The percent in force under `line`, 0% when nothing is async (also
     /// while the config's kill switch is on).
     pub(crate) fn percent(&self, line: Line<'_>) -> Percent {
-        if self.rollout.config().kill_switch {
+        if self.kill_switch.is_on() {
             return Percent::ZERO;
         }
         line.state_percent.unwrap_or(Percent::ZERO)

@@ -37,7 +37,9 @@ impl RolloutController {
 
 struct Shared {
     controller: Mutex<RolloutController>,
-    rollout: Arc<Rollout>,
+    /// The rollout it halts when in doubt; `None` for a controller that
+    /// serves no uploads.
+    rollout: Option<Arc<Rollout>>,
     view: Arc<ArcSwap<ControllerView>>,
     health: Arc<Health>,
     stop: Mutex<bool>,
@@ -106,7 +108,7 @@ impl MonitorHandle {
         poll: Duration,
     ) -> MonitorHandle {
         let shared = Arc::new(Shared {
-            rollout: Arc::clone(controller.rollout()),
+            rollout: controller.rollout().cloned(),
             view: controller.view_cell(),
             health: controller.health(),
             store: Arc::clone(controller.state_store()),
@@ -132,7 +134,7 @@ impl MonitorHandle {
         {
             Ok(thread) => threads.push(thread),
             Err(err) => {
-                shared.rollout.halt();
+                shared.halt();
                 shared.health.failed(
                     Severity::FailClosed,
                     format!("cannot start the monitor thread: {err}"),
@@ -224,7 +226,7 @@ impl Shared {
                 Ok(Some(message)) => self.health.failed(Severity::Warn, message),
                 Err(payload) => {
                     // Nothing async until a tick completes again.
-                    self.rollout.halt();
+                    self.halt();
                     self.health.panicked();
                     self.health.failed(
                         Severity::FailClosed,
@@ -233,6 +235,13 @@ impl Shared {
                 }
             }
             self.beat();
+        }
+    }
+
+    /// Nothing async from this instant (when it serves uploads).
+    fn halt(&self) {
+        if let Some(rollout) = &self.rollout {
+            rollout.halt();
         }
     }
 
@@ -272,7 +281,7 @@ impl Shared {
             let beat = Duration::from_millis(self.heartbeat_ms.load(Ordering::Acquire));
             let silent = self.started.elapsed().saturating_sub(beat);
             if silent > stuck_after && !self.stalled.swap(true, Ordering::AcqRel) {
-                self.rollout.halt();
+                self.halt();
                 self.health.stalled();
                 self.health.failed(Severity::FailClosed, format!(
                     "the monitor has not finished a tick or poll for {}: nothing is async until it does",
@@ -296,8 +305,12 @@ impl Shared {
         }
         // Level-triggered: a monitor that applied the state an instant
         // before the deadline is overruled at the next check.
-        if !self.rollout.is_halted() {
-            self.rollout.halt();
+        if self
+            .rollout
+            .as_ref()
+            .is_some_and(|rollout| !rollout.is_halted())
+        {
+            self.halt();
         }
         let view = self.view.load();
         if view.stale && view.halted {
@@ -351,7 +364,7 @@ impl Drop for MonitorHandle {
             let _ = thread.join();
         }
         // No monitor, no automatic rollback: nothing async.
-        self.shared.rollout.halt();
+        self.shared.halt();
         // This process serves nothing from now on: its acknowledgement goes.
         self.shared.lock_controller().withdraw();
         trace::monitor(

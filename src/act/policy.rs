@@ -28,13 +28,28 @@ use crate::decide::percent::Percent;
 use crate::judge::plan::RolloutPlan;
 use crate::judge::{Evaluation, Verdict};
 
+/// What a controller may write of its own accord: its role's part of the
+/// state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum Authority {
+    /// It owns the rollout's state: it writes the first state, every
+    /// transition its verdicts call for, and a lost state again.
+    #[default]
+    Owner,
+    /// A fleet's replica ([`fleet::replica`](crate::fleet::replica)): the
+    /// leading controller owns the state; the replica writes only a
+    /// rollback its own immediate triggers call for (the local fuse), and
+    /// waits for the leader where an owner would write.
+    Fuse,
+}
+
 /// What the controller is set to do on its own.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Settings {
     /// Whether an advance verdict starts the next stage by itself.
     pub(crate) auto_advance: bool,
-    /// A fleet's replica: acts on its own verdicts only to roll back.
-    pub(crate) fuse_only: bool,
+    /// What it may write of its own accord.
+    pub(crate) authority: Authority,
 }
 
 /// What asks for a change.
@@ -123,7 +138,7 @@ fn on_verdict(
     let Some(stage) = state.stage else {
         return Step::Stay;
     };
-    if settings.fuse_only && evaluation.verdict != Verdict::Rollback {
+    if settings.authority == Authority::Fuse && evaluation.verdict != Verdict::Rollback {
         return Step::Stay;
     }
     let reason = &evaluation.reason;
@@ -247,7 +262,7 @@ mod tests {
         let plan = RolloutPlan::default();
         let fuse = Settings {
             auto_advance: false,
-            fuse_only: true,
+            authority: Authority::Fuse,
         };
         for status in [
             RolloutStatus::Running,
@@ -297,7 +312,7 @@ mod tests {
         ));
         let auto = Settings {
             auto_advance: true,
-            fuse_only: false,
+            authority: Authority::Owner,
         };
         let Step::Write { next, action } = on(&state, &evaluation, &plan, late, auto) else {
             panic!("auto-advance writes the next stage");
@@ -353,7 +368,7 @@ mod tests {
         let plan = RolloutPlan::default();
         let fuse = Settings {
             auto_advance: true,
-            fuse_only: true,
+            authority: Authority::Fuse,
         };
         let late = at(0) + plan.stages[0].criteria.min_duration;
         for v in [Verdict::Advance, Verdict::ManualReview] {

@@ -34,9 +34,8 @@ use std::time::Duration;
 use crate::act::controller::{ControllerError, RolloutController, Tick};
 use crate::act::log::JsonlSink;
 use crate::clock::{Clock, ManualClock};
-use crate::decide::config::RolloutConfig;
-use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
+use crate::decide::{Percent, RolloutConfig};
 use crate::judge::plan::RolloutPlan;
 use crate::metrics::{Arm, MetricsAccumulator, Outcome};
 

@@ -674,7 +674,7 @@ mod tests {
         use crate::metrics::MetricsSnapshot;
         let metrics = Arc::new(MetricsAccumulator::new());
         let exporter = PrometheusExporter::new(
-            Arc::new(Rollout::new(crate::RolloutConfig::default())),
+            Arc::new(Rollout::new(crate::decide::RolloutConfig::default())),
             Arc::clone(&metrics),
         )
         .with_rollout_name("fleet");

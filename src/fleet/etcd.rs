@@ -936,7 +936,7 @@ impl EtcdStateStore {
                     serde_json::from_value::<Acknowledgement>(value).map_err(|e| e.to_string())
                 });
             acks.push(parsed.unwrap_or_else(|err| {
-                let mut applied = Applied::new(0, crate::Percent::ZERO);
+                let mut applied = Applied::new(0, crate::decide::Percent::ZERO);
                 applied.state_error = Some(format!("unreadable acknowledgement: {err}"));
                 let mut ack =
                     Acknowledgement::of_this_process(&replica, applied, SystemTime::UNIX_EPOCH);

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use http::StatusCode;
 
-use crate::{Arm, Outcome, decide::DecisionReason};
+use crate::decide::DecisionReason;
+use crate::metrics::{Arm, Outcome};
 
 /// The path a request takes, decided once by [`RolloutLayer`] and put into
 /// the request's extensions before the inner service sees it.

@@ -64,7 +64,7 @@ where
         let mut response = match result {
             Ok(response) => response,
             Err(error) => {
-                pending.set_outcome(crate::Outcome::Error);
+                pending.set_outcome(crate::metrics::Outcome::Error);
                 pending.complete();
                 return Poll::Ready(Err(error));
             }

@@ -14,7 +14,8 @@ use super::decision::RolloutDecision;
 use super::future::ResponseFuture;
 use super::id::{ExtractUploadId, FromFn, FromHeader};
 use super::record::{Classifier, LayerHandle, Pending, Shared};
-use crate::{Arm, MetricsAccumulator, Outcome, Rollout};
+use crate::decide::Rollout;
+use crate::metrics::{Arm, MetricsAccumulator, Outcome};
 
 /// A [`tower_layer::Layer`] that decides each request's path with a
 /// [`Rollout`] and records its outcome and latency in a

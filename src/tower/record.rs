@@ -33,7 +33,8 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 
 use super::decision::{RolloutDecision, classify_status};
-use crate::{Arm, MetricsAccumulator, Outcome, Rollout};
+use crate::decide::Rollout;
+use crate::metrics::{Arm, MetricsAccumulator, Outcome};
 
 /// A custom classifier.
 pub(crate) type Classifier = Box<dyn Fn(StatusCode) -> Outcome + Send + Sync>;

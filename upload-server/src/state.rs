@@ -107,8 +107,11 @@ impl AppState {
             .memory_warmup(config.memory_warmup)
             .stale_after(config.stale_after)
             .state_store(store)
-            .follower(config.fleet.is_some())
             .log(JsonlSink::open(&config.log_path)?);
+        #[cfg(feature = "etcd")]
+        if config.fleet.is_some() {
+            builder = async_upload_rollout::fleet::replica(builder);
+        }
         if let Some(watcher) = watcher {
             builder = builder.config_watcher(watcher);
         }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use crate::act::controller::applied::{Part, Serving};
 use crate::act::controller::{
     ControllerError, ControllerView, DEFAULT_LOG_INTERVAL, DEFAULT_MEMORY_WARMUP,
     DEFAULT_STALE_AFTER, RolloutController, Run,
@@ -14,6 +15,7 @@ use crate::act::health::Health;
 use crate::act::journal::Journal;
 use crate::act::log::JsonlSink;
 use crate::act::metrics_source::MetricsSource;
+use crate::act::policy::{Authority, Settings};
 use crate::act::record::{Action, LogEvent};
 use crate::act::source::ConfigWatcher;
 use crate::act::store::{MemoryStateStore, StateStore};
@@ -24,13 +26,13 @@ use crate::decide::percent::Percent;
 use crate::decide::rollout::Rollout;
 use crate::judge::Evaluator;
 use crate::judge::plan::RolloutPlan;
-use crate::metrics::{History, MetricsAccumulator};
+use crate::metrics::{History, MetricsAccumulator, MetricsSnapshot};
 
-/// Builds a [`RolloutController`]; see [`RolloutController::builder`].
+/// Builds a [`RolloutController`]; see [`RolloutController::builder`] and
+/// [`RolloutController::judging`].
 #[must_use = "a builder does nothing until build() is called"]
 pub struct RolloutControllerBuilder {
-    rollout: Arc<Rollout>,
-    metrics: Arc<MetricsAccumulator>,
+    part: Start,
     plan: RolloutPlan,
     clock: Arc<dyn Clock>,
     sink: Option<JsonlSink>,
@@ -41,10 +43,17 @@ pub struct RolloutControllerBuilder {
     memory_warmup: Duration,
     history: History,
     start_stage: Option<usize>,
-    follower: bool,
-    acknowledges: bool,
+    start_percent: Option<Percent>,
+    authority: Authority,
     watcher: Option<ConfigWatcher>,
-    source: Option<Box<dyn MetricsSource>>,
+}
+
+/// What the controller will serve and judge.
+enum Start {
+    /// A rollout, judging its metrics.
+    Serving(Arc<Rollout>, Arc<MetricsAccumulator>),
+    /// Nothing: run totals from a source.
+    Judging(Box<dyn MetricsSource>),
 }
 
 impl RolloutControllerBuilder {
@@ -116,27 +125,12 @@ impl RolloutControllerBuilder {
         self
     }
 
-    /// Runs as a replica of a fleet (default: off). A follower applies the
-    /// stored state and the store's config to its rollout, acknowledges
-    /// every epoch it applies ([`StateStore::acknowledge`]), and acts on
-    /// its own metrics only through the immediate rollback triggers (the
-    /// local fuse: one replica's critical error rolls the whole fleet back,
-    /// written with a compare-and-swap on the revision it judged). It never
-    /// advances, asks for review or writes the first state: the leading
-    /// controller does. With no state stored yet it serves nothing async.
-    pub fn follower(mut self, on: bool) -> Self {
-        self.follower = on;
-        self
-    }
-
-    /// Whether this process acknowledges what it applies through the store
-    /// ([`StateStore::acknowledge`]: the epoch, percent in force, config
-    /// fingerprint and errors, on every change and every
-    /// [`ACK_REFRESH`](crate::act::ACK_REFRESH)), so operators' commands can
-    /// confirm that it applied their change. Default: on; turn it off for a
-    /// controller that serves no uploads (a fleet's leading controller).
-    pub fn acknowledges(mut self, on: bool) -> Self {
-        self.acknowledges = on;
+    /// What it may write of its own accord (default: everything, it owns
+    /// the state); [`fleet::replica`](crate::fleet::replica) makes it a
+    /// fleet's replica.
+    #[cfg_attr(not(feature = "etcd"), allow(dead_code))]
+    pub(crate) fn authority(mut self, authority: Authority) -> Self {
+        self.authority = authority;
         self
     }
 
@@ -144,17 +138,11 @@ impl RolloutControllerBuilder {
     /// every tick and poll, so that the config is applied by the same
     /// thread as the state, and the view, the log and the acknowledgements
     /// say when the file cannot be read ([`ControllerView::config_error`]).
-    /// Poll it once yourself first to take its starting percent.
+    /// Poll it once yourself first to take its starting percent. Only for
+    /// a controller that serves uploads: [`build`](Self::build) refuses it
+    /// on one built by [`RolloutController::judging`].
     pub fn config_watcher(mut self, watcher: ConfigWatcher) -> Self {
         self.watcher = Some(watcher);
-        self
-    }
-
-    /// Judges run totals from `source` instead of the accumulator (a fleet's
-    /// controller: every replica's counters, from Prometheus). The memory
-    /// trigger is then the replicas' own (their local fuse).
-    pub fn metrics_source(mut self, source: Box<dyn MetricsSource>) -> Self {
-        self.source = Some(source);
         self
     }
 
@@ -174,6 +162,16 @@ impl RolloutControllerBuilder {
         self
     }
 
+    /// The starting request when no state is stored, as a percent (0%
+    /// means `off`; another percent starts the plan's largest stage at or
+    /// below it). Default: the served rollout's percent, and 0% for a
+    /// controller that serves no uploads. [`start_stage`](Self::start_stage)
+    /// wins over it; a stored state wins over both.
+    pub fn start_percent(mut self, percent: Percent) -> Self {
+        self.start_percent = Some(percent);
+        self
+    }
+
     /// Validates the plan, loads the state (or writes the first one from
     /// the starting request), applies it to the rollout, and logs the start.
     ///
@@ -189,7 +187,9 @@ impl RolloutControllerBuilder {
     /// [`ControllerError::Plan`] for an invalid plan,
     /// [`ControllerError::UnknownStage`] for a start stage out of range,
     /// [`ControllerError::Log`] when the start line cannot be written (the
-    /// rollout and the store are then left as they were).
+    /// rollout and the store are then left as they were),
+    /// [`ControllerError::NotServing`] for a config watcher given to a
+    /// controller that serves no uploads.
     pub fn build(self) -> Result<RolloutController, ControllerError> {
         let stages = self.plan.stages.len();
         let evaluator = Evaluator::new(self.plan)?;
@@ -201,7 +201,25 @@ impl RolloutControllerBuilder {
                 stage: Some(index),
                 reason: format!("started at stage {index} as configured"),
             },
-            None => Request::for_percent(evaluator.plan(), self.rollout.percent()),
+            None => {
+                let percent = match (self.start_percent, &self.part) {
+                    (Some(percent), _) => percent,
+                    (None, Start::Serving(rollout, _)) => rollout.percent(),
+                    (None, Start::Judging(_)) => Percent::ZERO,
+                };
+                Request::for_percent(evaluator.plan(), percent)
+            }
+        };
+        let part = match self.part {
+            Start::Serving(rollout, metrics) => {
+                Part::Serving(Box::new(Serving::new(rollout, metrics, self.watcher)))
+            }
+            Start::Judging(_) if self.watcher.is_some() => {
+                return Err(ControllerError::NotServing {
+                    what: "a config watcher",
+                });
+            }
+            Start::Judging(source) => Part::judging(source),
         };
         let now = self.clock.now();
         let store = self
@@ -221,12 +239,20 @@ impl RolloutControllerBuilder {
         }));
         let health = Arc::new(Health::default());
         let mut controller = RolloutController {
-            run: Run::start(0, self.metrics.snapshot(), now, self.memory_warmup),
+            run: Run::start(
+                0,
+                part.metrics().map_or_else(
+                    || MetricsSnapshot::empty_at(now),
+                    |metrics| metrics.snapshot(),
+                ),
+                now,
+                self.memory_warmup,
+            ),
             sync: StoreSync::new(
                 store,
                 evaluator.plan().clone(),
                 Arc::clone(&self.clock),
-                self.follower,
+                self.authority,
                 self.stale_after,
                 request,
                 now,
@@ -234,30 +260,26 @@ impl RolloutControllerBuilder {
             journal: Journal::new(
                 self.sink,
                 Arc::clone(&health),
-                Arc::clone(&self.rollout),
+                part.kill_switch(),
                 self.log_interval,
             ),
-            rollout: self.rollout,
-            metrics: self.metrics,
+            part,
             evaluator,
             sync_baseline: None,
             clock: self.clock,
-            auto_advance: self.auto_advance,
+            settings: Settings {
+                auto_advance: self.auto_advance,
+                authority: self.authority,
+            },
             memory_warmup: self.memory_warmup,
             history: self.history,
             last: None,
             last_totals: None,
             view,
             health,
-            follower: self.follower,
-            acknowledges: self.acknowledges,
-            acknowledged: None,
-            fingerprint: None,
-            watcher: self.watcher,
             config_error: None,
             store_config_error: None,
             applied_config: None,
-            source: self.source,
         };
         let reason = controller.sync.start(now);
         // Log the start before changing anything: a log that cannot be
@@ -311,14 +333,38 @@ impl RolloutControllerBuilder {
 }
 
 impl RolloutController {
-    /// Starts building a controller for `rollout`, judging `metrics`.
+    /// Starts building a controller for `rollout`, judging `metrics`: the
+    /// controller of a process that serves uploads. It applies the state in
+    /// force to `rollout`, and acknowledges what it applies through the
+    /// store ([`StateStore::acknowledge`]: the epoch, percent in force,
+    /// config fingerprint and errors, on every change and every
+    /// [`ACK_REFRESH`](crate::act::ACK_REFRESH)), so operators' commands
+    /// can confirm that it applied their change.
     pub fn builder(
         rollout: Arc<Rollout>,
         metrics: Arc<MetricsAccumulator>,
     ) -> RolloutControllerBuilder {
+        RolloutControllerBuilder::new(Start::Serving(rollout, metrics))
+    }
+
+    /// Starts building a controller that serves no uploads and judges the
+    /// run totals `source` gives (a fleet's leading controller judges every
+    /// replica's counters, from Prometheus: see
+    /// [`FleetController`](crate::fleet::FleetController)). It has no
+    /// rollout to apply to and acknowledges nothing; the replicas do. The
+    /// memory trigger is the replicas' own (their local fuse). With no
+    /// state stored, it starts from
+    /// [`start_percent`](RolloutControllerBuilder::start_percent) (default
+    /// 0%: `off`) or [`start_stage`](RolloutControllerBuilder::start_stage).
+    pub fn judging(source: Box<dyn MetricsSource>) -> RolloutControllerBuilder {
+        RolloutControllerBuilder::new(Start::Judging(source))
+    }
+}
+
+impl RolloutControllerBuilder {
+    fn new(part: Start) -> RolloutControllerBuilder {
         RolloutControllerBuilder {
-            rollout,
-            metrics,
+            part,
             plan: RolloutPlan::default(),
             clock: Arc::new(SystemClock),
             sink: None,
@@ -329,10 +375,9 @@ impl RolloutController {
             memory_warmup: DEFAULT_MEMORY_WARMUP,
             history: History::default(),
             start_stage: None,
-            follower: false,
-            acknowledges: true,
+            start_percent: None,
+            authority: Authority::Owner,
             watcher: None,
-            source: None,
         }
     }
 }

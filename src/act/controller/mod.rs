@@ -47,10 +47,22 @@
 //! in, the next state and the action out); [`StoreSync`] keeps up with the
 //! store (what was read, what is pending, staleness, adopt, commit); the
 //! [`Journal`] writes the log lines and tracing events. This module ties them
-//! to the rollout and the metrics: a tick ([`tick`](RolloutController::tick)),
-//! the run's data (`Run`), the start ([`builder`]), the operator's API
-//! ([`operate`]), what the process applies and acknowledges ([`applied`]),
-//! and what it shows ([`view`]).
+//! together: a tick ([`tick`](RolloutController::tick)), the run's data
+//! (`Run`), the start ([`builder`]), the operator's API ([`operate`]), what it
+//! shows ([`view`]), and what it applies ([`applied`]).
+//!
+//! # Roles by composition
+//!
+//! What a controller serves is a part of it, not a flag: a process that
+//! serves uploads has a rollout to apply to, its metrics to judge and
+//! acknowledgements to write ([`RolloutController::builder`]); a controller
+//! that serves none judges run totals from a source and has none of those
+//! ([`RolloutController::judging`], the fleet's leader,
+//! [`FleetController`](crate::fleet::FleetController)). A fleet's replica is
+//! a serving controller whose authority is the local fuse
+//! ([`fleet::replica`](crate::fleet::replica)): the policy lets it write
+//! nothing but a rollback, and its store synchronisation waits for the
+//! leader where an owner of the state would write.
 
 mod applied;
 pub(crate) mod builder;
@@ -64,26 +76,24 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::act::controller::applied::Part;
 use crate::act::health::Health;
 use crate::act::journal::Journal;
 use crate::act::log::{JsonlSink, LogError};
-use crate::act::metrics_source::MetricsSource;
 use crate::act::policy::{self, Input, Settings, Step};
 use crate::act::record::Action;
 use crate::act::recover;
 use crate::act::run::RunView;
-use crate::act::source::ConfigWatcher;
 use crate::act::state::{Refused, RolloutState};
-use crate::act::store::{Applied, StoreError};
+use crate::act::store::StoreError;
 use crate::act::sync::StoreSync;
 use crate::act::trace::{self, Severity};
 use crate::clock::{Clock, unix_ms};
 use crate::decide::config::RolloutConfig;
 use crate::decide::percent::Percent;
-use crate::decide::rollout::Rollout;
 use crate::judge::plan::PlanError;
 use crate::judge::{Evaluation, Evaluator};
-use crate::metrics::{ArmMetrics, History, MetricsAccumulator, MetricsSnapshot};
+use crate::metrics::{ArmMetrics, History, MetricsSnapshot};
 
 /// How often [`RolloutController`] logs a quiet tick unless told otherwise.
 pub const DEFAULT_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -115,7 +125,7 @@ pub struct Tick {
     /// Set when the store could not be read or written this tick. A rollback
     /// is in force locally even when its write failed (it is retried).
     pub store_error: Option<StoreError>,
-    /// Set when the [`MetricsSource`] had no data this tick (nothing was
+    /// Set when the [`MetricsSource`](crate::act::MetricsSource) had no data this tick (nothing was
     /// judged).
     pub metrics_error: Option<String>,
 }
@@ -138,6 +148,15 @@ pub enum ControllerError {
     /// The log could not be opened or its first line written.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// Something only a controller that serves uploads can use was given
+    /// to one that serves none ([`RolloutController::judging`]).
+    #[error(
+        "{what} was given to a controller that serves no uploads (built by RolloutController::judging): only a serving controller applies a config"
+    )]
+    NotServing {
+        /// What was given.
+        what: &'static str,
+    },
 }
 
 /// An operator action that did not happen.
@@ -234,8 +253,9 @@ pub struct ControllerView {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct RolloutController {
-    rollout: Arc<Rollout>,
-    metrics: Arc<MetricsAccumulator>,
+    /// What it serves and judges: a rollout and its metrics, or (a fleet's
+    /// leader) nothing but run totals from a source.
+    part: Part,
     evaluator: Evaluator,
     /// The carried sync baseline, an input of every evaluation
     /// ([`Evaluator::carry_sync_baseline`]).
@@ -245,7 +265,8 @@ pub struct RolloutController {
     sync: StoreSync,
     /// The log lines and tracing events.
     journal: Journal,
-    auto_advance: bool,
+    /// What it does on its own: advance by itself, and what it may write.
+    settings: Settings,
     memory_warmup: Duration,
     history: History,
     run: Run,
@@ -253,25 +274,12 @@ pub struct RolloutController {
     last_totals: Option<MetricsSnapshot>,
     view: Arc<ArcSwap<ControllerView>>,
     health: Arc<Health>,
-    /// A fleet replica: applies and acknowledges, acts only on rollback.
-    follower: bool,
-    /// Whether this process acknowledges what it applies (it serves uploads).
-    acknowledges: bool,
-    /// What this process last acknowledged, and when.
-    acknowledged: Option<(Applied, SystemTime)>,
-    /// The config last fingerprinted, and its fingerprint (computed again
-    /// only when the config changes).
-    fingerprint: Option<(Arc<RolloutConfig>, String)>,
-    /// The config file it polls, if any.
-    watcher: Option<ConfigWatcher>,
     /// Why the config sources cannot be read, while that lasts.
     config_error: Option<String>,
     /// Why the store's shared config cannot be read, while that lasts.
     store_config_error: Option<String>,
     /// The shared config last applied from the store.
     applied_config: Option<RolloutConfig>,
-    /// Where run totals come from, when not from `metrics`.
-    source: Option<Box<dyn MetricsSource>>,
 }
 
 /// The data of the current run of the stage, in this process.
@@ -338,14 +346,6 @@ impl RolloutController {
         result
     }
 
-    /// The policy's settings.
-    fn settings(&self) -> Settings {
-        Settings {
-            auto_advance: self.auto_advance,
-            fuse_only: self.follower,
-        }
-    }
-
     /// Snapshots, evaluates, acts, and logs one line (see
     /// [`RolloutControllerBuilder::log_interval`](builder::RolloutControllerBuilder::log_interval)
     /// for which ticks).
@@ -355,33 +355,39 @@ impl RolloutController {
         // The run's memory baseline, once its warm-up is over: the next
         // sample after the reset is the baseline, so reset before the
         // snapshot (which then has no memory until that sample).
-        if !self.run.memory_ready && now >= self.run.memory_from {
-            self.metrics.reset_memory();
-            self.run.memory_ready = true;
-        }
-        let snapshot = stamped(self.metrics.snapshot(), now);
-        if self.source.is_none() {
-            self.history.push(snapshot.clone());
-        }
+        let snapshot = match &self.part {
+            Part::Serving(serving) => {
+                if !self.run.memory_ready && now >= self.run.memory_from {
+                    serving.metrics.reset_memory();
+                    self.run.memory_ready = true;
+                }
+                let snapshot = stamped(serving.metrics.snapshot(), now);
+                self.history.push(snapshot.clone());
+                Some(snapshot)
+            }
+            Part::Judging { .. } => None,
+        };
         let judged = match self.sync.status() {
             Some(status) if status.serves_async() && !self.sync.stale() => self.stage(),
             _ => None,
         };
         let mut metrics_error = None;
-        let totals = match (judged, self.sync.current().cloned(), &mut self.source) {
-            (Some(_), Some(state), Some(source)) => match source.run_totals(&state, now) {
-                Ok(totals) => {
-                    let totals = stamped(totals, now);
-                    self.history.push(totals.clone());
-                    Some(totals)
+        let totals = match (judged, self.sync.current().cloned(), &mut self.part) {
+            (Some(_), Some(state), Part::Judging { source, .. }) => {
+                match source.run_totals(&state, now) {
+                    Ok(totals) => {
+                        let totals = stamped(totals, now);
+                        self.history.push(totals.clone());
+                        Some(totals)
+                    }
+                    Err(err) => {
+                        trace::metrics_error(&err);
+                        metrics_error = Some(err);
+                        None
+                    }
                 }
-                Err(err) => {
-                    trace::metrics_error(&err);
-                    metrics_error = Some(err);
-                    None
-                }
-            },
-            (Some(_), _, None) => Some(self.run_totals(&snapshot)),
+            }
+            (Some(_), _, Part::Serving(_)) => snapshot.as_ref().map(|s| self.run_totals(s)),
             _ => None,
         };
         let (Some(stage), Some(totals)) = (judged, totals) else {
@@ -453,13 +459,13 @@ impl RolloutController {
             Input::Verdict(evaluation),
             self.plan(),
             now,
-            self.settings(),
+            self.settings,
         );
         let acted = match step {
             Ok(Step::Rollback { reason, by, run }) => {
                 // Safety first: nothing async from this instant, stored or
                 // not.
-                self.rollout.halt();
+                self.part.halt();
                 self.sync.rollback_later(reason, by, run);
                 // Logged by the tick's line when stored now; else by an
                 // `action` line when the retried write gets through.
@@ -523,17 +529,18 @@ impl RolloutController {
         // The run being left keeps its sync arm as the carried baseline
         // (when it has enough sync uploads), so a stage without sync traffic
         // of its own (100%) is still compared with the sync path.
-        let snapshot = self.metrics.snapshot();
-        let leaving = match self.source {
-            None => Some(self.run_totals(&snapshot)),
-            Some(_) => self.last_totals.clone(),
+        let snapshot = self.part.metrics().map(|metrics| metrics.snapshot());
+        let leaving = match &snapshot {
+            Some(snapshot) => Some(self.run_totals(snapshot)),
+            None => self.last_totals.clone(),
         };
         if let Some(leaving) = leaving {
             self.sync_baseline = self
                 .evaluator
                 .carry_sync_baseline(self.sync_baseline.take(), &leaving);
         }
-        self.run = Run::start(epoch, snapshot, now, self.memory_warmup);
+        let base = snapshot.unwrap_or_else(|| MetricsSnapshot::empty_at(now));
+        self.run = Run::start(epoch, base, now, self.memory_warmup);
         self.history.clear();
         self.last = None;
         self.last_totals = None;
@@ -593,23 +600,6 @@ impl RolloutController {
                 .state_at(Severity::Warn, now, reason, self.sync.line()),
         }
     }
-
-    /// Applies the percent in force to the rollout (the kill switch is the
-    /// config's: it stays as it is). The store's contact is checked first,
-    /// so a state is never applied past its `stale_after`.
-    fn apply(&mut self) {
-        self.sync.check_stale(&mut self.journal);
-        match self.sync.state_percent() {
-            Some(percent) => {
-                if self.rollout.is_halted() || self.rollout.percent() != percent {
-                    self.rollout.set_percent(percent);
-                }
-            }
-            None => {
-                self.rollout.halt();
-            }
-        }
-    }
 }
 
 /// Stamps a snapshot with the controller's clock, so history and
@@ -624,7 +614,7 @@ impl fmt::Debug for RolloutController {
         f.debug_struct("RolloutController")
             .field("state", &self.sync.current())
             .field("status", &self.sync.status())
-            .field("percent", &self.rollout.percent())
+            .field("percent_in_force", &self.percent_in_force())
             .field("state_error", &self.sync.state_error())
             .finish_non_exhaustive()
     }

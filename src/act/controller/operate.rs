@@ -45,7 +45,7 @@ impl RolloutController {
         for _ in 0..3 {
             let current = self.sync.current().cloned();
             let input = Input::Operator { operation, reason };
-            let step = policy::decide(current.as_ref(), input, self.plan(), now, self.settings());
+            let step = policy::decide(current.as_ref(), input, self.plan(), now, self.settings);
             let step = match step {
                 Ok(step) => step,
                 Err(Refusal::Refused(refused)) => return Err(refused.into()),
@@ -55,7 +55,7 @@ impl RolloutController {
                 // A rollback over an unknown state is always accepted: in
                 // force at once, and written over whatever the store holds.
                 Step::Rollback { reason, by, .. } => {
-                    self.rollout.halt();
+                    self.part.halt();
                     match self
                         .sync
                         .rollback_unknown(&reason, by, now, &mut self.journal)
@@ -81,7 +81,7 @@ impl RolloutController {
                     if operation == Operation::Rollback {
                         // In force before the write: a slow or failing store
                         // never delays a rollback.
-                        self.rollout.halt();
+                        self.part.halt();
                     }
                     match self.sync.commit(next) {
                         Ok(next) => {

@@ -60,7 +60,7 @@ impl RolloutController {
     /// is on; off, rolled back, a rollback pending, state unknown or stale).
     #[must_use]
     pub fn percent_in_force(&self) -> Option<Percent> {
-        if self.rollout.config().kill_switch {
+        if self.part.kill_switch_on() {
             return None;
         }
         self.sync.state_percent()
@@ -88,7 +88,7 @@ impl RolloutController {
 
     pub(super) fn publish(&self) {
         let by_state = self.sync.state_percent();
-        let kill_switch = self.rollout.config().kill_switch;
+        let kill_switch = self.part.kill_switch_on();
         self.view.store(Arc::new(ControllerView {
             state: self.sync.stored_state().cloned(),
             percent: by_state.filter(|_| !kill_switch).unwrap_or(Percent::ZERO),
@@ -127,16 +127,19 @@ impl RolloutController {
         self.last_totals.as_ref()
     }
 
-    /// The rollout it drives.
+    /// The rollout it drives; `None` for a controller that serves no
+    /// uploads ([`RolloutController::judging`]).
     #[must_use]
-    pub fn rollout(&self) -> &Arc<Rollout> {
-        &self.rollout
+    pub fn rollout(&self) -> Option<&Arc<Rollout>> {
+        self.part.rollout()
     }
 
-    /// The metrics it judges.
+    /// The local metrics it judges; `None` for a controller that judges run
+    /// totals from a [`MetricsSource`](crate::act::MetricsSource)
+    /// ([`RolloutController::judging`]).
     #[must_use]
-    pub fn metrics(&self) -> &Arc<MetricsAccumulator> {
-        &self.metrics
+    pub fn metrics(&self) -> Option<&Arc<MetricsAccumulator>> {
+        self.part.metrics()
     }
 
     /// The store it keeps the state in.

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 use crate::act::state::RolloutState;
 use crate::act::store::ack::{Acknowledgement, Applied, default_service_id};
 use crate::act::store::{Revision, Salvaged, StateStore, StoreError, Stored, durable};
-use crate::decide::percent::Percent;
 
 /// Where the state lives by default, beside the metrics log:
 /// `logs/async_upload_rollout/state.json` (relative to the working directory).
@@ -394,7 +393,7 @@ impl StateStore for FileStateStore {
                     let at = fs::metadata(&path)
                         .and_then(|m| m.modified())
                         .unwrap_or(SystemTime::UNIX_EPOCH);
-                    let mut applied = Applied::new(0, Percent::ZERO);
+                    let mut applied = Applied::new(0, crate::decide::Percent::ZERO);
                     applied.state_error = Some(format!(
                         "unreadable acknowledgement file {}: {err}",
                         path.display()

@@ -33,7 +33,7 @@ impl StoreSync {
                     self.store.describe()
                 )),
             },
-            Ok(None) if self.follower => {
+            Ok(None) if self.waits_for_leader() => {
                 self.state_error = Some(self.waiting_message());
                 format!(
                     "replica started: no state in {} yet; nothing async until the leading controller writes one",
@@ -79,14 +79,14 @@ impl StoreSync {
 
     /// The store answered "nothing stored".
     ///
-    /// A follower waits for the leader. A controller that knows the last
+    /// A fleet's replica waits for the leader. A controller that knows the last
     /// state (read or written, also before the state turned unreadable)
     /// writes it again above every epoch seen; one that does not, on a
     /// store that has held a state, writes nothing and waits for an
     /// operator's `--create`; only a store that never held one is started
     /// from the starting request.
     pub(super) fn state_vanished(&mut self, now: SystemTime, journal: &mut Journal) {
-        if self.follower {
+        if self.waits_for_leader() {
             if let Some(lost) = self.stored.take() {
                 let message = self.waiting_message();
                 self.state_error = Some(message.clone());

@@ -28,6 +28,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::act::journal::{Journal, Line};
 use crate::act::outage::OutageLog;
+use crate::act::policy::Authority;
 use crate::act::record::Action;
 use crate::act::state::{ChangedBy, Operation, RolloutState, RolloutStatus};
 use crate::act::store::{Revision, StateStore, StoreError, Stored};
@@ -94,8 +95,10 @@ pub(crate) struct StoreSync {
     store: Arc<dyn StateStore>,
     plan: RolloutPlan,
     clock: Arc<dyn Clock>,
-    /// A fleet's replica: never writes a first state, waits for the leader.
-    follower: bool,
+    /// What it may write of its own accord: a fleet's replica
+    /// ([`Authority::Fuse`]) never writes a first state or a lost one again,
+    /// it waits for the leader.
+    authority: Authority,
     stale_after: Duration,
     request: Request,
     /// What the store holds, as last read or written; `None` when unknown.
@@ -127,7 +130,7 @@ impl StoreSync {
         store: Arc<dyn StateStore>,
         plan: RolloutPlan,
         clock: Arc<dyn Clock>,
-        follower: bool,
+        authority: Authority,
         stale_after: Duration,
         request: Request,
         now: SystemTime,
@@ -136,7 +139,7 @@ impl StoreSync {
             store,
             plan,
             clock,
-            follower,
+            authority,
             stale_after,
             request,
             stored: None,
@@ -150,6 +153,12 @@ impl StoreSync {
             outage: OutageLog::default(),
             new_runs: Vec::new(),
         }
+    }
+
+    /// Whether this is a fleet's replica, which waits for the leading
+    /// controller where an owner of the state would write.
+    fn waits_for_leader(&self) -> bool {
+        self.authority == Authority::Fuse
     }
 
     /// What a line written now says about the state.
@@ -308,7 +317,7 @@ impl StoreSync {
         }
         if self.stored.is_some() || self.first_pending() {
             self.state_error = None;
-        } else if self.follower && self.state_error.is_none() {
+        } else if self.waits_for_leader() && self.state_error.is_none() {
             self.state_error = Some(self.waiting_message());
         }
         self.write_pending(now, journal)
@@ -316,10 +325,10 @@ impl StoreSync {
 
     /// A state stored at or below the store's high-water mark (written
     /// around the store: by hand, or restored from an old copy) is written
-    /// again above it by a controller that is not a follower, so the epoch
+    /// again above it by a controller that owns the state, so the epoch
     /// services see never goes back for long.
     fn raise_below_high_water(&mut self, epoch: u64, now: SystemTime, journal: &mut Journal) {
-        if self.follower || self.pending.is_some() {
+        if self.waits_for_leader() || self.pending.is_some() {
             return;
         }
         let Ok(high_water) = self.store.high_water() else {

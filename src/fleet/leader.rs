@@ -1,4 +1,8 @@
-//! [`FleetController`]: the fleet's one decision-maker, elected on etcd.
+//! [`FleetController`]: the fleet's leader part, its one decision-maker,
+//! elected on etcd. While it leads it runs a [`RolloutController`] built by
+//! [`RolloutController::judging`]: it serves no uploads (no rollout, no
+//! local metrics, no acknowledgement) and judges every replica's counters
+//! from Prometheus. The replicas' part is [`replica`](super::replica).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,14 +13,11 @@ use crate::act::controller::{ControllerError, RolloutController};
 use crate::act::log::JsonlSink;
 use crate::act::outage::OutageLog;
 use crate::act::trace::{self, Severity};
-use crate::decide::config::RolloutConfig;
 use crate::decide::percent::Percent;
-use crate::decide::rollout::Rollout;
 use crate::fleet::etcd::{DEFAULT_LEASE_TTL, EtcdStateStore};
 use crate::fleet::prometheus::PrometheusSource;
 use crate::fleet::security::{ConnectError, EtcdTls, EtcdUser, PrometheusAuth};
 use crate::judge::plan::RolloutPlan;
-use crate::metrics::MetricsAccumulator;
 
 /// How a [`FleetController`] runs.
 #[derive(Clone, Debug)]
@@ -235,16 +236,11 @@ impl FleetController {
     /// Prometheus source, the plan; the first state (when none is stored)
     /// from [`FleetControllerConfig::start`].
     fn lead(&self) -> Result<crate::MonitorHandle, ControllerError> {
-        // This process serves no uploads: its rollout only carries the
-        // starting request.
-        let rollout = Arc::new(Rollout::new(RolloutConfig::with_percent(self.config.start)));
-        let mut builder = RolloutController::builder(rollout, Arc::new(MetricsAccumulator::new()))
+        let mut builder = RolloutController::judging(Box::new(self.source.clone()))
+            .start_percent(self.config.start)
             .plan(self.config.plan.clone())
             .auto_advance(self.config.auto_advance)
-            // It serves no uploads: the replicas acknowledge, not it.
-            .acknowledges(false)
-            .state_store(Arc::new(self.store.clone()))
-            .metrics_source(Box::new(self.source.clone()));
+            .state_store(Arc::new(self.store.clone()));
         if let Some(path) = &self.config.log {
             builder = builder.log(JsonlSink::open(path)?);
         }
