@@ -4,54 +4,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_upload_rollout::{
-    Action, Arm, ControllerError, JsonlSink, MetricsAccumulator, Outcome, Percent, Rollout,
-    RolloutConfig, RolloutController, RolloutPlan, RolloutStatus, Verdict,
+    Action, Arm, ControllerError, JsonlSink, MetricsAccumulator, Outcome, Percent,
+    RolloutController, RolloutPlan, RolloutStatus, Verdict,
     act::OperatorError,
     act::log::{LogEvent, LogRecord, read_log},
-    clock::{Clock, ManualClock},
+    clock::Clock,
 };
 
-struct Setup {
-    clock: ManualClock,
-    rollout: Arc<Rollout>,
-    metrics: Arc<MetricsAccumulator>,
-}
+#[path = "support/traffic.rs"]
+mod traffic;
 
+use traffic::Setup;
+
+/// The rollout at `percent`; one of each minute's 200 sync uploads fails.
 fn setup(percent: u32) -> Setup {
-    let clock = ManualClock::default();
     Setup {
-        rollout: Arc::new(Rollout::new(RolloutConfig::with_percent(
-            Percent::from_whole(percent).unwrap(),
-        ))),
-        metrics: Arc::new(MetricsAccumulator::with_clock(Arc::new(clock.clone()))),
-        clock,
-    }
-}
-
-impl Setup {
-    fn controller(&self) -> async_upload_rollout::RolloutControllerBuilder {
-        RolloutController::builder(self.rollout.clone(), self.metrics.clone())
-            .clock(Arc::new(self.clock.clone()))
-    }
-
-    /// One minute of traffic: `async_ok`/`async_err` async uploads, 200 healthy sync ones.
-    fn minute(&self, async_ok: u64, async_err: u64) {
-        let ms = Duration::from_millis(100);
-        for _ in 0..async_ok {
-            self.metrics.record(Arm::Async, Outcome::Success, ms);
-        }
-        for _ in 0..async_err {
-            self.metrics.record(Arm::Async, Outcome::Error, ms);
-        }
-        for i in 0..200 {
-            let outcome = if i == 0 {
-                Outcome::Error
-            } else {
-                Outcome::Success
-            };
-            self.metrics.record(Arm::Sync, outcome, ms);
-        }
-        self.clock.advance(Duration::from_secs(60));
+        sync_errors: 1,
+        ..Setup::new(percent)
     }
 }
 
@@ -61,6 +30,15 @@ fn short_plan() -> RolloutPlan {
         stage.criteria.min_duration = Duration::from_secs(30 * 60);
     }
     plan
+}
+
+/// A controller on `s` with [`short_plan`] that advances by itself.
+fn auto_advancing(s: &Setup) -> RolloutController {
+    s.controller()
+        .plan(short_plan())
+        .auto_advance(true)
+        .build()
+        .unwrap()
 }
 
 fn verdict(tick: &async_upload_rollout::Tick) -> Option<Verdict> {
@@ -137,12 +115,7 @@ fn rollback_sets_zero_percent_and_every_id_goes_sync() {
 #[test]
 fn advances_only_with_auto_advance_and_after_min_duration() {
     let s = setup(10);
-    let mut c = s
-        .controller()
-        .plan(short_plan())
-        .auto_advance(true)
-        .build()
-        .unwrap();
+    let mut c = auto_advancing(&s);
     // Healthy and plentiful from the first minute: criteria hold early, but
     // the stage is not ready (and says nothing) before its min_duration...
     for minute in 1..=40 {
@@ -188,12 +161,7 @@ fn advances_only_with_auto_advance_and_after_min_duration() {
 #[test]
 fn manual_review_stops_advancing_until_resumed_but_rollback_stays_armed() {
     let s = setup(10);
-    let mut c = s
-        .controller()
-        .plan(short_plan())
-        .auto_advance(true)
-        .build()
-        .unwrap();
+    let mut c = auto_advancing(&s);
     // 96% success for 40 minutes: the review band.
     let mut reviewed = false;
     for _ in 0..40 {
@@ -216,12 +184,7 @@ fn manual_review_stops_advancing_until_resumed_but_rollback_stays_armed() {
 #[test]
 fn pause_stops_advancing_and_operator_rollback_is_immediate() {
     let s = setup(10);
-    let mut c = s
-        .controller()
-        .plan(short_plan())
-        .auto_advance(true)
-        .build()
-        .unwrap();
+    let mut c = auto_advancing(&s);
     c.pause("holiday freeze").unwrap();
     for _ in 0..60 {
         s.minute(400, 1);

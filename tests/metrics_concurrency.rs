@@ -44,6 +44,44 @@ fn assert_monotone(earlier: &MetricsSnapshot, later: &MetricsSnapshot) {
     }
 }
 
+/// Records `per` uploads (`upload(t, i)`, and a complaint every 1,000th)
+/// from each of `threads` threads once `start` opens, and returns when all
+/// are done. Halfway, each thread waits until `observed` (what the thread
+/// beside them has done: snapshots, resets) reaches `at_least`, so that work
+/// falls mid-write.
+fn record_from_threads(
+    metrics: &Arc<MetricsAccumulator>,
+    threads: u64,
+    per: u64,
+    start: &Arc<Barrier>,
+    observed: &Arc<AtomicU64>,
+    at_least: u64,
+) {
+    let writers: Vec<_> = (0..threads)
+        .map(|t| {
+            let (metrics, observed, start) = (metrics.clone(), observed.clone(), start.clone());
+            thread::spawn(move || {
+                start.wait();
+                for i in 0..per {
+                    if i == per / 2 {
+                        while observed.load(Ordering::Acquire) < at_least {
+                            thread::yield_now();
+                        }
+                    }
+                    let (arm, outcome, latency) = upload(t, i);
+                    metrics.record(arm, outcome, latency);
+                    if i % 1000 == 0 {
+                        metrics.record_complaint(arm);
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.join().unwrap();
+    }
+}
+
 fn exact_totals_with(threads: u64) {
     let metrics = Arc::new(MetricsAccumulator::new());
     let done = Arc::new(AtomicBool::new(false));
@@ -65,31 +103,9 @@ fn exact_totals_with(threads: u64) {
             taken.load(Ordering::Relaxed)
         })
     };
-    let writers: Vec<_> = (0..threads)
-        .map(|t| {
-            let (metrics, taken, start) = (metrics.clone(), taken.clone(), start.clone());
-            thread::spawn(move || {
-                start.wait();
-                for i in 0..PER_THREAD {
-                    if i == PER_THREAD / 2 {
-                        // Make sure snapshots are taken mid-write, even if the
-                        // scheduler starves the observer on a small machine.
-                        while taken.load(Ordering::Acquire) < 2 {
-                            thread::yield_now();
-                        }
-                    }
-                    let (arm, outcome, latency) = upload(t, i);
-                    metrics.record(arm, outcome, latency);
-                    if i % 1000 == 0 {
-                        metrics.record_complaint(arm);
-                    }
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.join().unwrap();
-    }
+    // Snapshots are taken mid-write, even if the scheduler starves the
+    // observer on a small machine.
+    record_from_threads(&metrics, threads, PER_THREAD, &start, &taken, 2);
     done.store(true, Ordering::Release);
     let snapshots = observer.join().unwrap();
     assert!(snapshots >= 2, "snapshots were taken while writing");
@@ -174,30 +190,8 @@ fn reset_against_recording_threads_loses_nothing_and_every_snapshot_reads_back()
             ended
         })
     };
-    let writers: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let (metrics, resets, start) = (metrics.clone(), resets.clone(), start.clone());
-            thread::spawn(move || {
-                start.wait();
-                for i in 0..PER {
-                    if i == PER / 2 {
-                        // Resets happen mid-write even on a starved machine.
-                        while resets.load(Ordering::Acquire) < 3 {
-                            thread::yield_now();
-                        }
-                    }
-                    let (arm, outcome, latency) = upload(t, i);
-                    metrics.record(arm, outcome, latency);
-                    if i % 1000 == 0 {
-                        metrics.record_complaint(arm);
-                    }
-                }
-            })
-        })
-        .collect();
-    for writer in writers {
-        writer.join().unwrap();
-    }
+    // Resets happen mid-write even on a starved machine.
+    record_from_threads(&metrics, THREADS, PER, &start, &resets, 3);
     done.store(true, Ordering::Release);
     let ended = resetter.join().unwrap();
     let resets = resets.load(Ordering::Acquire);

@@ -10,57 +10,18 @@
 
 #[path = "support/capture.rs"]
 mod capture;
+#[path = "support/traffic.rs"]
+mod traffic;
 
 use std::sync::Arc;
-use std::time::Duration;
 
+use async_upload_rollout::act::{ConfigWatcher, PollOutcome, Revision, Stored};
 use async_upload_rollout::*;
-use async_upload_rollout::{
-    act::{ConfigWatcher, PollOutcome, Revision, Stored},
-    clock::ManualClock,
-};
 use capture::Capture;
 use tracing::Level;
+use traffic::Setup;
 
 const CONTROLLER: &str = "async_upload_rollout::controller";
-const MS: Duration = Duration::from_millis(100);
-
-struct Setup {
-    clock: ManualClock,
-    rollout: Arc<Rollout>,
-    metrics: Arc<MetricsAccumulator>,
-}
-
-impl Setup {
-    fn new(percent: u32) -> Setup {
-        let clock = ManualClock::default();
-        Setup {
-            rollout: Arc::new(Rollout::new(RolloutConfig::with_percent(
-                Percent::from_whole(percent).unwrap(),
-            ))),
-            metrics: Arc::new(MetricsAccumulator::with_clock(Arc::new(clock.clone()))),
-            clock,
-        }
-    }
-
-    fn controller(&self) -> RolloutControllerBuilder {
-        RolloutController::builder(self.rollout.clone(), self.metrics.clone())
-            .clock(Arc::new(self.clock.clone()))
-    }
-
-    fn minute(&self, async_ok: u64, async_err: u64) {
-        for _ in 0..async_ok {
-            self.metrics.record(Arm::Async, Outcome::Success, MS);
-        }
-        for _ in 0..async_err {
-            self.metrics.record(Arm::Async, Outcome::Error, MS);
-        }
-        for _ in 0..200 {
-            self.metrics.record(Arm::Sync, Outcome::Success, MS);
-        }
-        self.clock.advance(Duration::from_secs(60));
-    }
-}
 
 #[test]
 fn an_automatic_rollback_is_an_error_event_with_its_fields_and_quiet_ticks_are_debug() {

@@ -11,7 +11,7 @@
 //! the starting request (the state decides the percent in force); a write
 //! keeps it as it is.
 
-use std::fs::{self, File};
+use std::fs::File;
 use std::hash::Hasher as _;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -125,11 +125,7 @@ impl ConfigFile {
     }
 
     fn read(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        match fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(self.io(err)),
-        }
+        durable::read_if_any(&self.path).map_err(|e| self.io(e))
     }
 
     fn lock(&self) -> Result<File, StoreError> {

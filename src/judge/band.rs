@@ -215,11 +215,7 @@ fn look_review(
     let success = 1.0 - failures as f64 / n as f64;
     let reviews_at = 1.0 - critical as f64 / n as f64;
     check(
-        if fired {
-            CheckStatus::Fail
-        } else {
-            CheckStatus::Pass
-        },
+        CheckStatus::fail_if(fired),
         Some(success),
         reviews_at,
         n,

@@ -65,6 +65,18 @@ pub enum CheckStatus {
     NotEnoughData,
 }
 
+impl CheckStatus {
+    /// [`Fail`](CheckStatus::Fail) when a criterion is not met or a trigger
+    /// `fired`, else [`Pass`](CheckStatus::Pass).
+    pub(crate) const fn fail_if(fired: bool) -> CheckStatus {
+        if fired {
+            CheckStatus::Fail
+        } else {
+            CheckStatus::Pass
+        }
+    }
+}
+
 impl fmt::Display for CheckStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

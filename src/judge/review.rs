@@ -132,23 +132,9 @@ impl Judging<'_> {
                         1.0 / alpha,
                         pct(threshold),
                     );
-                    (
-                        if more {
-                            CheckStatus::Fail
-                        } else {
-                            CheckStatus::Pass
-                        },
-                        detail,
-                    )
+                    (CheckStatus::fail_if(more), detail)
                 } else {
-                    (
-                        if a > s {
-                            CheckStatus::Fail
-                        } else {
-                            CheckStatus::Pass
-                        },
-                        shown,
-                    )
+                    (CheckStatus::fail_if(a > s), shown)
                 }
             }
             _ => (
@@ -233,11 +219,7 @@ impl Judging<'_> {
         let fired = c.ratio > t.review_latency_ratio && low > accepted;
         Check::new(
             &id,
-            if fired {
-                CheckStatus::Fail
-            } else {
-                CheckStatus::Pass
-            },
+            CheckStatus::fail_if(fired),
             Some(c.ratio),
             t.review_latency_ratio,
             n,

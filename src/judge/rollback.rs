@@ -52,11 +52,7 @@ impl Judging<'_> {
         }
         checks.push(Check::new(
             &CheckId::CriticalErrors,
-            if t.rollback_on_critical && critical > 0 {
-                CheckStatus::Fail
-            } else {
-                CheckStatus::Pass
-            },
+            CheckStatus::fail_if(t.rollback_on_critical && critical > 0),
             Some(critical as f64),
             0.0,
             totals.judged(Arm::Async),
@@ -216,14 +212,7 @@ impl Judging<'_> {
                 if self.guarded() {
                     detail.push_str(&format!(", interval [{}, {}]", pct(i.low), pct(i.high)));
                 }
-                (
-                    if fired {
-                        CheckStatus::Fail
-                    } else {
-                        CheckStatus::Pass
-                    },
-                    detail,
-                )
+                (CheckStatus::fail_if(fired), detail)
             }
             _ => (
                 CheckStatus::NotEnoughData,

@@ -423,11 +423,7 @@ pub(crate) fn baseline_check(
             };
             Check::new(
                 id,
-                if fired {
-                    CheckStatus::Fail
-                } else {
-                    CheckStatus::Pass
-                },
+                CheckStatus::fail_if(fired),
                 Some(b.window.llr),
                 threshold,
                 b.window.n,
@@ -485,11 +481,7 @@ pub(crate) fn evidence_check(
                 "(no recent window above the zero-drift rate)".to_owned()
             };
             (
-                if fired {
-                    CheckStatus::Fail
-                } else {
-                    CheckStatus::Pass
-                },
+                CheckStatus::fail_if(fired),
                 Some(b.llr),
                 b.n,
                 format!(

@@ -83,11 +83,7 @@ pub(crate) fn sustained_check(
     };
     Check::new(
         id,
-        if fired {
-            CheckStatus::Fail
-        } else {
-            CheckStatus::Pass
-        },
+        CheckStatus::fail_if(fired),
         held.map(|h| h.as_secs_f64() / 60.0),
         needed.as_secs_f64() / 60.0,
         sample_size,

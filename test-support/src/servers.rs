@@ -56,6 +56,9 @@ pub struct Etcd {
     child: Child,
     pub url: String,
     pub addr: SocketAddr,
+    /// Where its plain-HTTP `/health` answers: the client address, or the
+    /// metrics listener of an etcd with TLS.
+    health: SocketAddr,
     args: Vec<String>,
     _dir: tempfile::TempDir,
 }
@@ -74,6 +77,7 @@ impl Etcd {
             child,
             url,
             addr,
+            health: addr,
             args,
             _dir: dir,
         }
@@ -85,11 +89,10 @@ impl Etcd {
         let _ = self.child.wait();
     }
 
-    /// Starts it again on the same data directory and port, and waits
-    /// until it serves (a killed etcd from [`Etcd::start`]; its leases come
-    /// back with it).
+    /// Starts it again on the same data directory and ports, and waits
+    /// until it serves (a killed etcd; its leases come back with it).
     pub fn restart(&mut self) {
-        self.child = spawn_etcd(&self.args, self.addr);
+        self.child = spawn_etcd(&self.args, self.health);
     }
 
     /// Stops it with SIGSTOP: connections stay open and nothing answers.
@@ -138,20 +141,22 @@ fn etcd_args(dir: &Path, url: &str, peer_url: &str, extra: &[&str]) -> Vec<Strin
     base.iter().chain(extra).map(|s| (*s).to_owned()).collect()
 }
 
-/// Starts etcd with `args` and waits until it serves on `addr`.
-fn spawn_etcd(args: &[String], addr: SocketAddr) -> Child {
+/// Starts etcd with `args` and waits until it serves: until its plain-HTTP
+/// `/health` on `health` (the client address, or a TLS etcd's metrics
+/// listener) says so.
+fn spawn_etcd(args: &[String], health: SocketAddr) -> Child {
     let child = Command::new("etcd")
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("start etcd");
-    wait_for_port(addr, READY_WITHIN, "etcd");
+    wait_for_port(health, READY_WITHIN, "etcd");
     // Listening is not ready either: until the member has elected itself
     // leader, gRPC calls can be reset. `/health` answers 200 with
     // `"health":"true"` once it serves requests; a refused or reset
     // connection meanwhile means "not yet".
-    wait_ready(addr, "/health", "\"health\":\"true\"", "etcd");
+    wait_ready(health, "/health", "\"health\":\"true\"", "etcd");
     child
 }
 
@@ -194,20 +199,14 @@ impl Etcd {
                 path_str(files.client_ca),
             ],
         );
-        let child = Command::new("etcd")
-            .args(&args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start etcd");
         let addr: SocketAddr = format!("127.0.0.1:{client}").parse().unwrap();
-        let metrics_addr: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
-        wait_for_port(metrics_addr, READY_WITHIN, "etcd's metrics listener");
-        wait_ready(metrics_addr, "/health", "\"health\":\"true\"", "etcd");
+        let health: SocketAddr = format!("127.0.0.1:{metrics}").parse().unwrap();
+        let child = spawn_etcd(&args, health);
         Etcd {
             child,
             url,
             addr,
+            health,
             args,
             _dir: dir,
         }
@@ -232,44 +231,9 @@ pub struct Prometheus {
 
 impl Prometheus {
     pub fn start(targets: &[SocketAddr], interval: Duration) -> Prometheus {
-        require("prometheus", "prometheus");
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let config = format!(
-            "global:\n  scrape_interval: {ms}ms\n  evaluation_interval: {ms}ms\n\
-             scrape_configs:\n  - job_name: upload_server\n    static_configs:\n      - targets: [{}]\n",
-            targets.join(", "),
-            ms = interval.as_millis()
-        );
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new("prometheus")
-            .args([
-                &format!("--config.file={}", config_path.display()),
-                &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-                &format!("--web.listen-address=127.0.0.1:{port}"),
-                "--log.level=error",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        wait_for_port(addr, READY_WITHIN, "prometheus");
-        // Listening is not ready: the query API answers 503 until the
-        // storage is open.
-        wait_ready(addr, "/-/ready", "", "prometheus");
-        Prometheus {
-            child,
-            url,
-            _dir: dir,
-        }
+        Prometheus::launch(targets, interval, None, None)
     }
-}
 
-impl Prometheus {
     /// A Prometheus like [`Prometheus::start`] whose own HTTP API asks for
     /// credentials: its `--web.config.file` holds `web_config` (for example
     /// `basic_auth_users` with a bcrypt hash, `tls_server_config`).
@@ -282,10 +246,21 @@ impl Prometheus {
         web_config: &str,
         authorization: Option<&str>,
     ) -> Prometheus {
+        Prometheus::launch(targets, interval, Some(web_config), authorization)
+    }
+
+    /// Starts Prometheus scraping `targets`, with `web_config` as its
+    /// `--web.config.file` when there is one, and waits until it is ready.
+    fn launch(
+        targets: &[SocketAddr],
+        interval: Duration,
+        web_config: Option<&str>,
+        authorization: Option<&str>,
+    ) -> Prometheus {
         require("prometheus", "prometheus");
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
-        let tls = web_config.contains("tls_server_config");
+        let tls = web_config.is_some_and(|web| web.contains("tls_server_config"));
         let scheme = if tls { "https" } else { "http" };
         let url = format!("{scheme}://127.0.0.1:{port}");
         let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
@@ -297,22 +272,27 @@ impl Prometheus {
         );
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).unwrap();
-        let web_path = dir.path().join("web.yml");
-        std::fs::write(&web_path, web_config).unwrap();
+        let mut args = vec![format!("--config.file={}", config_path.display())];
+        if let Some(web_config) = web_config {
+            let web_path = dir.path().join("web.yml");
+            std::fs::write(&web_path, web_config).unwrap();
+            args.push(format!("--web.config.file={}", web_path.display()));
+        }
+        args.extend([
+            format!("--storage.tsdb.path={}", dir.path().join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--log.level=error".to_owned(),
+        ]);
         let child = Command::new("prometheus")
-            .args([
-                &format!("--config.file={}", config_path.display()),
-                &format!("--web.config.file={}", web_path.display()),
-                &format!("--storage.tsdb.path={}", dir.path().join("data").display()),
-                &format!("--web.listen-address=127.0.0.1:{port}"),
-                "--log.level=error",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start prometheus");
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         wait_for_port(addr, READY_WITHIN, "prometheus");
+        // Listening is not ready: the query API answers 503 until the
+        // storage is open.
         if !tls {
             wait_ready_with(addr, "/-/ready", "", "prometheus", authorization);
         }
@@ -498,23 +478,31 @@ pub fn path_str(path: &Path) -> &str {
 /// replica's `/metrics` without the rest of a replica (say,
 /// `move || exporter.encode_prometheus_text()`).
 pub fn serve_metrics(exposition: impl Fn() -> String + Send + 'static) -> SocketAddr {
+    serve_http(move |_| ("text/plain; version=0.0.4", exposition()))
+}
+
+/// A minimal HTTP server on a loopback port, for as long as the process
+/// runs: one request a connection; `answer` gets the request's head (the
+/// request line and headers, as text) and gives the content type and body
+/// of a `200 OK`.
+pub fn serve_http(answer: impl Fn(&str) -> (&'static str, String) + Send + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
             let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
+            let mut buf = [0u8; 4096];
             while !request.windows(4).any(|w| w == b"\r\n\r\n") {
                 match stream.read(&mut buf) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => request.extend_from_slice(&buf[..n]),
                 }
             }
-            let body = exposition();
+            let (content_type, body) = answer(&String::from_utf8_lossy(&request));
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                "HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
             );
         }

@@ -14,8 +14,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::app::{AppState, error};
 use crate::auth::authorize;
+use crate::json_error::error;
+use crate::state::AppState;
 use crate::status::RolloutBody;
 
 /// Largest body of an admin request (`PUT /rollout`, the operator routes).
@@ -77,7 +78,7 @@ pub(crate) async fn change_rollout(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Err(denied) = authorize(&state, &headers) {
+    if let Err(denied) = authorize(state.inner.admin_token.as_deref(), &headers) {
         return denied;
     }
     let body = match admin_body(body).await {
@@ -234,7 +235,7 @@ pub(crate) async fn operate(
             );
         }
     };
-    if let Err(denied) = authorize(&state, &headers) {
+    if let Err(denied) = authorize(state.inner.admin_token.as_deref(), &headers) {
         return denied;
     }
     let body = match admin_body(body).await {

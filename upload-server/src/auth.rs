@@ -4,16 +4,16 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 
-use crate::app::{AppState, error};
+use crate::json_error::error;
 
 /// The environment variable that can hold the admin token.
 pub const ADMIN_TOKEN_ENV_VAR: &str = "ASYNC_UPLOAD_ADMIN_TOKEN";
 
-/// `Ok` when the admin routes are on and the bearer token matches; else the
-/// response to send (403 or 401).
+/// `Ok` when the admin routes are on (`expected` is the configured token)
+/// and the bearer token matches; else the response to send (403 or 401).
 #[allow(clippy::result_large_err)] // the error is the response itself
-pub(crate) fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(expected) = state.inner.admin_token.as_deref() else {
+pub(crate) fn authorize(expected: Option<&[u8]>, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = expected else {
         return Err(error(
             StatusCode::FORBIDDEN,
             format!(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_upload_rollout::ControllerView;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Says on stderr, once per change, what the operator must know: the state
 /// in force changed (by this process, the command line, another replica),

@@ -2,11 +2,10 @@
 //! shutdown (or a test) can wait for them.
 
 use std::pin::pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
-
-use crate::app::AppState;
 
 /// Counts accepted uploads not yet stored, so a shutdown (or a test) can
 /// wait for them.
@@ -38,18 +37,18 @@ impl InFlight {
 
 /// One accepted upload being stored; dropping it (also by a panic in the
 /// task) ends it.
-pub(crate) struct InFlightGuard(AppState);
+pub(crate) struct InFlightGuard(Arc<InFlight>);
 
 impl InFlightGuard {
-    pub(crate) fn start(state: &AppState) -> InFlightGuard {
-        state.inner.in_flight.count.fetch_add(1, Ordering::AcqRel);
-        InFlightGuard(state.clone())
+    pub(crate) fn start(in_flight: &Arc<InFlight>) -> InFlightGuard {
+        in_flight.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(Arc::clone(in_flight))
     }
 }
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
-        let in_flight = &self.0.inner.in_flight;
+        let in_flight = &self.0;
         if in_flight.count.fetch_sub(1, Ordering::AcqRel) == 1 {
             in_flight.idle.notify_waiters();
         }

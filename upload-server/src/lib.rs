@@ -10,19 +10,22 @@
 //! |---|---|
 //! | [`flags`] | the command line: every flag, its default, `--help` |
 //! | [`config`] | [`ServerConfig`]: every setting, the defaults |
-//! | [`app`](mod@app) | [`AppState`] (what the handlers share, built from the config) and the routes |
+//! | [`state`] | [`AppState`]: what the handlers share, built from the config |
 //! | `stores` | the state store and the shared config's store: the files, or etcd |
 //! | `uploads` | `POST /uploads`: the sync and async paths, their outcomes |
 //! | `upload_id` | where an upload's id comes from, the rule it follows, generated ids |
 //! | [`storage`] | durable upload files, and the sweep of a crash's leftovers |
 //! | `in_flight` | accepted uploads not yet stored (the drain waits for them) |
+//! | `inject` | async uploads failed on purpose (`--inject-async-error-rate`) |
 //! | `metrics` | `GET /metrics` |
 //! | [`status`] | `GET /rollout` ([`RolloutBody`]) and `GET /rollout/decide/{id}` |
 //! | [`admin`] | `PUT /rollout` and the operator routes |
 //! | [`auth`] | the admin routes' bearer token |
 //! | `changes` | the lines on stderr when the state, config or kill switch change |
+//! | [`app`](mod@app) | the routes: each path to its handler |
 //! | [`serve`](mod@serve) | serving with memory sampling and a graceful, draining stop |
 //! | [`error`] | [`StartError`] |
+//! | `json_error` | the JSON error answer every route gives |
 //!
 //! ```text
 //! cargo run --release -p upload-server -- --admin-token secret
@@ -163,8 +166,11 @@ pub mod config;
 pub mod error;
 pub mod flags;
 mod in_flight;
+mod inject;
+mod json_error;
 mod metrics;
 pub mod serve;
+pub mod state;
 pub mod status;
 pub mod storage;
 mod stores;
@@ -172,12 +178,13 @@ mod upload_id;
 mod uploads;
 
 pub use admin::MAX_ADMIN_BODY;
-pub use app::{AppState, app};
+pub use app::app;
 pub use auth::ADMIN_TOKEN_ENV_VAR;
 pub use config::{FleetConfig, ServerConfig};
 pub use error::StartError;
 pub use flags::HELP;
 pub use serve::{DRAIN_TIMEOUT, serve};
+pub use state::AppState;
 pub use status::RolloutBody;
 pub use storage::{store, sweep_partial_uploads};
 pub use upload_id::{MAX_ID_LEN, UPLOAD_ID_HEADERS};

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let inner = &state.inner;

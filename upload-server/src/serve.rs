@@ -9,8 +9,9 @@ use std::time::Duration;
 use async_upload_rollout::process_memory_bytes;
 use tokio::net::TcpListener;
 
-use crate::app::{AppState, app};
+use crate::app::app;
 use crate::changes::report_changes;
+use crate::state::AppState;
 
 /// How long a graceful shutdown waits for accepted uploads to be stored.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

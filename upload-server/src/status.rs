@@ -6,7 +6,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// The body of `GET /rollout` (and of a successful admin request).
 #[derive(Debug, Serialize, Deserialize)]

@@ -2,13 +2,12 @@
 //! follow (it becomes a file name), and the ids generated for requests
 //! that carry none.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
-
-use crate::app::AppState;
 
 /// The request headers an upload id is read from, in order.
 pub const UPLOAD_ID_HEADERS: [&str; 2] = ["upload-id", "x-upload-id"];
@@ -26,12 +25,12 @@ pub(crate) fn request_upload_id(request: &Request) -> Option<&[u8]> {
 /// Gives a request without an upload id a generated one (in the
 /// `upload-id` header), before the layer decides.
 pub(crate) async fn assign_upload_id(
-    State(state): State<AppState>,
+    State(ids): State<Arc<IdSource>>,
     mut request: Request,
 ) -> Request {
     if request_upload_id(&request).is_none() {
         // Generated ids are header-safe (letters, digits, `-`).
-        if let Ok(id) = HeaderValue::from_str(&state.inner.ids.next()) {
+        if let Ok(id) = HeaderValue::from_str(&ids.next()) {
             request.headers_mut().insert(UPLOAD_ID_HEADERS[0], id);
         }
     }

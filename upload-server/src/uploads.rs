@@ -2,8 +2,6 @@
 //! rollout's layer decided (sync: stored, then `201`; async: `202` at once,
 //! stored in the background), and its outcome recorded on that arm.
 
-use std::sync::atomic::Ordering;
-
 use async_upload_rollout::tower::RolloutDecision;
 use async_upload_rollout::{Arm, Outcome};
 use axum::Extension;
@@ -13,8 +11,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::app::AppState;
 use crate::in_flight::InFlightGuard;
+use crate::state::AppState;
 use crate::storage::store;
 use crate::upload_id::{check_id, upload_id};
 
@@ -102,7 +100,7 @@ pub(crate) async fn upload(
             }
         },
         Arm::Async => {
-            let guard = InFlightGuard::start(&state);
+            let guard = InFlightGuard::start(&inner.in_flight);
             let mut response = reply(StatusCode::ACCEPTED, id, arm, "accepted", bytes, None);
             // The upload is not stored yet: the background task records it.
             let outcome = inner.layer.handle().defer(decision, &mut response);
@@ -111,7 +109,7 @@ pub(crate) async fn upload(
             tokio::spawn(async move {
                 let inner = &task_state.inner;
                 let stored = match store(&inner.store_dir, &task_id, &body).await {
-                    Ok(()) if inner.inject_failure() => Outcome::Error,
+                    Ok(()) if inner.inject.next_fails() => Outcome::Error,
                     Ok(()) => Outcome::Success,
                     Err(err) => {
                         eprintln!("upload_server: async upload {task_id} failed: {err}");
@@ -159,18 +157,4 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .ok()?
         .parse()
         .ok()
-}
-
-impl crate::app::Inner {
-    /// Whether this async upload fails on purpose (`--inject-async-error-rate`):
-    /// evenly spread, `inject_ppm` in every million.
-    pub(crate) fn inject_failure(&self) -> bool {
-        if self.inject_ppm == 0 {
-            return false;
-        }
-        // Spread evenly: the n-th upload fails when the running count of
-        // failures due, n × rate, passes a whole number.
-        let n = self.injected.fetch_add(1, Ordering::Relaxed) % 1_000_000;
-        (n + 1) * self.inject_ppm / 1_000_000 > n * self.inject_ppm / 1_000_000
-    }
 }

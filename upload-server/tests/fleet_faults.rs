@@ -295,6 +295,16 @@ fn figure(fault: &str, what: &str, measured: Duration, goal: &str) {
     eprintln!("FAULT {fault}: {what}: {measured:.2?} (goal {goal})");
 }
 
+/// The goal for a replica cut off from etcd: closed (nothing async) within
+/// `stale_after` + 1 s of the cut. Prints the figure, then checks it.
+fn closed_in_time(fault: &str, what: &str, closed: Duration, plan: Plan) {
+    figure(fault, what, closed, "stale_after + 1 s");
+    assert!(
+        closed <= plan.stale_after + Duration::from_secs(1) + MARGIN,
+        "closed {closed:?} after the cut"
+    );
+}
+
 /// etcd goes away (`kill`ed, or `stop`ped) for the plan's outage, then
 /// answers again.
 fn etcd_outage(plan: Plan, stopped: bool) {
@@ -314,16 +324,7 @@ fn etcd_outage(plan: Plan, stopped: bool) {
     let closed = fleet.wait_all("every replica closed", |r| {
         r["percent"] == 0.0 && r["stale"] == true && r["halted"] == true
     });
-    figure(
-        fault,
-        "every replica closed after",
-        closed,
-        "stale_after + 1 s",
-    );
-    assert!(
-        closed <= plan.stale_after + Duration::from_secs(1) + MARGIN,
-        "closed {closed:?} after the cut"
-    );
+    closed_in_time(fault, "every replica closed after", closed, plan);
     std::thread::sleep(plan.outage.saturating_sub(cut.elapsed()));
     if stopped {
         fleet.etcd.resume();
@@ -368,16 +369,7 @@ fn silent_connection(plan: Plan) {
     let closed = fleet.wait_some("the cut-off replica closed", &[cut_off], |r| {
         r["percent"] == 0.0 && r["stale"] == true
     });
-    figure(
-        fault,
-        "that replica closed after",
-        closed,
-        "stale_after + 1 s",
-    );
-    assert!(
-        closed <= plan.stale_after + Duration::from_secs(1) + MARGIN,
-        "closed {closed:?} after the cut"
-    );
+    closed_in_time(fault, "that replica closed after", closed, plan);
     assert!(
         others.iter().all(|r| r.get_rollout()["percent"] == 10.0),
         "the others serve on"

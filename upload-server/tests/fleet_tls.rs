@@ -14,8 +14,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -29,7 +27,9 @@ use async_upload_rollout::fleet::{
 };
 use async_upload_rollout::*;
 use support::certs::Pki;
-use support::servers::{Etcd, EtcdTlsFiles, Prometheus, path_str, serve_metrics, wait_until};
+use support::servers::{
+    Etcd, EtcdTlsFiles, Prometheus, path_str, serve_http, serve_metrics, wait_until,
+};
 use support::{Process, SERVER, ServerProcess, run_cli, status_of};
 use test_support::etcd::{block_on, etcd_client};
 
@@ -665,38 +665,20 @@ fn basic_header(user: &str, password: &str) -> String {
 /// A loopback HTTP server answering every query with an empty result and
 /// recording each request's `Authorization` header (`""` when none).
 fn recording_prometheus() -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr: SocketAddr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let record = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 4096];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
-            let text = String::from_utf8_lossy(&request);
-            let authorization = text
-                .lines()
-                .find_map(|l| {
-                    let (name, value) = l.split_once(':')?;
-                    name.eq_ignore_ascii_case("authorization")
-                        .then(|| value.trim().to_owned())
-                })
-                .unwrap_or_default();
-            record.lock().unwrap().push(authorization);
-            let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
+    let addr = serve_http(move |head| {
+        let authorization = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("authorization")
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_default();
+        record.lock().unwrap().push(authorization);
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        ("application/json", body.to_owned())
     });
     (format!("http://{addr}"), seen)
 }

@@ -1,5 +1,5 @@
 //! Files that writers replace whole, under an OS lock: the state file and
-//! the config file share how they are locked and written.
+//! the config file share how they are read, locked and written.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
@@ -24,6 +24,15 @@ pub(crate) fn temp_beside(path: &Path) -> PathBuf {
         TEMP.fetch_add(1, Ordering::Relaxed)
     ));
     PathBuf::from(temp)
+}
+
+/// The file at `path`, or `None` when there is none.
+pub(crate) fn read_if_any(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// Takes the writers' lock of the file at `path` on `lock_path` (creating

@@ -156,18 +156,17 @@ impl FileStateStore {
     /// The largest epoch in the high-water file (0 when there is none; the
     /// largest number in it when it holds something else).
     fn read_high_water(&self) -> Result<u64, StoreError> {
-        match fs::read(&self.epoch_path) {
-            Ok(bytes) => Ok(bytes
+        let bytes = durable::read_if_any(&self.epoch_path).map_err(|source| StoreError::Io {
+            store: format!("high-water file {}", self.epoch_path.display()),
+            source,
+        })?;
+        Ok(bytes.map_or(0, |bytes| {
+            bytes
                 .split(|b| !b.is_ascii_digit())
                 .filter_map(|digits| std::str::from_utf8(digits).ok()?.parse::<u64>().ok())
                 .max()
-                .unwrap_or(0)),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(0),
-            Err(err) => Err(StoreError::Io {
-                store: format!("high-water file {}", self.epoch_path.display()),
-                source: err,
-            }),
-        }
+                .unwrap_or(0)
+        }))
     }
 
     fn read(&self) -> Result<Option<Stored>, StoreError> {
@@ -178,11 +177,7 @@ impl FileStateStore {
     }
 
     fn read_bytes(&self) -> Result<Option<Vec<u8>>, StoreError> {
-        match fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(err) => Err(self.io(err)),
-        }
+        durable::read_if_any(&self.path).map_err(|e| self.io(e))
     }
 
     /// Takes the writers' lock (creating the directory): held until the
