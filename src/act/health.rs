@@ -80,14 +80,19 @@ impl Health {
         self.set_error(message);
     }
 
-    /// A tick panicked (also counted as failed, by [`failed`](Self::failed)).
-    pub(crate) fn panicked(&self) {
-        self.panics.fetch_add(1, Ordering::Relaxed);
+    /// A tick panicked: a failure that closes the rollout, then counted as
+    /// a panic, so that a report that counts the panic also holds its
+    /// failure and message ([`report`](Self::report) reads the count first).
+    pub(crate) fn panicked(&self, message: String) {
+        self.failed(Severity::FailClosed, message);
+        self.panics.fetch_add(1, Ordering::Release);
     }
 
-    /// The watchdog found the monitor stuck.
-    pub(crate) fn stalled(&self) {
-        self.stalls.fetch_add(1, Ordering::Relaxed);
+    /// The watchdog found the monitor stuck: a failure that closes the
+    /// rollout, then counted as a stall (as [`panicked`](Self::panicked)).
+    pub(crate) fn stalled(&self, message: String) {
+        self.failed(Severity::FailClosed, message);
+        self.stalls.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn succeeded(&self) {
@@ -111,6 +116,9 @@ impl Health {
     }
 
     pub(crate) fn report(&self, running: bool) -> MonitorHealth {
+        // The counts first: what they count was recorded before them.
+        let panics = self.panics.load(Ordering::Acquire);
+        let stalls = self.stalls.load(Ordering::Acquire);
         let last_tick = match self.last_tick_ms.load(Ordering::Relaxed) {
             0 => None,
             ms => Some(from_unix_ms(ms)),
@@ -121,8 +129,8 @@ impl Health {
             ticks: self.ticks.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
-            panics: self.panics.load(Ordering::Relaxed),
-            stalls: self.stalls.load(Ordering::Relaxed),
+            panics,
+            stalls,
             last_error: self
                 .last_error
                 .lock()

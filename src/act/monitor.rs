@@ -227,11 +227,8 @@ impl Shared {
                 Err(payload) => {
                     // Nothing async until a tick completes again.
                     self.halt();
-                    self.health.panicked();
-                    self.health.failed(
-                        Severity::FailClosed,
-                        format!("a tick panicked: {}", panic_message(&*payload)),
-                    );
+                    self.health
+                        .panicked(format!("a tick panicked: {}", panic_message(&*payload)));
                 }
             }
             self.beat();
@@ -282,8 +279,7 @@ impl Shared {
             let silent = self.started.elapsed().saturating_sub(beat);
             if silent > stuck_after && !self.stalled.swap(true, Ordering::AcqRel) {
                 self.halt();
-                self.health.stalled();
-                self.health.failed(Severity::FailClosed, format!(
+                self.health.stalled(format!(
                     "the monitor has not finished a tick or poll for {}: nothing is async until it does",
                     humantime::format_duration(Duration::from_secs(silent.as_secs()))
                 ));
