@@ -49,19 +49,12 @@ impl Part {
         }
     }
 
-    /// Where the kill switch in force is read.
+    /// Where the kill switch in force is read (taken once, at the start:
+    /// the controller and its journal read it through this).
     pub(super) fn kill_switch(&self) -> KillSwitch {
         match self {
             Part::Serving(serving) => KillSwitch::Served(Arc::clone(&serving.rollout)),
             Part::Judging { kill_switch, .. } => KillSwitch::Shared(Arc::clone(kill_switch)),
-        }
-    }
-
-    /// Whether the kill switch in force is on.
-    pub(super) fn kill_switch_on(&self) -> bool {
-        match self {
-            Part::Serving(serving) => serving.rollout.config().kill_switch,
-            Part::Judging { kill_switch, .. } => kill_switch.load(Ordering::Acquire),
         }
     }
 

@@ -238,6 +238,7 @@ impl RolloutControllerBuilder {
             run: None,
         }));
         let health = Arc::new(Health::default());
+        let kill_switch = part.kill_switch();
         let mut controller = RolloutController {
             run: Run::start(
                 0,
@@ -260,10 +261,11 @@ impl RolloutControllerBuilder {
             journal: Journal::new(
                 self.sink,
                 Arc::clone(&health),
-                part.kill_switch(),
+                kill_switch.clone(),
                 self.log_interval,
             ),
             part,
+            kill_switch,
             evaluator,
             sync_baseline: None,
             clock: self.clock,

@@ -78,7 +78,7 @@ use serde::Serialize;
 
 use crate::act::controller::applied::Part;
 use crate::act::health::Health;
-use crate::act::journal::Journal;
+use crate::act::journal::{Journal, KillSwitch};
 use crate::act::log::{JsonlSink, LogError};
 use crate::act::policy::{self, Input, Settings, Step};
 use crate::act::record::Action;
@@ -256,6 +256,9 @@ pub struct RolloutController {
     /// What it serves and judges: a rollout and its metrics, or (a fleet's
     /// leader) nothing but run totals from a source.
     part: Part,
+    /// Where the kill switch in force is read (the part's; the journal
+    /// holds the same).
+    kill_switch: KillSwitch,
     evaluator: Evaluator,
     /// The carried sync baseline, an input of every evaluation
     /// ([`Evaluator::carry_sync_baseline`]).

@@ -60,7 +60,7 @@ impl RolloutController {
     /// is on; off, rolled back, a rollback pending, state unknown or stale).
     #[must_use]
     pub fn percent_in_force(&self) -> Option<Percent> {
-        if self.part.kill_switch_on() {
+        if self.kill_switch.is_on() {
             return None;
         }
         self.sync.state_percent()
@@ -88,7 +88,7 @@ impl RolloutController {
 
     pub(super) fn publish(&self) {
         let by_state = self.sync.state_percent();
-        let kill_switch = self.part.kill_switch_on();
+        let kill_switch = self.kill_switch.is_on();
         self.view.store(Arc::new(ControllerView {
             state: self.sync.stored_state().cloned(),
             percent: by_state.filter(|_| !kill_switch).unwrap_or(Percent::ZERO),
