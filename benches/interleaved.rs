@@ -467,15 +467,7 @@ fn targets(one: &Measured, two: &Measured) {
 
 /// What the machine is and how busy it was, so the figures can be judged.
 fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
+    let cpu = test_support::servers::cpu_name();
     let cores = thread::available_parallelism().map_or(0, |n| n.get());
     format!("{cores} × {cpu}, load average {}", load())
 }

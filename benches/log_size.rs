@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use async_upload_rollout::act::simulation::{Simulation, SimulationConfig};
 use async_upload_rollout::cli::{Fleet, InstanceLog};
 use async_upload_rollout::{JsonlSink, RolloutPlan, act::log::LogRecord};
+use test_support::servers::cpu_name;
 
 const BIN: &str = env!("CARGO_BIN_EXE_async-upload-rollout");
 
@@ -266,18 +267,6 @@ fn mib(bytes: u64) -> f64 {
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs.get(xs.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-fn cpu_name() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|name| name.trim().to_owned())
-        })
-        .unwrap_or_else(|| "an unknown CPU".to_owned())
 }
 
 fn load_average() -> String {
